@@ -1,0 +1,28 @@
+"""deepntk: deep narrow ReLU networks and their infinite-depth neural tangent kernels.
+
+Implements the networks, initialization and limit kernels of Lee, Choi, Ryu and No, "Neural Tangent Kernel
+Analysis of Deep Narrow Neural Networks", ICML 2022, with the corrections listed in the README.
+
+Importing this package loads only NumPy; Numba, CuPy, SymPy and matplotlib are imported when first used.
+"""
+
+__version__ = "0.1.0"
+
+from deepntk.engine.spec import CNN, MLP
+from deepntk.engine.params import Params, init_params, load_params
+from deepntk.engine.api import forward, loss_and_gradients, scaled_ntk
+from deepntk.backends.registry import available_backends, get_backend
+
+__all__ = [
+    "MLP",
+    "CNN",
+    "Params",
+    "init_params",
+    "load_params",
+    "forward",
+    "loss_and_gradients",
+    "scaled_ntk",
+    "get_backend",
+    "available_backends",
+    "__version__",
+]

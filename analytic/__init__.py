@@ -1,0 +1,19 @@
+"""Closed-form infinite-depth limit kernels and their finite-(L, C_L) expectations (SPEC §Limit kernels).
+
+Never imports a backend: these are independent oracles for the simulated networks.
+"""
+
+from deepntk.analytic.arccos import arccos_kernel
+from deepntk.analytic.mlp import mlp_expected_kernel, mlp_limit_kernel
+from deepntk.analytic.cnn import cnn_expected_kernel, cnn_limit_kernel
+from deepntk.analytic.fig3 import fig3_inputs, fig3_limit_curve
+
+__all__ = [
+    "arccos_kernel",
+    "mlp_limit_kernel",
+    "mlp_expected_kernel",
+    "cnn_limit_kernel",
+    "cnn_expected_kernel",
+    "fig3_inputs",
+    "fig3_limit_curve",
+]

@@ -1,0 +1,31 @@
+"""The inputs and closed-form curve of the paper's Fig. 3 (SPEC §The paper's experiments)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepntk.analytic.mlp import mlp_limit_kernel
+
+
+def fig3_inputs(points: int = 200):
+    """(x₀, X, γ): x₀ = (1/√2, 1/√2) and the arc points X = (cos γ, sin γ).
+
+    With the default 200 points, γ = linspace(0, π/2, 220)[10:210] exactly as in the authors' code; other
+    counts keep the same margins (10/220 of the arc at each end).
+    """
+    if points < 1:
+        raise ValueError(f"points must be >= 1, got {points}")
+    total = int(round(points * 220 / 200))
+    margin = (total - points) // 2
+    gamma = np.linspace(0.0, np.pi / 2, total)[margin:margin + points]
+    x0 = np.array([[1.0, 1.0]]) / np.sqrt(2.0)
+    X = np.stack([np.cos(gamma), np.sin(gamma)], axis=1)
+    return x0, X, gamma
+
+
+def fig3_limit_curve(gamma, *, rho: float = 1.0, beta: float = 1.0) -> np.ndarray:
+    """Θ̃^∞(x₀, x(γ)) = cos(γ − π/4) + 1 + κ(1.5, 1.5, 1 + cos(γ − π/4)/2) for ρ = β = 1 (2.750 at π/4)."""
+    gamma = np.asarray(gamma, dtype=np.float64)
+    x0 = np.array([[1.0, 1.0]]) / np.sqrt(2.0)
+    X = np.stack([np.cos(gamma), np.sin(gamma)], axis=-1).reshape(-1, 2)
+    return mlp_limit_kernel(x0, X, d_out=1, rho=rho, beta=beta)[0].reshape(gamma.shape)

@@ -1,0 +1,124 @@
+"""The two layer kinds of the recurrence, written once against an array namespace `xp` (NumPy or CuPy).
+
+Shapes (N inputs, k outputs, n channels, d×d pixels, f×f filters):
+  dense: activations a (N, n); Jacobians G = ∂f/∂z (N, k, n); W (n, n).
+  conv:  activations a (N, n, d, d); Jacobians G (N, k, n, d, d); W (n, n, f, f).
+A "Jacobian" with k = 1 also carries the loss gradient δ = ∂ℒ/∂z during backprop.
+"""
+
+from __future__ import annotations
+
+
+class DenseOps:
+    """z = W a + b."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def apply(self, W, b, a):
+        return a @ W.T + b
+
+    def backprop(self, W, G):
+        """∂f/∂a from ∂f/∂z: G W."""
+        return G @ W
+
+    def output_jacobian(self, N, outputs, width, dtype, size=1):
+        """∂f/∂z^L: identity on the first k units."""
+        G = self.xp.zeros((N, outputs, width), dtype=dtype)
+        idx = self.xp.arange(outputs)
+        G[:, idx, idx] = 1.0
+        return G
+
+    def read_output(self, z, outputs):
+        return z[:, :outputs]
+
+    def summed_gradients(self, delta, a):
+        """Σ_i ∂ℒ/∂W and Σ_i ∂ℒ/∂b for delta (N, 1, n)."""
+        d = delta[:, 0]
+        return d.T @ a, d.sum(axis=0)
+
+    def ntk_term(self, a1, G1, a2, G2):
+        """(a1·a2 + 1) G1 G2ᵀ, the layer's contribution (paper Lemma 8), as (N1, k, N2, k)."""
+        N1, k, n = G1.shape
+        N2 = G2.shape[0]
+        pair = a1 @ a2.T + 1.0
+        jac = (G1.reshape(N1 * k, n) @ G2.reshape(N2 * k, n).T).reshape(N1, k, N2, k)
+        return jac * pair[:, None, :, None]
+
+
+class ConvOps:
+    """z = w ⋆ a + b: stride-1 cross-correlation with zero padding (f-1)/2, as a matrix product over patches."""
+
+    def __init__(self, xp, filter_size: int):
+        self.xp = xp
+        self.f = filter_size
+        self.r = filter_size // 2
+
+    def patches(self, a):
+        """(..., n, d, d) → (..., n·f·f, d·d), channel-major then filter row then column (Conv2d layout)."""
+        xp, f, r = self.xp, self.f, self.r
+        d = a.shape[-1]
+        pad = [(0, 0)] * (a.ndim - 2) + [(r, r), (r, r)]
+        padded = xp.pad(a, pad)
+        cols = xp.stack([padded[..., u:u + d, v:v + d] for u in range(f) for v in range(f)], axis=-3)
+        return cols.reshape(a.shape[:-3] + (a.shape[-3] * f * f, d * d))
+
+    def fold(self, cols, d):
+        """Adjoint of `patches`: (..., n·f·f, d·d) → (..., n, d, d), summing overlapping taps."""
+        xp, f, r = self.xp, self.f, self.r
+        lead = cols.shape[:-2]
+        n = cols.shape[-2] // (f * f)
+        cols = cols.reshape(lead + (n, f, f, d, d))
+        out = xp.zeros(lead + (n, d + 2 * r, d + 2 * r), dtype=cols.dtype)
+        for u in range(f):
+            for v in range(f):
+                out[..., u:u + d, v:v + d] += cols[..., u, v, :, :]
+        return out[..., r:r + d, r:r + d]
+
+    def apply(self, W, b, a):
+        N, n, d, _ = a.shape
+        z = W.reshape(W.shape[0], -1) @ self.patches(a) + b[:, None]
+        return z.reshape(N, W.shape[0], d, d)
+
+    def backprop(self, W, G):
+        d = G.shape[-1]
+        Wf = W.reshape(W.shape[0], -1)
+        cols = Wf.T @ G.reshape(G.shape[:-2] + (d * d,))
+        return self.fold(cols, d)
+
+    def output_jacobian(self, N, outputs, width, dtype, size):
+        """∂f/∂z^L for the global average pool output: 1/d² on output channel j's pixels."""
+        G = self.xp.zeros((N, outputs, width, size, size), dtype=dtype)
+        idx = self.xp.arange(outputs)
+        G[:, idx, idx] = 1.0 / size**2
+        return G
+
+    def read_output(self, z, outputs):
+        return z[:, :outputs].mean(axis=(-2, -1))
+
+    def per_sample_gradients(self, G, a):
+        """∂f/∂w and ∂f/∂b per input and output: (N, k, n·n·f·f + n)."""
+        xp = self.xp
+        N, k, n, d, _ = G.shape
+        Gf = G.reshape(N, k, n, d * d)
+        gw = xp.einsum("ikop,imp->ikom", Gf, self.patches(a))
+        gb = Gf.sum(axis=-1)
+        return xp.concatenate([gw.reshape(N, k, -1), gb], axis=-1)
+
+    def summed_gradients(self, delta, a):
+        N, _, n, d, _ = delta.shape
+        df = delta[:, 0].reshape(N, n, d * d)
+        cols = self.patches(a)
+        dW = self.xp.einsum("iop,imp->om", df, cols).reshape(n, n, self.f, self.f)
+        return dW, df.sum(axis=(0, 2))
+
+    def ntk_term(self, a1, G1, a2, G2):
+        """⟨∂f/∂θ^l(x), ∂f/∂θ^l(x')⟩ from per-sample weight gradients (SPEC §Scaled NTK), as (N1, k, N2, k)."""
+        J1 = self.per_sample_gradients(G1, a1)
+        N1, k, P = J1.shape
+        if a2 is a1 and G2 is G1:
+            J2 = J1
+        else:
+            J2 = self.per_sample_gradients(G2, a2)
+        N2 = J2.shape[0]
+        return (J1.reshape(N1 * k, P) @ J2.reshape(N2 * k, P).T).reshape(N1, k, N2, k)

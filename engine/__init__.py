@@ -1,0 +1,1 @@
+"""Network specifications, parameters and the algorithms every backend implements."""

@@ -1,0 +1,76 @@
+"""The algorithms, backend-independent: validate at the boundary, pack, and call a backend.
+
+Every function takes host arrays and returns host NumPy arrays in the params' dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepntk.backends.base import LOSSES
+from deepntk.backends.registry import get_backend
+from deepntk.engine.errors import InputError
+from deepntk.engine.packed import pack, pad_inputs, unpack
+from deepntk.engine.validate import check_inputs, check_targets, warn_if_unresolved
+
+
+@dataclass
+class Gradients:
+    """∂ℒ/∂θ in the same per-layer shapes as `Params.weights` and `Params.biases`."""
+
+    weights: list
+    biases: list
+
+
+def _prepared(params, X, name):
+    warn_if_unresolved(params.spec.C_L, params.dtype)
+    net = pack(params)
+    return net, pad_inputs(net, check_inputs(X, params.spec, name=name).astype(params.dtype))
+
+
+def forward(params, X, *, backend=None) -> np.ndarray:
+    """Network outputs f(X).
+
+    Args:
+        params: a `Params`.
+        X: inputs, (N, d_in) for the MLP or (N, c, d, d) for the CNN (a single point is accepted).
+        backend: a backend name, instance, or None for the best installed one.
+
+    Returns:
+        (N, k) array.
+    """
+    net, Xp = _prepared(params, X, "X")
+    return get_backend(backend).forward(net, Xp)
+
+
+def loss_and_gradients(params, X, Y, *, loss: str = "paper", backend=None):
+    """Loss value, outputs and the gradient of the loss w.r.t. every weight and bias, by backpropagation.
+
+    Args:
+        loss: "paper" for ℒ = (1/2N) Σ‖f(x_i) − y_i‖² (paper §3.2) or "mse" for PyTorch's MSELoss (mean over
+            samples and outputs, no ½; its gradient is 2/k times the paper's).
+
+    Returns:
+        (loss value, outputs (N, k), `Gradients`).
+    """
+    if loss not in LOSSES:
+        raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    net, Xp = _prepared(params, X, "X")
+    targets = check_targets(Y, len(Xp), params.spec.outputs)
+    value, outputs, dW, db = get_backend(backend).loss_and_gradients(net, Xp, targets, loss)
+    weights, biases = unpack(params, dW, db)
+    return value, outputs, Gradients(weights, biases)
+
+
+def scaled_ntk(params, X1, X2=None, *, backend=None) -> np.ndarray:
+    """Scaled NTK Θ̃(X1, X2) = ∂_θf(X1) ∂_θf(X2)ᵀ / (L·C_L²) over all weights and biases (paper §3.2).
+
+    Returns:
+        (N1, N2, k, k) array; with X2 None, the Gram of X1 with itself.
+    """
+    net, X1p = _prepared(params, X1, "X1")
+    X2p = None if X2 is None else pad_inputs(net, check_inputs(X2, params.spec, name="X2").astype(params.dtype))
+    theta = get_backend(backend).ntk(net, X1p, X2p)
+    return theta * np.asarray(params.ntk_scale, dtype=theta.dtype)

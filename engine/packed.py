@@ -1,0 +1,82 @@
+"""The uniform recurrence backends compute on: z^l = W^l · P(σ(z^{l-1})) + b^l, l = 1 … L.
+
+Every layer is stored at the hidden width n (input and output layers zero-padded), so a whole network is two
+stacked arrays and the depth loop has no special cases:
+  dense: W (L, n, n), b (L, n), activations (N, n); P is the identity.
+  conv:  W (L, n, n, f, f), b (L, n), activations (N, n, d, d); P extracts zero-padded f×f patches.
+The padding is exact: padded input channels are zero, padded output rows are never read, and their gradients
+are dropped when unpacking. The network output is the first k channels of z^L (averaged over pixels for conv).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PackedNet:
+    """A network as stacked, padded arrays (host NumPy).
+
+    Attributes:
+        kind: "dense" or "conv".
+        W: (L, n, n) or (L, n, n, f, f).
+        b: (L, n).
+        n_in: channels of the network input (d_in or c).
+        outputs: k, the number of outputs.
+        size: image side d inside the network (1 for dense).
+        filter_size: f (1 for dense).
+    """
+
+    kind: str
+    W: np.ndarray
+    b: np.ndarray
+    n_in: int
+    outputs: int
+    size: int = 1
+    filter_size: int = 1
+
+    @property
+    def depth(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.W.dtype
+
+
+def pack(params) -> PackedNet:
+    """Stack a `Params` into the padded form."""
+    spec = params.spec
+    L, n, k = spec.depth, spec.width, spec.outputs
+    if spec.arch == "mlp":
+        W = np.zeros((L, n, n), dtype=params.dtype)
+        kind, size, f = "dense", 1, 1
+    else:
+        f = spec.filter_size
+        W = np.zeros((L, n, n, f, f), dtype=params.dtype)
+        kind, size = "conv", spec.inner_size
+    b = np.zeros((L, n), dtype=params.dtype)
+    for layer, (w, bias) in enumerate(zip(params.weights, params.biases)):
+        W[(layer,) + tuple(slice(0, s) for s in w.shape)] = w
+        b[layer, : bias.shape[0]] = bias
+    return PackedNet(kind, W, b, spec.in_features, k, size, f)
+
+
+def unpack(params, dW: np.ndarray, db: np.ndarray):
+    """Cut padded per-layer gradients back to the exact shapes of `params` (lists of arrays)."""
+    weights = [dW[(layer,) + tuple(slice(0, s) for s in w.shape)].copy() for layer, w in enumerate(params.weights)]
+    biases = [db[layer, : bias.shape[0]].copy() for layer, bias in enumerate(params.biases)]
+    return weights, biases
+
+
+def pad_inputs(net: PackedNet, X: np.ndarray) -> np.ndarray:
+    """Zero-pad validated inputs from n_in to n channels: (N, n) or (N, n, d, d)."""
+    padded = np.zeros((X.shape[0], net.width) + X.shape[2:], dtype=net.dtype)
+    padded[:, : net.n_in] = X
+    return padded

@@ -1,0 +1,92 @@
+"""Checks at the boundary: inputs, targets and numerical resolution, before any backend runs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from deepntk.engine.errors import InputError
+
+# Output resolution (SPEC §Numerical traps) above which float32 cannot resolve the network output.
+FLOAT32_RESOLUTION_LIMIT = 1e-3
+
+
+class TheoryAssumptionWarning(UserWarning):
+    """Inputs outside what the theory assumes (x > 0); the computation still runs."""
+
+
+class PrecisionWarning(UserWarning):
+    """The chosen dtype cannot resolve the network output at this C_L."""
+
+
+def output_resolution(C_L: float, dtype) -> float:
+    """Spacing of representable numbers at C_L: the output is (carrier ≈ C_L) − C_L (SPEC §Numerical traps)."""
+    return float(np.spacing(np.asarray(C_L, dtype=dtype)))
+
+
+def warn_if_unresolved(C_L: float, dtype) -> None:
+    resolution = output_resolution(C_L, dtype)
+    if resolution > FLOAT32_RESOLUTION_LIMIT:
+        warnings.warn(
+            f"{np.dtype(dtype).name} resolves the output only to {resolution:.1e} at C_L = {C_L:g} "
+            f"(the output is a carrier ≈ C_L minus C_L); use float64",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+
+
+def check_inputs(X, spec, name: str = "X", pool: bool = True) -> np.ndarray:
+    """Validate inputs for `spec` and return them as a float64 array of shape (N,) + spec.input_shape.
+
+    A single point of shape `spec.input_shape` is accepted as N = 1. With `pool`, the CNN's fixed input
+    average pool is applied, giving (N, c, d, d) with d = spec.inner_size.
+    """
+    try:
+        array = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} is not a numeric array: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    expected = tuple(spec.input_shape)
+    if array.shape == expected:
+        array = array[None]
+    if array.ndim != len(expected) + 1 or array.shape[1:] != expected:
+        raise InputError(f"{name} has shape {array.shape}; this {spec.arch.upper()} expects (N, "
+                         f"{', '.join(map(str, expected))})")
+    if array.shape[0] == 0:
+        raise InputError(f"{name} holds no points (N = 0)")
+    array = array.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{name} contains NaN or infinite values")
+    if np.any(array <= 0):
+        warnings.warn(
+            f"{name} has {int(np.sum(array <= 0))} entries <= 0; the theory assumes inputs x > 0 "
+            f"(shift them by a small ε to be safe)",
+            TheoryAssumptionWarning,
+            stacklevel=3,
+        )
+    if pool and spec.arch == "cnn" and spec.pool > 1:
+        array = average_pool(array, spec.pool)
+    return array
+
+
+def average_pool(X: np.ndarray, pool: int) -> np.ndarray:
+    """Non-overlapping pool×pool average of (N, c, d, d) images (the paper's fixed 4×4 MNIST pool)."""
+    N, c, d, _ = X.shape
+    return X.reshape(N, c, d // pool, pool, d // pool, pool).mean(axis=(3, 5))
+
+
+def check_targets(Y, n_points: int, outputs: int) -> np.ndarray:
+    """Targets as (N, k) float64; a 1-D vector is accepted for k = 1."""
+    try:
+        array = np.asarray(Y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"Y is not a numeric array: {exc}") from None
+    if array.ndim == 1 and outputs == 1:
+        array = array[:, None]
+    if array.shape != (n_points, outputs):
+        raise InputError(f"Y has shape {array.shape}, expected ({n_points}, {outputs})")
+    if not np.all(np.isfinite(array)):
+        raise InputError("Y contains NaN or infinite values")
+    return array

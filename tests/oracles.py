@@ -1,0 +1,128 @@
+"""Independent oracles for the engine: plain per-layer forward passes, forward-mode (tangent) Jacobians and
+central finite differences. None of them shares code with deepntk's backends."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def conv_direct(w, b, h):
+    """Cross-correlation with zero padding (f-1)/2 by shifted sums over taps: w (o, m, f, f), h (N, m, d, d)."""
+    o, m, f, _ = w.shape
+    r = f // 2
+    N, _, d, _ = h.shape
+    padded = np.zeros((N, m, d + 2 * r, d + 2 * r))
+    padded[:, :, r:r + d, r:r + d] = h
+    z = np.zeros((N, o, d, d)) + b[None, :, None, None]
+    for u in range(f):
+        for v in range(f):
+            z += np.einsum("om,imxy->ioxy", w[:, :, u, v], padded[:, :, u:u + d, v:v + d])
+    return z
+
+
+def conv_loops(w, b, h):
+    """The same convolution as six nested Python loops (for tiny cases only)."""
+    o_n, m_n, f, _ = w.shape
+    r = f // 2
+    N, _, d, _ = h.shape
+    z = np.zeros((N, o_n, d, d))
+    for i in range(N):
+        for o in range(o_n):
+            for y in range(d):
+                for x in range(d):
+                    total = b[o]
+                    for m in range(m_n):
+                        for u in range(f):
+                            for v in range(f):
+                                yy, xx = y + u - r, x + v - r
+                                if 0 <= yy < d and 0 <= xx < d:
+                                    total += w[o, m, u, v] * h[i, m, yy, xx]
+                    z[i, o, y, x] = total
+    return z
+
+
+def _layer(arch, w, b, a):
+    return a @ w.T + b if arch == "mlp" else conv_direct(w, b, a)
+
+
+def reference_forward(params, X):
+    """Outputs (N, k) layer by layer from the unpacked params (X already pooled for the CNN)."""
+    arch = params.spec.arch
+    a = np.asarray(X, dtype=np.float64)
+    L = params.spec.depth
+    for layer in range(L):
+        z = _layer(arch, params.weights[layer].astype(np.float64), params.biases[layer].astype(np.float64), a)
+        a = np.maximum(z, 0.0)
+    return z if arch == "mlp" else z.mean(axis=(2, 3))
+
+
+def tangent_jacobian(params, X):
+    """∂f/∂θ (N, k, P) by forward-mode differentiation, one parameter direction at a time.
+
+    θ is ordered layer by layer, weights (flattened) then biases, as `flat_parameters` orders them.
+    """
+    arch = params.spec.arch
+    X = np.asarray(X, dtype=np.float64)
+    L = params.spec.depth
+    Ws = [w.astype(np.float64) for w in params.weights]
+    bs = [b.astype(np.float64) for b in params.biases]
+    # primal activations
+    acts, zs = [X], []
+    a = X
+    for layer in range(L):
+        z = _layer(arch, Ws[layer], bs[layer], a)
+        zs.append(z)
+        a = np.maximum(z, 0.0)
+        acts.append(a)
+    columns = []
+    for layer in range(L):
+        for which, array in (("w", Ws[layer]), ("b", bs[layer])):
+            for idx in np.ndindex(array.shape):
+                dW = np.zeros_like(Ws[layer])
+                db = np.zeros_like(bs[layer])
+                (dW if which == "w" else db)[idx] = 1.0
+                # tangent of z^layer, then propagate through the later layers (linear in the tangent)
+                zdot = _layer(arch, dW, db, acts[layer])
+                for later in range(layer + 1, L):
+                    adot = zdot * (zs[later - 1] > 0)
+                    zdot = _layer(arch, Ws[later], np.zeros_like(bs[later]), adot)
+                columns.append(zdot if arch == "mlp" else zdot.mean(axis=(2, 3)))
+    return np.stack(columns, axis=-1)
+
+
+def flat_parameters(params):
+    return np.concatenate([np.concatenate([w.ravel(), b.ravel()]) for w, b in zip(params.weights, params.biases)])
+
+
+def loss_value(params, X, Y, loss):
+    f = reference_forward(params, X)
+    if loss == "paper":
+        return 0.5 * np.sum((f - Y) ** 2) / len(X)
+    return np.mean((f - Y) ** 2)
+
+
+def finite_difference_gradient(params, X, Y, loss, step=1e-6):
+    """Central differences of the loss w.r.t. every parameter, flattened like `flat_parameters`."""
+    grads = []
+    for layer in range(params.spec.depth):
+        for array in (params.weights[layer], params.biases[layer]):
+            g = np.zeros(array.size)
+            flat = array.reshape(-1)
+            for i in range(array.size):
+                keep = flat[i]
+                h = step * max(1.0, abs(keep))
+                flat[i] = keep + h
+                up = loss_value(params, X, Y, loss)
+                flat[i] = keep - h
+                down = loss_value(params, X, Y, loss)
+                flat[i] = keep
+                g[i] = (up - down) / (2 * h)
+            grads.append(g)
+    return np.concatenate(grads)
+
+
+def perturbed(params, scale=0.3, seed=123):
+    """A copy with every weight and bias moved by N(0, scale²)·(1 + |value|): generic, not the init."""
+    rng = np.random.default_rng(seed)
+    move = lambda a: a + scale * rng.standard_normal(a.shape) * (1.0 + np.abs(a))
+    return params.with_arrays([move(w) for w in params.weights], [move(b) for b in params.biases])
