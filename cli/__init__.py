@@ -1,0 +1,1 @@
+"""The `deepntk` command line: parses, calls the engine, prints or writes results."""

@@ -1,0 +1,27 @@
+"""`deepntk init`: draw a network's parameters and save them as `.npz`."""
+
+import click
+
+from deepntk.cli.arch import build_spec, with_arch
+from deepntk.cli.common import user_errors
+from deepntk.engine.params import INITS, init_params
+
+
+@click.command("init")
+@with_arch
+@click.option("--depth", type=int, required=True, help="Number of weight layers L (>= 2).")
+@click.option("--C-L", "C_L", type=float, required=True, help="Carrier scale C_L > 0.")
+@click.option("--init", "init", type=click.Choice(INITS), default="paper", show_default=True,
+              help="The paper's initialization or PyTorch's default Kaiming-uniform.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Integer seed of the draw.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write params (.npz).")
+def command(arch, depth, C_L, init, seed, dtype, output):
+    """Draw parameters (paper init or Kaiming-uniform) and save them in the .npz format."""
+    spec = build_spec(arch, depth, C_L)
+    with user_errors():
+        params = init_params(spec, init=init, seed=seed, dtype=dtype)
+        params.save(output)
+    n_params = sum(w.size + b.size for w, b in zip(params.weights, params.biases))
+    click.echo(f"wrote {output}: {spec.arch.upper()} depth {depth}, width {spec.width}, {n_params} parameters, "
+               f"init {init}, seed {seed}, {dtype}")

@@ -1,0 +1,46 @@
+"""Entry point of the `deepntk` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from deepntk import __version__
+from deepntk.cli.common import show_warnings_briefly
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deepntk")
+def cli():
+    """Deep narrow ReLU networks and their infinite-depth neural tangent kernels (Lee et al., ICML 2022)."""
+    show_warnings_briefly()
+
+
+def _register():
+    from deepntk.cli import backends_cmd, bench_cmd, init_cmd, limit_cmd, ntk_cmd, simulate_cmd
+
+    for module in (backends_cmd, init_cmd, ntk_cmd, limit_cmd, simulate_cmd, bench_cmd):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main(argv=None) -> int:
+    """Run the CLI; every usage error prints one line `Error: …` and exits with status 2."""
+    try:
+        cli.main(args=argv, prog_name="deepntk", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

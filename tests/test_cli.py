@@ -1,0 +1,144 @@
+"""The command line: every command's --help, end-to-end runs, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deepntk.cli.main import cli, main
+
+COMMANDS = ["backends", "init", "ntk", "limit", "simulate", "bench"]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name):
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_init_ntk_limit_round_trip(tmp_path, capsys):
+    p = str(tmp_path / "p.npz")
+    x = str(tmp_path / "x.npy")
+    np.save(x, np.random.default_rng(0).uniform(0.1, 1, size=(5, 2)))
+    assert run(["init", "--d-in", "2", "--depth", "50", "--C-L", "5", "-o", p], capsys)[0] == 0
+    k_path, l_path = str(tmp_path / "K.npy"), str(tmp_path / "lim.npy")
+    assert run(["ntk", p, "--x1", x, "--backend", "numpy", "-o", k_path], capsys)[0] == 0
+    assert run(["limit", "--x1", x, "-o", l_path], capsys)[0] == 0
+    K, lim = np.load(k_path), np.load(l_path)
+    assert K.shape == (5, 5, 1, 1) and lim.shape == (5, 5)
+    assert np.max(np.abs(K[..., 0, 0] - lim) / lim) < 0.5  # a 50-layer network is near, not at, the limit
+
+
+def test_cnn_init_and_ntk(tmp_path, capsys):
+    p = str(tmp_path / "c.npz")
+    x = str(tmp_path / "x.npy")
+    np.save(x, np.random.default_rng(0).uniform(0.1, 1, size=(3, 1, 8, 8)))
+    assert run(["init", "--arch", "cnn", "--size", "8", "--pool", "2", "--depth", "5", "--C-L", "3",
+                "-o", p], capsys)[0] == 0
+    assert run(["ntk", p, "--x1", x, "-o", str(tmp_path / "K.npy")], capsys)[0] == 0
+    assert run(["limit", "--arch", "cnn", "--pool", "2", "--x1", x, "-o", str(tmp_path / "L.npy")], capsys)[0] == 0
+    assert np.load(str(tmp_path / "L.npy")).shape == (3, 3)
+
+
+def test_simulate_end_to_end_and_resume(tmp_path, capsys):
+    out = str(tmp_path / "sim")
+    argv = ["simulate", "--depths", "20,40,80", "--seeds", "2", "--points", "12", "--backend", "numpy", "-o", out,
+            "--quiet"]
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    assert "fitted slope" in stdout and "err vs limit" in stdout
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert [d["depth"] for d in results["depths"]] == [20, 40, 80]
+    assert results["depths"][0]["C_L"] == 400.0
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["backend"] == "numpy" and manifest["config"]["seeds"] == 2
+    with np.load(os.path.join(out, "arrays.npz")) as arrays:
+        assert arrays["kernels"].shape == (3, 2, 1, 12, 1, 1)
+    stamp = os.path.getmtime(os.path.join(out, "depth-20.npz"))
+    code, stdout2, _ = run(argv + ["--resume"], capsys)
+    assert code == 0 and os.path.getmtime(os.path.join(out, "depth-20.npz")) == stamp
+    assert stdout2.splitlines()[2:5] == stdout.splitlines()[2:5][:3] or "20" in stdout2
+
+
+def test_simulate_cnn_small(tmp_path, capsys):
+    code, stdout, _ = run(["simulate", "--arch", "cnn", "--depths", "10,20", "--seeds", "2", "--points", "2",
+                           "--size", "4", "-o", str(tmp_path / "c"), "--quiet"], capsys)
+    assert code == 0 and "Gram of 2 random images" in stdout
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["init", "--depth", "1", "--C-L", "5", "-o", "p.npz"], "depth must be >= 2"),
+    (["init", "--depth", "10", "--C-L", "0", "-o", "p.npz"], "C_L must be"),
+    (["init", "--depth", "10", "--C-L", "5", "--rho", "-1", "-o", "p.npz"], "rho must be"),
+    (["init", "--depth", "10", "--C-L", "5", "--init", "xavier", "-o", "p.npz"], "xavier"),
+    (["init", "--arch", "cnn", "--filter-size", "4", "--depth", "5", "--C-L", "5", "-o", "p.npz"], "odd"),
+    (["init", "--arch", "cnn", "--size", "7", "--pool", "2", "--depth", "5", "--C-L", "5", "-o", "p.npz"],
+     "must divide"),
+    (["simulate", "--depths", "1,10"], "depth must be >= 2"),
+    (["simulate", "--C-L", "L^x"], "cannot read C_L rule"),
+    (["simulate", "--resume"], "--resume needs --out"),
+])
+def test_usage_errors_are_one_line_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], err
+
+
+def test_bad_files_are_one_line_errors(tmp_path, capsys):
+    p = str(tmp_path / "p.npz")
+    main(["init", "--depth", "5", "--C-L", "3", "-o", p])
+    np.save(tmp_path / "wrong.npy", np.ones((3, 5)))
+    np.save(tmp_path / "nan.npy", np.array([[np.nan, 1.0]]))
+    (tmp_path / "x.txt").write_text("1 2")
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    np.savez(tmp_path / "incomplete.npz", meta="{}")
+    cases = [
+        (["ntk", p, "--x1", str(tmp_path / "wrong.npy"), "-o", "K.npy"], "expects (N, 2)"),
+        (["ntk", p, "--x1", str(tmp_path / "nan.npy"), "-o", "K.npy"], "NaN"),
+        (["ntk", p, "--x1", str(tmp_path / "x.txt"), "-o", "K.npy"], "is not a .npy file"),
+        (["ntk", p, "--x1", str(tmp_path / "bad.npy"), "-o", "K.npy"], "cannot read"),
+        (["ntk", p, "--x1", str(tmp_path / "missing.npy"), "-o", "K.npy"], "does not exist"),
+        (["ntk", str(tmp_path / "incomplete.npz"), "--x1", str(tmp_path / "wrong.npy"), "-o", "K.npy"],
+         "invalid architecture"),
+        (["ntk", p, "--x1", str(tmp_path / "wrong.npy"), "--backend", "tpu", "-o", "K.npy"], "unknown backend"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        code = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_missing_option_is_one_line_exit_2(capsys):
+    code, _, err = run(["init", "--depth", "5", "-o", "x.npz"], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "Missing option" in err
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "deepntk.cli.main", "init", "--depth", "0", "--C-L", "1", "-o",
+                             str(tmp_path / "p.npz")], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "Error: depth must be >= 2 (weight layers, paper §3.1), got 0"
+
+
+def test_negative_input_warning_in_cli(tmp_path, capsys):
+    p = str(tmp_path / "p.npz")
+    x = str(tmp_path / "x.npy")
+    np.save(x, np.array([[0.0, 0.5]]))
+    main(["init", "--depth", "5", "--C-L", "3", "-o", p])
+    code, _, err = run(["ntk", p, "--x1", x, "-o", str(tmp_path / "K.npy")], capsys)
+    assert code == 0 and "Warning:" in err and "x > 0" in err

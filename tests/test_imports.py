@@ -1,0 +1,36 @@
+"""`import deepntk`, the CLI's --help and the NumPy backend must not import heavy optional libraries."""
+
+import subprocess
+import sys
+
+HEAVY = ("numba", "cupy", "sympy", "matplotlib")
+
+PROBE = """
+import sys
+{body}
+heavy = [m for m in {heavy!r} if m in sys.modules]
+print('HEAVY=' + ','.join(heavy))
+"""
+
+
+def loaded_heavy_modules(body: str) -> str:
+    code = PROBE.format(body=body, heavy=HEAVY)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+
+
+def test_import_deepntk_is_light():
+    assert loaded_heavy_modules("import deepntk, deepntk.analytic") == "HEAVY="
+
+
+def test_cli_help_is_light():
+    body = "from deepntk.cli.main import main\nfor c in ([], ['simulate'], ['bench'], ['ntk']):\n" \
+           "    main(c + ['--help'])"
+    assert loaded_heavy_modules(body) == "HEAVY="
+
+
+def test_numpy_backend_is_light():
+    body = ("import numpy as np, deepntk\n"
+            "p = deepntk.init_params(deepntk.MLP(2, 1, 4, 2.0))\n"
+            "deepntk.scaled_ntk(p, np.ones((2, 2)), backend='numpy')\n"
+            "deepntk.forward(deepntk.init_params(deepntk.CNN(1, 3, 1, 3, 2.0)), np.ones((1, 1, 3, 3)), backend='numpy')")
+    assert loaded_heavy_modules(body) == "HEAVY="
