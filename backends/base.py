@@ -104,7 +104,8 @@ class Backend:
         ops = self.layer_ops(net)
         # ∂ℒ/∂z^L = Σ_j ∂ℒ/∂f_j · ∂f_j/∂z^L, carried with a singleton output axis.
         G_out = ops.output_jacobian(len(X), net.outputs, net.width, net.dtype, net.size)
-        delta = xp.einsum("ik,ik...->i...", self.to_device(grad_out.astype(net.dtype)), G_out)[:, None]
+        grad = self.to_device(grad_out.astype(net.dtype))
+        delta = (grad.reshape(grad.shape + (1,) * (G_out.ndim - 2)) * G_out).sum(axis=1)[:, None]
         dW = xp.zeros_like(W)
         db = xp.zeros_like(b)
         for layer in range(net.depth - 1, -1, -1):

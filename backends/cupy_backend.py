@@ -32,7 +32,7 @@ KERNEL_SOURCE = os.path.join(os.path.dirname(__file__), "kernels.cu")
 
 def gram_micro_tile(outputs: int) -> int:
     """Pairs per thread side in `dense_gram`: its K²·MICRO² accumulators must stay in registers."""
-    return 4 if outputs == 1 else 2 if outputs <= 3 else 1
+    return 4 if outputs == 1 else 2 if outputs == 2 else 1
 
 
 def gram_shared_bytes(width: int, outputs: int, itemsize: int) -> int:

@@ -99,7 +99,7 @@ __global__ void dense_gram(const T* __restrict__ A1, const T* __restrict__ G1, c
                            const T* __restrict__ G2, T* __restrict__ out, int L, int n, int N1, int N2,
                            int symmetric) {
     const int TILE = MICRO * GRAM_THREADS;
-    extern __shared__ unsigned char smem_raw[];
+    extern __shared__ __align__(16) unsigned char smem_raw[];
     T* sA1 = reinterpret_cast<T*>(smem_raw);
     T* sA2 = sA1 + n * TILE;
     T* sG1 = sA2 + n * TILE;

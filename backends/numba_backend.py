@@ -12,11 +12,11 @@ import importlib.util
 import numpy as np
 
 from deepntk.backends.base import Backend, loss_value_and_output_gradient, output_gradient_coefficient
-from deepntk.backends.memory import input_blocks, memory_budget
+from deepntk.backends.memory import memory_budget
 
 NARROW_WIDTH = 64
-GRAM_TILE_I = 4
-GRAM_TILE_J = 64
+# Bytes of layer features built per BLAS call (a few hundred layers at a time).
+FEATURE_CHUNK_BYTES = 48 << 20
 
 
 def _kernels():
@@ -74,23 +74,15 @@ class NumbaBackend(Backend):
         N, k = Y.shape
         coeff = output_gradient_coefficient(loss, N, k)
         Yc = Y.astype(net.dtype)
-        itemsize = net.dtype.itemsize
-        outputs = np.empty((N, k), dtype=net.dtype)
-        dW = np.zeros_like(net.W)
-        db = np.zeros_like(net.b)
-        per_input = net.depth * net.width * net.size**2 * itemsize
-        for block in input_blocks(N, per_input):
-            if net.kind == "dense":
-                out, gW, gb = kern.dense_loss_gradients(net.W, net.b, np.ascontiguousarray(X[block].T),
-                                                        np.ascontiguousarray(Yc[block].T), coeff,
-                                                        self._chunk(block.stop - block.start))
-                outputs[block] = out.T
-            else:
-                out, gW, gb = kern.conv_loss_gradients(net.W, net.b, np.ascontiguousarray(X[block]), Yc[block],
-                                                       coeff, self._threads())
-                outputs[block] = out
-            dW += gW
-            db += gb
+        if net.kind == "dense":
+            every = int(np.ceil(np.sqrt(net.depth)))
+            out, dW, db = kern.dense_loss_gradients(net.W, net.b, np.ascontiguousarray(X.T),
+                                                    np.ascontiguousarray(Yc.T), coeff, self._chunk(N), every,
+                                                    self._threads())
+            outputs = np.ascontiguousarray(out.T)
+        else:
+            outputs, dW, db = kern.conv_loss_gradients(net.W, net.b, np.ascontiguousarray(X), Yc, coeff,
+                                                       self._threads())
         value, _ = loss_value_and_output_gradient(outputs, Y, loss)
         return value, outputs, dW, db
 
@@ -103,30 +95,51 @@ class NumbaBackend(Backend):
         return self._conv_ntk(net, X1, X2)
 
     def _dense_ntk(self, net, X1, X2):
+        """Checkpointed sweep: one forward pass keeps the input of every S-th layer; then, segment by segment
+        from the top, the segment's activations are recomputed, its Jacobians backpropagated, and its terms
+        Σ_l (ã·ã')(G G'ᵀ) added with one BLAS call on layer features (`numba_kernels.dense_features`).
+        Memory: O((L/S + S)·n·k·N) plus the Gram; no per-layer N×N pass."""
+        from scipy.linalg import blas
+
         kern = _kernels()
-        k = net.outputs
-        per_input = net.depth * net.width * (1 + k) * net.dtype.itemsize
-        # Half the budget for each side of a Gram block.
-        blocks1 = input_blocks(len(X1), per_input, memory_budget() // 2)
+        k, n, L = net.outputs, net.width, net.depth
+        dtype = net.dtype
         symmetric = X2 is None
-        blocks2 = blocks1 if symmetric else input_blocks(len(X2), per_input, memory_budget() // 2)
-        N2 = len(X1) if symmetric else len(X2)
-        theta = np.empty((len(X1), N2, k, k))
-
-        def trace(X, block):
-            Xt = np.ascontiguousarray(X[block].T)
-            return kern.dense_trace(net.W, net.b, Xt, k, self._chunk(block.stop - block.start))
-
-        for bi, block1 in enumerate(blocks1):
-            A1, G1 = trace(X1, block1)
-            for bj, block2 in enumerate(blocks2):
-                if symmetric and bj < bi:
-                    theta[block1, block2] = theta[block2, block1].transpose(1, 0, 3, 2)
-                    continue
-                same = symmetric and bi == bj
-                A2, G2 = (A1, G1) if same else trace(X1 if symmetric else X2, block2)
-                theta[block1, block2] = kern.dense_gram(A1, G1, A2, G2, same, GRAM_TILE_I, GRAM_TILE_J)
-        return theta.astype(net.dtype, copy=False)
+        sets = [np.ascontiguousarray(X1.T)] + ([] if symmetric else [np.ascontiguousarray(X2.T)])
+        sizes = [X.shape[1] for X in sets]
+        per_layer = (n + 1) * n * k * sum(sizes) * dtype.itemsize
+        every = int(max(1, min(L, FEATURE_CHUNK_BYTES // per_layer)))
+        chunks = [self._chunk(N) for N in sizes]
+        starts = [kern.dense_checkpoints(net.W, net.b, X, every, c) for X, c in zip(sets, chunks)]
+        jac = []
+        for N in sizes:
+            g = np.zeros((k, n, N), dtype=dtype)
+            g[np.arange(k), np.arange(k)] = 1.0
+            jac.append(g)
+        A = [np.empty((every, n, N), dtype=dtype) for N in sizes]
+        G = [np.empty((every, k, n, N), dtype=dtype) for N in sizes]
+        phi = [np.empty((every * (n + 1) * n, k, N), dtype=dtype) for N in sizes]
+        g_next = [np.empty_like(g) for g in jac]
+        gram = np.zeros((k * sizes[0], k * sizes[-1]), dtype=dtype, order="F")
+        syrk = blas.dsyrk if dtype == np.float64 else blas.ssyrk
+        for s in range((L + every - 1) // every - 1, -1, -1):
+            l0, l1 = s * every, min(L, (s + 1) * every)
+            rows = (l1 - l0) * (n + 1) * n
+            features = []
+            for t, N in enumerate(sizes):
+                kern.dense_segment_trace(net.W, net.b, starts[t][s], l0, l1, jac[t], A[t], G[t], g_next[t],
+                                         chunks[t])
+                kern.dense_features(A[t], G[t], 0, l1 - l0, phi[t])
+                features.append(phi[t][:rows].reshape(rows, k * N))
+                jac[t], g_next[t] = g_next[t], jac[t]
+            if symmetric:
+                # gram += FᵀF on the upper triangle; F.T is Fortran-ordered, so BLAS reads it in place.
+                gram = syrk(1.0, features[0].T, beta=1.0, c=gram, overwrite_c=True)
+            else:
+                gram += features[0].T @ features[1]
+        if symmetric:
+            gram = np.triu(gram) + np.triu(gram, 1).T
+        return np.ascontiguousarray(gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2))
 
     def _conv_ntk(self, net, X1, X2):
         kern = _kernels()

@@ -12,221 +12,221 @@ import numpy as np
 from numba import njit, prange
 
 
+# Reassociation lets reductions over inputs vectorize; no `nnan`/`ninf`, so NaN still propagates (training
+# must see a diverging loss) and comparisons with NaN keep their IEEE meaning.
+FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, inline="always")
+def _relu(z):
+    """max(z, 0) that keeps NaN, like numpy.maximum."""
+    return 0.0 if z <= 0 else z
+
+
 # ---------------------------------------------------------------------------------------------- dense --
-@njit(cache=True)
-def _dense_layer(W, b, layer, a, z):
-    n, B = z.shape
-    for o in range(n):
-        bo = b[layer, o]
-        for i in range(B):
-            z[o, i] = bo
-        for m in range(n):
-            w = W[layer, o, m]
-            for i in range(B):
-                z[o, i] += w * a[m, i]
+@njit(cache=True, fastmath=FAST)
+def _dense_layers(W, b, a, z, l0, l1, A):
+    """Run layers l0 … l1-1 on a (n, B) in place; A (l1-l0, n, B) receives each layer's input if non-empty.
 
-
-@njit(cache=True)
-def _relu_into(z, a):
-    n, B = z.shape
-    for p in range(n):
-        for i in range(B):
-            a[p, i] = z[p, i] if z[p, i] > 0 else 0.0
-
-
-@njit(cache=True)
-def _dense_chunk_forward(W, b, X, i0, i1, A, store):
-    """Run inputs i0:i1 through all layers; store each layer's input in A if `store`; return z^L (n, B)."""
+    On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1.
+    """
     L, n, _ = W.shape
-    B = i1 - i0
-    a = np.empty((n, B), dtype=W.dtype)
-    z = np.empty((n, B), dtype=W.dtype)
-    for p in range(n):
-        for i in range(B):
-            a[p, i] = X[p, i0 + i]
-    for layer in range(L):
+    B = a.shape[1]
+    store = A.shape[0] > 0
+    for layer in range(l0, l1):
         if store:
             for p in range(n):
                 for i in range(B):
-                    A[layer, p, i0 + i] = a[p, i]
-        _dense_layer(W, b, layer, a, z)
+                    A[layer - l0, p, i] = a[p, i]
+        for o in range(n):
+            bo = b[layer, o]
+            for i in range(B):
+                z[o, i] = bo
+            for m in range(n):
+                w = W[layer, o, m]
+                for i in range(B):
+                    z[o, i] += w * a[m, i]
         if layer < L - 1:
-            _relu_into(z, a)
-    return z
+            for p in range(n):
+                for i in range(B):
+                    a[p, i] = _relu(z[p, i])
+
+
+@njit(cache=True, fastmath=FAST)
+def _dense_backprop(W, layer, g, mask, out):
+    """out[m] = Σ_o W[layer, o, m]·g[o] where mask[m] > 0, else 0; g, mask, out (n, B)."""
+    n, B = g.shape
+    for m in range(n):
+        for i in range(B):
+            out[m, i] = 0.0
+    for o in range(n):
+        for m in range(n):
+            w = W[layer, o, m]
+            for i in range(B):
+                out[m, i] += w * g[o, i]
+    for m in range(n):
+        for i in range(B):
+            if not mask[m, i] > 0:
+                out[m, i] = 0.0
 
 
 @njit(cache=True, parallel=True)
 def dense_forward(W, b, X, k, chunk):
     """Outputs (k, N) of the dense recurrence for padded inputs X (n, N)."""
+    L, n, _ = W.shape
     N = X.shape[1]
     out = np.empty((k, N), dtype=W.dtype)
-    dummy = np.empty((0, 0, 0), dtype=W.dtype)
     nchunks = (N + chunk - 1) // chunk
     for c in prange(nchunks):
         i0 = c * chunk
         i1 = min(N, i0 + chunk)
-        z = _dense_chunk_forward(W, b, X, i0, i1, dummy, False)
-        for j in range(k):
-            for i in range(i1 - i0):
-                out[j, i0 + i] = z[j, i]
+        a = X[:, i0:i1].copy()
+        z = np.empty_like(a)
+        _dense_layers(W, b, a, z, 0, L, np.empty((0, n, i1 - i0), dtype=W.dtype))
+        out[:, i0:i1] = z[:k]
     return out
 
 
 @njit(cache=True, parallel=True)
-def dense_loss_gradients(W, b, X, Y, coeff, chunk):
-    """One fused forward+backward pass for ℒ with ∂ℒ/∂f = coeff·(f − y).
+def dense_checkpoints(W, b, X, every, chunk):
+    """Inputs of layers 0, every, 2·every, …: (ceil(L/every), n, N). The forward pass is run once."""
+    L, n, _ = W.shape
+    N = X.shape[1]
+    count = (L + every - 1) // every
+    CK = np.empty((count, n, N), dtype=W.dtype)
+    nchunks = (N + chunk - 1) // chunk
+    for c in prange(nchunks):
+        i0 = c * chunk
+        i1 = min(N, i0 + chunk)
+        a = X[:, i0:i1].copy()
+        z = np.empty_like(a)
+        empty = np.empty((0, n, i1 - i0), dtype=W.dtype)
+        for s in range(count):
+            CK[s, :, i0:i1] = a
+            _dense_layers(W, b, a, z, s * every, min(L, (s + 1) * every), empty)
+    return CK
 
-    Returns outputs (k, N), dW (L, n, n), db (L, n); Y is (k, N). Each chunk of inputs keeps its own
-    activations and partial gradients, summed at the end.
+
+@njit(cache=True, parallel=True)
+def dense_segment_trace(W, b, start, l0, l1, g_in, A, G, g_out, chunk):
+    """Layers l0 … l1-1 of a checkpointed NTK sweep.
+
+    Recomputes their inputs A (l1-l0, n, N) from `start` (the input of layer l0), then backpropagates the
+    Jacobian g_in = ∂f/∂z^{l1-1} (k, n, N) down the segment, storing G (l1-l0, k, n, N) and leaving
+    ∂f/∂z^{l0-1} in g_out (when l0 > 0).
+    """
+    L, n, _ = W.shape
+    N = start.shape[1]
+    k = g_in.shape[0]
+    nchunks = (N + chunk - 1) // chunk
+    for c in prange(nchunks):
+        i0 = c * chunk
+        i1 = min(N, i0 + chunk)
+        B = i1 - i0
+        a = start[:, i0:i1].copy()
+        z = np.empty_like(a)
+        Ac = np.empty((l1 - l0, n, B), dtype=W.dtype)
+        _dense_layers(W, b, a, z, l0, l1, Ac)
+        A[: l1 - l0, :, i0:i1] = Ac
+        g = np.empty((n, B), dtype=W.dtype)
+        nxt = np.empty((n, B), dtype=W.dtype)
+        for j in range(k):
+            g[:, :] = g_in[j, :, i0:i1]
+            for layer in range(l1 - 1, l0 - 1, -1):
+                G[layer - l0, j, :, i0:i1] = g
+                if layer > 0:
+                    _dense_backprop(W, layer, g, Ac[layer - l0], nxt)
+                    g[:, :] = nxt
+            if l0 > 0:
+                g_out[j, :, i0:i1] = g
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def dense_loss_gradients(W, b, X, Y, coeff, chunk, every, nparts):
+    """One fused forward+backward pass for ℒ with ∂ℒ/∂f = coeff·(f − y); Y is (k, N).
+
+    `nparts` parallel workers take chunks of `chunk` inputs in turn, each with its own partial gradients (so
+    memory is O(nparts·L·n²), independent of N). A chunk keeps checkpoints every `every` layers and recomputes
+    one segment at a time: O((L/every + every)·n·chunk) working memory that stays in cache.
+    Returns outputs (k, N), dW (L, n, n), db (L, n).
     """
     L, n, _ = W.shape
     k = Y.shape[0]
     N = X.shape[1]
     nchunks = (N + chunk - 1) // chunk
+    count = (L + every - 1) // every
     out = np.empty((k, N), dtype=W.dtype)
-    dW_part = np.zeros((nchunks, L, n, n), dtype=W.dtype)
-    db_part = np.zeros((nchunks, L, n), dtype=W.dtype)
-    for c in prange(nchunks):
-        i0 = c * chunk
-        i1 = min(N, i0 + chunk)
-        B = i1 - i0
-        A = np.empty((L, n, B), dtype=W.dtype)
-        Xc = X[:, i0:i1]
-        z = _dense_chunk_forward(W, b, Xc, 0, B, A, True)
-        delta = np.zeros((n, B), dtype=W.dtype)
-        for j in range(k):
-            for i in range(B):
-                out[j, i0 + i] = z[j, i]
-                delta[j, i] = coeff * (z[j, i] - Y[j, i0 + i])
-        prev = np.empty((n, B), dtype=W.dtype)
-        for layer in range(L - 1, -1, -1):
-            for o in range(n):
-                s = 0.0
+    dW_part = np.zeros((nparts, L, n, n), dtype=W.dtype)
+    db_part = np.zeros((nparts, L, n), dtype=W.dtype)
+    for part in prange(nparts):
+        for c in range(part, nchunks, nparts):
+            i0 = c * chunk
+            i1 = min(N, i0 + chunk)
+            B = i1 - i0
+            CK = np.empty((count, n, B), dtype=W.dtype)
+            a = X[:, i0:i1].copy()
+            z = np.empty_like(a)
+            empty = np.empty((0, n, B), dtype=W.dtype)
+            for s in range(count):
+                CK[s] = a
+                _dense_layers(W, b, a, z, s * every, min(L, (s + 1) * every), empty)
+            delta = np.zeros((n, B), dtype=W.dtype)
+            for j in range(k):
                 for i in range(B):
-                    s += delta[o, i]
-                db_part[c, layer, o] += s
-                for m in range(n):
-                    s = 0.0
-                    for i in range(B):
-                        s += delta[o, i] * A[layer, m, i]
-                    dW_part[c, layer, o, m] += s
-            if layer > 0:
-                for m in range(n):
-                    for i in range(B):
-                        prev[m, i] = 0.0
-                for o in range(n):
-                    for m in range(n):
-                        w = W[layer, o, m]
+                    out[j, i0 + i] = z[j, i]
+                    delta[j, i] = coeff * (z[j, i] - Y[j, i0 + i])
+            Aseg = np.empty((every, n, B), dtype=W.dtype)
+            prev = np.empty((n, B), dtype=W.dtype)
+            for s in range(count - 1, -1, -1):
+                l0 = s * every
+                l1 = min(L, l0 + every)
+                a[:, :] = CK[s]
+                _dense_layers(W, b, a, z, l0, l1, Aseg)
+                for layer in range(l1 - 1, l0 - 1, -1):
+                    act = Aseg[layer - l0]
+                    for o in range(n):
+                        acc = 0.0
                         for i in range(B):
-                            prev[m, i] += w * delta[o, i]
-                for m in range(n):
-                    for i in range(B):
-                        delta[m, i] = prev[m, i] if A[layer, m, i] > 0 else 0.0
+                            acc += delta[o, i]
+                        db_part[part, layer, o] += acc
+                        for m in range(n):
+                            acc = 0.0
+                            for i in range(B):
+                                acc += delta[o, i] * act[m, i]
+                            dW_part[part, layer, o, m] += acc
+                    if layer > 0:
+                        _dense_backprop(W, layer, delta, act, prev)
+                        delta[:, :] = prev
     dW = np.zeros((L, n, n), dtype=W.dtype)
     db = np.zeros((L, n), dtype=W.dtype)
-    for c in range(nchunks):
-        dW += dW_part[c]
-        db += db_part[c]
+    for part in range(nparts):
+        dW += dW_part[part]
+        db += db_part[part]
     return out, dW, db
 
 
 @njit(cache=True, parallel=True)
-def dense_trace(W, b, X, k, chunk):
-    """Activations A (L, n, N) and Jacobians G (L, k, n, N) = ∂f/∂z^l for every layer and input."""
-    L, n, _ = W.shape
-    N = X.shape[1]
-    A = np.empty((L, n, N), dtype=W.dtype)
-    G = np.empty((L, k, n, N), dtype=W.dtype)
-    nchunks = (N + chunk - 1) // chunk
-    for c in prange(nchunks):
-        i0 = c * chunk
-        i1 = min(N, i0 + chunk)
-        B = i1 - i0
-        _dense_chunk_forward(W, b, X, i0, i1, A, True)
-        g = np.zeros((k, n, B), dtype=W.dtype)
-        nxt = np.empty((k, n, B), dtype=W.dtype)
-        for j in range(k):
-            for i in range(B):
-                g[j, j, i] = 1.0
-        for layer in range(L - 1, -1, -1):
-            for j in range(k):
-                for p in range(n):
-                    for i in range(B):
-                        G[layer, j, p, i0 + i] = g[j, p, i]
-            if layer > 0:
-                for j in range(k):
-                    for m in range(n):
-                        for i in range(B):
-                            nxt[j, m, i] = 0.0
-                    for o in range(n):
-                        for m in range(n):
-                            w = W[layer, o, m]
-                            for i in range(B):
-                                nxt[j, m, i] += w * g[j, o, i]
-                    for m in range(n):
-                        for i in range(B):
-                            g[j, m, i] = nxt[j, m, i] if A[layer, m, i0 + i] > 0 else 0.0
-    return A, G
+def dense_features(A, G, l0, l1, phi):
+    """Layer features whose inner products give the NTK terms of layers l0 … l1-1.
 
-
-@njit(cache=True, parallel=True)
-def dense_gram(A1, G1, A2, G2, symmetric, tile_i, tile_j):
-    """Θ[i, j] = Σ_l (A1[l,:,i]·A2[l,:,j] + 1) · G1[l,:,:,i] G2[l,:,:,j]ᵀ, as (N1, N2, k, k) in float64.
-
-    Parallel over tiles of the Gram; each tile keeps its accumulator in cache across all L layers, so no
-    per-layer N1×N2 array goes through memory. With `symmetric` only tiles on or above the diagonal run.
+    (ã·ã')(g_x·g'_y) = ⟨ã ⊗ g_x, ã' ⊗ g'_y⟩ with ã = [a, 1], so
+    phi[((l-l0)·(n+1) + p)·n + q, x, i] = ã[l, p, i]·G[l, x, q, i] and Θ = Σ_chunks phiᵀ phi (one GEMM per
+    chunk instead of one N×N pass per layer). phi is (F, k, N), inputs contiguous.
     """
-    L, n, N1 = A1.shape
-    k = G1.shape[1]
-    N2 = A2.shape[2]
-    ti_count = (N1 + tile_i - 1) // tile_i
-    tj_count = (N2 + tile_j - 1) // tile_j
-    out = np.zeros((N1, N2, k, k))
-    for t in prange(ti_count * tj_count):
-        ti = t // tj_count
-        tj = t % tj_count
-        i0 = ti * tile_i
-        i1 = min(N1, i0 + tile_i)
-        j0 = tj * tile_j
-        j1 = min(N2, j0 + tile_j)
-        if symmetric and j1 <= i0:
-            continue
-        TI = i1 - i0
-        TJ = j1 - j0
-        acc = np.zeros((TI, k, k, TJ))
-        pair = np.empty(TJ)
-        jac = np.empty(TJ)
-        for layer in range(L):
-            for ii in range(TI):
-                i = i0 + ii
-                for jj in range(TJ):
-                    pair[jj] = 1.0
-                for p in range(n):
-                    a = A1[layer, p, i]
-                    for jj in range(TJ):
-                        pair[jj] += a * A2[layer, p, j0 + jj]
+    L, n, N = A.shape
+    k = G.shape[1]
+    for l in prange(l0, l1):
+        base = (l - l0) * (n + 1) * n
+        for p in range(n + 1):
+            for q in range(n):
+                row = base + p * n + q
                 for x in range(k):
-                    for y in range(k):
-                        for jj in range(TJ):
-                            jac[jj] = 0.0
-                        for q in range(n):
-                            g = G1[layer, x, q, i]
-                            for jj in range(TJ):
-                                jac[jj] += g * G2[layer, y, q, j0 + jj]
-                        for jj in range(TJ):
-                            acc[ii, x, y, jj] += pair[jj] * jac[jj]
-        for ii in range(TI):
-            for x in range(k):
-                for y in range(k):
-                    for jj in range(TJ):
-                        out[i0 + ii, j0 + jj, x, y] = acc[ii, x, y, jj]
-    if symmetric:
-        for i in range(N1):
-            for j in range(i):
-                for x in range(k):
-                    for y in range(k):
-                        out[i, j, x, y] = out[j, i, y, x]
-    return out
+                    if p < n:
+                        for i in range(N):
+                            phi[row, x, i] = A[l, p, i] * G[l, x, q, i]
+                    else:
+                        for i in range(N):
+                            phi[row, x, i] = G[l, x, q, i]
 
 
 # ----------------------------------------------------------------------------------------------- conv --
@@ -282,7 +282,7 @@ def _conv_backprop(W, layer, g, mask, out):
     for m in range(n):
         for y in range(d):
             for x in range(d):
-                if mask[m, y, x] <= 0:
+                if not mask[m, y, x] > 0:
                     out[m, y, x] = 0.0
 
 
@@ -326,7 +326,7 @@ def _conv_input_forward(W, b, x, A, store):
             for p in range(n):
                 for y in range(d):
                     for xx in range(d):
-                        a[p, y, xx] = z[p, y, xx] if z[p, y, xx] > 0 else 0.0
+                        a[p, y, xx] = _relu(z[p, y, xx])
     return z
 
 

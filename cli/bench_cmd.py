@@ -1,6 +1,97 @@
+"""`deepntk bench`: backend and peer timings, ratios, and fractions of this machine's float64 matmul peak."""
+
+from __future__ import annotations
+
+import os
+
 import click
 
-@click.command("bench")
-def command():
-    """Benchmark (placeholder until written)."""
+from deepntk.cli.common import CommandError, progress, quiet_option, user_errors
 
+
+def _names(text):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@click.command("bench")
+@click.option("--backends", default=None, help="Comma-separated deepntk backends [numpy,numba (+cupy when usable)].")
+@click.option("--peers", default="torch,jax",
+              help="Comma-separated peers to time when installed: torch, torch-cuda, jax; 'none' for none.")
+@click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed calls after the first.")
+@click.option("--quick", is_flag=True, help="Smaller depths (L = 1000 MLP, 200 CNN) for a fast look.")
+@click.option("--fig3-full", is_flag=True,
+              help="Also time Fig. 3 at full settings (L = 100 and 10000, 10 seeds, 2000 GD steps, kernels before/after).")
+@click.option("--fig3-backend", default=None, help="Backend for --fig3-full [the fastest deepntk backend timed].")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Also write results as JSON.")
+@quiet_option
+def command(backends, peers, workloads, repeats, quick, fig3_full, fig3_backend, output, quiet):
+    """Time the backends (and peers, when installed) on the paper's workloads, in one run.
+
+    Workloads: (a) Fig. 3 NTK Gram (MLP d_in=2, L=10000, 200 arc points, against themselves and against x₀),
+    (b) one full-batch GD step on those points, (c) MLP Gram and GD step at N=16 and N=512, (d) CNN (7×7,
+    3 channels, L=1000) Gram and GD step at N=64. Prints medians, ratios against numpy and numba, and useful
+    FLOP/s as a fraction of the measured float64 matmul peak.
+    """
+    from deepntk.backends.registry import backend_class, get_backend
+    from deepntk.engine.benchmark import fig3_full_settings, matmul_peak, run_benchmark, standard_workloads
+    from deepntk.engine.peers import PEERS
+
+    if backends is None:
+        chosen = [n for n in ("numpy", "numba", "cupy") if backend_class(n).availability()[0]]
+    else:
+        chosen = _names(backends)
+        with user_errors():
+            for name in chosen:
+                get_backend(name)
+    peer_names = [] if peers.strip().lower() == "none" else _names(peers)
+    for name in peer_names:
+        if name not in PEERS:
+            raise CommandError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
+    selected = standard_workloads(quick)
+    if workloads:
+        wanted = _names(workloads)
+        selected = [w for w in selected if any(part in w.name for part in wanted)]
+        if not selected:
+            raise CommandError(f"no workload matches {workloads!r}")
+
+    peak = matmul_peak()
+    click.echo(f"float64 matmul peak of this machine: {peak / 1e9:.1f} GFLOP/s ({os.cpu_count()} CPUs)")
+    header = (f"{'workload':<20} {'impl':<11} {'first s':>8} {'median s':>9} {'vs numpy':>9} {'vs numba':>9} "
+              f"{'GFLOP/s':>8} {'%peak':>6} {'us/layer':>9} {'rel err':>8}")
+    click.echo(header)
+    implementations = chosen + peer_names
+    medians = {}
+
+    def on_result(t):
+        medians[(t.workload, t.implementation)] = t.median
+
+        def ratio(other):
+            base = medians.get((t.workload, other))
+            return f"{base / t.median:>8.2f}x" if base and t.median == t.median else f"{'-':>9}"
+
+        rate = t.flops / t.median if t.median == t.median else float("nan")
+        line = (f"{t.workload:<20} {t.implementation:<11} {t.first_call:>8.3f} {t.median:>9.4f} {ratio('numpy')} "
+                f"{ratio('numba')} {rate / 1e9:>8.2f} {100 * rate / peak:>5.1f}% {t.median / t.depth * 1e6:>9.3f} "
+                f"{t.rel_error:>8.1e}")
+        click.echo(line + (f"  {t.note}" if t.note else ""))
+
+    with user_errors():
+        timings = run_benchmark(selected, implementations, repeats, on_result=on_result)
+    report = {"matmul_peak_flops": peak, "timings": [t.__dict__ for t in timings]}
+    if fig3_full:
+        backend = fig3_backend or next((n for n in ("cupy", "numba", "numpy") if n in chosen), chosen[0])
+        bar = progress(20, "fig3 seeds", quiet)
+        with user_errors():
+            fig3 = fig3_full_settings(backend, on_seed=bar.update)
+        bar.close()
+        report["fig3_full"] = {"backend": backend, **fig3}
+        click.echo(f"Fig. 3 full settings on {backend}: {fig3['seconds']:.1f} s total")
+        for L, row in fig3["depths"].items():
+            click.echo(f"  L = {L:>6}, C_L = {row['C_L']:g}: {row['seconds']:.1f} s, kernel drift "
+                       f"{row['kernel_drift_mean']:.2e}, final MSE {row['final_mse_mean']:.2e}")
+    if output:
+        from deepntk.engine.results import write_json
+
+        write_json(output, report)
+        click.echo(f"wrote {output}")

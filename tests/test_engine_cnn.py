@@ -72,7 +72,10 @@ def test_ntk_matches_explicit_jacobian(backend, f):
 def test_paper_init_output_is_exactly_zero(backend):
     spec = deepntk.CNN(in_channels=1, size=6, outputs=2, depth=50, C_L=9.0)
     out = deepntk.forward(deepntk.init_params(spec, seed=2), images(3, c=1, d=6), backend=backend)
-    assert np.all(out == 0.0)
+    if backend == "cupy":  # GPU reductions may reorder sums (SPEC §Numerical traps)
+        assert np.max(np.abs(out)) < 1e-12 * spec.C_L
+    else:
+        assert np.all(out == 0.0)
 
 
 @pytest.mark.parametrize("c,k,f,d", [(1, 1, 3, 5), (2, 2, 5, 4)])
