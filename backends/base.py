@@ -8,6 +8,8 @@ inputs and packs parameters before calling them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from deepntk.backends.layers import ConvOps, DenseOps
@@ -27,6 +29,11 @@ def loss_value_and_output_gradient(outputs: np.ndarray, targets: np.ndarray, los
     if loss == "mse":
         return float(np.mean(residual**2)), 2.0 * residual / (N * k)
     raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+
+
+def check_finite_loss(value: float, step: int) -> None:
+    if not np.isfinite(value):
+        raise FloatingPointError(f"loss became {value} at step {step}; try a smaller learning rate")
 
 
 def output_gradient_coefficient(loss: str, N: int, k: int) -> float:
@@ -113,6 +120,26 @@ class Backend:
             if layer:
                 delta = ops.backprop(W[layer], delta) * (acts[layer] > 0)[:, None]
         return value, outputs, self.to_host(dW), self.to_host(db)
+
+    def descend(self, net, X: np.ndarray, Y: np.ndarray, loss: str, rate: float, steps: int, on_step=None):
+        """`steps` full-batch GD steps θ ← θ − rate·∇ℒ from `net`; returns (W, b, losses) with the loss before
+        each step and after the last. Stops with FloatingPointError (naming the step) on a non-finite loss.
+
+        Backends that keep the weights on a device override this to avoid a round trip per step.
+        """
+        W, b = net.W.copy(), net.b.copy()
+        losses = []
+        for step in range(steps + 1):
+            value, _, dW, db = self.loss_and_gradients(replace(net, W=W, b=b), X, Y, loss)
+            losses.append(value)
+            check_finite_loss(value, step)
+            if step == steps:
+                break
+            W -= np.asarray(rate, dtype=W.dtype) * dW
+            b -= np.asarray(rate, dtype=b.dtype) * db
+            if on_step:
+                on_step(step, value)
+        return W, b, np.array(losses)
 
     def ntk(self, net, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
         """Unscaled NTK Θ(X1, X2) of shape (N1, N2, k, k), summed layer by layer (SPEC §Scaled NTK).

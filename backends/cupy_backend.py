@@ -19,12 +19,14 @@ import os
 
 import numpy as np
 
-from deepntk.backends.base import Backend, loss_value_and_output_gradient, output_gradient_coefficient
+from deepntk.backends.base import (Backend, check_finite_loss, loss_value_and_output_gradient,
+                                   output_gradient_coefficient)
 from deepntk.backends.memory import input_blocks
 
 NARROW_WIDTH = 32  # MAX_WIDTH in kernels.cu
 GRAM_THREADS = 16  # GRAM_THREADS in kernels.cu
 SHARED_LIMIT = 48 * 1024
+STAGE_BYTES = 40 * 1024  # shared memory for the weights (or Gram tiles) of several layers at once
 THREADS_PER_BLOCK = 128
 DEVICE_MEMORY_FRACTION = 0.7
 KERNEL_SOURCE = os.path.join(os.path.dirname(__file__), "kernels.cu")
@@ -35,9 +37,20 @@ def gram_micro_tile(outputs: int) -> int:
     return 4 if outputs == 1 else 2 if outputs == 2 else 1
 
 
-def gram_shared_bytes(width: int, outputs: int, itemsize: int) -> int:
+def gram_layer_bytes(width: int, outputs: int, itemsize: int) -> int:
+    """Shared memory `dense_gram` stages per layer: the tile's activations and Jacobians, both sides."""
     tile = gram_micro_tile(outputs) * GRAM_THREADS
     return 2 * (1 + outputs) * width * tile * itemsize
+
+
+def gram_shared_bytes(width: int, outputs: int, itemsize: int) -> int:
+    """Shared memory of one `dense_gram` launch at the minimum of one staged layer."""
+    return gram_layer_bytes(width, outputs, itemsize)
+
+
+def weight_stage_layers(depth: int, width: int, itemsize: int) -> int:
+    """Layers whose weights and biases a block stages in shared memory at once."""
+    return int(max(1, min(depth, STAGE_BYTES // ((width * width + width) * itemsize))))
 
 
 def mirror_lower_tiles(xp, theta, tile: int):
@@ -126,6 +139,11 @@ class CupyBackend(Backend):
     def _dims(self, net, N):
         return np.int32(net.depth), np.int32(net.width), np.int32(N)
 
+    def _weight_stage(self, net):
+        """(layers staged per chunk, dynamic shared memory bytes) for the per-input kernels."""
+        chunk = weight_stage_layers(net.depth, net.width, net.dtype.itemsize)
+        return chunk, chunk * (net.width**2 + net.width) * net.dtype.itemsize
+
     # -- forward ------------------------------------------------------------------------------------------
     def forward(self, net, X):
         if not self._fused(net):
@@ -136,37 +154,85 @@ class CupyBackend(Backend):
         Xt = xp.ascontiguousarray(xp.asarray(X.T))
         out = xp.empty((net.outputs, N), dtype=net.dtype)
         L, n, N32 = self._dims(net, N)
-        _kernel("dense_forward", net.dtype.name)(*self._grid(N), (W, b, Xt, out, L, n, np.int32(net.outputs), N32))
+        chunk, shared = self._weight_stage(net)
+        _kernel("dense_forward", net.dtype.name)(*self._grid(N), (W, b, Xt, out, L, n, np.int32(net.outputs), N32,
+                                                                  np.int32(chunk)), shared_mem=shared)
         return self.to_host(out.T)
 
     # -- loss gradients -----------------------------------------------------------------------------------
+    def _device_loss_gradients(self, net, W, b, Xt, Yt, coeff):
+        """Fused forward+backward on device arrays (Xt (n, N), Yt (k, N)): (outputs (k, N), dW, db) on device."""
+        xp = self.xp
+        N = Xt.shape[1]
+        k = Yt.shape[0]
+        A = xp.empty((net.depth, net.width, N), dtype=net.dtype)
+        D = xp.empty_like(A)
+        out = xp.empty((k, N), dtype=net.dtype)
+        L, n, N32 = self._dims(net, N)
+        chunk, shared = self._weight_stage(net)
+        _kernel("dense_deltas", net.dtype.name)(
+            *self._grid(N), (W, b, Xt, Yt, net.dtype.type(coeff), A, D, out, L, n, np.int32(k), N32, np.int32(chunk)),
+            shared_mem=shared)
+        # Σ_i δ_i a_iᵀ per layer: one batched GEMM instead of a reduction across threads.
+        return out, xp.matmul(D, A.transpose(0, 2, 1)), D.sum(axis=2)
+
+    def _device_inputs(self, net, X, Y):
+        xp = self.xp
+        return (xp.ascontiguousarray(xp.asarray(X.T)),
+                xp.ascontiguousarray(xp.asarray(Y.T.astype(net.dtype))))
+
     def loss_and_gradients(self, net, X, Y, loss):
         if not self._fused(net):
             return super().loss_and_gradients(net, X, Y, loss)
-        xp = self.xp
-        W, b = self._device_net(net)
         N, k = Y.shape
-        coeff = output_gradient_coefficient(loss, N, k)
-        dW = xp.zeros_like(W)
-        db = xp.zeros_like(b)
-        outputs = np.empty((N, k), dtype=net.dtype)
         per_input = 2 * net.depth * net.width * net.dtype.itemsize
-        kernel = _kernel("dense_deltas", net.dtype.name)
+        if N * per_input > self.memory_budget():
+            return self._blocked_loss_and_gradients(net, X, Y, loss, per_input)
+        W, b = self._device_net(net)
+        Xt, Yt = self._device_inputs(net, X, Y)
+        out, dW, db = self._device_loss_gradients(net, W, b, Xt, Yt, output_gradient_coefficient(loss, N, k))
+        outputs = self.to_host(out.T)
+        value, _ = loss_value_and_output_gradient(outputs, Y, loss)
+        return value, outputs, self.to_host(dW), self.to_host(db)
+
+    def _blocked_loss_and_gradients(self, net, X, Y, loss, per_input):
+        """The same sums over inputs, accumulated over blocks of inputs that fit in device memory."""
+        N, k = Y.shape
+        W, b = self._device_net(net)
+        coeff = output_gradient_coefficient(loss, N, k)
+        dW, db = self.xp.zeros_like(W), self.xp.zeros_like(b)
+        outputs = np.empty((N, k), dtype=net.dtype)
         for block in input_blocks(N, per_input, self.memory_budget()):
-            B = block.stop - block.start
-            Xt = xp.ascontiguousarray(xp.asarray(X[block].T))
-            Yt = xp.ascontiguousarray(xp.asarray(Y[block].T.astype(net.dtype)))
-            A = xp.empty((net.depth, net.width, B), dtype=net.dtype)
-            D = xp.empty_like(A)
-            out = xp.empty((k, B), dtype=net.dtype)
-            L, n, B32 = self._dims(net, B)
-            kernel(*self._grid(B), (W, b, Xt, Yt, net.dtype.type(coeff), A, D, out, L, n, np.int32(k), B32))
-            # Σ_i δ_i a_iᵀ per layer: one batched GEMM instead of a reduction across threads.
-            dW += xp.matmul(D, A.transpose(0, 2, 1))
-            db += D.sum(axis=2)
+            Xt, Yt = self._device_inputs(net, X[block], Y[block])
+            out, gW, gb = self._device_loss_gradients(net, W, b, Xt, Yt, coeff)
+            dW += gW
+            db += gb
             outputs[block] = self.to_host(out.T)
         value, _ = loss_value_and_output_gradient(outputs, Y, loss)
         return value, outputs, self.to_host(dW), self.to_host(db)
+
+    def descend(self, net, X, Y, loss, rate, steps, on_step=None):
+        """GD with the weights kept on the device: one fused kernel and one batched GEMM per step."""
+        N, k = Y.shape
+        if not self._fused(net) or N * 2 * net.depth * net.width * net.dtype.itemsize > self.memory_budget():
+            return super().descend(net, X, Y, loss, rate, steps, on_step)
+        W, b = self._device_net(net)
+        W, b = W.copy(), b.copy()
+        Xt, Yt = self._device_inputs(net, X, Y)
+        coeff = output_gradient_coefficient(loss, N, k)
+        losses = []
+        for step in range(steps + 1):
+            out, dW, db = self._device_loss_gradients(net, W, b, Xt, Yt, coeff)
+            value, _ = loss_value_and_output_gradient(self.to_host(out.T), Y, loss)
+            losses.append(value)
+            check_finite_loss(value, step)
+            if step == steps:
+                break
+            W -= net.dtype.type(rate) * dW
+            b -= net.dtype.type(rate) * db
+            if on_step:
+                on_step(step, value)
+        return self.to_host(W), self.to_host(b), np.array(losses)
 
     # -- NTK ----------------------------------------------------------------------------------------------
     def ntk(self, net, X1, X2=None):
@@ -179,7 +245,9 @@ class CupyBackend(Backend):
         tile = micro * GRAM_THREADS
         trace = _kernel("dense_trace", net.dtype.name, k)
         gram = _kernel("dense_gram", net.dtype.name, k, micro)
-        shared = gram_shared_bytes(net.width, k, net.dtype.itemsize)
+        layer_bytes = gram_layer_bytes(net.width, k, net.dtype.itemsize)
+        stage = int(max(1, min(net.depth, STAGE_BYTES // layer_bytes)))
+        chunk, trace_shared = self._weight_stage(net)
         symmetric = X2 is None
         N1 = len(X1)
         N2 = N1 if symmetric else len(X2)
@@ -195,7 +263,7 @@ class CupyBackend(Backend):
             A = xp.empty((net.depth, net.width, B), dtype=net.dtype)
             G = xp.empty((net.depth, k, net.width, B), dtype=net.dtype)
             L, n, B32 = self._dims(net, B)
-            trace(*self._grid(B), (W, b, Xt, A, G, L, n, B32))
+            trace(*self._grid(B), (W, b, Xt, A, G, L, n, B32, np.int32(chunk)), shared_mem=trace_shared)
             return A, G
 
         for bi, block1 in enumerate(blocks1):
@@ -211,6 +279,6 @@ class CupyBackend(Backend):
                 grid = ((B2 + tile - 1) // tile, (B1 + tile - 1) // tile)
                 gram(grid, (GRAM_THREADS, GRAM_THREADS),
                      (A1, G1, A2, G2, out, np.int32(net.depth), np.int32(net.width), np.int32(B1), np.int32(B2),
-                      np.int32(same)), shared_mem=shared)
+                      np.int32(same), np.int32(stage)), shared_mem=stage * layer_bytes)
                 theta[block1, block2] = mirror_lower_tiles(xp, out, tile) if same else out
         return self.to_host(theta)

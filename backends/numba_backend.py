@@ -15,6 +15,7 @@ from deepntk.backends.base import Backend, loss_value_and_output_gradient, outpu
 from deepntk.backends.memory import memory_budget
 
 NARROW_WIDTH = 64
+MIN_CHUNK = 32
 # Bytes of layer features built per BLAS call (a few hundred layers at a time).
 FEATURE_CHUNK_BYTES = 48 << 20
 
@@ -51,7 +52,9 @@ class NumbaBackend(Backend):
         return numba.get_num_threads()
 
     def _chunk(self, N: int) -> int:
-        return int(min(128, max(1, -(-N // self._threads()))))
+        """Inputs per parallel task: enough to fill the vector units (>= 32 where N allows), few enough that
+        every thread gets work, and <= 128 so a task's working set stays in cache."""
+        return int(min(128, max(-(-N // self._threads()), min(N, MIN_CHUNK))))
 
     def _fused(self, net) -> bool:
         return net.kind == "conv" or net.width <= NARROW_WIDTH

@@ -18,6 +18,8 @@ def _names(text):
 @click.option("--peers", default="torch,jax",
               help="Comma-separated peers to time when installed: torch, torch-cuda, jax; 'none' for none.")
 @click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated).")
+@click.option("--reference", default="numpy", show_default=True,
+              help="Implementation every result is checked against (always run, shown only if also selected).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed calls after the first.")
 @click.option("--quick", is_flag=True, help="Smaller depths (L = 1000 MLP, 200 CNN) for a fast look.")
 @click.option("--fig3-full", is_flag=True,
@@ -25,7 +27,7 @@ def _names(text):
 @click.option("--fig3-backend", default=None, help="Backend for --fig3-full [the fastest deepntk backend timed].")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Also write results as JSON.")
 @quiet_option
-def command(backends, peers, workloads, repeats, quick, fig3_full, fig3_backend, output, quiet):
+def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fig3_backend, output, quiet):
     """Time the backends (and peers, when installed) on the paper's workloads, in one run.
 
     Workloads: (a) Fig. 3 NTK Gram (MLP d_in=2, L=10000, 200 arc points, against themselves and against x₀),
@@ -77,7 +79,8 @@ def command(backends, peers, workloads, repeats, quick, fig3_full, fig3_backend,
         click.echo(line + (f"  {t.note}" if t.note else ""))
 
     with user_errors():
-        timings = run_benchmark(selected, implementations, repeats, on_result=on_result)
+        get_backend(reference)
+        timings = run_benchmark(selected, implementations, repeats, on_result=on_result, reference=reference)
     report = {"matmul_peak_flops": peak, "timings": [t.__dict__ for t in timings]}
     if fig3_full:
         backend = fig3_backend or next((n for n in ("cupy", "numba", "numpy") if n in chosen), chosen[0])

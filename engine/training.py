@@ -7,7 +7,7 @@ paper's Table 1 lists). `raw_learning_rate` converts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,8 +39,9 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
                      loss: str = "paper", backend=None, on_step=None) -> DescentResult:
     """`steps` full-batch GD steps θ ← θ − lr·∇ℒ(θ) on all N points.
 
-    Works on the packed arrays throughout (no per-step repacking); padded entries have zero gradients and
-    stay zero. Raises FloatingPointError naming the step if the loss stops being finite.
+    Runs on the backend's packed arrays throughout (`Backend.descend`: no per-step repacking, and on a GPU no
+    per-step transfer of the weights); padded entries have zero gradients and stay zero. Raises
+    FloatingPointError naming the step if the loss stops being finite.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise InputError(f"steps must be a non-negative integer, got {steps!r}")
@@ -48,20 +49,6 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
     net = pack(params)
     Xp = pad_inputs(net, check_inputs(X, params.spec).astype(params.dtype))
     targets = check_targets(Y, len(Xp), params.spec.outputs)
-    engine = get_backend(backend)
-    W, b = net.W.copy(), net.b.copy()
-    losses = []
-    for step in range(steps + 1):
-        current = replace(net, W=W, b=b)
-        value, _, dW, db = engine.loss_and_gradients(current, Xp, targets, loss)
-        losses.append(value)
-        if not np.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at step {step}; try a smaller learning rate")
-        if step == steps:
-            break
-        W -= np.asarray(rate, dtype=W.dtype) * dW
-        b -= np.asarray(rate, dtype=b.dtype) * db
-        if on_step:
-            on_step(step, value)
+    W, b, losses = get_backend(backend).descend(net, Xp, targets, loss, rate, int(steps), on_step)
     weights, biases = unpack(params, W, b)
     return DescentResult(params.with_arrays(weights, biases), np.array(losses))
