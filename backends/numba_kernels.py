@@ -2,7 +2,7 @@
 
 Layouts put the input index last so the innermost loops run over contiguous inputs and vectorize:
   X (n, N) padded inputs; A (L, n, N) each layer's input activations; G (L, k, n, N) ∂f/∂z^l.
-Conv activations are (n, d, d) per input and are handled one input per task.
+Conv: X (n, d, d, N) and activations (n, d, d, B) per chunk of B inputs, also inputs innermost.
 Inputs are validated in Python (deepntk.engine); kernels assume consistent shapes.
 """
 
@@ -230,185 +230,253 @@ def dense_features(A, G, l0, l1, phi):
 
 
 # ----------------------------------------------------------------------------------------------- conv --
-@njit(cache=True)
-def _conv_layer(W, b, layer, a, z):
-    """z = w ⋆ a + b for one input: a, z (n, d, d); cross-correlation with zero padding (f-1)/2."""
-    n = z.shape[0]
-    d = z.shape[1]
+# Conv activations are (n, d, d, B) with the inputs of a chunk innermost; W is (L, n, n, f, f).
+@njit(cache=True, inline="always")
+def _window(d, r, u):
+    """Output rows y whose tap u reads inside the image: y + u − r ∈ [0, d)."""
+    return max(0, r - u), min(d, d + r - u)
+
+
+@njit(cache=True, fastmath=FAST)
+def _conv_layers(W, b, a, z, l0, l1, A):
+    """Run conv layers l0 … l1-1 on a (n, d, d, B) in place; A (l1-l0, n, d, d, B) receives layer inputs if
+    non-empty. On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1."""
+    L, n = b.shape
     f = W.shape[3]
     r = f // 2
-    for o in range(n):
-        bo = b[layer, o]
-        for y in range(d):
-            for x in range(d):
-                z[o, y, x] = bo
-        for m in range(n):
-            for u in range(f):
-                for v in range(f):
-                    w = W[layer, o, m, u, v]
-                    if w == 0.0:
-                        continue
-                    ylo = max(0, r - u)
-                    yhi = min(d, d + r - u)
-                    xlo = max(0, r - v)
-                    xhi = min(d, d + r - v)
-                    for y in range(ylo, yhi):
-                        for x in range(xlo, xhi):
-                            z[o, y, x] += w * a[m, y + u - r, x + v - r]
+    d = a.shape[1]
+    B = a.shape[3]
+    store = A.shape[0] > 0
+    for layer in range(l0, l1):
+        if store:
+            A[layer - l0] = a
+        for o in range(n):
+            z[o] = b[layer, o]
+            for m in range(n):
+                for u in range(f):
+                    ylo, yhi = _window(d, r, u)
+                    for v in range(f):
+                        w = W[layer, o, m, u, v]
+                        if w == 0.0:
+                            continue
+                        xlo, xhi = _window(d, r, v)
+                        for y in range(ylo, yhi):
+                            for x in range(xlo, xhi):
+                                for i in range(B):
+                                    z[o, y, x, i] += w * a[m, y + u - r, x + v - r, i]
+        if layer < L - 1:
+            for p in range(n):
+                for y in range(d):
+                    for x in range(d):
+                        for i in range(B):
+                            a[p, y, x, i] = _relu(z[p, y, x, i])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST)
 def _conv_backprop(W, layer, g, mask, out):
-    """out = (wᵀ ⋆ g) · [mask > 0] for one input and output: g, mask, out (n, d, d)."""
+    """out = (wᵀ ⋆ g)·[mask > 0]: g, mask, out (n, d, d, B)."""
     n = g.shape[0]
     d = g.shape[1]
+    B = g.shape[3]
     f = W.shape[3]
     r = f // 2
     out[:] = 0.0
     for o in range(n):
         for m in range(n):
             for u in range(f):
+                ylo, yhi = _window(d, r, u)
                 for v in range(f):
                     w = W[layer, o, m, u, v]
                     if w == 0.0:
                         continue
-                    ylo = max(0, r - u)
-                    yhi = min(d, d + r - u)
-                    xlo = max(0, r - v)
-                    xhi = min(d, d + r - v)
+                    xlo, xhi = _window(d, r, v)
                     for y in range(ylo, yhi):
                         for x in range(xlo, xhi):
-                            out[m, y + u - r, x + v - r] += w * g[o, y, x]
+                            for i in range(B):
+                                out[m, y + u - r, x + v - r, i] += w * g[o, y, x, i]
     for m in range(n):
         for y in range(d):
             for x in range(d):
-                if not mask[m, y, x] > 0:
-                    out[m, y, x] = 0.0
+                for i in range(B):
+                    if not mask[m, y, x, i] > 0:
+                        out[m, y, x, i] = 0.0
 
 
-@njit(cache=True)
-def _conv_weight_gradient(g, a, f, gw, gb):
-    """gw[o, m, u, v] += Σ_pixels g[o, y, x]·a[m, y+u-r, x+v-r]; gb[o] += Σ g[o]."""
+@njit(cache=True, fastmath=FAST)
+def _conv_sample_gradients(g, a, f, phi, row0, out_index, i0):
+    """Per-input gradients of one output w.r.t. one layer's filters and biases, written as feature rows:
+    phi[row0 + ((o·n + m)·f + u)·f + v, out_index, i0 + i] = Σ_pixels g[o, y, x, i]·a[m, y+u-r, x+v-r, i],
+    then n bias rows phi[row0 + n·n·f·f + o, …] = Σ_pixels g[o, y, x, i]."""
     n = g.shape[0]
     d = g.shape[1]
+    B = g.shape[3]
     r = f // 2
+    acc = np.empty(B)
     for o in range(n):
-        s = 0.0
-        for y in range(d):
-            for x in range(d):
-                s += g[o, y, x]
-        gb[o] += s
         for m in range(n):
             for u in range(f):
+                ylo, yhi = _window(d, r, u)
                 for v in range(f):
-                    ylo = max(0, r - u)
-                    yhi = min(d, d + r - u)
-                    xlo = max(0, r - v)
-                    xhi = min(d, d + r - v)
-                    s = 0.0
+                    xlo, xhi = _window(d, r, v)
+                    acc[:] = 0.0
                     for y in range(ylo, yhi):
                         for x in range(xlo, xhi):
-                            s += g[o, y, x] * a[m, y + u - r, x + v - r]
-                    gw[o, m, u, v] += s
-
-
-@njit(cache=True)
-def _conv_input_forward(W, b, x, A, store):
-    L, n = b.shape
-    d = x.shape[1]
-    a = x.copy()
-    z = np.empty((n, d, d), dtype=W.dtype)
-    for layer in range(L):
-        if store:
-            A[layer] = a
-        _conv_layer(W, b, layer, a, z)
-        if layer < L - 1:
-            for p in range(n):
-                for y in range(d):
-                    for xx in range(d):
-                        a[p, y, xx] = _relu(z[p, y, xx])
-    return z
+                            for i in range(B):
+                                acc[i] += g[o, y, x, i] * a[m, y + u - r, x + v - r, i]
+                    row = row0 + ((o * n + m) * f + u) * f + v
+                    for i in range(B):
+                        phi[row, out_index, i0 + i] = acc[i]
+        acc[:] = 0.0
+        for y in range(d):
+            for x in range(d):
+                for i in range(B):
+                    acc[i] += g[o, y, x, i]
+        for i in range(B):
+            phi[row0 + n * n * f * f + o, out_index, i0 + i] = acc[i]
 
 
 @njit(cache=True, parallel=True)
-def conv_forward(W, b, X, k):
-    """Outputs (N, k): global average pool of the first k channels of z^L; X is (N, n, d, d) padded."""
-    N = X.shape[0]
-    d = X.shape[2]
-    out = np.empty((N, k), dtype=W.dtype)
-    dummy = np.empty((0, 0, 0, 0), dtype=W.dtype)
-    for i in prange(N):
-        z = _conv_input_forward(W, b, X[i], dummy, False)
+def conv_forward(W, b, X, k, chunk):
+    """Outputs (k, N): global average pool of the first k channels of z^L; X is (n, d, d, N) padded."""
+    L, n = b.shape
+    d = X.shape[1]
+    N = X.shape[3]
+    out = np.empty((k, N), dtype=W.dtype)
+    nchunks = (N + chunk - 1) // chunk
+    for c in prange(nchunks):
+        i0 = c * chunk
+        i1 = min(N, i0 + chunk)
+        a = X[:, :, :, i0:i1].copy()
+        z = np.empty_like(a)
+        _conv_layers(W, b, a, z, 0, L, np.empty((0, n, d, d, i1 - i0), dtype=W.dtype))
         for j in range(k):
-            out[i, j] = z[j].sum() / (d * d)
+            for i in range(i1 - i0):
+                out[j, i0 + i] = z[j, :, :, i].sum() / (d * d)
     return out
 
 
 @njit(cache=True, parallel=True)
-def conv_loss_gradients(W, b, X, Y, coeff, nparts):
-    """Fused forward+backward for ∂ℒ/∂f = coeff·(f − y); Y is (N, k). Returns outputs, dW, db."""
+def conv_checkpoints(W, b, X, every, chunk):
+    """Inputs of layers 0, every, 2·every, …: (ceil(L/every), n, d, d, N)."""
     L, n = b.shape
-    N = X.shape[0]
-    k = Y.shape[1]
-    d = X.shape[2]
+    d = X.shape[1]
+    N = X.shape[3]
+    count = (L + every - 1) // every
+    CK = np.empty((count, n, d, d, N), dtype=W.dtype)
+    nchunks = (N + chunk - 1) // chunk
+    for c in prange(nchunks):
+        i0 = c * chunk
+        i1 = min(N, i0 + chunk)
+        a = X[:, :, :, i0:i1].copy()
+        z = np.empty_like(a)
+        empty = np.empty((0, n, d, d, i1 - i0), dtype=W.dtype)
+        for s in range(count):
+            CK[s, :, :, :, i0:i1] = a
+            _conv_layers(W, b, a, z, s * every, min(L, (s + 1) * every), empty)
+    return CK
+
+
+@njit(cache=True, parallel=True)
+def conv_segment_features(W, b, start, l0, l1, g_in, phi, g_out, chunk):
+    """Layers l0 … l1-1 of a checkpointed conv NTK sweep: recompute their inputs from `start` (n, d, d, N),
+    backpropagate g_in = ∂f/∂z^{l1-1} (k, n, d, d, N), and write each layer's per-input parameter gradients
+    as feature rows of phi ((l1-l0)·P, k, N), P = n·n·f·f + n. Leaves ∂f/∂z^{l0-1} in g_out (when l0 > 0)."""
+    L, n = b.shape
     f = W.shape[3]
-    out = np.empty((N, k), dtype=W.dtype)
+    d = start.shape[1]
+    N = start.shape[3]
+    k = g_in.shape[0]
+    P = n * n * f * f + n
+    nchunks = (N + chunk - 1) // chunk
+    for c in prange(nchunks):
+        i0 = c * chunk
+        i1 = min(N, i0 + chunk)
+        B = i1 - i0
+        a = start[:, :, :, i0:i1].copy()
+        z = np.empty_like(a)
+        Ac = np.empty((l1 - l0, n, d, d, B), dtype=W.dtype)
+        _conv_layers(W, b, a, z, l0, l1, Ac)
+        g = np.empty((n, d, d, B), dtype=W.dtype)
+        nxt = np.empty((n, d, d, B), dtype=W.dtype)
+        for j in range(k):
+            g[:] = g_in[j, :, :, :, i0:i1]
+            for layer in range(l1 - 1, l0 - 1, -1):
+                _conv_sample_gradients(g, Ac[layer - l0], f, phi, (layer - l0) * P, j, i0)
+                if layer > 0:
+                    _conv_backprop(W, layer, g, Ac[layer - l0], nxt)
+                    g[:] = nxt
+            if l0 > 0:
+                g_out[j, :, :, :, i0:i1] = g
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, nparts):
+    """Fused, checkpointed forward+backward for ∂ℒ/∂f = coeff·(f − y); X (n, d, d, N), Y (k, N).
+    Returns outputs (k, N), dW (L, n, n, f, f), db (L, n)."""
+    L, n = b.shape
+    f = W.shape[3]
+    r = f // 2
+    d = X.shape[1]
+    N = X.shape[3]
+    k = Y.shape[0]
+    nchunks = (N + chunk - 1) // chunk
+    count = (L + every - 1) // every
+    out = np.empty((k, N), dtype=W.dtype)
     dW_part = np.zeros((nparts,) + W.shape, dtype=W.dtype)
     db_part = np.zeros((nparts, L, n), dtype=W.dtype)
-    per = (N + nparts - 1) // nparts
     for part in prange(nparts):
-        A = np.empty((L, n, d, d), dtype=W.dtype)
-        delta = np.empty((n, d, d), dtype=W.dtype)
-        prev = np.empty((n, d, d), dtype=W.dtype)
-        for i in range(part * per, min(N, (part + 1) * per)):
-            z = _conv_input_forward(W, b, X[i], A, True)
-            delta[:] = 0.0
+        for c in range(part, nchunks, nparts):
+            i0 = c * chunk
+            i1 = min(N, i0 + chunk)
+            B = i1 - i0
+            CK = np.empty((count, n, d, d, B), dtype=W.dtype)
+            a = X[:, :, :, i0:i1].copy()
+            z = np.empty_like(a)
+            empty = np.empty((0, n, d, d, B), dtype=W.dtype)
+            for s in range(count):
+                CK[s] = a
+                _conv_layers(W, b, a, z, s * every, min(L, (s + 1) * every), empty)
+            delta = np.zeros((n, d, d, B), dtype=W.dtype)
             for j in range(k):
-                out[i, j] = z[j].sum() / (d * d)
-                g = coeff * (out[i, j] - Y[i, j]) / (d * d)
-                for y in range(d):
-                    for x in range(d):
-                        delta[j, y, x] = g
-            for layer in range(L - 1, -1, -1):
-                _conv_weight_gradient(delta, A[layer], f, dW_part[part, layer], db_part[part, layer])
-                if layer > 0:
-                    _conv_backprop(W, layer, delta, A[layer], prev)
-                    delta[:] = prev
+                for i in range(B):
+                    out[j, i0 + i] = z[j, :, :, i].sum() / (d * d)
+                    g = coeff * (out[j, i0 + i] - Y[j, i0 + i]) / (d * d)
+                    for y in range(d):
+                        for x in range(d):
+                            delta[j, y, x, i] = g
+            Aseg = np.empty((every, n, d, d, B), dtype=W.dtype)
+            prev = np.empty((n, d, d, B), dtype=W.dtype)
+            for s in range(count - 1, -1, -1):
+                l0 = s * every
+                l1 = min(L, l0 + every)
+                a[:] = CK[s]
+                _conv_layers(W, b, a, z, l0, l1, Aseg)
+                for layer in range(l1 - 1, l0 - 1, -1):
+                    act = Aseg[layer - l0]
+                    for o in range(n):
+                        acc = 0.0
+                        for y in range(d):
+                            for x in range(d):
+                                for i in range(B):
+                                    acc += delta[o, y, x, i]
+                        db_part[part, layer, o] += acc
+                        for m in range(n):
+                            for u in range(f):
+                                ylo, yhi = _window(d, r, u)
+                                for v in range(f):
+                                    xlo, xhi = _window(d, r, v)
+                                    acc = 0.0
+                                    for y in range(ylo, yhi):
+                                        for x in range(xlo, xhi):
+                                            for i in range(B):
+                                                acc += delta[o, y, x, i] * act[m, y + u - r, x + v - r, i]
+                                    dW_part[part, layer, o, m, u, v] += acc
+                    if layer > 0:
+                        _conv_backprop(W, layer, delta, act, prev)
+                        delta[:] = prev
     dW = np.zeros(W.shape, dtype=W.dtype)
     db = np.zeros((L, n), dtype=W.dtype)
     for part in range(nparts):
         dW += dW_part[part]
         db += db_part[part]
     return out, dW, db
-
-
-@njit(cache=True, parallel=True)
-def conv_jacobians(W, b, X, k):
-    """Per-sample, per-layer parameter gradients J (N, k, L·(n·n·f·f + n)) of the k outputs."""
-    L, n = b.shape
-    N = X.shape[0]
-    d = X.shape[2]
-    f = W.shape[3]
-    per_layer = n * n * f * f + n
-    J = np.zeros((N, k, L * per_layer), dtype=W.dtype)
-    for i in prange(N):
-        A = np.empty((L, n, d, d), dtype=W.dtype)
-        _conv_input_forward(W, b, X[i], A, True)
-        g = np.empty((n, d, d), dtype=W.dtype)
-        prev = np.empty((n, d, d), dtype=W.dtype)
-        gw = np.empty((n, n, f, f), dtype=W.dtype)
-        gb = np.empty(n, dtype=W.dtype)
-        for j in range(k):
-            g[:] = 0.0
-            g[j] = 1.0 / (d * d)
-            for layer in range(L - 1, -1, -1):
-                gw[:] = 0.0
-                gb[:] = 0.0
-                _conv_weight_gradient(g, A[layer], f, gw, gb)
-                base = layer * per_layer
-                J[i, j, base:base + n * n * f * f] = gw.ravel()
-                J[i, j, base + n * n * f * f:base + per_layer] = gb
-                if layer > 0:
-                    _conv_backprop(W, layer, g, A[layer], prev)
-                    g[:] = prev
-    return J
