@@ -7,6 +7,7 @@ from deepntk.analytic.arccos import arccos_kernel
 from deepntk.analytic.mlp import mlp_expected_kernel, mlp_limit_kernel
 from deepntk.analytic.cnn import cnn_expected_kernel, cnn_limit_kernel
 from deepntk.analytic.fig3 import fig3_inputs, fig3_limit_curve
+from deepntk.analytic.flow import kernel_flow, kernel_regression, stack_kernel
 
 __all__ = [
     "arccos_kernel",
@@ -16,4 +17,7 @@ __all__ = [
     "cnn_expected_kernel",
     "fig3_inputs",
     "fig3_limit_curve",
+    "kernel_flow",
+    "kernel_regression",
+    "stack_kernel",
 ]

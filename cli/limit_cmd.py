@@ -22,13 +22,25 @@ def spec_for_inputs(arch: dict, X):
 
 @click.command("limit")
 @with_arch
-@click.option("--x1", "x1_path", required=True, help="Inputs X1 (.npy): (N1, d_in) or (N1, c, d, d).")
+@click.option("--x1", "x1_path", default=None, help="Inputs X1 (.npy): (N1, d_in) or (N1, c, d, d).")
 @click.option("--x2", "x2_path", default=None, help="Inputs X2 (.npy); default: X1.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write it (.npy).")
-def command(arch, x1_path, x2_path, output):
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Where to write it (.npy).")
+@click.option("--symbolic", is_flag=True, help="Print the formula (SymPy, the symbolic extra) instead.")
+@click.option("--latex", is_flag=True, help="With --symbolic: LaTeX instead of plain text.")
+def command(arch, x1_path, x2_path, output, symbolic, latex):
     """Write Θ̃^∞(X1, X2), shape (N1, N2): the factor of I_k (Theorems 1 and 4, corrected)."""
     from deepntk.analytic import cnn_limit_kernel, mlp_limit_kernel
 
+    if symbolic or latex:
+        from deepntk.analytic.symbolic import format_formula
+
+        try:
+            click.echo(format_formula(arch["arch"], latex=latex, d_in=arch["d_in"]))
+        except ImportError as exc:
+            raise CommandError(str(exc)) from None
+        return
+    if x1_path is None or output is None:
+        raise CommandError("give --x1 and -o (or --symbolic to print the formula)")
     X1 = load_npy(x1_path, "--x1")
     X2 = None if x2_path is None else load_npy(x2_path, "--x2")
     spec = spec_for_inputs(arch, X1)

@@ -148,6 +148,9 @@ class DepthResult:
     mean_error_expected: float
     max_error_expected: float
     seconds: float
+    seed_errors_limit: list
+    seed_errors_expected: list
+    mean_offset: float
     kernels: np.ndarray = field(repr=False)
     limit: np.ndarray = field(repr=False)
     expected: np.ndarray = field(repr=False)
@@ -174,8 +177,11 @@ def run_depth(config: ConvergenceConfig, depth: int, C_L: float, X1, X2, on_seed
     limit, expected = limit_and_expected(config, depth, C_L, X1, X2)
     err_limit = np.array([relative_block_errors(K, limit) for K in kernels])
     err_expected = np.array([relative_block_errors(K, expected) for K in kernels])
+    k = kernels.shape[-1]
+    offset = float(np.mean(np.trace(kernels, axis1=-2, axis2=-1) / k - limit))
     return DepthResult(depth, C_L, seeds, float(err_limit.mean()), float(err_limit.max()),
                        float(err_expected.mean()), float(err_expected.max()), time.perf_counter() - start,
+                       err_limit.mean(axis=(1, 2)).tolist(), err_expected.mean(axis=(1, 2)).tolist(), offset,
                        kernels, limit, expected)
 
 

@@ -13,12 +13,13 @@ from click.testing import CliRunner
 
 from deepntk.cli.main import cli, main
 
-COMMANDS = ["backends", "init", "ntk", "limit", "simulate", "bench"]
+COMMANDS = ["backends", "init", "ntk", "limit", "simulate", "predict", "compare", "compare depth",
+            "compare trained", "compare spectrum", "bench"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_has_help(name):
-    result = CliRunner().invoke(cli, [name, "--help"])
+    result = CliRunner().invoke(cli, name.split() + ["--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
 
 
@@ -142,3 +143,36 @@ def test_negative_input_warning_in_cli(tmp_path, capsys):
     main(["init", "--depth", "5", "--C-L", "3", "-o", p])
     code, _, err = run(["ntk", p, "--x1", x, "-o", str(tmp_path / "K.npy")], capsys)
     assert code == 0 and "Warning:" in err and "x > 0" in err
+
+
+def test_compare_commands_end_to_end(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    code, stdout, _ = run(["compare", "depth", "--depths", "20,40,80", "--C-L", "L^2,5", "--seeds", "3", "--points",
+                           "8", "--backend", "numpy", "-o", out, "--quiet"], capsys)
+    assert code == 0 and "fitted rate" in stdout and os.path.exists(os.path.join(out, "compare-depth.json"))
+    rows = json.load(open(os.path.join(out, "compare-depth.json")))["rows"]
+    assert len(rows) == 6 and rows[3]["predicted_offset"] == pytest.approx(1 / 25)
+    code, stdout, _ = run(["compare", "trained", "--depths", "20,60", "--steps", "20", "--train-points", "6",
+                           "-o", out], capsys)
+    assert code == 0 and "kernel drift" in stdout
+    code, stdout, _ = run(["compare", "spectrum", "--depths", "20", "--points", "6", "-o", out, "--plot"], capsys)
+    assert code == 0 and "condition" in stdout
+    if os.path.exists(os.path.join(out, "compare-spectrum.png")):
+        assert os.path.getsize(os.path.join(out, "compare-spectrum.png")) > 1000
+
+
+def test_predict_and_symbolic_limit(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X, Xt = rng.uniform(0.1, 1, size=(10, 2)), rng.uniform(0.1, 1, size=(4, 2))
+    for name, array in (("x", X), ("y", X[:, 0] * X[:, 1]), ("xt", Xt), ("yt", Xt[:, 0] * Xt[:, 1])):
+        np.save(tmp_path / f"{name}.npy", array)
+    out = str(tmp_path / "pred.npy")
+    code, stdout, _ = run(["predict", "--x-train", str(tmp_path / "x.npy"), "--y-train", str(tmp_path / "y.npy"),
+                           "--x-test", str(tmp_path / "xt.npy"), "--y-test", str(tmp_path / "yt.npy"),
+                           "--times", "1,inf", "-o", out], capsys)
+    assert code == 0 and "test MSE" in stdout and np.load(out).shape == (2, 4, 1)
+    pytest.importorskip("sympy")
+    code, stdout, _ = run(["limit", "--symbolic"], capsys)
+    assert code == 0 and "d_out" in stdout and "acos" in stdout
+    code, _, err = run(["limit"], capsys)
+    assert code == 2 and "--symbolic" in err
