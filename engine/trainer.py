@@ -1,0 +1,233 @@
+"""Training with checkpoints: plain (mini-batch) SGD as in the paper, on any backend.
+
+Everything that decides the trajectory is in the checkpoint (weights, the current epoch's permutation, the
+shuffling RNG's state, the step counter), so a resumed run is bit-identical to an uninterrupted one with the
+same seed. Checkpoints are written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from deepntk.backends.registry import get_backend
+from deepntk.engine.errors import InputError
+from deepntk.engine.packed import pack, pad_inputs, unpack
+from deepntk.engine.results import write_npz
+from deepntk.engine.training import raw_learning_rate
+from deepntk.engine.validate import check_inputs, check_targets
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass
+class TrainSettings:
+    """How to train. Give `steps` (SGD updates) or `epochs`; `batch_size` None means full batch.
+
+    Step size: exactly one of `eta` (scaled: raw lr = η/(L·C_L²)) or `lr` (raw). Loss "paper" (½-mean) or
+    "mse" (PyTorch's MSELoss), averaged over the mini-batch.
+    """
+
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    eta: float | None = None
+    lr: float | None = None
+    loss: str = "paper"
+    seed: int = 0
+    eval_every: int = 0
+    probe_every: int = 0
+    checkpoint_every: int = 0
+
+    def __post_init__(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise InputError("give exactly one of steps or epochs")
+        for name in ("steps", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < (1 if name == "batch_size" else 0)):
+                raise InputError(f"{name} must be a {'positive' if name == 'batch_size' else 'non-negative'} integer, "
+                                 f"got {value!r}")
+        if self.loss not in ("paper", "mse"):
+            raise InputError(f"unknown loss {self.loss!r}; choose paper or mse")
+
+
+@dataclass
+class TrainResult:
+    params: object
+    history: dict
+    steps: int
+    seconds: float
+    resumed_from: int = 0
+
+
+@dataclass
+class _State:
+    W: np.ndarray
+    b: np.ndarray
+    step: int
+    order: np.ndarray
+    rng_state: dict
+    history: dict = field(default_factory=dict)
+
+
+def classification_kind(Y: np.ndarray) -> str | None:
+    """'onehot', 'binary' (k = 1 with 0/1 targets), or None for regression targets."""
+    if not np.all(np.isin(Y, (0.0, 1.0))):
+        return None
+    if Y.shape[1] == 1:
+        return "binary"
+    return "onehot" if np.all(Y.sum(axis=1) == 1) else None
+
+
+def accuracy(outputs: np.ndarray, Y: np.ndarray, kind: str | None) -> float:
+    """argmax accuracy for one-hot targets; round(output) == label for the binary task (SPEC)."""
+    if kind == "onehot":
+        return float(np.mean(np.argmax(outputs, axis=1) == np.argmax(Y, axis=1)))
+    if kind == "binary":
+        return float(np.mean(np.round(outputs[:, 0]) == Y[:, 0]))
+    return float("nan")
+
+
+def fingerprint(*arrays) -> str:
+    digest = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(str(a.shape).encode() + str(a.dtype).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def run_key(params, settings: TrainSettings, X, Y) -> dict:
+    """What a checkpoint must match to be resumed: architecture, initial weights, data and settings (run length
+    excluded, so a finished run can be extended)."""
+    key = {k: v for k, v in asdict(settings).items() if k not in ("steps", "epochs", "eval_every", "probe_every",
+                                                                   "checkpoint_every")}
+    return {"spec": params.spec.to_meta(), "dtype": str(params.dtype), "settings": key,
+            "initial_weights": fingerprint(*params.weights, *params.biases), "data": fingerprint(X, Y)}
+
+
+def _save(folder, state: _State, key: dict) -> None:
+    meta = {"key": key, "step": state.step, "rng_state": state.rng_state, "history": state.history}
+    write_npz(os.path.join(folder, CHECKPOINT), W=state.W, b=state.b, order=state.order, meta=np.array(json.dumps(meta)))
+
+
+def _load(folder, key: dict) -> _State:
+    path = os.path.join(folder, CHECKPOINT)
+    if not os.path.exists(path):
+        raise InputError(f"--resume: no checkpoint in {folder!r}")
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if meta["key"] != key:
+            changed = [k for k in key if meta["key"].get(k) != key[k]]
+            raise InputError(f"--resume: the checkpoint in {folder!r} belongs to a different configuration "
+                             f"(differs in: {', '.join(changed)})")
+        return _State(data["W"].copy(), data["b"].copy(), int(meta["step"]), data["order"].copy(),
+                      meta["rng_state"], meta["history"])
+
+
+def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y_test=None, probe=None,
+          checkpoint_dir: str | None = None, resume: bool = False, on_step=None) -> TrainResult:
+    """Train `params` on (X, Y) with plain SGD; returns the trained params and the history.
+
+    History lists (all JSON-friendly): "step", "batch_loss" every step; at every `eval_every` steps and at the
+    end "eval_step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"; at every `probe_every`
+    steps "probe_step" and "kernel_change" = ‖Θ̃_t − Θ̃_0‖/‖Θ̃_0‖ on the probe inputs (Theorem 2's invariance).
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite; the last good state is checkpointed first.
+    """
+    from deepntk.backends.base import loss_value_and_output_gradient
+    from deepntk.engine.api import scaled_ntk
+
+    spec = params.spec
+    rate = raw_learning_rate(spec, eta=settings.eta, lr=settings.lr)
+    net = pack(params)
+    Xp = pad_inputs(net, check_inputs(X, spec, "X").astype(params.dtype))
+    targets = check_targets(Y, len(Xp), spec.outputs)
+    has_test = X_test is not None
+    if has_test:
+        Xt = pad_inputs(net, check_inputs(X_test, spec, "X_test").astype(params.dtype))
+        Yt = check_targets(Y_test, len(Xt), spec.outputs)
+    kind = classification_kind(targets)
+    engine = get_backend(backend)
+    N = len(Xp)
+    batch = min(settings.batch_size or N, N)
+    per_epoch = -(-N // batch)
+    total = settings.steps if settings.steps is not None else settings.epochs * per_epoch
+    key = run_key(params, settings, X, Y)
+    if checkpoint_dir:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+    rng = np.random.default_rng(settings.seed)
+    if resume:
+        if not checkpoint_dir:
+            raise InputError("--resume needs a checkpoint folder")
+        state = _load(checkpoint_dir, key)
+        rng.bit_generator.state = state.rng_state
+    else:
+        state = _State(net.W.copy(), net.b.copy(), 0, np.arange(N), rng.bit_generator.state, {})
+    start_step = state.step
+    history = state.history
+    for name in ("step", "batch_loss", "eval_step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                 "probe_step", "kernel_change"):
+        history.setdefault(name, [])
+    probe_K0 = None if probe is None else scaled_ntk(params, probe, backend=engine)
+
+    def current(W, b):
+        return replace(net, W=W, b=b)
+
+    def evaluate(step):
+        outputs = engine.forward(current(state.W, state.b), Xp)
+        history["eval_step"].append(step)
+        history["train_loss"].append(loss_value_and_output_gradient(outputs, targets, settings.loss)[0])
+        history["train_accuracy"].append(accuracy(outputs, targets, kind))
+        if has_test:
+            out_t = engine.forward(current(state.W, state.b), Xt)
+            history["test_loss"].append(loss_value_and_output_gradient(out_t, Yt, settings.loss)[0])
+            history["test_accuracy"].append(accuracy(out_t, Yt, kind))
+
+    def probe_change(step):
+        weights, biases = unpack(params, state.W, state.b)
+        K = scaled_ntk(params.with_arrays(weights, biases), probe, backend=engine)
+        history["probe_step"].append(step)
+        history["kernel_change"].append(float(np.linalg.norm(K - probe_K0) / np.linalg.norm(probe_K0)))
+
+    started = time.perf_counter()
+    if start_step == 0 and settings.probe_every and probe is not None:
+        probe_change(0)
+    for step in range(start_step, total):
+        if step % per_epoch == 0:
+            state.order = rng.permutation(N) if batch < N else np.arange(N)
+            state.rng_state = rng.bit_generator.state
+        position = step % per_epoch
+        idx = state.order[position * batch:(position + 1) * batch]
+        value, _, dW, db = engine.loss_and_gradients(current(state.W, state.b), Xp[idx], targets[idx], settings.loss)
+        if not np.isfinite(value):
+            if checkpoint_dir:
+                _save(checkpoint_dir, state, key)
+            where = f"; the last good state (step {step}) is saved in {checkpoint_dir}" if checkpoint_dir else ""
+            raise FloatingPointError(f"loss became {value} at step {step}{where}; try a smaller learning rate")
+        state.W -= np.asarray(rate, dtype=state.W.dtype) * dW
+        state.b -= np.asarray(rate, dtype=state.b.dtype) * db
+        state.step = step + 1
+        history["step"].append(step)
+        history["batch_loss"].append(value)
+        if settings.eval_every and state.step % settings.eval_every == 0:
+            evaluate(state.step)
+        if settings.probe_every and probe is not None and state.step % settings.probe_every == 0:
+            probe_change(state.step)
+        if checkpoint_dir and settings.checkpoint_every and state.step % settings.checkpoint_every == 0:
+            _save(checkpoint_dir, state, key)
+        if on_step:
+            on_step(state.step, total, value)
+    if not history["eval_step"] or history["eval_step"][-1] != state.step:
+        evaluate(state.step)
+    if checkpoint_dir:
+        _save(checkpoint_dir, state, key)
+    weights, biases = unpack(params, state.W, state.b)
+    return TrainResult(params.with_arrays(weights, biases), history, state.step, time.perf_counter() - started,
+                       start_step)
