@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from deepntk.cli.common import CommandError
 
 
@@ -55,6 +57,56 @@ def trained_plot(rows, path):
     ax.loglog(depths, [r.kernel_drift for r in rows], "^--", label="kernel drift")
     ax.set(xlabel="depth L", ylabel="relative gap", title="Trained network vs kernel-flow prediction")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def fig3_plot(result, path):
+    plt = pyplot()
+    gamma = np.asarray(result["gamma"])
+    fig, axes = plt.subplots(1, len(result["depths"]) + 1, figsize=(4.2 * (len(result["depths"]) + 1), 3.6))
+    for ax, row in zip(axes, result["depths"]):
+        for k0, kt in zip(row["kernel_init"], row["kernel_trained"]):
+            ax.plot(gamma, k0, color="tab:blue", alpha=0.5, lw=0.8)
+            ax.plot(gamma, kt, color="tab:orange", alpha=0.5, lw=0.8, ls="--")
+        ax.plot(gamma, result["limit"], color="k", lw=1.5, label="limit Θ̃∞")
+        ax.plot([], [], color="tab:blue", label="init")
+        ax.plot([], [], color="tab:orange", ls="--", label="after training")
+        ax.set(title=f"L = {row['depth']}, C_L = {row['C_L']:g}", xlabel="γ", ylabel="Θ̃(x₀, x(γ))")
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    ax.plot(gamma, result["target"], "k", lw=1.5, label="y = x₁x₂")
+    for row in result["depths"]:
+        ax.plot(gamma, row["fit"][0], ls="--", label=f"network, L = {row['depth']}")
+    ax.set(title="fit after training", xlabel="γ")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def fig4_plot(result, path):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for run in result["runs"]:
+        if not run["diverged"]:
+            ax.plot(run["eval_step"], run["test_accuracy"], marker="o", label=run["run"])
+    ax.set(xlabel="SGD step", ylabel="test accuracy", title=f"MNIST, depth {result['depth']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def fig5_plot(result, path):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    values = result["carrier_minus_C"]
+    ax.plot(range(1, len(values) + 1), values, lw=1)
+    ax.axhline(result["target"], color="k", ls=":", label="target y")
+    ax.set(xlabel="layer l", ylabel="σ(z^l)_last − C_L", title=f"Per-layer accumulation, L = {result['depth']}")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

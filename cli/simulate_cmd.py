@@ -47,9 +47,13 @@ def parse_depths(text: str):
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Results folder [deepntk-results/simulate-<arch>-<time>].")
 @click.option("--resume", is_flag=True, help="Reuse depths already stored in --out with the same settings.")
+@click.option("--train", "train_too", is_flag=True,
+              help="Fig. 3 complete: also train each network (full-batch GD, MSELoss, lr = 1/(4·L·C_L²)) on "
+                   "y = x₁x₂ and compare the kernel before and after training.")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="GD steps with --train.")
 @quiet_option
 def command(arch, depths, C_L, seeds, first_seed, points, rho, beta, outputs, in_channels, size, filter_size, pool,
-            dtype, backend, out_dir, resume, quiet):
+            dtype, backend, out_dir, resume, train_too, steps, quiet):
     """Scaled NTK at initialization vs its infinite-depth limit, over depths and seeds.
 
     With no options: the paper's Fig. 3 kernel Θ̃(x₀, x(γ)) on 200 arc points, at L = 100 … 10000 with
@@ -60,6 +64,10 @@ def command(arch, depths, C_L, seeds, first_seed, points, rho, beta, outputs, in
 
     if resume and out_dir is None:
         raise CommandError("--resume needs --out, the folder of the run to resume")
+    if train_too:
+        if arch != "mlp":
+            raise CommandError("--train runs the Fig. 3 MLP experiment; use deepntk train for the CNN")
+        return _simulate_training(depths or DEFAULT_DEPTHS["mlp"], C_L, seeds, steps, backend, out_dir, quiet)
     with user_errors():
         config = ConvergenceConfig(arch=arch, depths=parse_depths(depths or DEFAULT_DEPTHS[arch]), C_L=C_L,
                                    seeds=seeds, first_seed=first_seed, points=points or DEFAULT_POINTS[arch],
@@ -96,4 +104,36 @@ def command(arch, depths, C_L, seeds, first_seed, points, rho, beta, outputs, in
                 "seconds": time.perf_counter() - started, "per_depth_seconds": {r.depth: r.seconds for r in results},
                 "environment": environment(), "files": ["results.json", "arrays.npz", "manifest.json"] +
                 [f"depth-{r.depth}.npz" for r in results]})
+    click.echo(f"results in {out_dir}")
+
+
+def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet):
+    """Fig. 3 complete: kernel at init and after training, kernel drift and fit, per depth over seeds."""
+    import numpy as np
+
+    from deepntk.engine.convergence import parse_C_L_rule
+    from deepntk.engine.experiments import fig3_training
+
+    with user_errors():
+        rule = parse_C_L_rule(C_L)
+        pairs = [(L, rule(L)) for L in parse_depths(depths)]
+        out_dir = out_dir or os.path.join("deepntk-results", f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}")
+        ensure_writable_folder(out_dir)
+        bar = progress(len(pairs) * seeds, "networks", quiet)
+        result = fig3_training(pairs, seeds, steps, backend, on_seed=bar.update)
+        bar.close()
+    limit = np.asarray(result["limit"])
+    click.echo(f"Fig. 3 with training: {steps} GD steps (MSELoss, lr = 1/(4·L·C_L²)), {seeds} seeds")
+    click.echo(f"{'L':>7} {'C_L':>10} {'init vs limit':>14} {'trained vs limit':>17} {'kernel drift':>13} "
+               f"{'fit RMSE':>10} {'time s':>7}")
+    for row in result["depths"]:
+        k0, kt = np.asarray(row["kernel_init"]), np.asarray(row["kernel_trained"])
+        rmse = np.mean([np.sqrt(np.mean((np.asarray(f) - result["target"]) ** 2)) for f in row["fit"]])
+        click.echo(f"{row['depth']:>7} {row['C_L']:>10.4g} {np.mean(np.abs(k0 - limit) / limit):>14.3e} "
+                   f"{np.mean(np.abs(kt - limit) / limit):>17.3e} {np.mean(row['kernel_drift']):>13.3e} "
+                   f"{rmse:>10.3e} {row['seconds']:>7.1f}")
+    write_json(os.path.join(out_dir, "results.json"), {"experiment": "fig3-training", **result})
+    write_json(os.path.join(out_dir, "manifest.json"), {"command": "simulate --train", "C_L": C_L, "seeds": seeds,
+                                                        "steps": steps, "backend": backend,
+                                                        "environment": environment()})
     click.echo(f"results in {out_dir}")

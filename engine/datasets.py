@@ -139,7 +139,8 @@ class Dataset:
     note: str = ""
 
 
-def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str = "flat", shift: float = 0.0,
+def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str = "flat", pool: int = 1,
+               shift: float = 0.0,
                train_size: int | None = None, test_size: int | None = None, split_seed: int = 0,
                test_fraction: float = 1 / 6, download: bool = True) -> Dataset:
     """MNIST as the paper uses it (SPEC §Fig. 4 / Table 1).
@@ -147,6 +148,7 @@ def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str
     Args:
         task: "digits" (10 classes, one-hot targets) or "binary" (0 vs 1, scalar targets 0/1).
         layout: "flat" (N, 784) for the MLP or "image" (N, 1, 28, 28) for the CNN (whose spec pools 4×4).
+        pool: average-pool the images pool×pool first (e.g. 4: 7×7, 49 inputs for a small MLP).
         shift: ε added to every pixel (pixels are in [0, 1]; the theory wants x > 0).
         train_size, test_size: keep the first n points (after a seeded shuffle) of each set.
         split_seed, test_fraction: used only when just the test files exist: a seeded split of them.
@@ -173,7 +175,11 @@ def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str
             images, labels = images[keep], labels[keep]
         order = np.random.default_rng(split_seed + 1).permutation(len(labels))[:size]
         images, labels = images[order], labels[order]
-        X = images.astype(np.float64) / 255.0 + shift
+        X = images.astype(np.float64) / 255.0
+        if pool > 1:
+            side = X.shape[1] // pool
+            X = X[:, : side * pool, : side * pool].reshape(len(X), side, pool, side, pool).mean(axis=(2, 4))
+        X = X + shift
         X = X.reshape(len(X), -1) if layout == "flat" else X[:, None]
         Y = labels.astype(np.float64)[:, None] if task == "binary" else np.eye(10)[labels]
         return X, Y, labels

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from deepntk.cli.main import cli, main
 
-COMMANDS = ["backends", "init", "ntk", "limit", "simulate", "predict", "compare", "compare depth",
-            "compare trained", "compare spectrum", "bench"]
+COMMANDS = ["backends", "init", "ntk", "limit", "simulate", "train", "reproduce", "predict", "compare",
+            "compare depth", "compare trained", "compare spectrum", "bench"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -176,3 +176,47 @@ def test_predict_and_symbolic_limit(tmp_path, capsys):
     assert code == 0 and "d_out" in stdout and "acos" in stdout
     code, _, err = run(["limit"], capsys)
     assert code == 2 and "--symbolic" in err
+
+
+def test_train_on_files_and_resume(tmp_path, capsys):
+    p = str(tmp_path / "p.npz")
+    main(["init", "--depth", "20", "--C-L", "400", "-o", p])
+    X = np.random.default_rng(0).uniform(0.1, 1, size=(12, 2))
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", X[:, :1] * X[:, 1:])
+    base = ["train", p, "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"), "--eta", "0.5",
+            "--batch-size", "4", "--checkpoint-dir", str(tmp_path / "ck"), "--checkpoint-every", "3", "--quiet"]
+    code, stdout, _ = run(base + ["--steps", "6", "-o", str(tmp_path / "a.npz")], capsys)
+    assert code == 0 and "trained 6 steps" in stdout
+    code, stdout, _ = run(base + ["--steps", "9", "--resume", "-o", str(tmp_path / "b.npz")], capsys)
+    assert code == 0 and "trained 9 steps" in stdout
+    metrics = json.load(open(tmp_path / "b.metrics.json"))
+    assert metrics["resumed_from"] == 6 and len(metrics["history"]["batch_loss"]) == 9
+    code, _, err = run(base[:8] + ["--steps", "3", "--lr", "1e-3", "-o", str(tmp_path / "c.npz")], capsys)
+    assert code == 2 and "exactly one of --eta" in err
+    code, _, err = run(["train", "--dataset", "toy", "--depth", "10", "--C-L", "100", "--steps", "3", "--lr", "1e-4",
+                        "--checkpoint-dir", str(tmp_path / "ck"), "--resume", "-o", str(tmp_path / "d.npz")], capsys)
+    assert code == 2 and "different configuration" in err
+
+
+def test_train_toy_dataset_and_divergence(tmp_path, capsys):
+    code, stdout, _ = run(["train", "--dataset", "toy", "--depth", "30", "--C-L", "900", "--steps", "40", "--eta", "1",
+                           "-o", str(tmp_path / "t.npz"), "--quiet"], capsys)
+    assert code == 0 and "train loss" in stdout
+    code, _, err = run(["train", "--dataset", "toy", "--depth", "30", "--C-L", "900", "--steps", "400", "--lr", "1e3",
+                        "-o", str(tmp_path / "t.npz"), "--quiet"], capsys)
+    assert code == 2 and "try a smaller learning rate" in err
+
+
+def test_simulate_train_small(tmp_path, capsys):
+    code, stdout, _ = run(["simulate", "--train", "--depths", "20,40", "--C-L", "L^2", "--seeds", "1", "--steps", "20",
+                           "-o", str(tmp_path / "s"), "--quiet"], capsys)
+    assert code == 0 and "kernel drift" in stdout
+
+
+def test_reproduce_fig5_small(tmp_path, capsys):
+    code, stdout, _ = run(["reproduce", "fig5", "-o", str(tmp_path / "f5"), "--no-plot"], capsys)
+    assert code == 0 and "per-layer" in stdout
+    result = json.load(open(tmp_path / "f5" / "results.json"))
+    assert len(result["carrier_minus_C"]) == result["depth"]
+    assert abs(result["output"] - result["target"]) < 0.05

@@ -1,0 +1,77 @@
+"""`deepntk reproduce`: the paper's Fig. 3, Fig. 4, Table 1 and Fig. 5."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+import numpy as np
+
+from deepntk.cli.common import CommandError, backend_option, user_errors
+from deepntk.engine.results import ensure_writable_folder, environment, write_json, write_npz
+
+
+def _summary(result) -> list[str]:
+    lines = []
+    if result["experiment"] == "fig3":
+        limit = np.asarray(result["limit"])
+        for row in result["depths"]:
+            k0, kt = np.asarray(row["kernel_init"]), np.asarray(row["kernel_trained"])
+            fit_err = np.mean([np.sqrt(np.mean((np.asarray(f) - result["target"]) ** 2)) for f in row["fit"]])
+            lines.append(f"L = {row['depth']:>6}, C_L = {row['C_L']:g}: init vs limit {np.mean(np.abs(k0 - limit) / limit):.2e}, "
+                         f"kernel drift {np.mean(row['kernel_drift']):.2e}, fit RMSE {fit_err:.2e}, {row['seconds']:.1f} s")
+    elif result["experiment"] in ("fig4", "table1"):
+        for run in result.get("runs", result.get("rows", [])):
+            acc = run["final_test_accuracy"]
+            status = "diverged" if run["diverged"] else f"test accuracy {acc:.4f}"
+            lines.append(f"{run['run']:<28} {status}  ({run['seconds']:.1f} s)")
+    else:
+        values = result["carrier_minus_C"]
+        lines.append(f"L = {result['depth']}: output {result['output']:.4f} (target {result['target']:.4f}); per-layer "
+                     f"σ(z^l)_last − C_L from {values[0]:.3e} to {values[-1]:.3e}")
+    return lines
+
+
+@click.command("reproduce")
+@click.argument("experiment", type=click.Choice(["fig3", "fig4", "fig5", "table1"]))
+@click.option("--scale", type=click.Choice(["small", "paper"]), default="small", show_default=True,
+              help="small: minutes on 2 CPU cores (what it reduces is printed); paper: the authors' settings.")
+@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA] (fig4, table1).")
+@backend_option
+@click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Results folder [deepntk-results/<experiment>-<scale>].")
+@click.option("--plot/--no-plot", default=True, show_default=True, help="PNG figure when matplotlib is installed.")
+def command(experiment, scale, data_dir, backend, out_dir, plot):
+    """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
+    from deepntk.engine import experiments
+
+    out_dir = out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}")
+    start = time.perf_counter()
+    with user_errors():
+        ensure_writable_folder(out_dir)
+        if experiment in ("fig4", "table1"):
+            result = getattr(experiments, experiment)(scale, data_dir=data_dir, backend=backend)
+        else:
+            result = getattr(experiments, experiment)(scale, backend=backend)
+    if result.get("reduced"):
+        click.echo(f"{experiment} ({scale}): reduced from the paper's settings: {result['reduced']}")
+    for line in _summary(result):
+        click.echo(line)
+    write_json(os.path.join(out_dir, "results.json"), result)
+    arrays = {k: np.asarray(v) for k, v in result.items() if isinstance(v, list) and v and not isinstance(v[0], dict)}
+    if arrays:
+        write_npz(os.path.join(out_dir, "arrays.npz"), **arrays)
+    write_json(os.path.join(out_dir, "manifest.json"),
+               {"command": f"reproduce {experiment}", "scale": scale, "backend": backend,
+                "seconds": time.perf_counter() - start, "environment": environment()})
+    click.echo(f"results in {out_dir}")
+    plotters = {"fig3": "fig3_plot", "fig4": "fig4_plot", "fig5": "fig5_plot"}
+    if plot and experiment in plotters:
+        from deepntk.cli import plots
+
+        try:
+            getattr(plots, plotters[experiment])(result, os.path.join(out_dir, f"{experiment}.png"))
+            click.echo(f"figure in {os.path.join(out_dir, experiment + '.png')}")
+        except CommandError as exc:
+            click.echo(f"no figure: {exc.format_message()}", err=True)

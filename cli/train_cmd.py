@@ -1,0 +1,111 @@
+"""`deepntk train`: plain SGD on saved params and .npy data, or on a built-in dataset."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from deepntk.cli.arch import build_spec, with_arch
+from deepntk.cli.common import CommandError, backend_option, load_npy, progress, quiet_option, user_errors
+from deepntk.engine.results import environment, write_json
+
+
+@click.command("train")
+@click.argument("params_path", metavar="[PARAMS]", required=False, type=click.Path(dir_okay=False))
+@click.option("--x", "x_path", default=None, help="Training inputs (.npy), with PARAMS.")
+@click.option("--y", "y_path", default=None, help="Training targets (.npy), with PARAMS.")
+@click.option("--dataset", type=click.Choice(["mnist", "mnist-binary", "toy"]), default=None,
+              help="A built-in dataset instead of PARAMS/--x/--y (a network is drawn from the arch options).")
+@with_arch
+@click.option("--depth", type=int, default=None, help="With --dataset: number of layers L.")
+@click.option("--C-L", "C_L", type=float, default=None, help="With --dataset: carrier scale C_L.")
+@click.option("--init", "init", type=click.Choice(["paper", "kaiming-uniform"]), default="paper", show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="SGD updates.")
+@click.option("--epochs", type=click.IntRange(min=0), default=None, help="Passes over the data (instead of --steps).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Mini-batch size [full batch].")
+@click.option("--eta", type=float, default=None, help="Scaled step η: raw lr = η/(L·C_L²).")
+@click.option("--lr", type=float, default=None, help="Raw learning rate (as in the paper's Table 1).")
+@click.option("--loss", type=click.Choice(["paper", "mse"]), default="paper", show_default=True,
+              help="paper: (1/2N)Σ‖f−y‖²; mse: PyTorch's MSELoss.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Init and shuffling seed.")
+@click.option("--data-dir", default=None, help="Folder with MNIST IDX files [$DEEPNTK_DATA].")
+@click.option("--train-size", type=click.IntRange(min=1), default=None)
+@click.option("--test-size", type=click.IntRange(min=1), default=None)
+@click.option("--eval-every", type=click.IntRange(min=0), default=0, help="Evaluate every K steps (0: at the end).")
+@click.option("--checkpoint-dir", default=None, help="Folder for atomic checkpoints.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
+@backend_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Trained params (.npz).")
+@quiet_option
+def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype, steps, epochs, batch_size, eta, lr,
+            loss, seed, data_dir, train_size, test_size, eval_every, checkpoint_dir, checkpoint_every, resume, backend,
+            output, quiet):
+    """Train with plain SGD (the paper's §3.2/§5), writing the trained params and a metrics JSON beside them."""
+    from deepntk.engine.datasets import load_mnist, toy_dataset
+    from deepntk.engine.params import init_params, load_params
+    from deepntk.engine.trainer import TrainSettings, train
+
+    if (eta is None) == (lr is None):
+        raise CommandError("give exactly one of --eta (scaled step) or --lr (raw learning rate)")
+    if (steps is None) == (epochs is None):
+        raise CommandError("give exactly one of --steps or --epochs")
+    X_test = Y_test = None
+    with user_errors():
+        if dataset is None:
+            if params_path is None or x_path is None or y_path is None:
+                raise CommandError("give PARAMS with --x and --y, or --dataset")
+            params = load_params(params_path)
+            X, Y = load_npy(x_path, "--x"), load_npy(y_path, "--y")
+            if len(X) != len(Y):
+                raise CommandError(f"--x has {len(X)} points but --y has {len(Y)}")
+        else:
+            if depth is None or C_L is None:
+                raise CommandError("--dataset needs --depth and --C-L")
+            if dataset == "toy":
+                data = toy_dataset()
+                arch = {**arch, "arch": "mlp", "d_in": 2, "d_out": 1}
+            else:
+                task = "binary" if dataset == "mnist-binary" else "digits"
+                layout = "flat" if arch["arch"] == "mlp" else "image"
+                data = load_mnist(data_dir, task=task, layout=layout, pool=arch["pool"] if layout == "flat" else 1,
+                                  train_size=train_size, test_size=test_size, split_seed=seed)
+                if data.note:
+                    click.echo(data.note, err=True)
+                k = data.Y_train.shape[1]
+                if arch["arch"] == "mlp":
+                    arch = {**arch, "d_in": data.X_train.shape[1], "d_out": k}
+                else:
+                    arch = {**arch, "in_channels": 1, "size": 28, "outputs": k}
+            X, Y, X_test, Y_test = data.X_train, data.Y_train, data.X_test, data.Y_test
+            params = init_params(build_spec(arch, depth, C_L), init, seed, dtype)
+        settings = TrainSettings(steps=steps, epochs=epochs, batch_size=batch_size, eta=eta, lr=lr, loss=loss,
+                                 seed=seed, eval_every=eval_every, checkpoint_every=checkpoint_every)
+        bar = progress(1, "training", quiet)
+
+        def on_step(step, total, value):
+            bar.total = total
+            bar.set_postfix(loss=f"{value:.3e}", refresh=False)
+            bar.update(step - bar.n)
+
+        try:
+            result = train(params, X, Y, settings, backend=backend, X_test=X_test, Y_test=Y_test,
+                           checkpoint_dir=checkpoint_dir, resume=resume, on_step=on_step)
+        except FloatingPointError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            bar.close()
+        result.params.save(output)
+    h = result.history
+    line = f"trained {result.steps} steps in {result.seconds:.1f} s: train loss {h['train_loss'][-1]:.4e}"
+    if h["train_accuracy"] and h["train_accuracy"][-1] == h["train_accuracy"][-1]:
+        line += f", train accuracy {h['train_accuracy'][-1]:.4f}"
+    if h["test_accuracy"]:
+        line += f", test loss {h['test_loss'][-1]:.4e}, test accuracy {h['test_accuracy'][-1]:.4f}"
+    click.echo(line)
+    metrics = os.path.splitext(output)[0] + ".metrics.json"
+    write_json(metrics, {"history": h, "steps": result.steps, "seconds": result.seconds,
+                         "resumed_from": result.resumed_from, "environment": environment()})
+    click.echo(f"wrote {output} and {metrics}")
