@@ -25,7 +25,14 @@ def _summary(result) -> list[str]:
         for run in result.get("runs", result.get("rows", [])):
             acc = run["final_test_accuracy"]
             status = "diverged" if run["diverged"] else f"test accuracy {acc:.4f}"
-            lines.append(f"{run['run']:<28} {status}  ({run['seconds']:.1f} s)")
+            line = f"{run['run']:<28} {status}  ({run['seconds']:.1f} s)"
+            if "theory" in run:
+                th = run["theory"]
+                line += (f"; limit kernel on {th['subset'][0]}/{th['subset'][1]} images: flow to t = "
+                         f"{th['flow_time']:.3g} → {th['flow_accuracy']:.3f}, regression (t = ∞) → "
+                         f"{th['regression_accuracy']:.3f}; constant/next eigenvalue "
+                         f"{th['top_eigenvalue_ratio']:.3g}")
+            lines.append(line)
     else:
         values = result["carrier_minus_C"]
         lines.append(f"L = {result['depth']}: output {result['output']:.4f} (target {result['target']:.4f}); per-layer "
