@@ -99,7 +99,8 @@ class _CNNTerms:
     def K(self, beta_sq: float) -> np.ndarray:
         """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, (N1, N2)."""
         N1, N2, D = self.P1.shape[0], self.P2.shape[0], self.d**2
-        out = np.empty((N1, N2))
+        symmetric = self.P2 is self.P1
+        out = np.zeros((N1, N2))
         Mflat = self.M.ravel()
         cols = max(1, min(N2, BLOCK_ELEMENTS // (D * D)))
         rows = max(1, BLOCK_ELEMENTS // (cols * D * D))
@@ -107,11 +108,15 @@ class _CNNTerms:
             i1 = min(N1, i0 + rows)
             for j0 in range(0, N2, cols):
                 j1 = min(N2, j0 + cols)
+                if symmetric and j1 <= i0:
+                    continue  # strictly below the diagonal: mirrored from the upper triangle below
                 inner = np.einsum("ipc,jqc->ijpq", self.P1[i0:i1], self.P2[j0:j1], optimize=True)
                 s1 = self.t * self.norm1[i0:i1, None, :, None] + beta_sq
                 s2 = self.t * self.norm2[None, j0:j1, None, :] + beta_sq
                 kappa = arccos_kernel(s1, s2, self.t * inner + beta_sq)
                 out[i0:i1, j0:j1] = kappa.reshape(i1 - i0, j1 - j0, D * D) @ Mflat
+        if symmetric:
+            out = np.triu(out) + np.triu(out, 1).T
         return out / self.d**4
 
 

@@ -43,11 +43,6 @@ def gram_layer_bytes(width: int, outputs: int, itemsize: int) -> int:
     return 2 * (1 + outputs) * width * tile * itemsize
 
 
-def gram_shared_bytes(width: int, outputs: int, itemsize: int) -> int:
-    """Shared memory of one `dense_gram` launch at the minimum of one staged layer."""
-    return gram_layer_bytes(width, outputs, itemsize)
-
-
 def weight_stage_layers(depth: int, width: int, itemsize: int) -> int:
     """Layers whose weights and biases a block stages in shared memory at once."""
     return int(max(1, min(depth, STAGE_BYTES // ((width * width + width) * itemsize))))
@@ -131,7 +126,7 @@ class CupyBackend(Backend):
 
     def _fused(self, net) -> bool:
         return (self.on_gpu and net.kind == "dense" and net.width <= NARROW_WIDTH
-                and gram_shared_bytes(net.width, net.outputs, net.dtype.itemsize) <= SHARED_LIMIT)
+                and gram_layer_bytes(net.width, net.outputs, net.dtype.itemsize) <= SHARED_LIMIT)
 
     def _grid(self, N):
         return ((N + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK,), (THREADS_PER_BLOCK,)

@@ -186,29 +186,18 @@ def run_benchmark(workloads, implementations, repeats: int = 3, on_result=None, 
 
 def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100, 5.0), (10000, 5e4)),
                        on_seed=None) -> dict:
-    """Fig. 3 at the authors' settings (SPEC): per depth and seed, Θ̃(x₀, X) at init, `steps` full-batch GD
-    steps with MSELoss at raw lr = 1/(4·L·C_L²), and Θ̃(x₀, X) after training. Returns timings and the kernel
-    drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖ and final loss per depth."""
-    from deepntk.analytic import fig3_inputs
-    from deepntk.engine.training import gradient_descent
+    """Fig. 3 at the authors' settings (SPEC), timed: per depth and seed, Θ̃(x₀, X) at init, `steps` full-batch GD
+    steps with MSELoss at raw lr = 1/(4·L·C_L²), and Θ̃(x₀, X) after training (`experiments.fig3_training`).
+    Returns the time, the mean kernel drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖ and the fit error per depth."""
+    from deepntk.engine.experiments import fig3_training
 
-    x0, X, _ = fig3_inputs(200)
-    Y = (X[:, 0] * X[:, 1])[:, None]
-    report = {"seeds": seeds, "steps": steps, "depths": {}}
-    start_all = time.perf_counter()
-    for L, C_L in depths:
-        start = time.perf_counter()
-        drift, final_loss = [], []
-        for seed in range(seeds):
-            params = init_params(MLP(2, 1, L, C_L), "paper", seed)
-            before = scaled_ntk(params, x0, X, backend=backend)
-            result = gradient_descent(params, X, Y, steps, lr=1.0 / (4 * L * C_L**2), loss="mse", backend=backend)
-            after = scaled_ntk(result.params, x0, X, backend=backend)
-            drift.append(float(np.linalg.norm(after - before) / np.linalg.norm(before)))
-            final_loss.append(float(result.losses[-1]))
-            if on_seed:
-                on_seed()
-        report["depths"][L] = {"C_L": C_L, "seconds": time.perf_counter() - start,
-                               "kernel_drift_mean": float(np.mean(drift)), "final_mse_mean": float(np.mean(final_loss))}
-    report["seconds"] = time.perf_counter() - start_all
+    start = time.perf_counter()
+    result = fig3_training(depths, seeds, steps, backend, on_seed)
+    target = np.asarray(result["target"])
+    report = {"seeds": seeds, "steps": steps, "seconds": time.perf_counter() - start, "depths": {}}
+    for row in result["depths"]:
+        fit_mse = np.mean([np.mean((np.asarray(f) - target) ** 2) for f in row["fit"]])
+        report["depths"][row["depth"]] = {"C_L": row["C_L"], "seconds": row["seconds"],
+                                          "kernel_drift_mean": float(np.mean(row["kernel_drift"])),
+                                          "final_mse_mean": float(fit_mse)}
     return report

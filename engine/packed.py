@@ -51,27 +51,41 @@ class PackedNet:
 
 
 def pack(params) -> PackedNet:
-    """Stack a `Params` into the padded form."""
+    """Stack a `Params` into the padded form.
+
+    The L − 2 middle layers already have the full shape, so they are stacked in one call; only the first and
+    last layers are padded. (At L = 10⁴ a per-layer Python loop would cost more than a fused GD step.)
+    """
     spec = params.spec
     L, n, k = spec.depth, spec.width, spec.outputs
     if spec.arch == "mlp":
-        W = np.zeros((L, n, n), dtype=params.dtype)
-        kind, size, f = "dense", 1, 1
+        tail, kind, size, f = (), "dense", 1, 1
     else:
         f = spec.filter_size
-        W = np.zeros((L, n, n, f, f), dtype=params.dtype)
-        kind, size = "conv", spec.inner_size
+        tail, kind, size = (f, f), "conv", spec.inner_size
+    W = np.zeros((L, n, n) + tail, dtype=params.dtype)
     b = np.zeros((L, n), dtype=params.dtype)
-    for layer, (w, bias) in enumerate(zip(params.weights, params.biases)):
+    if L > 2:
+        np.stack(params.weights[1:-1], out=W[1:-1])
+        np.stack(params.biases[1:-1], out=b[1:-1])
+    for layer in (0, L - 1):
+        w, bias = params.weights[layer], params.biases[layer]
         W[(layer,) + tuple(slice(0, s) for s in w.shape)] = w
         b[layer, : bias.shape[0]] = bias
     return PackedNet(kind, W, b, spec.in_features, k, size, f)
 
 
 def unpack(params, dW: np.ndarray, db: np.ndarray):
-    """Cut padded per-layer gradients back to the exact shapes of `params` (lists of arrays)."""
-    weights = [dW[(layer,) + tuple(slice(0, s) for s in w.shape)].copy() for layer, w in enumerate(params.weights)]
-    biases = [db[layer, : bias.shape[0]].copy() for layer, bias in enumerate(params.biases)]
+    """Cut padded per-layer arrays back to the exact shapes of `params` (lists of arrays).
+
+    Middle layers are returned as views of `dW`/`db` (already full-shaped); the first and last are copies.
+    """
+    L = len(params.weights)
+    first, last = params.weights[0].shape, params.weights[-1].shape
+    weights = ([dW[(0,) + tuple(slice(0, s) for s in first)].copy()] + list(dW[1:L - 1])
+               + [dW[(L - 1,) + tuple(slice(0, s) for s in last)].copy()])
+    biases = ([db[0, : params.biases[0].shape[0]].copy()] + list(db[1:L - 1])
+              + [db[L - 1, : params.biases[-1].shape[0]].copy()])
     return weights, biases
 
 

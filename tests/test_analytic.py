@@ -128,7 +128,6 @@ def test_mlp_seed_means_match_expected_kernel(d_out):
     assert np.max(np.abs(z)) < 4, z
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("c,k,f,d", [(1, 1, 3, 5), (2, 2, 3, 6)])
 def test_cnn_seed_means_match_expected_kernel(c, k, f, d):
     """Monte Carlo over 30 seeds at L = 2000, C_L = L²: |z| < 4 against E Θ̃ (SPEC §CNN)."""
@@ -138,3 +137,12 @@ def test_cnn_seed_means_match_expected_kernel(c, k, f, d):
     expected = cnn_expected_kernel(X, depth=L, C_L=float(L**2), outputs=k, filter_size=f)
     z = seed_z_scores(lambda s: deepntk.init_params(spec, seed=s), X, None, expected, seeds=30)
     assert np.max(np.abs(z)) < 4, z
+
+
+def test_cnn_limit_symmetric_gram_equals_the_cross_gram(monkeypatch):
+    """Small blocks (3 images by 1) so that the symmetric path skips and mirrors blocks below the diagonal."""
+    from deepntk.analytic import cnn as cnn_module
+
+    monkeypatch.setattr(cnn_module, "BLOCK_ELEMENTS", 3 * 16 * 16)
+    X = np.random.default_rng(5).uniform(0.1, 1.0, size=(9, 2, 4, 4))
+    np.testing.assert_allclose(cnn_limit_kernel(X), cnn_limit_kernel(X, X.copy()), rtol=1e-14)

@@ -8,7 +8,7 @@ import pytest
 
 import deepntk
 from deepntk.backends import cupy_backend
-from deepntk.backends.cupy_backend import CupyBackend, gram_micro_tile, gram_shared_bytes, mirror_lower_tiles
+from deepntk.backends.cupy_backend import CupyBackend, gram_layer_bytes, gram_micro_tile, mirror_lower_tiles
 from deepntk.engine.packed import pack, pad_inputs
 from oracles import perturbed
 from conftest import assert_close
@@ -28,8 +28,8 @@ def test_mirror_fills_exactly_the_tiles_below_the_diagonal():
 def test_micro_tiles_keep_accumulators_small_and_shared_memory_fits():
     for k in range(1, 11):  # a thread's K²·MICRO² accumulators: 16 where several pairs share it, else K²
         assert k * k * gram_micro_tile(k) ** 2 <= max(16, k * k)
-    assert gram_shared_bytes(4, 1, 8) == 2 * 2 * 4 * 64 * 8
-    assert gram_shared_bytes(12, 10, 8) <= cupy_backend.SHARED_LIMIT
+    assert gram_layer_bytes(4, 1, 8) == 2 * 2 * 4 * 64 * 8
+    assert gram_layer_bytes(12, 10, 8) <= cupy_backend.SHARED_LIMIT
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
