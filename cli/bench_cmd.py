@@ -6,11 +6,7 @@ import os
 
 import click
 
-from deepntk.cli.common import CommandError, progress, quiet_option, user_errors
-
-
-def _names(text):
-    return [part.strip() for part in text.split(",") if part.strip()]
+from deepntk.cli.common import CommandError, comma_list, progress, quiet_option, user_errors
 
 
 @click.command("bench")
@@ -42,17 +38,17 @@ def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fi
     if backends is None:
         chosen = [n for n in ("numpy", "numba", "cupy") if backend_class(n).availability()[0]]
     else:
-        chosen = _names(backends)
+        chosen = comma_list(backends, "--backends", str.strip)
         with user_errors():
             for name in chosen:
                 get_backend(name)
-    peer_names = [] if peers.strip().lower() == "none" else _names(peers)
+    peer_names = [] if peers.strip().lower() == "none" else comma_list(peers, "--peers", str.strip)
     for name in peer_names:
         if name not in PEERS:
             raise CommandError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
     selected = standard_workloads(quick)
     if workloads:
-        wanted = _names(workloads)
+        wanted = comma_list(workloads, "--workloads", str.strip)
         selected = [w for w in selected if any(part in w.name for part in wanted)]
         if not selected:
             raise CommandError(f"no workload matches {workloads!r}")

@@ -28,6 +28,19 @@ def user_errors():
         raise CommandError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
+def comma_list(text: str, name: str, convert=int, minimum=None) -> list:
+    """Parse "a,b,c" into converted values, each >= `minimum` if given; one-line errors otherwise."""
+    try:
+        values = [convert(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(f"{name} must be a comma-separated list, got {text!r}") from None
+    if not values:
+        raise CommandError(f"{name} is empty")
+    if minimum is not None and min(values) < minimum:
+        raise CommandError(f"{name} values must be >= {minimum}, got {text!r}")
+    return values
+
+
 def load_npy(path: str, name: str) -> np.ndarray:
     """Read a `.npy` file of numbers, with one-line errors for everything that can be wrong with it."""
     if not path.endswith(".npy"):

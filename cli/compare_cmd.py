@@ -6,18 +6,8 @@ import os
 
 import click
 
-from deepntk.cli.common import CommandError, backend_option, progress, quiet_option, user_errors
+from deepntk.cli.common import CommandError, backend_option, comma_list, progress, quiet_option, user_errors
 from deepntk.engine.results import ensure_writable_folder, environment, write_json
-
-
-def _ints(text, name):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CommandError(f"{name} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 2:
-        raise CommandError(f"{name} needs depths >= 2, got {text!r}")
-    return values
 
 
 def _finish(out_dir, name, payload, plot, plotter):
@@ -53,7 +43,7 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, plot, quiet):
     """Error of Θ̃ against Θ̃^∞ and E Θ̃ over depths × C_L rules, with 95% CIs and the fitted rate."""
     from deepntk.engine.compare import as_dicts, depth_study
 
-    depth_list = _ints(depths, "--depths")
+    depth_list = comma_list(depths, "--depths", int, 2)
     rule_list = [r.strip() for r in rules.split(",") if r.strip()]
     with user_errors():
         ensure_writable_folder(out_dir)
@@ -92,7 +82,7 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
         raise CommandError(f"--eta must be > 0, got {eta}")
     with user_errors():
         ensure_writable_folder(out_dir)
-        rows = trained_study(_ints(depths, "--depths"), rule, steps, eta, train_points, seed=seed, backend=backend)
+        rows = trained_study(comma_list(depths, "--depths", int, 2), rule, steps, eta, train_points, seed=seed, backend=backend)
     click.echo(f"{'L':>7} {'C_L':>10} {'t':>7} {'train loss':>11} {'gap vs Θ∞ flow':>15} {'gap vs Θ̃₀ flow':>16} "
                f"{'kernel drift':>13}")
     for r in rows:
@@ -117,7 +107,7 @@ def spectrum_command(depths, rule, points, seed, backend, out_dir, plot):
 
     with user_errors():
         ensure_writable_folder(out_dir)
-        rows = spectrum_study(_ints(depths, "--depths"), rule, points, seed, backend)
+        rows = spectrum_study(comma_list(depths, "--depths", int, 2), rule, points, seed, backend)
     click.echo(f"{'kernel':>10} {'λ1':>10} {'λ2':>10} {'λ3':>10} {'λmin':>10} {'condition':>10} {'spectrum err':>13}")
     for r in rows:
         name = "limit" if r.depth is None else f"L={r.depth}"

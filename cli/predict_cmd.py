@@ -5,17 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from deepntk.cli.common import CommandError, backend_option, load_npy, save_npy, user_errors
-
-
-def _times(text):
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CommandError(f"--times must be comma-separated numbers or inf, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise CommandError(f"--times must be >= 0, got {text!r}")
-    return values
+from deepntk.cli.common import CommandError, backend_option, comma_list, load_npy, save_npy, user_errors
 
 
 @click.command("predict")
@@ -69,7 +59,7 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, r
             raise CommandError(f"--x-train must be (N, d_in) or (N, c, d, d), got {X.shape}")
         predictions = []
         click.echo(f"{'t':>10} {'train MSE':>12}" + (f" {'test MSE':>12}" if Yt is not None else ""))
-        for t in _times(times):
+        for t in comma_list(times, "--times", float, 0):
             train = kernel_flow(K, Y, t)
             test = kernel_flow(K, Y, t, K_test_train=Kx)
             predictions.append(test)

@@ -7,22 +7,12 @@ import time
 
 import click
 
-from deepntk.cli.common import CommandError, backend_option, progress, quiet_option, user_errors
+from deepntk.cli.common import CommandError, backend_option, comma_list, progress, quiet_option, user_errors
 from deepntk.engine.convergence import ConvergenceConfig, run_convergence
 from deepntk.engine.results import ensure_writable_folder, environment, write_json
 
 DEFAULT_DEPTHS = {"mlp": "100,300,1000,3000,10000", "cnn": "30,100,300"}
 DEFAULT_POINTS = {"mlp": 200, "cnn": 6}
-
-
-def parse_depths(text: str):
-    try:
-        depths = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise CommandError(f"--depths must be comma-separated integers, got {text!r}") from None
-    if not depths:
-        raise CommandError("--depths is empty")
-    return depths
 
 
 @click.command("simulate")
@@ -69,7 +59,7 @@ def command(arch, depths, C_L, seeds, first_seed, points, rho, beta, outputs, in
             raise CommandError("--train runs the Fig. 3 MLP experiment; use deepntk train for the CNN")
         return _simulate_training(depths or DEFAULT_DEPTHS["mlp"], C_L, seeds, steps, backend, out_dir, quiet)
     with user_errors():
-        config = ConvergenceConfig(arch=arch, depths=parse_depths(depths or DEFAULT_DEPTHS[arch]), C_L=C_L,
+        config = ConvergenceConfig(arch=arch, depths=tuple(comma_list(depths or DEFAULT_DEPTHS[arch], "--depths")), C_L=C_L,
                                    seeds=seeds, first_seed=first_seed, points=points or DEFAULT_POINTS[arch],
                                    rho=rho, beta=beta, dtype=dtype, backend=backend, in_channels=in_channels,
                                    size=size, outputs=outputs, filter_size=filter_size, pool=pool)
@@ -116,7 +106,7 @@ def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet):
 
     with user_errors():
         rule = parse_C_L_rule(C_L)
-        pairs = [(L, rule(L)) for L in parse_depths(depths)]
+        pairs = [(L, rule(L)) for L in comma_list(depths, "--depths")]
         out_dir = out_dir or os.path.join("deepntk-results", f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}")
         ensure_writable_folder(out_dir)
         bar = progress(len(pairs) * seeds, "networks", quiet)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from deepntk.engine.errors import ParamsFileError, SpecError
+from deepntk.engine.results import write_npz
 from deepntk.engine.spec import CNN, MLP, spec_from_meta
 
 INITS = ("paper", "kaiming-uniform")
@@ -98,17 +98,7 @@ class Params:
             arrays[weight_key(self.spec, layer)] = w
             arrays[f"b{layer}"] = b
         arrays["meta"] = np.array(json.dumps(self.meta()))
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_npz(os.fspath(path), **arrays)
 
 
 def check_shapes(spec, weights, biases) -> None:
