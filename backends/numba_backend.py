@@ -15,6 +15,8 @@ from deepntk.backends.base import Backend, loss_value_and_output_gradient, outpu
 
 NARROW_WIDTH = 64
 MIN_CHUNK = 32
+# Activations one GD task keeps at once (per parallel worker).
+GD_ACTIVATION_BYTES = 64 << 20
 # Bytes of layer features built per BLAS call (a few hundred layers at a time).
 FEATURE_CHUNK_BYTES = 48 << 20
 
@@ -81,7 +83,10 @@ class NumbaBackend(Backend):
         N, k = Y.shape
         coeff = output_gradient_coefficient(loss, N, k)
         run = kern.dense_loss_gradients if net.kind == "dense" else kern.conv_loss_gradients
-        every = int(np.ceil(np.sqrt(net.depth)))
+        # Segments as long as a chunk's activation budget allows (at least √L): the fewer segments, the less
+        # forward work is recomputed; one segment means a single forward pass.
+        per_layer = net.width * net.size**2 * self._chunk(N) * net.dtype.itemsize
+        every = int(min(net.depth, max(np.ceil(np.sqrt(net.depth)), GD_ACTIVATION_BYTES // per_layer)))
         out, dW, db = run(net.W, net.b, self._inputs_last(net, X), np.ascontiguousarray(Y.T.astype(net.dtype)),
                           coeff, self._chunk(N), every, self._threads())
         outputs = np.ascontiguousarray(out.T)

@@ -167,21 +167,23 @@ def dense_loss_gradients(W, b, X, Y, coeff, chunk, every, nparts):
             a = X[:, i0:i1].copy()
             z = np.empty_like(a)
             empty = np.empty((0, n, B), dtype=W.dtype)
+            Aseg = np.empty((every, n, B), dtype=W.dtype)
             for s in range(count):
                 CK[s] = a
-                _dense_layers(W, b, a, z, s * every, min(L, (s + 1) * every), empty)
+                # The last segment's activations are kept now: the backward pass starts there.
+                _dense_layers(W, b, a, z, s * every, min(L, (s + 1) * every), Aseg if s == count - 1 else empty)
             delta = np.zeros((n, B), dtype=W.dtype)
             for j in range(k):
                 for i in range(B):
                     out[j, i0 + i] = z[j, i]
                     delta[j, i] = coeff * (z[j, i] - Y[j, i0 + i])
-            Aseg = np.empty((every, n, B), dtype=W.dtype)
             prev = np.empty((n, B), dtype=W.dtype)
             for s in range(count - 1, -1, -1):
                 l0 = s * every
                 l1 = min(L, l0 + every)
-                a[:, :] = CK[s]
-                _dense_layers(W, b, a, z, l0, l1, Aseg)
+                if s < count - 1:
+                    a[:, :] = CK[s]
+                    _dense_layers(W, b, a, z, l0, l1, Aseg)
                 for layer in range(l1 - 1, l0 - 1, -1):
                     act = Aseg[layer - l0]
                     for o in range(n):
@@ -433,9 +435,11 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, nparts):
             a = X[:, :, :, i0:i1].copy()
             z = np.empty_like(a)
             empty = np.empty((0, n, d, d, B), dtype=W.dtype)
+            Aseg = np.empty((every, n, d, d, B), dtype=W.dtype)
             for s in range(count):
                 CK[s] = a
-                _conv_layers(W, b, a, z, s * every, min(L, (s + 1) * every), empty)
+                # The last segment's activations are kept now: the backward pass starts there.
+                _conv_layers(W, b, a, z, s * every, min(L, (s + 1) * every), Aseg if s == count - 1 else empty)
             delta = np.zeros((n, d, d, B), dtype=W.dtype)
             for j in range(k):
                 for i in range(B):
@@ -444,13 +448,13 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, nparts):
                     for y in range(d):
                         for x in range(d):
                             delta[j, y, x, i] = g
-            Aseg = np.empty((every, n, d, d, B), dtype=W.dtype)
             prev = np.empty((n, d, d, B), dtype=W.dtype)
             for s in range(count - 1, -1, -1):
                 l0 = s * every
                 l1 = min(L, l0 + every)
-                a[:] = CK[s]
-                _conv_layers(W, b, a, z, l0, l1, Aseg)
+                if s < count - 1:
+                    a[:] = CK[s]
+                    _conv_layers(W, b, a, z, l0, l1, Aseg)
                 for layer in range(l1 - 1, l0 - 1, -1):
                     act = Aseg[layer - l0]
                     for o in range(n):
