@@ -17,7 +17,7 @@ def _summary(result) -> list[str]:
     if result["experiment"] == "fig3":
         limit = np.asarray(result["limit"])
         for row in result["depths"]:
-            k0, kt = np.asarray(row["kernel_init"]), np.asarray(row["kernel_trained"])
+            k0 = np.asarray(row["kernel_init"])
             fit_err = np.mean([np.sqrt(np.mean((np.asarray(f) - result["target"]) ** 2)) for f in row["fit"]])
             lines.append(f"L = {row['depth']:>6}, C_L = {row['C_L']:g}: init vs limit {np.mean(np.abs(k0 - limit) / limit):.2e}, "
                          f"kernel drift {np.mean(row['kernel_drift']):.2e}, fit RMSE {fit_err:.2e}, {row['seconds']:.1f} s")

@@ -22,7 +22,7 @@ from deepntk.analytic import (cnn_expected_kernel, cnn_limit_kernel, fig3_inputs
 from deepntk.engine.api import scaled_ntk
 from deepntk.engine.errors import SpecError
 from deepntk.engine.params import init_params
-from deepntk.engine.results import read_json, write_json, write_npz
+from deepntk.engine.results import write_json, write_npz
 from deepntk.engine.spec import CNN, MLP
 from deepntk.engine.validate import average_pool
 

@@ -133,11 +133,14 @@ def fig4(scale: str = "small", data_dir=None, backend=None, on_step=None) -> dic
     C_L = 4.0
     spec = MLP(d_in, 10, depth, C_L)
     paper_lr = 1e-5 if scale == "paper" else stable_eta(spec, data.X_train) / (depth * C_L**2)
-    runs = [_mnist_run("paper init", spec, data, TrainSettings(epochs=epochs, batch_size=512, lr=paper_lr, loss="mse",
-                                                               eval_every=0), "paper", backend=backend, on_step=on_step)]
+    every = 2 * -(-len(data.X_train) // 512)  # evaluate every two epochs, for the accuracy curves
+
+    def settings(lr):
+        return TrainSettings(epochs=epochs, batch_size=512, lr=lr, loss="mse", eval_every=every)
+
+    runs = [_mnist_run("paper init", spec, data, settings(paper_lr), "paper", backend=backend, on_step=on_step)]
     for lr in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0):
-        runs.append(_mnist_run(f"kaiming-uniform lr={lr:g}", spec, data,
-                               TrainSettings(epochs=epochs, batch_size=512, lr=lr, loss="mse"), "kaiming-uniform",
+        runs.append(_mnist_run(f"kaiming-uniform lr={lr:g}", spec, data, settings(lr), "kaiming-uniform",
                                backend=backend, on_step=on_step))
     return {"experiment": "fig4", "scale": scale, "reduced": reduced, "note": data.note, "depth": depth,
             "runs": runs}

@@ -42,11 +42,6 @@ def write_npz(path: str, **arrays) -> None:
         raise
 
 
-def read_json(path: str):
-    with open(path) as handle:
-        return json.load(handle)
-
-
 def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()

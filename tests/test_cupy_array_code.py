@@ -9,7 +9,7 @@ import pytest
 import deepntk
 from deepntk.backends import cupy_backend
 from deepntk.backends.cupy_backend import CupyBackend, gram_layer_bytes, gram_micro_tile, mirror_lower_tiles
-from deepntk.engine.packed import pack, pad_inputs
+from deepntk.engine.packed import pack
 from oracles import perturbed
 from conftest import assert_close
 
