@@ -20,7 +20,7 @@ DEFAULT_POINTS = {"mlp": 200, "cnn": 6}
 @click.option("--depths", default=None, help=f"Comma-separated depths L [mlp: {DEFAULT_DEPTHS['mlp']}; "
               f"cnn: {DEFAULT_DEPTHS['cnn']}].")
 @click.option("--C-L", "C_L", default="L^2", show_default=True,
-              help="C_L as a rule in L (L^2, 5L, 0.5*L^1.5) or a constant (5, 5e4).")
+              help="C_L as a rule in L (L^2, 5L, 0.5*L^1.5), a constant (5), or one value per depth (5,5e4).")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Networks per depth.")
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--points", type=click.IntRange(min=1), default=None,
@@ -101,12 +101,12 @@ def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet):
     """Fig. 3 complete: kernel at init and after training, kernel drift and fit, per depth over seeds."""
     import numpy as np
 
-    from deepntk.engine.convergence import parse_C_L_rule
+    from deepntk.engine.convergence import C_L_values
     from deepntk.engine.experiments import fig3_training
 
     with user_errors():
-        rule = parse_C_L_rule(C_L)
-        pairs = [(L, rule(L)) for L in comma_list(depths, "--depths")]
+        depth_list = comma_list(depths, "--depths")
+        pairs = list(zip(depth_list, C_L_values(C_L, depth_list)))
         out_dir = out_dir or os.path.join("deepntk-results", f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}")
         ensure_writable_folder(out_dir)
         bar = progress(len(pairs) * seeds, "networks", quiet)

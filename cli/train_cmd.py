@@ -34,6 +34,8 @@ from deepntk.engine.results import environment, write_json
 @click.option("--train-size", type=click.IntRange(min=1), default=None)
 @click.option("--test-size", type=click.IntRange(min=1), default=None)
 @click.option("--eval-every", type=click.IntRange(min=0), default=0, help="Evaluate every K steps (0: at the end).")
+@click.option("--probe-every", type=click.IntRange(min=0), default=0,
+              help="Every K steps, the relative change of Θ̃ on a probe of up to 16 training points (Theorem 2).")
 @click.option("--checkpoint-dir", default=None, help="Folder for atomic checkpoints.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
@@ -41,8 +43,8 @@ from deepntk.engine.results import environment, write_json
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Trained params (.npz).")
 @quiet_option
 def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype, steps, epochs, batch_size, eta, lr,
-            loss, seed, data_dir, train_size, test_size, eval_every, checkpoint_dir, checkpoint_every, resume, backend,
-            output, quiet):
+            loss, seed, data_dir, train_size, test_size, eval_every, probe_every, checkpoint_dir, checkpoint_every, resume,
+            backend, output, quiet):
     """Train with plain SGD (the paper's §3.2/§5), writing the trained params and a metrics JSON beside them."""
     from deepntk.engine.datasets import load_mnist, toy_dataset
     from deepntk.engine.params import init_params, load_params
@@ -82,7 +84,8 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
             X, Y, X_test, Y_test = data.X_train, data.Y_train, data.X_test, data.Y_test
             params = init_params(build_spec(arch, depth, C_L), init, seed, dtype)
         settings = TrainSettings(steps=steps, epochs=epochs, batch_size=batch_size, eta=eta, lr=lr, loss=loss,
-                                 seed=seed, eval_every=eval_every, checkpoint_every=checkpoint_every)
+                                 seed=seed, eval_every=eval_every, probe_every=probe_every,
+                                 checkpoint_every=checkpoint_every)
         bar = progress(1, "training", quiet)
 
         def on_step(step, total, value):
@@ -92,7 +95,8 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
 
         try:
             result = train(params, X, Y, settings, backend=backend, X_test=X_test, Y_test=Y_test,
-                           checkpoint_dir=checkpoint_dir, resume=resume, on_step=on_step)
+                           probe=X[:16] if probe_every else None, checkpoint_dir=checkpoint_dir, resume=resume,
+                           on_step=on_step)
         except FloatingPointError as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -104,6 +108,8 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
         line += f", train accuracy {h['train_accuracy'][-1]:.4f}"
     if h["test_accuracy"]:
         line += f", test loss {h['test_loss'][-1]:.4e}, test accuracy {h['test_accuracy'][-1]:.4f}"
+    if h["kernel_change"]:
+        line += f", kernel change {h['kernel_change'][-1]:.3e}"
     click.echo(line)
     metrics = os.path.splitext(output)[0] + ".metrics.json"
     write_json(metrics, {"history": h, "steps": result.steps, "seconds": result.seconds,

@@ -29,6 +29,22 @@ from deepntk.engine.validate import average_pool
 _RULE = re.compile(r"^\s*(?P<coef>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)?\s*\*?\s*(?P<L>L(?:\s*\^\s*(?P<pow>[0-9]*\.?[0-9]+))?)?\s*$")
 
 
+def C_L_values(text: str, depths) -> list[float]:
+    """C_L for each depth: a rule (see `parse_C_L_rule`) or explicit comma-separated values, one per depth."""
+    if "," in str(text):
+        try:
+            values = [float(part) for part in str(text).split(",")]
+        except ValueError:
+            raise SpecError(f"cannot read C_L values {text!r}") from None
+        if len(values) != len(depths):
+            raise SpecError(f"{len(values)} C_L values for {len(depths)} depths; give one per depth or a rule")
+        if min(values) <= 0:
+            raise SpecError(f"C_L must be > 0, got {text!r}")
+        return values
+    rule = parse_C_L_rule(text)
+    return [rule(L) for L in depths]
+
+
 def parse_C_L_rule(text: str):
     """A C_L rule as a function of L: "L^2", "5L", "0.5*L^1.5", or a constant such as "5" or "5e4"."""
     match = _RULE.match(str(text))
@@ -75,9 +91,8 @@ class ConvergenceConfig:
             raise SpecError(f"seeds must be >= 1, got {self.seeds}")
         if self.points < 1:
             raise SpecError(f"points must be >= 1, got {self.points}")
-        rule = parse_C_L_rule(self.C_L)
-        for L in self.depths:
-            self.spec(L, rule(L))  # validates every spec up front
+        for L, C in zip(self.depths, C_L_values(self.C_L, self.depths)):
+            self.spec(L, C)  # validates every spec up front
 
     def spec(self, depth: int, C_L: float):
         if self.arch == "mlp":
@@ -206,11 +221,9 @@ def save_depth(folder: str, config: ConvergenceConfig, result: DepthResult) -> N
 def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume: bool = False, on_seed=None,
                     on_depth=None):
     """Run every depth (reusing stored ones with `resume`), write results, and return (results, slope, se)."""
-    rule = parse_C_L_rule(config.C_L)
     X1, X2, _ = config.inputs()
     results = []
-    for depth in config.depths:
-        C_L = rule(depth)
+    for depth, C_L in zip(config.depths, C_L_values(config.C_L, config.depths)):
         stored = load_depth(folder, config, depth) if (folder and resume) else None
         if stored is not None:
             result = stored

@@ -89,6 +89,7 @@ def test_simulate_cnn_small(tmp_path, capsys):
      "must divide"),
     (["simulate", "--depths", "1,10"], "depth must be >= 2"),
     (["simulate", "--C-L", "L^x"], "cannot read C_L rule"),
+    (["simulate", "--depths", "10,20", "--C-L", "5,6,7"], "3 C_L values for 2 depths"),
     (["simulate", "--resume"], "--resume needs --out"),
 ])
 def test_usage_errors_are_one_line_exit_2(argv, message, capsys, tmp_path, monkeypatch):
@@ -200,16 +201,16 @@ def test_train_on_files_and_resume(tmp_path, capsys):
 
 
 def test_train_toy_dataset_and_divergence(tmp_path, capsys):
-    code, stdout, _ = run(["train", "--dataset", "toy", "--depth", "30", "--C-L", "900", "--steps", "40", "--eta", "1",
-                           "-o", str(tmp_path / "t.npz"), "--quiet"], capsys)
-    assert code == 0 and "train loss" in stdout
+    code, stdout, _ = run(["train", "--dataset", "toy", "--depth", "30", "--C-L", "900", "--steps", "40", "--eta", "0.5",
+                           "--probe-every", "20", "-o", str(tmp_path / "t.npz"), "--quiet"], capsys)
+    assert code == 0 and "train loss" in stdout and "kernel change" in stdout
     code, _, err = run(["train", "--dataset", "toy", "--depth", "30", "--C-L", "900", "--steps", "400", "--lr", "1e3",
                         "-o", str(tmp_path / "t.npz"), "--quiet"], capsys)
     assert code == 2 and "try a smaller learning rate" in err
 
 
 def test_simulate_train_small(tmp_path, capsys):
-    code, stdout, _ = run(["simulate", "--train", "--depths", "20,40", "--C-L", "L^2", "--seeds", "1", "--steps", "20",
+    code, stdout, _ = run(["simulate", "--train", "--depths", "20,40", "--C-L", "5,50", "--seeds", "1", "--steps", "20",
                            "-o", str(tmp_path / "s"), "--quiet"], capsys)
     assert code == 0 and "kernel drift" in stdout
 
