@@ -11,7 +11,7 @@ from deepntk.cli.common import CommandError, backend_option, comma_list, progres
 from deepntk.engine.convergence import ConvergenceConfig, run_convergence
 from deepntk.engine.results import ensure_writable_folder, environment, write_json
 
-DEFAULT_DEPTHS = {"mlp": "100,300,1000,3000,10000", "cnn": "30,100,300"}
+DEFAULT_DEPTHS = {"mlp": "100,300,1000,3000,10000", "cnn": "100,300,1000,3000"}
 DEFAULT_POINTS = {"mlp": 200, "cnn": 6}
 
 
