@@ -18,6 +18,13 @@ def pyplot():
     return plt
 
 
+def save(fig, path):
+    """Lay out, write as a 130-dpi PNG, and release the figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    pyplot().close(fig)
+
+
 def depth_plot(rows, fits, path):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -30,9 +37,7 @@ def depth_plot(rows, fits, path):
     ax.set(xscale="log", yscale="log", xlabel="depth L", ylabel="mean relative error",
            title="Scaled NTK at initialization vs theory")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def spectrum_plot(rows, path):
@@ -43,9 +48,7 @@ def spectrum_plot(rows, path):
                     label="limit" if r.depth is None else f"L = {r.depth}", lw=2 if r.depth is None else 1)
     ax.set(xlabel="index", ylabel="eigenvalue", title="Spectrum of the scaled NTK Gram")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def trained_plot(rows, path):
@@ -57,9 +60,7 @@ def trained_plot(rows, path):
     ax.loglog(depths, [r.kernel_drift for r in rows], "^--", label="kernel drift")
     ax.set(xlabel="depth L", ylabel="relative gap", title="Trained network vs kernel-flow prediction")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig3_plot(result, path):
@@ -81,9 +82,7 @@ def fig3_plot(result, path):
         ax.plot(gamma, row["fit"][0], ls="--", label=f"network, L = {row['depth']}")
     ax.set(title="fit after training", xlabel="γ")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig4_plot(result, path):
@@ -94,9 +93,7 @@ def fig4_plot(result, path):
             ax.plot(run["eval_step"], run["test_accuracy"], marker="o", label=run["run"])
     ax.set(xlabel="SGD step", ylabel="test accuracy", title=f"MNIST, depth {result['depth']}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig5_plot(result, path):
@@ -107,6 +104,4 @@ def fig5_plot(result, path):
     ax.axhline(result["target"], color="k", ls=":", label="target y")
     ax.set(xlabel="layer l", ylabel="σ(z^l)_last − C_L", title=f"Per-layer accumulation, L = {result['depth']}")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
