@@ -11,13 +11,12 @@ def fig3_inputs(points: int = 200):
     """(x₀, X, γ): x₀ = (1/√2, 1/√2) and the arc points X = (cos γ, sin γ).
 
     With the default 200 points, γ = linspace(0, π/2, 220)[10:210] exactly as in the authors' code; other
-    counts keep the same margins (10/220 of the arc at each end).
+    counts keep about the same margins (at least one grid step at each end, so every x is strictly positive).
     """
     if points < 1:
         raise ValueError(f"points must be >= 1, got {points}")
-    total = int(round(points * 220 / 200))
-    margin = (total - points) // 2
-    gamma = np.linspace(0.0, np.pi / 2, total)[margin:margin + points]
+    margin = max(1, int(round(points / 20)))  # never γ = 0 or π/2, where x has a zero coordinate
+    gamma = np.linspace(0.0, np.pi / 2, points + 2 * margin)[margin:margin + points]
     x0 = np.array([[1.0, 1.0]]) / np.sqrt(2.0)
     X = np.stack([np.cos(gamma), np.sin(gamma)], axis=1)
     return x0, X, gamma

@@ -51,6 +51,8 @@ def test_fig3_limit_value_at_quarter_pi():
     x0, X, gamma = fig3_inputs()
     assert X.shape == (200, 2) and gamma[0] == pytest.approx(10 * (np.pi / 2) / 219)
     assert_close(fig3_limit_curve(gamma), mlp_limit_kernel(x0, X)[0], 1e-15)
+    for points in (1, 6, 10, 37):
+        assert np.all(fig3_inputs(points)[1] > 0) and len(fig3_inputs(points)[2]) == points
 
 
 def brute_force_cnn_limit(x, xp, outputs, rho, beta, f, tap):
