@@ -62,7 +62,7 @@ class NumbaBackend(Backend):
 
     # -- layouts ------------------------------------------------------------------------------------------
     @staticmethod
-    def _inputs_last(net, X):
+    def _inputs_last(X):
         """(N, n) → (n, N) or (N, n, d, d) → (n, d, d, N): the kernels' layout, inputs contiguous."""
         return np.ascontiguousarray(np.moveaxis(X, 0, -1))
 
@@ -72,7 +72,7 @@ class NumbaBackend(Backend):
             return super().forward(net, X)
         kern = _kernels()
         run = kern.dense_forward if net.kind == "dense" else kern.conv_forward
-        out = run(net.W, net.b, self._inputs_last(net, X), net.outputs, self._chunk(len(X)))
+        out = run(net.W, net.b, self._inputs_last(X), net.outputs, self._chunk(len(X)))
         return np.ascontiguousarray(out.T)
 
     # -- loss gradients -----------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ class NumbaBackend(Backend):
         # forward work is recomputed; one segment means a single forward pass.
         per_layer = net.width * net.size**2 * self._chunk(N) * net.dtype.itemsize
         every = int(min(net.depth, max(np.ceil(np.sqrt(net.depth)), GD_ACTIVATION_BYTES // per_layer)))
-        out, dW, db = run(net.W, net.b, self._inputs_last(net, X), np.ascontiguousarray(Y.T.astype(net.dtype)),
+        out, dW, db = run(net.W, net.b, self._inputs_last(X), np.ascontiguousarray(Y.T.astype(net.dtype)),
                           coeff, self._chunk(N), every, self._threads())
         outputs = np.ascontiguousarray(out.T)
         value, _ = loss_value_and_output_gradient(outputs, Y, loss)
@@ -108,7 +108,7 @@ class NumbaBackend(Backend):
         kern = _kernels()
         k, n, L, dtype = net.outputs, net.width, net.depth, net.dtype
         symmetric = X2 is None
-        sets = [self._inputs_last(net, X1)] + ([] if symmetric else [self._inputs_last(net, X2)])
+        sets = [self._inputs_last(X1)] + ([] if symmetric else [self._inputs_last(X2)])
         sizes = [X.shape[-1] for X in sets]
         if net.kind == "dense":
             per_layer = (n + 1) * n

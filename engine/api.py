@@ -12,8 +12,8 @@ import numpy as np
 from deepntk.backends.base import LOSSES
 from deepntk.backends.registry import get_backend
 from deepntk.engine.errors import InputError
-from deepntk.engine.packed import pack, pad_inputs, unpack
-from deepntk.engine.validate import check_inputs, check_targets, warn_if_unresolved
+from deepntk.engine.packed import network_inputs, pack, unpack
+from deepntk.engine.validate import check_targets, warn_if_unresolved
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Gradients:
 def _prepared(params, X, name):
     warn_if_unresolved(params.spec.C_L, params.dtype)
     net = pack(params)
-    return net, pad_inputs(net, check_inputs(X, params.spec, name=name).astype(params.dtype))
+    return net, network_inputs(net, params.spec, X, name)
 
 
 def forward(params, X, *, backend=None) -> np.ndarray:
@@ -71,6 +71,6 @@ def scaled_ntk(params, X1, X2=None, *, backend=None) -> np.ndarray:
         (N1, N2, k, k) array; with X2 None, the Gram of X1 with itself.
     """
     net, X1p = _prepared(params, X1, "X1")
-    X2p = None if X2 is None else pad_inputs(net, check_inputs(X2, params.spec, name="X2").astype(params.dtype))
+    X2p = None if X2 is None else network_inputs(net, params.spec, X2, "X2")
     theta = get_backend(backend).ntk(net, X1p, X2p)
     return theta * np.asarray(params.ntk_scale, dtype=theta.dtype)

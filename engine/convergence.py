@@ -124,8 +124,8 @@ def limit_and_expected(config: ConvergenceConfig, depth: int, C_L: float, X1, X2
     if config.arch == "mlp":
         kw = dict(d_out=config.outputs, **common)
         return (mlp_limit_kernel(X1, X2, **kw), mlp_expected_kernel(X1, X2, depth=depth, C_L=C_L, **kw))
-    A1 = average_pool(X1, config.pool) if config.pool > 1 else X1
-    A2 = None if X2 is None else (average_pool(X2, config.pool) if config.pool > 1 else X2)
+    A1 = average_pool(X1, config.pool)
+    A2 = None if X2 is None else average_pool(X2, config.pool)
     kw = dict(outputs=config.outputs, filter_size=config.filter_size, **common)
     return (cnn_limit_kernel(A1, A2, **kw), cnn_expected_kernel(A1, A2, depth=depth, C_L=C_L, **kw))
 

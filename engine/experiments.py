@@ -32,7 +32,7 @@ def stable_eta(spec, X, loss: str = "mse", fraction: float = 0.5, sample: int = 
     if spec.arch == "mlp":
         K = mlp_limit_kernel(Xs, d_out=spec.d_out, rho=spec.rho, beta=spec.beta)
     else:
-        images = average_pool(Xs, spec.pool) if spec.pool > 1 else Xs
+        images = average_pool(Xs, spec.pool)
         K = cnn_limit_kernel(images, outputs=spec.outputs, rho=spec.rho, beta=spec.beta,
                              filter_size=spec.filter_size, filter_variance=spec.filter_variance)
     rate = np.linalg.eigvalsh(K)[-1] / len(Xs)
@@ -92,7 +92,7 @@ def limit_kernel_reference(spec, data, t: float, n_train: int = 300, n_test: int
     else:
         kw = dict(outputs=k, rho=spec.rho, beta=spec.beta, filter_size=spec.filter_size,
                   filter_variance=spec.filter_variance)
-        A, B = (average_pool(X, spec.pool), average_pool(Xt, spec.pool)) if spec.pool > 1 else (X, Xt)
+        A, B = average_pool(X, spec.pool), average_pool(Xt, spec.pool)
         K, Kx = cnn_limit_kernel(A, **kw), cnn_limit_kernel(B, A, **kw)
     K, Kx = np.kron(K, np.eye(k)), np.kron(Kx, np.eye(k))
     kind = classification_kind(Y)
@@ -185,7 +185,7 @@ def fig5(scale: str = "small", backend=None) -> dict:
     """Fig. 5: per layer l, σ(z^l)_last − C_L for the last output carrier of the Fig. 3 network after training
     (the output itself at l = L): the output is built up a little in every layer."""
     from deepntk.backends.registry import get_backend
-    from deepntk.engine.packed import pack, pad_inputs
+    from deepntk.engine.packed import network_inputs, pack
 
     L, C, reduced = (10000, 5e4, "") if scale == "paper" else (1000, 500.0, "L = 1000 (C_L = 500) instead of 10000")
     _, X, _ = fig3_inputs(200)
@@ -195,7 +195,7 @@ def fig5(scale: str = "small", backend=None) -> dict:
     x = np.array([[np.cos(np.pi / 3), np.sin(np.pi / 3)]])
     net = pack(trained)
     reference = get_backend("numpy")
-    _, acts = reference.trace(net, net.W, net.b, pad_inputs(net, x))
+    _, acts = reference.trace(net, net.W, net.b, network_inputs(net, trained.spec, x))
     carrier = np.array([a[0, -1] for a in acts[1:]]) - C  # σ(z^l) of the last output carrier, l = 1 … L-1
     output = float(forward(trained, x, backend=backend)[0, 0])
     return {"experiment": "fig5", "scale": scale, "reduced": reduced, "depth": L, "C_L": C, "x": x[0].tolist(),

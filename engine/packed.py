@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepntk.engine.validate import check_inputs
+
 
 @dataclass(frozen=True)
 class PackedNet:
@@ -87,6 +89,11 @@ def unpack(params, dW: np.ndarray, db: np.ndarray):
     biases = ([db[0, : params.biases[0].shape[0]].copy()] + list(db[1:L - 1])
               + [db[L - 1, : params.biases[-1].shape[0]].copy()])
     return weights, biases
+
+
+def network_inputs(net: PackedNet, spec, X, name: str = "X") -> np.ndarray:
+    """Validate X for `spec` (pooling CNN inputs) and pad it to the network's width, in the network's dtype."""
+    return pad_inputs(net, check_inputs(X, spec, name=name))
 
 
 def pad_inputs(net: PackedNet, X: np.ndarray) -> np.ndarray:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepntk.engine.packed import pack, pad_inputs
-from deepntk.engine.validate import check_inputs
+from deepntk.engine.packed import network_inputs, pack
 
 
 def _packed_inputs(workload):
     net = pack(workload.params)
-    X1 = pad_inputs(net, check_inputs(workload.X1, workload.params.spec))
-    X2 = None if workload.X2 is None else pad_inputs(net, check_inputs(workload.X2, workload.params.spec))
+    X1 = network_inputs(net, workload.params.spec, workload.X1)
+    X2 = None if workload.X2 is None else network_inputs(net, workload.params.spec, workload.X2)
     return net, X1, X2
 
 

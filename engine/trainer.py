@@ -17,10 +17,10 @@ import numpy as np
 
 from deepntk.backends.registry import get_backend
 from deepntk.engine.errors import InputError
-from deepntk.engine.packed import pack, pad_inputs, unpack
+from deepntk.engine.packed import network_inputs, pack, unpack
 from deepntk.engine.results import write_npz
 from deepntk.engine.training import raw_learning_rate
-from deepntk.engine.validate import check_inputs, check_targets
+from deepntk.engine.validate import check_targets
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -147,11 +147,11 @@ def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y
     spec = params.spec
     rate = raw_learning_rate(spec, eta=settings.eta, lr=settings.lr)
     net = pack(params)
-    Xp = pad_inputs(net, check_inputs(X, spec, "X").astype(params.dtype))
+    Xp = network_inputs(net, spec, X)
     targets = check_targets(Y, len(Xp), spec.outputs)
     has_test = X_test is not None
     if has_test:
-        Xt = pad_inputs(net, check_inputs(X_test, spec, "X_test").astype(params.dtype))
+        Xt = network_inputs(net, spec, X_test, "X_test")
         Yt = check_targets(Y_test, len(Xt), spec.outputs)
     kind = classification_kind(targets)
     engine = get_backend(backend)

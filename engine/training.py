@@ -13,8 +13,8 @@ import numpy as np
 
 from deepntk.backends.registry import get_backend
 from deepntk.engine.errors import InputError
-from deepntk.engine.packed import pack, pad_inputs, unpack
-from deepntk.engine.validate import check_inputs, check_targets
+from deepntk.engine.packed import network_inputs, pack, unpack
+from deepntk.engine.validate import check_targets
 
 
 def raw_learning_rate(spec, *, eta: float | None = None, lr: float | None = None) -> float:
@@ -47,7 +47,7 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
         raise InputError(f"steps must be a non-negative integer, got {steps!r}")
     rate = raw_learning_rate(params.spec, eta=eta, lr=lr)
     net = pack(params)
-    Xp = pad_inputs(net, check_inputs(X, params.spec).astype(params.dtype))
+    Xp = network_inputs(net, params.spec, X)
     targets = check_targets(Y, len(Xp), params.spec.outputs)
     W, b, losses = get_backend(backend).descend(net, Xp, targets, loss, rate, int(steps), on_step)
     weights, biases = unpack(params, W, b)

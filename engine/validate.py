@@ -72,7 +72,10 @@ def check_inputs(X, spec, name: str = "X", pool: bool = True) -> np.ndarray:
 
 
 def average_pool(X: np.ndarray, pool: int) -> np.ndarray:
-    """Non-overlapping pool×pool average of (N, c, d, d) images (the paper's fixed 4×4 MNIST pool)."""
+    """Non-overlapping pool×pool average of (N, c, d, d) images (the paper's fixed 4×4 MNIST pool); pool 1 returns
+    X itself."""
+    if pool == 1:
+        return X
     N, c, d, _ = X.shape
     return X.reshape(N, c, d // pool, pool, d // pool, pool).mean(axis=(3, 5))
 
