@@ -8,9 +8,9 @@ Importing this package loads only NumPy; Numba, CuPy, SymPy and matplotlib are i
 
 __version__ = "0.1.0"
 
-from deepntk.engine.spec import CNN, MLP
+from deepntk.engine.architectures import CNN, MLP
 from deepntk.engine.params import Params, init_params, load_params
-from deepntk.engine.api import forward, loss_and_gradients, scaled_ntk
+from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
 from deepntk.backends.registry import available_backends, get_backend
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "init_params",
     "load_params",
     "forward",
+    "activations",
     "loss_and_gradients",
     "scaled_ntk",
     "get_backend",

@@ -1,4 +1,4 @@
-"""Closed-form infinite-depth limit kernels and their finite-(L, C_L) expectations (SPEC §Limit kernels).
+"""Closed-form infinite-depth limit kernels and their finite-(L, C_L) expectations (docs/limit-kernels.md).
 
 Never imports a backend: these are independent oracles for the simulated networks.
 """
@@ -6,7 +6,7 @@ Never imports a backend: these are independent oracles for the simulated network
 from deepntk.analytic.arccos import arccos_kernel
 from deepntk.analytic.mlp import mlp_expected_kernel, mlp_limit_kernel
 from deepntk.analytic.cnn import cnn_expected_kernel, cnn_limit_kernel
-from deepntk.analytic.fig3 import fig3_inputs, fig3_limit_curve
+from deepntk.analytic.fig3 import fig3_inputs, fig3_limit_curve, fig3_target
 from deepntk.analytic.flow import kernel_flow, kernel_regression, stack_kernel
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "cnn_expected_kernel",
     "fig3_inputs",
     "fig3_limit_curve",
+    "fig3_target",
     "kernel_flow",
     "kernel_regression",
     "stack_kernel",

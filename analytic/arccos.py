@@ -1,4 +1,4 @@
-"""The order-1 arc-cosine kernel κ(s₁, s₂, s₁₂) = E[σ(g₁)σ(g₂)] (Cho & Saul 2009; SPEC §Limit kernels)."""
+"""The order-1 arc-cosine kernel κ(s₁, s₂, s₁₂) = E[σ(g₁)σ(g₂)] (Cho & Saul 2009; docs/limit-kernels.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def arccos_kernel(s1, s2, s12):
     s1 = np.asarray(s1, dtype=np.float64)
     s2 = np.asarray(s2, dtype=np.float64)
     s12 = np.asarray(s12, dtype=np.float64)
+    for name, value in (("s1", s1), ("s2", s2), ("s12", s12)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"arccos_kernel: {name} contains NaN or infinite values")
     if np.any(s1 < 0) or np.any(s2 < 0):
         raise ValueError("arccos_kernel: variances s1 and s2 must be >= 0")
     det = np.sqrt(np.maximum(s1 * s2 - s12 * s12, 0.0))

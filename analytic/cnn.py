@@ -1,4 +1,4 @@
-"""The CNN's limit kernel (Theorem 4, corrected) and its expectation at finite depth (SPEC §CNN).
+"""The CNN's limit kernel (Theorem 4, corrected) and its expectation at finite depth (docs/limit-kernels.md#cnn-theorem-4 and docs/finite-depth.md#cnn).
 
 The paper's printed Theorem 4 mixes normalizations. The corrected form, for x, x' ∈ R^{c×d×d}, offsets
 (a, b) ∈ {−r … r}², windows W_ab = {(i, j) : 1 ≤ i−a ≤ d, 1 ≤ j−b ≤ d} and T_ab(y) = d⁻² Σ_{W_ab} y:
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepntk.analytic.arccos import arccos_kernel
+from deepntk.analytic.checks import check_depth, check_scales
 
 # Bound on pixel-pair κ evaluations held in memory at once (each takes ~6 float64 temporaries).
 BLOCK_ELEMENTS = 1 << 21
@@ -58,13 +59,15 @@ def _as_images(X, name):
         X = X[None]
     if X.ndim != 4 or X.shape[2] != X.shape[3]:
         raise ValueError(f"{name} must have shape (N, c, d, d) with square images, got {X.shape}")
+    if X.size == 0:
+        raise ValueError(f"{name} holds no images (shape {X.shape})")
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return X
 
 
 class _CNNTerms:
-    """The input-dependent pieces TX, T1 and K(β²) of SPEC §CNN for one pair of image sets."""
+    """The input-dependent pieces TX, T1 and K(β²) of docs/finite-depth.md#cnn for one pair of image sets."""
 
     def __init__(self, X1, X2, rho, filter_size, filter_variance):
         if filter_size < 1 or filter_size % 2 == 0:
@@ -134,24 +137,22 @@ def cnn_limit_kernel(X1, X2=None, *, outputs: int = 1, rho: float = 1.0, beta: f
     Returns:
         (N1, N2) array, the scalar factor of I_k.
     """
+    check_scales(rho=rho, beta=beta, outputs=outputs)
     terms = _CNNTerms(X1, X2, rho, filter_size, filter_variance)
     return terms.TX() + outputs * terms.T1 + terms.K(beta**2)
 
 
 def cnn_expected_kernel(X1, X2=None, *, depth: int, C_L: float, outputs: int = 1, rho: float = 1.0,
                         beta: float = 1.0, filter_size: int = 3, filter_variance: str = "paper") -> np.ndarray:
-    """E Θ̃ at finite depth L and scale C_L over the paper's initialization (SPEC §CNN).
+    """E Θ̃ at finite depth L and scale C_L over the paper's initialization (docs/limit-kernels.md#cnn-theorem-4 and docs/finite-depth.md#cnn).
 
     E Θ̃ = [1 + TX + (L−1)(1 + C_L²(TX + k·T1)) + K₁ + (L−2)·C_L²·K] / (L·C_L²), K₁ = K with β² → C_L²β².
 
     Returns:
         (N1, N2) array, the scalar factor of I_k.
     """
-    if depth < 2:
-        raise ValueError(f"depth must be >= 2, got {depth}")
-    if not np.isfinite(C_L) or C_L <= 0:
-        raise ValueError(f"C_L must be a finite number > 0, got {C_L!r}")
-    L, C2 = depth, float(C_L) ** 2
+    check_scales(C_L=C_L, rho=rho, beta=beta, outputs=outputs)
+    L, C2 = check_depth(depth), float(C_L) ** 2
     terms = _CNNTerms(X1, X2, rho, filter_size, filter_variance)
     TX = terms.TX()
     total = (1.0 + TX + (L - 1) * (1.0 + C2 * (TX + outputs * terms.T1))

@@ -1,4 +1,4 @@
-"""Kernel regression and kernel-gradient-flow predictions (Theorems 3 and 6; SPEC §Training).
+"""Kernel regression and kernel-gradient-flow predictions (Theorems 3 and 6; docs/training.md).
 
 Samples are stacked first: K[(i, a), (j, b)] = Θ̃(x_i, x_j)_{ab}, an (N·k)×(N·k) matrix, and Θ̃(x, X) is k×N·k.
 With the kernel held fixed, gradient flow of ℒ = (1/2N)Σ‖f − y‖² gives
@@ -15,17 +15,19 @@ import numpy as np
 
 
 def stack_kernel(K, rows: int | None = None, name: str = "K") -> np.ndarray:
-    """(N1, N2, k, k) → (N1·k, N2·k); a 2-D matrix is returned as it is."""
+    """(N1, N2, k, k) → (N1·k, N2·k); a 2-D matrix is returned as it is. Either must be finite and non-empty."""
     K = np.asarray(K, dtype=np.float64)
+    if K.ndim not in (2, 4):
+        raise ValueError(f"{name} must be (N·k, N·k) or (N, N, k, k), got shape {K.shape}")
+    if K.size == 0:
+        raise ValueError(f"{name} is empty (shape {K.shape})")
+    if not np.all(np.isfinite(K)):
+        raise ValueError(f"{name} contains NaN or infinite values")
     if K.ndim == 4:
         N1, N2, k, k2 = K.shape
         if k != k2:
             raise ValueError(f"{name} blocks must be square (k, k), got {K.shape}")
         return K.transpose(0, 2, 1, 3).reshape(N1 * k, N2 * k)
-    if K.ndim != 2:
-        raise ValueError(f"{name} must be (N·k, N·k) or (N, N, k, k), got shape {K.shape}")
-    if not np.all(np.isfinite(K)):
-        raise ValueError(f"{name} contains NaN or infinite values")
     return K
 
 
@@ -35,6 +37,8 @@ def _targets(Y, size: int, name: str):
     flat = Y.reshape(-1)
     if flat.size != size:
         raise ValueError(f"{name} has {flat.size} entries, the kernel expects {size}")
+    if not np.all(np.isfinite(flat)):
+        raise ValueError(f"{name} contains NaN or infinite values")
     return flat, shape
 
 
@@ -63,7 +67,7 @@ def flow_filter(lam: np.ndarray, t: float, N: int, tol: float) -> np.ndarray:
 
 
 def kernel_flow(K_train, Y, t, *, K_test_train=None, f0_train=None, f0_test=None):
-    """Predictions of kernel gradient flow at time t (SPEC §Training).
+    """Predictions of kernel gradient flow at time t (docs/training.md).
 
     Args:
         K_train: Θ̃(X, X) as (N·k)×(N·k) or (N, N, k, k); symmetric positive semi-definite.
@@ -80,8 +84,12 @@ def kernel_flow(K_train, Y, t, *, K_test_train=None, f0_train=None, f0_test=None
     y, shape = _targets(Y, size, "Y")
     f0 = np.zeros(size) if f0_train is None else _targets(f0_train, size, "f0_train")[0]
     N = size // (int(np.prod(shape[1:])) if len(shape) > 1 else 1)
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise ValueError(f"t must be a number >= 0 or inf, got {t!r}") from None
     if not (t >= 0):
-        raise ValueError(f"t must be >= 0, got {t}")
+        raise ValueError(f"t must be a number >= 0 or inf, got {t!r}")
     tol = max(size, 1) * np.finfo(float).eps * max(np.abs(lam).max(), 1e-300)
     coef = V @ (flow_filter(lam, t, N, tol) * (V.T @ (y - f0)))
     if K_test_train is None:
@@ -90,9 +98,7 @@ def kernel_flow(K_train, Y, t, *, K_test_train=None, f0_train=None, f0_test=None
     if Kx.shape[1] != size:
         raise ValueError(f"K_test_train has {Kx.shape[1]} columns, K_train has {size}")
     k = size // N
-    base = np.zeros(Kx.shape[0]) if f0_test is None else np.asarray(f0_test, dtype=np.float64).reshape(-1)
-    if base.size != Kx.shape[0]:
-        raise ValueError(f"f0_test has {base.size} entries, expected {Kx.shape[0]}")
+    base = np.zeros(Kx.shape[0]) if f0_test is None else _targets(f0_test, Kx.shape[0], "f0_test")[0]
     return (base + Kx @ coef).reshape(-1, k)
 
 

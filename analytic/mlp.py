@@ -1,10 +1,11 @@
-"""The MLP's limit kernel (Theorem 1, corrected) and its expectation at finite depth (SPEC §MLP)."""
+"""The MLP's limit kernel (Theorem 1, corrected) and its expectation at finite depth (docs/finite-depth.md#mlp)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from deepntk.analytic.arccos import arccos_kernel
+from deepntk.analytic.checks import check_depth, check_scales
 
 
 def _as_points(X, name):
@@ -13,15 +14,11 @@ def _as_points(X, name):
         X = X[None]
     if X.ndim != 2:
         raise ValueError(f"{name} must have shape (N, d_in), got {X.shape}")
+    if X.size == 0:
+        raise ValueError(f"{name} holds no points (shape {X.shape})")
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return X
-
-
-def _check_scales(**values):
-    for name, value in values.items():
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _gram_terms(X1, X2, rho, beta_sq):
@@ -46,14 +43,14 @@ def mlp_limit_kernel(X1, X2=None, *, d_out: int = 1, rho: float = 1.0, beta: flo
     Returns:
         (N1, N2) array, the scalar factor of I_{d_out}.
     """
-    _check_scales(rho=rho, beta=beta, d_out=d_out)
+    check_scales(rho=rho, beta=beta, d_out=d_out)
     dot, kappa = _gram_terms(X1, X2, rho, beta**2)
     return dot + d_out + kappa
 
 
 def mlp_expected_kernel(X1, X2=None, *, depth: int, C_L: float, d_out: int = 1, rho: float = 1.0,
                         beta: float = 1.0) -> np.ndarray:
-    """E Θ̃ over the paper's random initialization at finite depth L and scale C_L (SPEC §MLP).
+    """E Θ̃ over the paper's random initialization at finite depth L and scale C_L (docs/finite-depth.md#mlp).
 
     E Θ̃ = [(x·x'+1) + (L−1)(C_L²(x·x'+d_out) + 1) + κ₁ + (L−2)·C_L²·κ] / (L·C_L²), κ₁ being κ with β²
     replaced by C_L²β² (layer 1's random unit is not multiplied by C_L). Tends to Θ̃^∞ + 1/C_L² as L → ∞.
@@ -61,10 +58,8 @@ def mlp_expected_kernel(X1, X2=None, *, depth: int, C_L: float, d_out: int = 1, 
     Returns:
         (N1, N2) array, the scalar factor of I_{d_out}.
     """
-    _check_scales(C_L=C_L, rho=rho, beta=beta, d_out=d_out)
-    if depth < 2:
-        raise ValueError(f"depth must be >= 2, got {depth}")
-    L, C2 = depth, float(C_L) ** 2
+    check_scales(C_L=C_L, rho=rho, beta=beta, d_out=d_out)
+    L, C2 = check_depth(depth), float(C_L) ** 2
     dot, kappa = _gram_terms(X1, X2, rho, beta**2)
     _, kappa_first = _gram_terms(X1, X2, rho, C2 * beta**2)
     total = (dot + 1.0) + (L - 1) * (C2 * (dot + d_out) + 1.0) + kappa_first + (L - 2) * C2 * kappa

@@ -1,9 +1,9 @@
 """The backend protocol: one concrete base class written against an array namespace `xp`.
 
 `Backend` is complete and correct on its own for any `xp` with NumPy's API; the NumPy backend is exactly it,
-and faster backends override `forward`, `loss_and_gradients` and `ntk` where they have fused kernels. All
-three take and return host NumPy arrays of a `PackedNet`'s dtype; the engine (`deepntk.engine.api`) validates
-inputs and packs parameters before calling them.
+and faster backends override `forward`, `loss_and_gradients`, `descend` and `ntk` where they have fused
+kernels. Every public method takes and returns host NumPy arrays of a `PackedNet`'s dtype; the engine
+(`deepntk.engine.api`, `deepntk.engine.training`) validates inputs and packs parameters before calling them.
 """
 
 from __future__ import annotations
@@ -12,33 +12,21 @@ from dataclasses import replace
 
 import numpy as np
 
-from deepntk.backends.layers import ConvOps, DenseOps
-
-LOSSES = ("paper", "mse")
-
-
-def loss_value_and_output_gradient(outputs: np.ndarray, targets: np.ndarray, loss: str):
-    """ℒ and ∂ℒ/∂f for (N, k) outputs (SPEC §Training).
-
-    "paper": ℒ = (1/2N) Σ_i ‖f(x_i) − y_i‖²;  "mse": PyTorch's MSELoss, the mean over N·k of (f − y)².
-    """
-    N, k = outputs.shape
-    residual = outputs - targets
-    if loss == "paper":
-        return 0.5 * float(np.sum(residual**2)) / N, residual / N
-    if loss == "mse":
-        return float(np.mean(residual**2)), 2.0 * residual / (N * k)
-    raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+from deepntk.backends.layers import LAYER_OPS
+from deepntk.engine.errors import TrainingDiverged
+from deepntk.engine.losses import loss_value_and_output_gradient
+from deepntk.engine.memory import input_blocks, memory_budget, require_memory
 
 
-def check_finite_loss(value: float, step: int) -> None:
-    if not np.isfinite(value):
-        raise FloatingPointError(f"loss became {value} at step {step}; try a smaller learning rate")
+def diverged(step: int, value: float, W, b, losses) -> TrainingDiverged:
+    """The one non-finite-loss policy of every backend's `descend`: stop, and hand back the last good state."""
+    return TrainingDiverged(f"loss became {value} at step {step}; try a smaller learning rate", step, W, b, losses,
+                            value)
 
 
-def output_gradient_coefficient(loss: str, N: int, k: int) -> float:
-    """c with ∂ℒ/∂f = c·(f − y), for fused kernels that form the residual themselves."""
-    return float(loss_value_and_output_gradient(np.ones((1, k)), np.zeros((1, k)), loss)[1][0, 0]) / N
+def batch_of(X, Y, idx):
+    """The inputs and targets of one step: all of them for idx None, else the rows in idx."""
+    return (X, Y) if idx is None else (X[idx], Y[idx])
 
 
 class Backend:
@@ -63,6 +51,10 @@ class Backend:
         """Name, device and library version for `deepntk backends`."""
         return {"name": self.name, "available": True, "device": "cpu", "version": np.__version__}
 
+    def memory_budget(self) -> int:
+        """Bytes of working memory one call may use (DEEPNTK_MEMORY_BUDGET on the host)."""
+        return memory_budget()
+
     # -- host/device transfer ----------------------------------------------------------------------------
     def to_device(self, array):
         return self.xp.asarray(array)
@@ -71,14 +63,12 @@ class Backend:
         return np.asarray(array)
 
     # -- recurrence pieces -------------------------------------------------------------------------------
-    def layer_ops(self, net):
-        if net.kind == "dense":
-            return DenseOps(self.xp)
-        return ConvOps(self.xp, net.filter_size)
+    def _layer_ops(self, net):
+        return LAYER_OPS[net.kind].for_net(self.xp, net)
 
-    def trace(self, net, W, b, X):
+    def _trace(self, net, W, b, X):
         """Forward pass keeping each layer's input activations a^0 … a^{L-1}; returns (outputs, acts)."""
-        ops = self.layer_ops(net)
+        ops = self._layer_ops(net)
         acts = []
         a = X
         for layer in range(net.depth):
@@ -90,25 +80,32 @@ class Backend:
     def _device_net(self, net):
         return self.to_device(net.W), self.to_device(net.b)
 
-    # -- the three operations ----------------------------------------------------------------------------
+    # -- the operations ----------------------------------------------------------------------------------
     def forward(self, net, X: np.ndarray) -> np.ndarray:
         """Network outputs (N, k) for padded inputs X."""
         W, b = self._device_net(net)
         a = self.to_device(X)
-        ops = self.layer_ops(net)
+        ops = self._layer_ops(net)
         for layer in range(net.depth - 1):
             a = self.xp.maximum(ops.apply(W[layer], b[layer], a), 0)
         z = ops.apply(W[-1], b[-1], a)
         return self.to_host(ops.read_output(z, net.outputs))
 
+    def activations(self, net, X: np.ndarray) -> np.ndarray:
+        """Every layer's input a^l = σ(z^l) for l = 0 … L−1 (a^0 = X), padded to the width n: (L, N, n[, d, d])."""
+        require_memory(net.depth * X.size * net.dtype.itemsize, f"the activations of {len(X)} inputs")
+        W, b = self._device_net(net)
+        _, acts = self._trace(net, W, b, self.to_device(X))
+        return np.stack([self.to_host(a) for a in acts])
+
     def loss_and_gradients(self, net, X: np.ndarray, Y: np.ndarray, loss: str):
         """(ℒ, outputs (N, k), ∂ℒ/∂W stacked like net.W, ∂ℒ/∂b stacked like net.b) by backpropagation."""
         xp = self.xp
         W, b = self._device_net(net)
-        outputs, acts = self.trace(net, W, b, self.to_device(X))
+        outputs, acts = self._trace(net, W, b, self.to_device(X))
         outputs = self.to_host(outputs)
         value, grad_out = loss_value_and_output_gradient(outputs, Y, loss)
-        ops = self.layer_ops(net)
+        ops = self._layer_ops(net)
         # ∂ℒ/∂z^L = Σ_j ∂ℒ/∂f_j · ∂f_j/∂z^L, carried with a singleton output axis.
         G_out = ops.output_jacobian(len(X), net.outputs, net.width, net.dtype, net.size)
         grad = self.to_device(grad_out.astype(net.dtype))
@@ -121,20 +118,24 @@ class Backend:
                 delta = ops.backprop(W[layer], delta) * (acts[layer] > 0)[:, None]
         return value, outputs, self.to_host(dW), self.to_host(db)
 
-    def descend(self, net, X: np.ndarray, Y: np.ndarray, loss: str, rate: float, steps: int, on_step=None):
-        """`steps` full-batch GD steps θ ← θ − rate·∇ℒ from `net`; returns (W, b, losses) with the loss before
-        each step and after the last. Stops with FloatingPointError (naming the step) on a non-finite loss.
+    def descend(self, net, X: np.ndarray, Y: np.ndarray, loss: str, rate: float, batches, on_step=None):
+        """Gradient descent from `net`'s weights: one step θ ← θ − rate·∇ℒ_B(θ) per entry of `batches`, an index
+        array of that step's mini-batch B or None for all inputs (docs/training.md).
 
-        Backends that keep the weights on a device override this to avoid a round trip per step.
+        The one training loop of deepntk: the trainer, `gradient_descent` and the experiments all call it.
+        Returns (W, b, losses): the packed weights after the last step and each step's batch loss ℒ_B before
+        its update. A non-finite batch loss raises `TrainingDiverged` carrying the last good W, b.
+        `on_step(step, loss)` is called after each update. Backends that keep the weights on a device
+        override this to avoid a round trip per step.
         """
         W, b = net.W.copy(), net.b.copy()
         losses = []
-        for step in range(steps + 1):
-            value, _, dW, db = self.loss_and_gradients(replace(net, W=W, b=b), X, Y, loss)
+        for step, idx in enumerate(batches):
+            Xb, Yb = batch_of(X, Y, idx)
+            value, _, dW, db = self.loss_and_gradients(replace(net, W=W, b=b), Xb, Yb, loss)
+            if not np.isfinite(value):
+                raise diverged(step, value, W, b, losses)
             losses.append(value)
-            check_finite_loss(value, step)
-            if step == steps:
-                break
             W -= np.asarray(rate, dtype=W.dtype) * dW
             b -= np.asarray(rate, dtype=b.dtype) * db
             if on_step:
@@ -142,21 +143,50 @@ class Backend:
         return W, b, np.array(losses)
 
     def ntk(self, net, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
-        """Unscaled NTK Θ(X1, X2) of shape (N1, N2, k, k), summed layer by layer (SPEC §Scaled NTK).
+        """Unscaled NTK Θ(X1, X2) of shape (N1, N2, k, k), summed layer by layer (docs/ntk.md).
 
-        One backward sweep for both input sets; per layer only (N1, k, N2, k) is formed, never per-sample
-        gradient vectors of the whole network. Memory: the activations, O(N·L·n) (·d² for conv).
+        Inputs are taken in blocks whose working memory fits the budget (`memory_budget`, beside the Gram
+        itself); each pair of blocks is one `_gram` call, and with X2 None only the blocks on and above the
+        diagonal are computed, the rest mirrored.
         """
+        symmetric = X2 is None
+        N1, N2 = len(X1), len(X1) if symmetric else len(X2)
+        per_input = self._ntk_bytes_per_input(net)
+        budget = self.memory_budget()
+        if (N1 + (0 if symmetric else N2)) * per_input <= budget:
+            return self._gram(net, X1, X2)
+        blocks1 = input_blocks(N1, per_input, budget // 2)
+        blocks2 = blocks1 if symmetric else input_blocks(N2, per_input, budget // 2)
+        theta = np.empty((N1, N2, net.outputs, net.outputs), dtype=net.dtype)
+        for i, rows in enumerate(blocks1):
+            for j, columns in enumerate(blocks2):
+                if symmetric and j < i:
+                    theta[rows, columns] = theta[columns, rows].transpose(1, 0, 3, 2)
+                elif symmetric and i == j:
+                    theta[rows, columns] = self._gram(net, X1[rows], None)
+                else:
+                    theta[rows, columns] = self._gram(net, X1[rows], (X1 if symmetric else X2)[columns])
+        return theta
+
+    def _ntk_bytes_per_input(self, net) -> int:
+        """Working memory `_gram` needs per input: every layer's activations and the output Jacobians."""
+        # A conv layer's per-input filter gradients take f² numbers per channel pair (1 for a dense layer).
+        return (net.depth + 2 * net.outputs * net.filter_size**2) * net.width * net.size**2 * net.dtype.itemsize
+
+    def _gram(self, net, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
+        """Θ(X1, X2) in one piece: one backward sweep for both input sets; per layer only (N1, k, N2, k) is
+        formed, never per-sample gradient vectors of the whole network. Memory: the activations, O(N·L·n)
+        (·d² for conv)."""
         xp = self.xp
         W, b = self._device_net(net)
-        ops = self.layer_ops(net)
-        _, acts1 = self.trace(net, W, b, self.to_device(X1))
+        ops = self._layer_ops(net)
+        _, acts1 = self._trace(net, W, b, self.to_device(X1))
         G1 = ops.output_jacobian(len(X1), net.outputs, net.width, net.dtype, net.size)
         symmetric = X2 is None
         if symmetric:
             acts2, G2 = acts1, G1
         else:
-            _, acts2 = self.trace(net, W, b, self.to_device(X2))
+            _, acts2 = self._trace(net, W, b, self.to_device(X2))
             G2 = ops.output_jacobian(len(X2), net.outputs, net.width, net.dtype, net.size)
         theta = xp.zeros((len(X1), net.outputs, len(acts2[0]), net.outputs), dtype=net.dtype)
         for layer in range(net.depth - 1, -1, -1):

@@ -5,10 +5,11 @@ Two regimes, chosen by width:
       depth loop in one launch (a thread per input for forward/backward, a thread block per Gram tile);
   wide dense and conv: the reference array code of `Backend` with CuPy as its namespace (per-layer cuBLAS).
 TF32 stays off (CuPy's default unless CUPY_TF32=1): its 10 mantissa bits cannot hold C_L + signal
-(SPEC §Numerical traps).
+(docs/numerical-traps.md).
 
-Everything except the CUDA kernels is plain array code, so `CupyBackend(xp=numpy)` runs it on the CPU (the
-tests do, where no GPU exists).
+Everything except the CUDA kernels is plain array code, and every kernel launch is one `_launch_*` method, so
+`CupyBackend(xp=numpy)` runs the host-side logic on the CPU; the tests replace the four launches with NumPy
+stand-ins to run the fused, blocked and mirrored paths where no GPU exists.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import os
 
 import numpy as np
 
-from deepntk.backends.base import (Backend, check_finite_loss, loss_value_and_output_gradient,
-                                   output_gradient_coefficient)
-from deepntk.backends.memory import input_blocks
+from deepntk.backends.base import Backend, diverged
+from deepntk.engine.losses import loss_value_and_output_gradient, output_gradient_coefficient
+from deepntk.engine.errors import MemoryBudgetError
+from deepntk.engine.memory import input_blocks
 
 NARROW_WIDTH = 32  # MAX_WIDTH in kernels.cu
 GRAM_THREADS = 16  # GRAM_THREADS in kernels.cu
@@ -30,6 +32,8 @@ STAGE_BYTES = 40 * 1024  # shared memory for the weights (or Gram tiles) of seve
 THREADS_PER_BLOCK = 128
 DEVICE_MEMORY_FRACTION = 0.7
 KERNEL_SOURCE = os.path.join(os.path.dirname(__file__), "kernels.cu")
+# Layer kinds with CUDA kernels in kernels.cu; the others run the array code (cuBLAS per layer).
+CUDA_KERNEL_KINDS = ("dense",)
 
 
 def gram_micro_tile(outputs: int) -> int:
@@ -96,6 +100,8 @@ class CupyBackend(Backend):
             xp = cupy
         self.xp = xp
         self.on_gpu = xp.__name__.startswith("cupy")
+        # Whether the `_launch_*` kernels can run: on a GPU, or where a subclass supplies stand-ins.
+        self.kernels_available = self.on_gpu
 
     @classmethod
     def availability(cls):
@@ -117,17 +123,17 @@ class CupyBackend(Backend):
         return self.xp.asnumpy(array) if self.on_gpu else np.asarray(array)
 
     def memory_budget(self) -> int:
+        """A fraction of the device's free memory (on the host: DEEPNTK_MEMORY_BUDGET)."""
         if not self.on_gpu:
-            from deepntk.backends.memory import memory_budget
-
-            return memory_budget()
+            return super().memory_budget()
         free, _ = self.xp.cuda.runtime.memGetInfo()
         return int(free * DEVICE_MEMORY_FRACTION)
 
     def _fused(self, net) -> bool:
-        return (self.on_gpu and net.kind == "dense" and net.width <= NARROW_WIDTH
+        return (self.kernels_available and net.kind in CUDA_KERNEL_KINDS and net.width <= NARROW_WIDTH
                 and gram_layer_bytes(net.width, net.outputs, net.dtype.itemsize) <= SHARED_LIMIT)
 
+    # -- kernel launches (kernels.cu) ----------------------------------------------------------------------
     def _grid(self, N):
         return ((N + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK,), (THREADS_PER_BLOCK,)
 
@@ -139,90 +145,123 @@ class CupyBackend(Backend):
         chunk = weight_stage_layers(net.depth, net.width, net.dtype.itemsize)
         return chunk, chunk * (net.width**2 + net.width) * net.dtype.itemsize
 
-    # -- forward ------------------------------------------------------------------------------------------
-    def forward(self, net, X):
-        if not self._fused(net):
-            return super().forward(net, X)
-        xp = self.xp
-        W, b = self._device_net(net)
-        N = len(X)
-        Xt = xp.ascontiguousarray(xp.asarray(X.T))
-        out = xp.empty((net.outputs, N), dtype=net.dtype)
+    def _launch_forward(self, net, W, b, Xt):
+        """Outputs (k, N) of inputs Xt (n, N): a thread per input through all layers."""
+        N = Xt.shape[1]
+        out = self.xp.empty((net.outputs, N), dtype=net.dtype)
         L, n, N32 = self._dims(net, N)
         chunk, shared = self._weight_stage(net)
         _kernel("dense_forward", net.dtype.name)(*self._grid(N), (W, b, Xt, out, L, n, np.int32(net.outputs), N32,
                                                                   np.int32(chunk)), shared_mem=shared)
-        return self.to_host(out.T)
+        return out
 
-    # -- loss gradients -----------------------------------------------------------------------------------
-    def _device_loss_gradients(self, net, W, b, Xt, Yt, coeff):
-        """Fused forward+backward on device arrays (Xt (n, N), Yt (k, N)): (outputs (k, N), dW, db) on device."""
-        xp = self.xp
-        N = Xt.shape[1]
-        k = Yt.shape[0]
-        A = xp.empty((net.depth, net.width, N), dtype=net.dtype)
-        D = xp.empty_like(A)
-        out = xp.empty((k, N), dtype=net.dtype)
+    def _launch_deltas(self, net, W, b, Xt, Yt, coeff):
+        """(A, D, out): each layer's input activations A (L, n, N), its δ = ∂ℒ/∂z D (L, n, N) for
+        ∂ℒ/∂f = coeff·(f − y), and the outputs (k, N)."""
+        N, k = Xt.shape[1], Yt.shape[0]
+        A = self.xp.empty((net.depth, net.width, N), dtype=net.dtype)
+        D = self.xp.empty_like(A)
+        out = self.xp.empty((k, N), dtype=net.dtype)
         L, n, N32 = self._dims(net, N)
         chunk, shared = self._weight_stage(net)
         _kernel("dense_deltas", net.dtype.name)(
             *self._grid(N), (W, b, Xt, Yt, net.dtype.type(coeff), A, D, out, L, n, np.int32(k), N32, np.int32(chunk)),
             shared_mem=shared)
-        # Σ_i δ_i a_iᵀ per layer: one batched GEMM instead of a reduction across threads.
-        return out, xp.matmul(D, A.transpose(0, 2, 1)), D.sum(axis=2)
+        return A, D, out
 
-    def _device_inputs(self, net, X, Y):
-        xp = self.xp
-        return (xp.ascontiguousarray(xp.asarray(X.T)),
-                xp.ascontiguousarray(xp.asarray(Y.T.astype(net.dtype))))
+    def _launch_trace(self, net, W, b, Xt):
+        """(A, G): each layer's input activations (L, n, B) and output Jacobians ∂f/∂z (L, k, n, B)."""
+        B = Xt.shape[1]
+        A = self.xp.empty((net.depth, net.width, B), dtype=net.dtype)
+        G = self.xp.empty((net.depth, net.outputs, net.width, B), dtype=net.dtype)
+        L, n, B32 = self._dims(net, B)
+        chunk, shared = self._weight_stage(net)
+        _kernel("dense_trace", net.dtype.name, net.outputs)(*self._grid(B), (W, b, Xt, A, G, L, n, B32, np.int32(chunk)),
+                                                             shared_mem=shared)
+        return A, G
+
+    def _launch_gram(self, net, A1, G1, A2, G2, same: bool):
+        """Σ_l (a₁·a₂ + 1)·G₁G₂ᵀ for every pair, (B1, B2, k, k); with `same` (A2 is A1) the tiles strictly below
+        the diagonal are left unwritten (see `mirror_lower_tiles`)."""
+        k = net.outputs
+        micro = gram_micro_tile(k)
+        tile = micro * GRAM_THREADS
+        layer_bytes = gram_layer_bytes(net.width, k, net.dtype.itemsize)
+        stage = int(max(1, min(net.depth, STAGE_BYTES // layer_bytes)))
+        B1, B2 = A1.shape[-1], A2.shape[-1]
+        out = self.xp.empty((B1, B2, k, k), dtype=net.dtype)
+        grid = ((B2 + tile - 1) // tile, (B1 + tile - 1) // tile)
+        _kernel("dense_gram", net.dtype.name, k, micro)(
+            grid, (GRAM_THREADS, GRAM_THREADS),
+            (A1, G1, A2, G2, out, np.int32(net.depth), np.int32(net.width), np.int32(B1), np.int32(B2),
+             np.int32(same), np.int32(stage)), shared_mem=stage * layer_bytes)
+        return out
+
+    def _columns(self, array, dtype):
+        """Host (N, …) rows as a contiguous device (…, N) array: the kernels' inputs-last layout."""
+        return self.xp.ascontiguousarray(self.xp.asarray(np.ascontiguousarray(array.T).astype(dtype, copy=False)))
+
+    # -- forward ------------------------------------------------------------------------------------------
+    def forward(self, net, X):
+        if not self._fused(net):
+            return super().forward(net, X)
+        W, b = self._device_net(net)
+        return self.to_host(self._launch_forward(net, W, b, self._columns(X, net.dtype)).T)
+
+    # -- loss gradients -----------------------------------------------------------------------------------
+    def _device_loss_gradients(self, net, W, b, Xt, Yt, coeff):
+        """Fused forward+backward on device arrays (Xt (n, N), Yt (k, N)): (outputs (k, N), dW, db) on device."""
+        A, D, out = self._launch_deltas(net, W, b, Xt, Yt, coeff)
+        # Σ_i δ_i a_iᵀ per layer: one batched GEMM instead of a reduction across threads.
+        return out, self.xp.matmul(D, A.transpose(0, 2, 1)), D.sum(axis=2)
+
+    def _per_input_gradient_bytes(self, net) -> int:
+        return 2 * net.depth * net.width * net.dtype.itemsize
 
     def loss_and_gradients(self, net, X, Y, loss):
+        """The sums over inputs accumulated over blocks of inputs that fit in device memory (one block when all
+        fit)."""
         if not self._fused(net):
             return super().loss_and_gradients(net, X, Y, loss)
-        N, k = Y.shape
-        per_input = 2 * net.depth * net.width * net.dtype.itemsize
-        if N * per_input > self.memory_budget():
-            return self._blocked_loss_and_gradients(net, X, Y, loss, per_input)
-        W, b = self._device_net(net)
-        Xt, Yt = self._device_inputs(net, X, Y)
-        out, dW, db = self._device_loss_gradients(net, W, b, Xt, Yt, output_gradient_coefficient(loss, N, k))
-        outputs = self.to_host(out.T)
-        value, _ = loss_value_and_output_gradient(outputs, Y, loss)
-        return value, outputs, self.to_host(dW), self.to_host(db)
-
-    def _blocked_loss_and_gradients(self, net, X, Y, loss, per_input):
-        """The same sums over inputs, accumulated over blocks of inputs that fit in device memory."""
         N, k = Y.shape
         W, b = self._device_net(net)
         coeff = output_gradient_coefficient(loss, N, k)
         dW, db = self.xp.zeros_like(W), self.xp.zeros_like(b)
         outputs = np.empty((N, k), dtype=net.dtype)
-        for block in input_blocks(N, per_input, self.memory_budget()):
-            Xt, Yt = self._device_inputs(net, X[block], Y[block])
-            out, gW, gb = self._device_loss_gradients(net, W, b, Xt, Yt, coeff)
+        for block in input_blocks(N, self._per_input_gradient_bytes(net), self.memory_budget()):
+            out, gW, gb = self._device_loss_gradients(net, W, b, self._columns(X[block], net.dtype),
+                                                      self._columns(Y[block], net.dtype), coeff)
             dW += gW
             db += gb
             outputs[block] = self.to_host(out.T)
         value, _ = loss_value_and_output_gradient(outputs, Y, loss)
         return value, outputs, self.to_host(dW), self.to_host(db)
 
-    def descend(self, net, X, Y, loss, rate, steps, on_step=None):
-        """GD with the weights kept on the device: one fused kernel and one batched GEMM per step."""
-        N, k = Y.shape
-        if not self._fused(net) or N * 2 * net.depth * net.width * net.dtype.itemsize > self.memory_budget():
-            return super().descend(net, X, Y, loss, rate, steps, on_step)
+    def descend(self, net, X, Y, loss, rate, batches, on_step=None):
+        """`Backend.descend` with the weights, inputs and targets kept on the device: per step one fused kernel,
+        one batched GEMM and a gather of the batch's columns; only the batch loss comes back to the host."""
+        batches = list(batches)
+        largest = max((len(X) if idx is None else len(idx) for idx in batches), default=0)
+        if not self._fused(net) or largest * self._per_input_gradient_bytes(net) > self.memory_budget():
+            return super().descend(net, X, Y, loss, rate, batches, on_step)
+        xp = self.xp
         W, b = self._device_net(net)
         W, b = W.copy(), b.copy()
-        Xt, Yt = self._device_inputs(net, X, Y)
-        coeff = output_gradient_coefficient(loss, N, k)
+        X_all, Y_all = self._columns(X, net.dtype), self._columns(Y, net.dtype)
+        k = Y.shape[1]
         losses = []
-        for step in range(steps + 1):
+        for step, idx in enumerate(batches):
+            if idx is None:
+                Xt, Yt, Yb = X_all, Y_all, Y
+            else:
+                columns = xp.asarray(idx)
+                Xt, Yt, Yb = xp.ascontiguousarray(X_all[:, columns]), xp.ascontiguousarray(Y_all[:, columns]), Y[idx]
+            coeff = output_gradient_coefficient(loss, len(Yb), k)
             out, dW, db = self._device_loss_gradients(net, W, b, Xt, Yt, coeff)
-            value, _ = loss_value_and_output_gradient(self.to_host(out.T), Y, loss)
+            value, _ = loss_value_and_output_gradient(self.to_host(out.T), Yb, loss)
+            if not np.isfinite(value):
+                raise diverged(step, value, self.to_host(W), self.to_host(b), losses)
             losses.append(value)
-            check_finite_loss(value, step)
-            if step == steps:
-                break
             W -= net.dtype.type(rate) * dW
             b -= net.dtype.type(rate) * db
             if on_step:
@@ -231,49 +270,36 @@ class CupyBackend(Backend):
 
     # -- NTK ----------------------------------------------------------------------------------------------
     def ntk(self, net, X1, X2=None):
+        """Blocks of inputs whose activations and Jacobians fit in device memory beside Θ; per pair of blocks one
+        Gram launch; with X2 None only blocks on or above the diagonal are computed, the rest mirrored."""
         if not self._fused(net):
             return super().ntk(net, X1, X2)
         xp = self.xp
         W, b = self._device_net(net)
         k = net.outputs
-        micro = gram_micro_tile(k)
-        tile = micro * GRAM_THREADS
-        trace = _kernel("dense_trace", net.dtype.name, k)
-        gram = _kernel("dense_gram", net.dtype.name, k, micro)
-        layer_bytes = gram_layer_bytes(net.width, k, net.dtype.itemsize)
-        stage = int(max(1, min(net.depth, STAGE_BYTES // layer_bytes)))
-        chunk, trace_shared = self._weight_stage(net)
+        tile = gram_micro_tile(k) * GRAM_THREADS
         symmetric = X2 is None
         N1 = len(X1)
         N2 = N1 if symmetric else len(X2)
         per_input = net.depth * net.width * (1 + k) * net.dtype.itemsize
         budget = self.memory_budget() - N1 * N2 * k * k * net.dtype.itemsize
+        if budget <= 0:
+            raise MemoryBudgetError(f"the Gram of {N1}×{N2} inputs alone needs {N1 * N2 * k * k * net.dtype.itemsize} "
+                                    f"bytes, more than the budget of {self.memory_budget()}")
         blocks1 = input_blocks(N1, per_input, budget // 2)
         blocks2 = blocks1 if symmetric else input_blocks(N2, per_input, budget // 2)
         theta = xp.empty((N1, N2, k, k), dtype=net.dtype)
-
-        def run_trace(X, block):
-            B = block.stop - block.start
-            Xt = xp.ascontiguousarray(xp.asarray(X[block].T))
-            A = xp.empty((net.depth, net.width, B), dtype=net.dtype)
-            G = xp.empty((net.depth, k, net.width, B), dtype=net.dtype)
-            L, n, B32 = self._dims(net, B)
-            trace(*self._grid(B), (W, b, Xt, A, G, L, n, B32, np.int32(chunk)), shared_mem=trace_shared)
-            return A, G
-
         for bi, block1 in enumerate(blocks1):
-            A1, G1 = run_trace(X1, block1)
+            A1, G1 = self._launch_trace(net, W, b, self._columns(X1[block1], net.dtype))
             for bj, block2 in enumerate(blocks2):
                 if symmetric and bj < bi:
                     theta[block1, block2] = theta[block2, block1].transpose(1, 0, 3, 2)
                     continue
                 same = symmetric and bi == bj
-                A2, G2 = (A1, G1) if same else run_trace(X1 if symmetric else X2, block2)
-                B1, B2 = block1.stop - block1.start, block2.stop - block2.start
-                out = xp.empty((B1, B2, k, k), dtype=net.dtype)
-                grid = ((B2 + tile - 1) // tile, (B1 + tile - 1) // tile)
-                gram(grid, (GRAM_THREADS, GRAM_THREADS),
-                     (A1, G1, A2, G2, out, np.int32(net.depth), np.int32(net.width), np.int32(B1), np.int32(B2),
-                      np.int32(same), np.int32(stage)), shared_mem=stage * layer_bytes)
+                if same:
+                    A2, G2 = A1, G1
+                else:
+                    A2, G2 = self._launch_trace(net, W, b, self._columns((X1 if symmetric else X2)[block2], net.dtype))
+                out = self._launch_gram(net, A1, G1, A2, G2, same)
                 theta[block1, block2] = mirror_lower_tiles(xp, out, tile) if same else out
         return self.to_host(theta)

@@ -1,4 +1,5 @@
-"""The two layer kinds of the recurrence, written once against an array namespace `xp` (NumPy or CuPy).
+"""The layer kinds of the recurrence, written once against an array namespace `xp` (NumPy or CuPy), and the
+table `LAYER_OPS` that maps an architecture's `layer_kind` to them.
 
 Shapes (N inputs, k outputs, n channels, d×d pixels, f×f filters):
   dense: activations a (N, n); Jacobians G = ∂f/∂z (N, k, n); W (n, n).
@@ -14,6 +15,10 @@ class DenseOps:
 
     def __init__(self, xp):
         self.xp = xp
+
+    @classmethod
+    def for_net(cls, xp, net):
+        return cls(xp)
 
     def apply(self, W, b, a):
         return a @ W.T + b
@@ -53,6 +58,10 @@ class ConvOps:
         self.xp = xp
         self.f = filter_size
         self.r = filter_size // 2
+
+    @classmethod
+    def for_net(cls, xp, net):
+        return cls(xp, net.filter_size)
 
     def patches(self, a):
         """(..., n, d, d) → (..., n·f·f, d·d), channel-major then filter row then column (Conv2d layout)."""
@@ -113,7 +122,7 @@ class ConvOps:
         return dW, df.sum(axis=(0, 2))
 
     def ntk_term(self, a1, G1, a2, G2):
-        """⟨∂f/∂θ^l(x), ∂f/∂θ^l(x')⟩ from per-sample weight gradients (SPEC §Scaled NTK), as (N1, k, N2, k)."""
+        """⟨∂f/∂θ^l(x), ∂f/∂θ^l(x')⟩ from per-sample weight gradients (docs/ntk.md), as (N1, k, N2, k)."""
         J1 = self.per_sample_gradients(G1, a1)
         N1, k, P = J1.shape
         if a2 is a1 and G2 is G1:
@@ -122,3 +131,8 @@ class ConvOps:
             J2 = self.per_sample_gradients(G2, a2)
         N2 = J2.shape[0]
         return (J1.reshape(N1 * k, P) @ J2.reshape(N2 * k, P).T).reshape(N1, k, N2, k)
+
+
+# layer kind (an architecture's `layer_kind`, a PackedNet's `kind`) → its operations, built by
+# cls.for_net(xp, net).
+LAYER_OPS = {"dense": DenseOps, "conv": ConvOps}

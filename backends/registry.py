@@ -42,38 +42,78 @@ def backend_names() -> list[str]:
 
 
 def backend_class(name: str):
-    """The backend class for `name` (importing only its module, which must not import its library yet)."""
+    """The backend class for `name` (importing only its module, which must not import its library yet).
+
+    Raises:
+        UnknownBackendError: no backend has this name.
+        BackendUnavailableError: a plugin's entry point cannot be loaded or is not a `Backend` subclass.
+    """
     if name in BUILTIN_BACKENDS:
         module, attr = BUILTIN_BACKENDS[name]
         return getattr(importlib.import_module(module), attr)
     plugins = _entry_points()
-    if name in plugins:
-        return plugins[name].load()
-    raise UnknownBackendError(f"unknown backend {name!r}; known backends: {', '.join(backend_names())}")
+    if name not in plugins:
+        raise UnknownBackendError(f"unknown backend {name!r}; known backends: {', '.join(backend_names())}")
+    try:
+        cls = plugins[name].load()
+    except Exception as exc:  # a broken plugin is isolated: whatever its import raises, it is only unavailable
+        raise BackendUnavailableError(f"backend plugin {name!r} ({plugins[name].value}) cannot be loaded: "
+                                      f"{type(exc).__name__}: {exc}") from None
+    from deepntk.backends.base import Backend
+
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise BackendUnavailableError(f"backend plugin {name!r} ({plugins[name].value}) is not a "
+                                      f"deepntk.backends.base.Backend subclass")
+    return cls
 
 
-def get_backend(name: str | None = None):
+def availability(name: str) -> tuple[bool, str]:
+    """(available, reason if not) for a backend name, never raising for a broken plugin."""
+    try:
+        cls = backend_class(name)
+    except BackendUnavailableError as exc:
+        return False, str(exc)
+    try:
+        ok, reason = cls.availability()
+    except Exception as exc:  # a plugin's own check failing means: not usable here, and why
+        return False, f"its availability check failed: {type(exc).__name__}: {exc}"
+    return bool(ok), str(reason)
+
+
+def get_backend(name=None):
     """The backend instance for `name`, or the best installed one for None.
+
+    Args:
+        name: a backend name (case-insensitive), a `Backend` instance (returned as it is), or None.
 
     Raises:
         UnknownBackendError: no backend has this name (the message lists the known ones).
         BackendUnavailableError: the backend exists but its library or device is missing (the message names
-            the extra to install).
+            the extra to install), or its plugin is broken.
+        TypeError: `name` is neither a string, a Backend nor None.
     """
+    from deepntk.backends.base import Backend
+
     if name is None:
         for candidate in DEFAULT_PREFERENCE:
-            if backend_class(candidate).availability()[0]:
+            if availability(candidate)[0]:
                 return get_backend(candidate)
         return get_backend("numpy")
+    if isinstance(name, Backend):
+        return name
     if not isinstance(name, str):
-        return name  # an already constructed backend instance
-    name = name.lower()
+        raise TypeError(f"backend must be a backend name (str), a deepntk Backend instance or None, got "
+                        f"{type(name).__name__}")
+    name = name.strip().lower()
     if name not in _instances:
-        cls = backend_class(name)
-        ok, reason = cls.availability()
+        ok, reason = availability(name)
         if not ok:
             raise BackendUnavailableError(f"backend {name!r} is not available: {reason}")
-        _instances[name] = cls()
+        try:
+            _instances[name] = backend_class(name)()
+        except Exception as exc:
+            raise BackendUnavailableError(f"backend {name!r} could not be started: {type(exc).__name__}: {exc}") \
+                from None
     return _instances[name]
 
 
@@ -81,14 +121,12 @@ def available_backends() -> list[dict]:
     """One row per known backend: name, available, device, version, and why not where unavailable."""
     rows = []
     for name in backend_names():
-        try:
-            cls = backend_class(name)
-        except Exception as exc:  # a broken plugin must not break the listing
-            rows.append({"name": name, "available": False, "device": "-", "version": "-", "reason": str(exc)})
-            continue
-        ok, reason = cls.availability()
+        ok, reason = availability(name)
         if ok:
-            rows.append(get_backend(name).describe())
-        else:
-            rows.append({"name": name, "available": False, "device": "-", "version": "-", "reason": reason})
+            try:
+                rows.append(get_backend(name).describe())
+                continue
+            except Exception as exc:  # a plugin that fails to start or describe itself is listed, not fatal
+                reason = f"{type(exc).__name__}: {exc}"
+        rows.append({"name": name, "available": False, "device": "-", "version": "-", "reason": reason})
     return rows

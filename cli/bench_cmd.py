@@ -6,11 +6,11 @@ import os
 
 import click
 
-from deepntk.cli.common import CommandError, comma_list, progress, quiet_option, user_errors
+from deepntk.cli.common import CommandError, check_output_path, comma_list, progress, quiet_option, user_errors
 
 
 @click.command("bench")
-@click.option("--backends", default=None, help="Comma-separated deepntk backends [numpy,numba (+cupy when usable)].")
+@click.option("--backends", default=None, help="Comma-separated deepntk backends [every available one].")
 @click.option("--peers", default="torch,jax",
               help="Comma-separated peers to time when installed: torch, torch-cuda, jax; 'none' for none.")
 @click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated).")
@@ -20,7 +20,8 @@ from deepntk.cli.common import CommandError, comma_list, progress, quiet_option,
 @click.option("--quick", is_flag=True, help="Smaller depths (L = 1000 MLP, 200 CNN) for a fast look.")
 @click.option("--fig3-full", is_flag=True,
               help="Also time Fig. 3 at full settings (L = 100 and 10000, 10 seeds, 2000 GD steps, kernels before/after).")
-@click.option("--fig3-backend", default=None, help="Backend for --fig3-full [the fastest deepntk backend timed].")
+@click.option("--fig3-backend", default=None,
+              help="Backend for --fig3-full [the deepntk backend with the fastest Fig. 3 GD step in this run].")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Also write results as JSON.")
 @quiet_option
 def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fig3_backend, output, quiet):
@@ -31,12 +32,13 @@ def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fi
     3 channels, L=1000) Gram and GD step at N=64. Prints medians, ratios against numpy and numba, and useful
     FLOP/s as a fraction of the measured float64 matmul peak.
     """
-    from deepntk.backends.registry import backend_class, get_backend
-    from deepntk.engine.benchmark import fig3_full_settings, matmul_peak, run_benchmark, standard_workloads
-    from deepntk.engine.peers import PEERS
+    from deepntk.backends.registry import availability, backend_names, get_backend
+    from deepntk.engine.experiments.benchmark import fig3_full_settings, matmul_peak, run_benchmark, standard_workloads
+    from deepntk.engine.experiments.peers import PEERS
 
+    check_output_path(output)
     if backends is None:
-        chosen = [n for n in ("numpy", "numba", "cupy") if backend_class(n).availability()[0]]
+        chosen = [n for n in backend_names() if availability(n)[0]]
     else:
         chosen = comma_list(backends, "--backends", str.strip)
         with user_errors():
@@ -79,7 +81,9 @@ def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fi
         timings = run_benchmark(selected, implementations, repeats, on_result=on_result, reference=reference)
     report = {"matmul_peak_flops": peak, "timings": [t.__dict__ for t in timings]}
     if fig3_full:
-        backend = fig3_backend or next((n for n in ("cupy", "numba", "numpy") if n in chosen), chosen[0])
+        gd_times = {t.implementation: t.median for t in timings
+                    if t.workload == "fig3-gd-step-200" and t.implementation in chosen and t.median == t.median}
+        backend = fig3_backend or (min(gd_times, key=gd_times.get) if gd_times else chosen[0])
         bar = progress(20, "fig3 seeds", quiet)
         with user_errors():
             fig3 = fig3_full_settings(backend, on_seed=bar.update)

@@ -28,31 +28,90 @@ def user_errors():
         raise CommandError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
-def comma_list(text: str, name: str, convert=int, minimum=None) -> list:
-    """Parse "a,b,c" into converted values, each >= `minimum` if given; one-line errors otherwise."""
+def comma_list(text: str, name: str | None, convert=int, minimum=None, what: str = "values") -> list:
+    """Parse "a,b,c" into converted values, each >= `minimum` if given; one-line errors otherwise (prefixed by
+    the option's `name` when given)."""
+    prefix = f"{name} " if name else ""
     try:
-        values = [convert(part) for part in text.split(",") if part.strip()]
+        values = [convert(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise CommandError(f"{name} must be a comma-separated list, got {text!r}") from None
+        raise CommandError(f"{prefix}must be a comma-separated list of {what}, got {text!r}") from None
     if not values:
-        raise CommandError(f"{name} is empty")
-    if minimum is not None and min(values) < minimum:
-        raise CommandError(f"{name} values must be >= {minimum}, got {text!r}")
+        raise CommandError(f"{prefix}is empty: give at least one of the {what}")
+    if minimum is not None and any(not v >= minimum for v in values):
+        raise CommandError(f"{prefix}every {what[:-1] if what.endswith('s') else what} must be >= {minimum}, got "
+                           f"{text!r}")
     return values
 
 
+class CommaList(click.ParamType):
+    """"a,b,c" as a list of converted values, checked when the command line is parsed (before any output)."""
+
+    name = "list"
+
+    def __init__(self, item=int, minimum=None, what: str = "values"):
+        self.item = item
+        self.minimum = minimum
+        self.what = what
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            return comma_list(str(value), None, self.item, self.minimum, self.what)
+        except CommandError as exc:
+            self.fail(exc.format_message(), param, ctx)
+
+
+class CLRule(click.ParamType):
+    """C_L as a rule in L (L^2, 5L, 0.5*L^1.5), a constant, or one value per depth; with `several`, a comma list
+    of rules. Checked at parse time; the value stays text (the engine reads it per depth)."""
+
+    name = "rule"
+
+    def __init__(self, several: bool = False):
+        self.several = several
+
+    def convert(self, value, param, ctx):
+        from deepntk.engine.errors import SpecError
+        from deepntk.engine.rules import parse_C_L_rule
+
+        text = str(value).strip()
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            self.fail("is empty", param, ctx)
+        try:
+            if self.several or len(parts) == 1:
+                for part in parts:
+                    parse_C_L_rule(part)
+            else:
+                values = [float(part) for part in parts]
+                if not all(v > 0 and v != float("inf") for v in values):
+                    raise SpecError(f"per-depth C_L values must be finite and > 0, got {text!r}")
+        except (SpecError, ValueError) as exc:
+            self.fail(str(exc) if isinstance(exc, SpecError) else f"cannot read C_L values {text!r}", param, ctx)
+        return parts if self.several else text
+
+
 def load_npy(path: str, name: str) -> np.ndarray:
-    """Read a `.npy` file of numbers, with one-line errors for everything that can be wrong with it."""
+    """Read a `.npy` file of numbers, with one-line errors for everything that can be wrong with it (missing,
+    damaged, an archive, pickled objects, non-numeric, 0-d or empty)."""
     if not path.endswith(".npy"):
         raise CommandError(f"{name}: {path!r} is not a .npy file")
     if not os.path.isfile(path):
         raise CommandError(f"{name}: file {path!r} does not exist")
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"{name}: cannot read {path!r} as .npy ({exc})") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-        raise CommandError(f"{name}: {path!r} does not hold a numeric array")
+    except Exception as exc:  # truncated headers and bodies surface as many exception types
+        raise CommandError(f"{name}: cannot read {path!r} as .npy ({type(exc).__name__}: {exc})") from None
+    if not isinstance(array, np.ndarray):
+        if hasattr(array, "close"):
+            array.close()
+        raise CommandError(f"{name}: {path!r} is an .npz archive, not a .npy array")
+    if array.dtype.kind not in "biuf":
+        raise CommandError(f"{name}: {path!r} does not hold a numeric array (dtype {array.dtype})")
+    if array.ndim == 0 or array.size == 0:
+        raise CommandError(f"{name}: {path!r} holds no points (shape {array.shape})")
     return array
 
 
@@ -64,6 +123,40 @@ def save_npy(path: str, array: np.ndarray) -> None:
     np.save(buffer, array)
     with user_errors():
         atomic_write_bytes(path, buffer.getvalue())
+
+
+def check_output_path(path: str | None, name: str = "-o") -> str | None:
+    """Refuse, before any work, an output file whose folder is missing, is not a folder, or is not writable."""
+    if path is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CommandError(f"{name}: {path!r} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        what = "is a file" if os.path.exists(folder) else "does not exist"
+        raise CommandError(f"{name}: cannot write {path!r}: its folder {folder!r} {what}")
+    if not os.access(folder, os.W_OK):
+        raise CommandError(f"{name}: cannot write {path!r}: its folder {folder!r} is not writable")
+    return path
+
+
+def check_output_folder(path: str, name: str = "-o") -> str:
+    """Create the results folder now (before any work), or refuse with one line."""
+    from deepntk.engine.results import ensure_writable_folder
+
+    try:
+        return ensure_writable_folder(path)
+    except OSError as exc:
+        raise CommandError(f"{name}: cannot use {path!r} as a results folder ({exc.strerror or exc})") from None
+
+
+def hold_output_folder(path: str, name: str = "-o") -> str:
+    """Create the results folder and hold it until the command ends; a folder another run holds is refused."""
+    from deepntk.engine.results import exclusive_folder
+
+    check_output_folder(path, name)
+    with user_errors():
+        return click.get_current_context().with_resource(exclusive_folder(path))
 
 
 def progress(total: int, description: str, quiet: bool):

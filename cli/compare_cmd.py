@@ -6,8 +6,9 @@ import os
 
 import click
 
-from deepntk.cli.common import CommandError, backend_option, comma_list, progress, quiet_option, user_errors
-from deepntk.engine.results import ensure_writable_folder, environment, write_json
+from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, hold_output_folder, progress,
+                                quiet_option, user_errors)
+from deepntk.engine.results import environment, write_json
 
 
 def _finish(out_dir, name, payload, plot, plotter):
@@ -31,8 +32,9 @@ def command():
 
 
 @command.command("depth")
-@click.option("--depths", default="100,300,1000,3000", show_default=True)
-@click.option("--C-L", "rules", default="L^2,5", show_default=True, help="Comma-separated C_L rules or constants.")
+@click.option("--depths", type=CommaList(int, 2, "depths"), default="100,300,1000,3000", show_default=True)
+@click.option("--C-L", "rules", type=CLRule(several=True), default="L^2,5", show_default=True,
+              help="Comma-separated C_L rules or constants.")
 @click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--points", type=click.IntRange(min=1), default=50, show_default=True, help="Fig. 3 arc points.")
 @backend_option
@@ -41,20 +43,19 @@ def command():
 @quiet_option
 def depth_command(depths, rules, seeds, points, backend, out_dir, plot, quiet):
     """Error of Θ̃ against Θ̃^∞ and E Θ̃ over depths × C_L rules, with 95% CIs and the fitted rate."""
-    from deepntk.engine.compare import as_dicts, depth_study
+    from deepntk.engine.experiments.compare import as_dicts, depth_study
 
-    depth_list = comma_list(depths, "--depths", int, 2)
-    rule_list = [r.strip() for r in rules.split(",") if r.strip()]
+    hold_output_folder(out_dir)
     with user_errors():
-        ensure_writable_folder(out_dir)
-        bar = progress(len(depth_list) * len(rule_list) * seeds, "networks", quiet)
-        rows, fits = depth_study(depth_list, rule_list, seeds, points, backend, on_seed=bar.update)
+        bar = progress(len(depths) * len(rules) * seeds, "networks", quiet)
+        rows, fits = depth_study(depths, rules, seeds, points, backend, on_seed=bar.update)
         bar.close()
     click.echo(f"{'C_L rule':<9} {'L':>7} {'C_L':>10} {'err vs Θ∞ (95% CI)':>22} {'err vs E[Θ̃] (95% CI)':>24} "
-               f"{'offset':>10} {'1/C_L²':>10}")
+               f"{'offset (95% CI)':>20} {'E offset':>10} {'1/C_L²':>10}")
     for r in rows:
         click.echo(f"{r.rule:<9} {r.depth:>7} {r.C_L:>10.3g} {r.error_limit:>12.3e} ± {r.error_limit_ci:.1e} "
-                   f"{r.error_expected:>14.3e} ± {r.error_expected_ci:.1e} {r.offset:>10.2e} {r.predicted_offset:>10.2e}")
+                   f"{r.error_expected:>14.3e} ± {r.error_expected_ci:.1e} {r.offset:>10.2e} ± {r.offset_ci:.1e} "
+                   f"{r.expected_offset:>10.2e} {r.predicted_offset:>10.2e}")
     for rule, fit in fits.items():
         click.echo(f"C_L = {rule}: fitted rate of the fluctuation L^{fit['slope']:+.3f} ± {fit['slope_ci']:.3f} "
                    f"(95%; theory −0.5); against the limit itself L^{fit['slope_vs_limit']:+.3f}")
@@ -65,8 +66,8 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, plot, quiet):
 
 
 @command.command("trained")
-@click.option("--depths", default="100,1000,3000", show_default=True)
-@click.option("--C-L", "rule", default="L^2", show_default=True)
+@click.option("--depths", type=CommaList(int, 2, "depths"), default="100,1000,3000", show_default=True)
+@click.option("--C-L", "rule", type=CLRule(), default="L^2", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--eta", type=float, default=0.05, show_default=True, help="Scaled step η (flow time t = steps·η).")
 @click.option("--train-points", type=click.IntRange(min=1), default=30, show_default=True)
@@ -76,13 +77,13 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, plot, quiet):
 @plot_option
 def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, plot):
     """Trained network outputs vs the kernel-flow prediction from Θ̃^∞ and from the initial Θ̃₀."""
-    from deepntk.engine.compare import as_dicts, trained_study
+    from deepntk.engine.experiments.compare import as_dicts, trained_study
 
-    if not eta > 0:
-        raise CommandError(f"--eta must be > 0, got {eta}")
+    if not 0 < eta < float("inf"):
+        raise CommandError(f"--eta must be a finite number > 0, got {eta}")
+    hold_output_folder(out_dir)
     with user_errors():
-        ensure_writable_folder(out_dir)
-        rows = trained_study(comma_list(depths, "--depths", int, 2), rule, steps, eta, train_points, seed=seed, backend=backend)
+        rows = trained_study(depths, rule, steps, eta, train_points, seed=seed, backend=backend)
     click.echo(f"{'L':>7} {'C_L':>10} {'t':>7} {'train loss':>11} {'gap vs Θ∞ flow':>15} {'gap vs Θ̃₀ flow':>16} "
                f"{'kernel drift':>13}")
     for r in rows:
@@ -94,8 +95,8 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
 
 
 @command.command("spectrum")
-@click.option("--depths", default="100,1000,10000", show_default=True)
-@click.option("--C-L", "rule", default="L^2", show_default=True)
+@click.option("--depths", type=CommaList(int, 2, "depths"), default="100,1000,10000", show_default=True)
+@click.option("--C-L", "rule", type=CLRule(), default="L^2", show_default=True)
 @click.option("--points", type=click.IntRange(min=2), default=40, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @backend_option
@@ -103,11 +104,11 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
 @plot_option
 def spectrum_command(depths, rule, points, seed, backend, out_dir, plot):
     """Eigenvalues and condition number of the Gram on the Fig. 3 arc: limit vs finite depth."""
-    from deepntk.engine.compare import as_dicts, spectrum_study
+    from deepntk.engine.experiments.compare import as_dicts, spectrum_study
 
+    hold_output_folder(out_dir)
     with user_errors():
-        ensure_writable_folder(out_dir)
-        rows = spectrum_study(comma_list(depths, "--depths", int, 2), rule, points, seed, backend)
+        rows = spectrum_study(depths, rule, points, seed, backend)
     click.echo(f"{'kernel':>10} {'λ1':>10} {'λ2':>10} {'λ3':>10} {'λmin':>10} {'condition':>10} {'spectrum err':>13}")
     for r in rows:
         name = "limit" if r.depth is None else f"L={r.depth}"

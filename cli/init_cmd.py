@@ -3,7 +3,7 @@
 import click
 
 from deepntk.cli.arch import build_spec, with_arch
-from deepntk.cli.common import user_errors
+from deepntk.cli.common import check_output_path, user_errors
 from deepntk.engine.params import INITS, init_params
 
 
@@ -19,9 +19,9 @@ from deepntk.engine.params import INITS, init_params
 def command(arch, depth, C_L, init, seed, dtype, output):
     """Draw parameters (paper init or Kaiming-uniform) and save them in the .npz format."""
     spec = build_spec(arch, depth, C_L)
+    check_output_path(output)
     with user_errors():
         params = init_params(spec, init=init, seed=seed, dtype=dtype)
         params.save(output)
-    n_params = sum(w.size + b.size for w, b in zip(params.weights, params.biases))
-    click.echo(f"wrote {output}: {spec.arch.upper()} depth {depth}, width {spec.width}, {n_params} parameters, "
-               f"init {init}, seed {seed}, {dtype}")
+    click.echo(f"wrote {output}: {spec.arch.upper()} depth {depth}, width {spec.width}, {spec.parameter_count()} "
+               f"parameters, init {init}, seed {seed}, {dtype}")

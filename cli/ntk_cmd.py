@@ -2,7 +2,7 @@
 
 import click
 
-from deepntk.cli.common import backend_option, load_npy, save_npy, user_errors
+from deepntk.cli.common import backend_option, check_output_path, load_npy, save_npy, user_errors
 from deepntk.engine.api import scaled_ntk
 from deepntk.engine.params import load_params
 
@@ -15,6 +15,7 @@ from deepntk.engine.params import load_params
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write Θ̃ (.npy).")
 def command(params_path, x1_path, x2_path, backend, output):
     """Write Θ̃(X1, X2) = ∂f(X1)∂f(X2)ᵀ/(L·C_L²), shape (N1, N2, k, k)."""
+    check_output_path(output)
     X1 = load_npy(x1_path, "--x1")
     X2 = None if x2_path is None else load_npy(x2_path, "--x2")
     with user_errors():

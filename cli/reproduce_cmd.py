@@ -8,19 +8,20 @@ import time
 import click
 import numpy as np
 
-from deepntk.cli.common import CommandError, backend_option, user_errors
-from deepntk.engine.results import ensure_writable_folder, environment, write_json, write_npz
+from deepntk.cli.common import CommandError, backend_option, hold_output_folder, user_errors
+from deepntk.engine.experiments import PAPER_EXPERIMENTS
+from deepntk.engine.results import environment, write_json, write_npz
 
 
 def _summary(result) -> list[str]:
     lines = []
     if result["experiment"] == "fig3":
-        limit = np.asarray(result["limit"])
-        for row in result["depths"]:
-            k0 = np.asarray(row["kernel_init"])
-            fit_err = np.mean([np.sqrt(np.mean((np.asarray(f) - result["target"]) ** 2)) for f in row["fit"]])
-            lines.append(f"L = {row['depth']:>6}, C_L = {row['C_L']:g}: init vs limit {np.mean(np.abs(k0 - limit) / limit):.2e}, "
-                         f"kernel drift {np.mean(row['kernel_drift']):.2e}, fit RMSE {fit_err:.2e}, {row['seconds']:.1f} s")
+        from deepntk.engine.experiments.fig3 import training_summary
+
+        for row in training_summary(result):
+            lines.append(f"L = {row['depth']:>6}, C_L = {row['C_L']:g}: init vs limit {row['init_vs_limit']:.2e}, "
+                         f"kernel drift {row['kernel_drift']:.2e}, fit RMSE {row['fit_rmse']:.2e}, "
+                         f"{row['seconds']:.1f} s")
     elif result["experiment"] in ("fig4", "table1"):
         for run in result.get("runs", result.get("rows", [])):
             acc = run["final_test_accuracy"]
@@ -32,6 +33,8 @@ def _summary(result) -> list[str]:
                          f"{th['flow_time']:.3g} → {th['flow_accuracy']:.3f}, regression (t = ∞) → "
                          f"{th['regression_accuracy']:.3f}; constant/next eigenvalue "
                          f"{th['top_eigenvalue_ratio']:.3g}")
+            if "paper_accuracy" in run:
+                line += f"; the paper: {run['paper_accuracy']:.4f}"
             lines.append(line)
     else:
         values = result["carrier_minus_C"]
@@ -41,7 +44,7 @@ def _summary(result) -> list[str]:
 
 
 @click.command("reproduce")
-@click.argument("experiment", type=click.Choice(["fig3", "fig4", "fig5", "table1"]))
+@click.argument("experiment", type=click.Choice(list(PAPER_EXPERIMENTS)))
 @click.option("--scale", type=click.Choice(["small", "paper"]), default="small", show_default=True,
               help="small: minutes on 2 CPU cores (what it reduces is printed); paper: the authors' settings.")
 @click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA] (fig4, table1).")
@@ -51,16 +54,12 @@ def _summary(result) -> list[str]:
 @click.option("--plot/--no-plot", default=True, show_default=True, help="PNG figure when matplotlib is installed.")
 def command(experiment, scale, data_dir, backend, out_dir, plot):
     """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
-    from deepntk.engine import experiments
+    from deepntk.engine.experiments import run_experiment
 
-    out_dir = out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}")
+    out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}"))
     start = time.perf_counter()
     with user_errors():
-        ensure_writable_folder(out_dir)
-        if experiment in ("fig4", "table1"):
-            result = getattr(experiments, experiment)(scale, data_dir=data_dir, backend=backend)
-        else:
-            result = getattr(experiments, experiment)(scale, backend=backend)
+        result = run_experiment(experiment, scale, data_dir=data_dir, backend=backend)
     if result.get("reduced"):
         click.echo(f"{experiment} ({scale}): reduced from the paper's settings: {result['reduced']}")
     for line in _summary(result):

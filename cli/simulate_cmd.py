@@ -7,31 +7,28 @@ import time
 
 import click
 
-from deepntk.cli.common import CommandError, backend_option, comma_list, progress, quiet_option, user_errors
-from deepntk.engine.convergence import ConvergenceConfig, run_convergence
-from deepntk.engine.results import ensure_writable_folder, environment, write_json
+from deepntk.cli.arch import with_arch
+from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, check_output_folder, progress,
+                                quiet_option, user_errors)
+from deepntk.engine.experiments.convergence import DEFAULT_DEPTHS, DEFAULT_POINTS, FIG3_INPUT_DIMENSION
+from deepntk.engine.results import environment, exclusive_folder, write_json
 
-DEFAULT_DEPTHS = {"mlp": "100,300,1000,3000,10000", "cnn": "100,300,1000,3000"}
-DEFAULT_POINTS = {"mlp": 200, "cnn": 6}
+
+def _defaults(table: dict) -> str:
+    return "; ".join(f"{arch}: {','.join(map(str, value)) if isinstance(value, tuple) else value}"
+                     for arch, value in table.items())
 
 
 @click.command("simulate")
-@click.option("--arch", type=click.Choice(["mlp", "cnn"]), default="mlp", show_default=True)
-@click.option("--depths", default=None, help=f"Comma-separated depths L [mlp: {DEFAULT_DEPTHS['mlp']}; "
-              f"cnn: {DEFAULT_DEPTHS['cnn']}].")
-@click.option("--C-L", "C_L", default="L^2", show_default=True,
+@with_arch
+@click.option("--depths", type=CommaList(int, 2, "depths"), default=None,
+              help=f"Comma-separated depths L [{_defaults(DEFAULT_DEPTHS)}].")
+@click.option("--C-L", "C_L", type=CLRule(), default="L^2", show_default=True,
               help="C_L as a rule in L (L^2, 5L, 0.5*L^1.5), a constant (5), or one value per depth (5,5e4).")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Networks per depth.")
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--points", type=click.IntRange(min=1), default=None,
-              help="MLP: arc points of Fig. 3 [200]; CNN: random images [6].")
-@click.option("--rho", type=float, default=1.0, show_default=True)
-@click.option("--beta", type=float, default=1.0, show_default=True)
-@click.option("--outputs", type=click.IntRange(min=1), default=1, show_default=True, help="Outputs k (d_out).")
-@click.option("--in-channels", type=click.IntRange(min=1), default=1, show_default=True, help="CNN input channels.")
-@click.option("--size", type=click.IntRange(min=1), default=5, show_default=True, help="CNN image side.")
-@click.option("--filter-size", type=click.IntRange(min=1), default=3, show_default=True, help="CNN filter side.")
-@click.option("--pool", type=click.IntRange(min=1), default=1, show_default=True, help="CNN fixed input pool.")
+              help=f"Inputs: arc points of Fig. 3 (MLP) or random images (CNN) [{_defaults(DEFAULT_POINTS)}].")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @backend_option
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
@@ -42,8 +39,7 @@ DEFAULT_POINTS = {"mlp": 200, "cnn": 6}
                    "y = x₁x₂ and compare the kernel before and after training.")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="GD steps with --train.")
 @quiet_option
-def command(arch, depths, C_L, seeds, first_seed, points, rho, beta, outputs, in_channels, size, filter_size, pool,
-            dtype, backend, out_dir, resume, train_too, steps, quiet):
+def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_dir, resume, train_too, steps, quiet):
     """Scaled NTK at initialization vs its infinite-depth limit, over depths and seeds.
 
     With no options: the paper's Fig. 3 kernel Θ̃(x₀, x(γ)) on 200 arc points, at L = 100 … 10000 with
@@ -51,25 +47,37 @@ def command(arch, depths, C_L, seeds, first_seed, points, rho, beta, outputs, in
     Θ̃^∞ and against the finite-(L, C_L) expectation, and the fitted error-vs-depth slope (≈ −½ expected).
     """
     from deepntk.backends.registry import get_backend
+    from deepntk.engine.experiments.convergence import ConvergenceConfig
 
+    name = arch["arch"]
     if resume and out_dir is None:
         raise CommandError("--resume needs --out, the folder of the run to resume")
+    if "d_in" in arch["given"] and arch["d_in"] != FIG3_INPUT_DIMENSION:
+        raise CommandError(f"simulate's MLP is the Fig. 3 network on the unit arc (--d-in {FIG3_INPUT_DIMENSION})")
+    depths = tuple(depths or DEFAULT_DEPTHS.get(name, DEFAULT_DEPTHS["cnn"]))
     if train_too:
-        if arch != "mlp":
+        if name != "mlp":
             raise CommandError("--train runs the Fig. 3 MLP experiment; use deepntk train for the CNN")
-        return _simulate_training(depths or DEFAULT_DEPTHS["mlp"], C_L, seeds, steps, backend, out_dir, quiet)
+        return _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet)
     with user_errors():
-        config = ConvergenceConfig(arch=arch, depths=tuple(comma_list(depths or DEFAULT_DEPTHS[arch], "--depths")), C_L=C_L,
-                                   seeds=seeds, first_seed=first_seed, points=points or DEFAULT_POINTS[arch],
-                                   rho=rho, beta=beta, dtype=dtype, backend=backend, in_channels=in_channels,
-                                   size=size, outputs=outputs, filter_size=filter_size, pool=pool)
+        config = ConvergenceConfig(arch=name, depths=depths, C_L=C_L, seeds=seeds, first_seed=first_seed,
+                                   points=points or DEFAULT_POINTS.get(name, DEFAULT_POINTS["cnn"]),
+                                   rho=arch["rho"], beta=arch["beta"], dtype=dtype, backend=backend,
+                                   in_channels=arch["in_channels"], size=arch["size"], outputs=arch["outputs"],
+                                   filter_size=arch["filter_size"], pool=arch["pool"],
+                                   filter_variance=arch["filter_variance"])
         backend_name = get_backend(backend).name
-        out_dir = out_dir or os.path.join("deepntk-results", f"simulate-{arch}-{time.strftime('%Y%m%d-%H%M%S')}")
-        ensure_writable_folder(out_dir)
+    out_dir = check_output_folder(out_dir or os.path.join("deepntk-results",
+                                                          f"simulate-{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    with user_errors(), exclusive_folder(out_dir):
+        _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet)
 
-    what = "Θ̃(x₀, x(γ)) on the Fig. 3 arc" if arch == "mlp" else f"Gram of {config.points} random images"
-    click.echo(f"deepntk simulate: {arch.upper()} {what}; C_L = {C_L}; {seeds} seeds; backend {backend_name}; "
-               f"{dtype}")
+
+def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet):
+    from deepntk.engine.experiments.convergence import describe_inputs, run_convergence
+
+    click.echo(f"deepntk simulate: {name.upper()} {describe_inputs(config)}; C_L = {C_L}; {seeds} seeds; "
+               f"backend {backend_name}; {dtype}")
     header = (f"{'L':>7} {'C_L':>10} {'seeds':>5} {'err vs limit':>13} {'max':>9} "
               f"{'err vs E[Θ̃]':>13} {'max':>9} {'time s':>7}")
     click.echo(header)
@@ -99,29 +107,30 @@ def command(arch, depths, C_L, seeds, first_seed, points, rho, beta, outputs, in
 
 def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet):
     """Fig. 3 complete: kernel at init and after training, kernel drift and fit, per depth over seeds."""
-    import numpy as np
-
-    from deepntk.engine.convergence import C_L_values
-    from deepntk.engine.experiments import fig3_training
+    from deepntk.engine.rules import C_L_values
 
     with user_errors():
-        depth_list = comma_list(depths, "--depths")
-        pairs = list(zip(depth_list, C_L_values(C_L, depth_list)))
-        out_dir = out_dir or os.path.join("deepntk-results", f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}")
-        ensure_writable_folder(out_dir)
+        pairs = list(zip(depths, C_L_values(C_L, depths)))
+    out_dir = check_output_folder(out_dir or os.path.join("deepntk-results",
+                                                          f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}"))
+    with user_errors(), exclusive_folder(out_dir):
+        _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet)
+
+
+def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet):
+    from deepntk.engine.experiments.fig3 import fig3_training, training_summary
+
+    with user_errors():
         bar = progress(len(pairs) * seeds, "networks", quiet)
         result = fig3_training(pairs, seeds, steps, backend, on_seed=bar.update)
         bar.close()
-    limit = np.asarray(result["limit"])
     click.echo(f"Fig. 3 with training: {steps} GD steps (MSELoss, lr = 1/(4·L·C_L²)), {seeds} seeds")
     click.echo(f"{'L':>7} {'C_L':>10} {'init vs limit':>14} {'trained vs limit':>17} {'kernel drift':>13} "
                f"{'fit RMSE':>10} {'time s':>7}")
-    for row in result["depths"]:
-        k0, kt = np.asarray(row["kernel_init"]), np.asarray(row["kernel_trained"])
-        rmse = np.mean([np.sqrt(np.mean((np.asarray(f) - result["target"]) ** 2)) for f in row["fit"]])
-        click.echo(f"{row['depth']:>7} {row['C_L']:>10.4g} {np.mean(np.abs(k0 - limit) / limit):>14.3e} "
-                   f"{np.mean(np.abs(kt - limit) / limit):>17.3e} {np.mean(row['kernel_drift']):>13.3e} "
-                   f"{rmse:>10.3e} {row['seconds']:>7.1f}")
+    for row in training_summary(result):
+        click.echo(f"{row['depth']:>7} {row['C_L']:>10.4g} {row['init_vs_limit']:>14.3e} "
+                   f"{row['trained_vs_limit']:>17.3e} {row['kernel_drift']:>13.3e} {row['fit_rmse']:>10.3e} "
+                   f"{row['seconds']:>7.1f}")
     write_json(os.path.join(out_dir, "results.json"), {"experiment": "fig3-training", **result})
     write_json(os.path.join(out_dir, "manifest.json"), {"command": "simulate --train", "C_L": C_L, "seeds": seeds,
                                                         "steps": steps, "backend": backend,

@@ -6,8 +6,9 @@ import os
 
 import click
 
-from deepntk.cli.arch import build_spec, with_arch
-from deepntk.cli.common import CommandError, backend_option, load_npy, progress, quiet_option, user_errors
+from deepntk.cli.arch import given_fields, spec_options, with_arch
+from deepntk.cli.common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
+                                user_errors)
 from deepntk.engine.results import environment, write_json
 
 
@@ -46,7 +47,8 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
             loss, seed, data_dir, train_size, test_size, eval_every, probe_every, checkpoint_dir, checkpoint_every, resume,
             backend, output, quiet):
     """Train with plain SGD (the paper's §3.2/§5), writing the trained params and a metrics JSON beside them."""
-    from deepntk.engine.datasets import load_mnist, toy_dataset
+    from deepntk.engine.architectures import architecture, spec_for_data
+    from deepntk.engine.experiments.datasets import load_dataset
     from deepntk.engine.params import init_params, load_params
     from deepntk.engine.trainer import TrainSettings, train
 
@@ -54,6 +56,7 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
         raise CommandError("give exactly one of --eta (scaled step) or --lr (raw learning rate)")
     if (steps is None) == (epochs is None):
         raise CommandError("give exactly one of --steps or --epochs")
+    check_output_path(output)
     X_test = Y_test = None
     with user_errors():
         if dataset is None:
@@ -66,23 +69,15 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
         else:
             if depth is None or C_L is None:
                 raise CommandError("--dataset needs --depth and --C-L")
-            if dataset == "toy":
-                data = toy_dataset()
-                arch = {**arch, "arch": "mlp", "d_in": 2, "d_out": 1}
-            else:
-                task = "binary" if dataset == "mnist-binary" else "digits"
-                layout = "flat" if arch["arch"] == "mlp" else "image"
-                data = load_mnist(data_dir, task=task, layout=layout, pool=arch["pool"] if layout == "flat" else 1,
-                                  train_size=train_size, test_size=test_size, split_seed=seed)
-                if data.note:
-                    click.echo(data.note, err=True)
-                k = data.Y_train.shape[1]
-                if arch["arch"] == "mlp":
-                    arch = {**arch, "d_in": data.X_train.shape[1], "d_out": k}
-                else:
-                    arch = {**arch, "in_channels": 1, "size": 28, "outputs": k}
+            cls = architecture(arch["arch"])
+            data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir, train_size=train_size,
+                                test_size=test_size, split_seed=seed)
+            if data.note:
+                click.echo(data.note, err=True)
             X, Y, X_test, Y_test = data.X_train, data.Y_train, data.X_test, data.Y_test
-            params = init_params(build_spec(arch, depth, C_L), init, seed, dtype)
+            spec = spec_for_data(cls, spec_options(cls, arch), X.shape, outputs=Y.shape[1],
+                                 given=given_fields(cls, arch), depth=depth, C_L=C_L)
+            params = init_params(spec, init, seed, dtype)
         settings = TrainSettings(steps=steps, epochs=epochs, batch_size=batch_size, eta=eta, lr=lr, loss=loss,
                                  seed=seed, eval_every=eval_every, probe_every=probe_every,
                                  checkpoint_every=checkpoint_every)

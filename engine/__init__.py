@@ -1,1 +1,3 @@
-"""Network specifications, parameters and the algorithms every backend implements."""
+"""The core: what network (`architectures`), its parameters (`params`, `packed`), the checks at the boundary
+(`validate`, `files`, `memory`), the algorithms on any backend (`api`, `training`, `trainer`, `predict`) and
+result folders (`results`). The paper's studies live in `deepntk.engine.experiments`."""

@@ -22,7 +22,7 @@ class PackedNet:
     """A network as stacked, padded arrays (host NumPy).
 
     Attributes:
-        kind: "dense" or "conv".
+        kind: the layer kind, a key of `deepntk.backends.layers.LAYER_OPS` ("dense" or "conv").
         W: (L, n, n) or (L, n, n, f, f).
         b: (L, n).
         n_in: channels of the network input (d_in or c).
@@ -60,12 +60,7 @@ def pack(params) -> PackedNet:
     """
     spec = params.spec
     L, n, k = spec.depth, spec.width, spec.outputs
-    if spec.arch == "mlp":
-        tail, kind, size, f = (), "dense", 1, 1
-    else:
-        f = spec.filter_size
-        tail, kind, size = (f, f), "conv", spec.inner_size
-    W = np.zeros((L, n, n) + tail, dtype=params.dtype)
+    W = np.zeros((L, n, n) + spec.packed_tail, dtype=params.dtype)
     b = np.zeros((L, n), dtype=params.dtype)
     if L > 2:
         np.stack(params.weights[1:-1], out=W[1:-1])
@@ -74,7 +69,7 @@ def pack(params) -> PackedNet:
         w, bias = params.weights[layer], params.biases[layer]
         W[(layer,) + tuple(slice(0, s) for s in w.shape)] = w
         b[layer, : bias.shape[0]] = bias
-    return PackedNet(kind, W, b, spec.in_features, k, size, f)
+    return PackedNet(spec.layer_kind, W, b, spec.in_features, k, spec.inner_size, spec.filter_side)
 
 
 def unpack(params, dW: np.ndarray, db: np.ndarray):

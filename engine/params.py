@@ -1,24 +1,30 @@
 """Parameters: drawn once on the host (so every backend sees identical weights), saved and loaded as `.npz`.
 
-File contract: arrays `W1 … WL` (MLP, shape (out, in), PyTorch `nn.Linear` layout) or `w1 … wL` (CNN, shape
-(out_ch, in_ch, f, f), PyTorch `Conv2d` layout), `b1 … bL` (shape (out,)), and a JSON string under `meta`
-(arch, sizes, depth, C_L, rho, beta, init, seed, dtype, deepntk version).
+File contract (docs/files.md): arrays `W1 … WL` (MLP, shape (out, in), PyTorch `nn.Linear` layout) or
+`w1 … wL` (CNN, shape (out_ch, in_ch, f, f), PyTorch `Conv2d` layout), `b1 … bL` (shape (out,)), and a JSON
+string under `meta` (arch, sizes, depth, C_L, rho, beta, init, seed, dtype, deepntk version).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from deepntk.engine.architectures import Architecture, spec_from_meta
 from deepntk.engine.errors import ParamsFileError, SpecError
+from deepntk.engine.files import json_entry, read_npz
+from deepntk.engine.memory import require_memory
 from deepntk.engine.results import write_npz
-from deepntk.engine.spec import CNN, MLP, spec_from_meta
+from deepntk.engine.validate import warn_if_unresolved
 
 INITS = ("paper", "kaiming-uniform")
 DTYPES = {"float64": np.float64, "float32": np.float32}
+# Python's bookkeeping per layer array (object header, shape, strides), beside the numbers themselves.
+PER_ARRAY_OVERHEAD = 200
 
 
 def resolve_dtype(dtype) -> np.dtype:
@@ -32,9 +38,9 @@ def resolve_dtype(dtype) -> np.dtype:
     return resolved
 
 
-def weight_key(spec, layer: int) -> str:
-    """Name of layer `layer`'s (1-based) weight array in a params file."""
-    return f"{'w' if spec.arch == 'cnn' else 'W'}{layer}"
+def params_bytes(spec, dtype) -> int:
+    """Memory one network's parameters take as per-layer arrays (numbers plus per-array overhead)."""
+    return spec.parameter_count() * resolve_dtype(dtype).itemsize + 2 * spec.depth * PER_ARRAY_OVERHEAD
 
 
 @dataclass
@@ -49,7 +55,7 @@ class Params:
         seed: the integer seed of the draw, if any.
     """
 
-    spec: MLP | CNN
+    spec: Architecture
     weights: list
     biases: list
     init: str = "custom"
@@ -57,6 +63,9 @@ class Params:
     extra_meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.spec, Architecture):
+            raise TypeError(f"Params.spec must be an architecture spec such as deepntk.MLP or deepntk.CNN, got "
+                            f"{type(self.spec).__name__}")
         check_shapes(self.spec, self.weights, self.biases)
         dtypes = {w.dtype for w in self.weights} | {b.dtype for b in self.biases}
         if len(dtypes) != 1:
@@ -73,7 +82,7 @@ class Params:
 
     @property
     def ntk_scale(self) -> float:
-        """1/(L·C_L²), the factor that turns the NTK into the scaled NTK Θ̃ (paper §3.2)."""
+        """1/(L·C_L²), the factor that turns the NTK into the scaled NTK Θ̃ (docs/ntk.md)."""
         return 1.0 / (self.spec.depth * float(self.spec.C_L) ** 2)
 
     def astype(self, dtype) -> "Params":
@@ -95,7 +104,7 @@ class Params:
         """Write the `.npz` file contract atomically (temporary file, then rename)."""
         arrays = {}
         for layer, (w, b) in enumerate(zip(self.weights, self.biases), start=1):
-            arrays[weight_key(self.spec, layer)] = w
+            arrays[self.spec.weight_key(layer)] = w
             arrays[f"b{layer}"] = b
         arrays["meta"] = np.array(json.dumps(self.meta()))
         write_npz(os.fspath(path), **arrays)
@@ -103,48 +112,51 @@ class Params:
 
 def check_shapes(spec, weights, biases) -> None:
     """Raise ParamsFileError naming the first array whose presence or shape does not fit the spec."""
+    if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
+        raise TypeError(f"weights and biases must be lists of arrays, got {type(weights).__name__} and "
+                        f"{type(biases).__name__}")
     if len(weights) != spec.depth or len(biases) != spec.depth:
         raise ParamsFileError(f"expected {spec.depth} weight and bias arrays, got {len(weights)} and {len(biases)}")
     for layer in range(1, spec.depth + 1):
-        for key, array, shape in ((weight_key(spec, layer), weights[layer - 1], spec.weight_shape(layer)),
+        for key, array, shape in ((spec.weight_key(layer), weights[layer - 1], spec.weight_shape(layer)),
                                   (f"b{layer}", biases[layer - 1], spec.bias_shape(layer))):
             if not isinstance(array, np.ndarray):
                 raise ParamsFileError(f"{key} must be a NumPy array, got {type(array).__name__}")
             if array.shape != shape:
                 raise ParamsFileError(f"{key} has shape {array.shape}, expected {shape}")
+            if array.dtype.kind != "f":
+                raise ParamsFileError(f"{key} must hold floats, got dtype {array.dtype}")
             if not np.all(np.isfinite(array)):
                 raise ParamsFileError(f"{key} contains NaN or infinite values")
 
 
 def load_params(path) -> Params:
-    """Read a params `.npz` file, checking every array against the spec stored in its `meta`."""
+    """Read a params `.npz` file, checking every array against the spec stored in its `meta`.
+
+    Raises:
+        ParamsFileError: the file is missing, damaged (truncated, bit-flipped, not an archive), or its
+            `meta` or arrays do not match; the message names the file and what is wrong.
+    """
     path = os.fspath(path)
+    arrays = read_npz(path, "params file", ParamsFileError)
+    meta = json_entry(arrays, "meta", path, "params file", ParamsFileError)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ParamsFileError(f"params file {path!r} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise ParamsFileError(f"cannot read params file {path!r} as .npz: {exc}") from None
-    with archive:
-        if "meta" not in archive.files:
-            raise ParamsFileError(f"{path!r} has no 'meta' entry (not a deepntk params file)")
-        try:
-            meta = json.loads(str(archive["meta"]))
-        except json.JSONDecodeError as exc:
-            raise ParamsFileError(f"{path!r}: 'meta' is not valid JSON: {exc}") from None
-        try:
-            spec = spec_from_meta(meta)
-        except (SpecError, TypeError) as exc:
-            raise ParamsFileError(f"{path!r}: invalid architecture in 'meta': {exc}") from None
-        weights, biases = [], []
-        for layer in range(1, spec.depth + 1):
-            for key, target in ((weight_key(spec, layer), weights), (f"b{layer}", biases)):
-                if key not in archive.files:
-                    raise ParamsFileError(f"{path!r} is missing array {key}")
-                target.append(archive[key])
+        spec = spec_from_meta(meta)
+    except (SpecError, TypeError) as exc:
+        raise ParamsFileError(f"{path!r}: invalid architecture in 'meta': {exc}") from None
+    weights, biases = [], []
+    for layer in range(1, spec.depth + 1):
+        for key, target in ((spec.weight_key(layer), weights), (f"b{layer}", biases)):
+            if key not in arrays:
+                raise ParamsFileError(f"{path!r} is missing array {key}")
+            target.append(arrays[key])
     known = set(spec.to_meta()) | {"init", "seed", "dtype", "deepntk_version"}
     extra = {k: v for k, v in meta.items() if k not in known}
-    return Params(spec, weights, biases, init=meta.get("init", "custom"), seed=meta.get("seed"), extra_meta=extra)
+    try:
+        return Params(spec, weights, biases, init=str(meta.get("init", "custom")), seed=meta.get("seed"),
+                      extra_meta=extra)
+    except ParamsFileError as exc:
+        raise ParamsFileError(f"{path!r}: {exc}") from None
 
 
 def init_params(spec, init: str = "paper", seed: int = 0, dtype="float64") -> Params:
@@ -152,23 +164,31 @@ def init_params(spec, init: str = "paper", seed: int = 0, dtype="float64") -> Pa
 
     Args:
         spec: an `MLP` or `CNN`.
-        init: "paper" (SPEC §MLP / §CNN exactly) or "kaiming-uniform" (PyTorch's default for `nn.Linear` and
+        init: "paper" (docs/networks.md exactly) or "kaiming-uniform" (PyTorch's default for `nn.Linear` and
             `nn.Conv2d`: weights and biases ~ U(±1/√fan_in)).
         seed: integer seed; the same seed gives the same arrays on every backend and dtype (drawn in float64).
-        dtype: "float64" or "float32".
+        dtype: "float64" or "float32". Warns (PrecisionWarning) where it cannot resolve the output at C_L.
+
+    Raises:
+        MemoryBudgetError: the parameters would not fit in the memory available (checked before drawing).
     """
+    if not isinstance(spec, Architecture):
+        raise TypeError(f"spec must be an architecture spec such as deepntk.MLP or deepntk.CNN, got "
+                        f"{type(spec).__name__}")
     if init not in INITS:
         raise SpecError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise SpecError(f"seed must be a non-negative integer, got {seed!r}")
     dtype = resolve_dtype(dtype)
+    # float64 draws plus the cast copy.
+    require_memory(params_bytes(spec, np.float64) + params_bytes(spec, dtype),
+                   f"a {spec.arch.upper()} of depth {spec.depth}")
+    warn_if_unresolved(spec.C_L, dtype)
     rng = np.random.default_rng(int(seed))
     if init == "kaiming-uniform":
         weights, biases = _kaiming_uniform(spec, rng)
-    elif spec.arch == "mlp":
-        weights, biases = _paper_mlp(spec, rng)
     else:
-        weights, biases = _paper_cnn(spec, rng)
+        weights, biases = spec.paper_weights(rng)
     return Params(spec, [w.astype(dtype) for w in weights], [b.astype(dtype) for b in biases],
                   init=init, seed=int(seed))
 
@@ -179,73 +199,4 @@ def _kaiming_uniform(spec, rng):
         bound = 1.0 / np.sqrt(spec.fan_in(layer))
         weights.append(rng.uniform(-bound, bound, size=spec.weight_shape(layer)))
         biases.append(rng.uniform(-bound, bound, size=spec.bias_shape(layer)))
-    return weights, biases
-
-
-def _paper_mlp(spec: MLP, rng):
-    """SPEC §MLP: carriers pass x and C_L·1 through, one random unit per layer reads the input carriers."""
-    d_in, k, n, L, C = spec.d_in, spec.d_out, spec.width, spec.depth, float(spec.C_L)
-    random_unit = d_in
-    u_std = spec.rho / np.sqrt(d_in)
-    v_std = C * spec.beta
-    weights, biases = [], []
-
-    first_w = np.zeros((n, d_in))
-    first_w[:d_in] = C * np.eye(d_in)
-    first_w[random_unit] = rng.normal(0.0, u_std, size=d_in)
-    first_b = np.zeros(n)
-    first_b[random_unit] = rng.normal(0.0, v_std)
-    first_b[d_in + 1:] = C
-    weights.append(first_w)
-    biases.append(first_b)
-
-    for _ in range(2, L):
-        w = np.zeros((n, n))
-        w[:d_in, :d_in] = np.eye(d_in)
-        w[random_unit, :d_in] = rng.normal(0.0, u_std, size=d_in)
-        w[d_in + 1:, d_in + 1:] = np.eye(k)
-        b = np.zeros(n)
-        b[random_unit] = rng.normal(0.0, v_std)
-        weights.append(w)
-        biases.append(b)
-
-    last_w = np.zeros((k, n))
-    last_w[:, d_in + 1:] = np.eye(k)
-    weights.append(last_w)
-    biases.append(np.full(k, -C))
-    return weights, biases
-
-
-def _paper_cnn(spec: CNN, rng):
-    """SPEC §CNN: identity filters ι on the carriers, a random filter from the input carriers."""
-    c, k, n, L, f, C = spec.in_channels, spec.outputs, spec.width, spec.depth, spec.filter_size, float(spec.C_L)
-    random_channel = c
-    centre = f // 2
-    u_std = spec.rho * np.sqrt(spec.tap_variance)
-    v_std = C * spec.beta
-    weights, biases = [], []
-
-    first_w = np.zeros((n, c, f, f))
-    first_w[np.arange(c), np.arange(c), centre, centre] = C
-    first_w[random_channel] = rng.normal(0.0, u_std, size=(c, f, f))
-    first_b = np.zeros(n)
-    first_b[random_channel] = rng.normal(0.0, v_std)
-    first_b[c + 1:] = C
-    weights.append(first_w)
-    biases.append(first_b)
-
-    carriers = np.r_[np.arange(c), np.arange(c + 1, n)]
-    for _ in range(2, L):
-        w = np.zeros((n, n, f, f))
-        w[carriers, carriers, centre, centre] = 1.0
-        w[random_channel, :c] = rng.normal(0.0, u_std, size=(c, f, f))
-        b = np.zeros(n)
-        b[random_channel] = rng.normal(0.0, v_std)
-        weights.append(w)
-        biases.append(b)
-
-    last_w = np.zeros((k, n, f, f))
-    last_w[np.arange(k), c + 1 + np.arange(k), centre, centre] = 1.0
-    weights.append(last_w)
-    biases.append(np.full(k, -C))
     return weights, biases

@@ -1,6 +1,8 @@
 """Training with checkpoints: plain (mini-batch) SGD as in the paper, on any backend.
 
-Everything that decides the trajectory is in the checkpoint (weights, the current epoch's permutation, the
+The steps run through `Backend.descend` (the one training loop, docs/training.md) in runs of index plans
+that end at the next epoch, evaluation, probe or checkpoint; a GPU backend keeps its weights on the device
+for a whole run. Everything that decides the trajectory is in the checkpoint (weights, the current epoch's permutation, the
 shuffling RNG's state, the step counter), so a resumed run is bit-identical to an uninterrupted one with the
 same seed. Checkpoints are written atomically (temporary file, then rename).
 """
@@ -16,11 +18,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from deepntk.backends.registry import get_backend
-from deepntk.engine.errors import InputError
+from deepntk.engine.errors import FileFormatError, InputError, TrainingDiverged
+from deepntk.engine.files import json_entry, read_npz
+from deepntk.engine.losses import LOSSES, check_loss, loss_value
 from deepntk.engine.packed import network_inputs, pack, unpack
-from deepntk.engine.results import write_npz
+from deepntk.engine.results import exclusive_folder, write_npz
 from deepntk.engine.training import raw_learning_rate
-from deepntk.engine.validate import check_targets
+from deepntk.engine.validate import check_targets, warn_if_unresolved
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -52,8 +56,7 @@ class TrainSettings:
             if value is not None and (not isinstance(value, (int, np.integer)) or value < (1 if name == "batch_size" else 0)):
                 raise InputError(f"{name} must be a {'positive' if name == 'batch_size' else 'non-negative'} integer, "
                                  f"got {value!r}")
-        if self.loss not in ("paper", "mse"):
-            raise InputError(f"unknown loss {self.loss!r}; choose paper or mse")
+        check_loss(self.loss)
 
 
 @dataclass
@@ -85,7 +88,8 @@ def classification_kind(Y: np.ndarray) -> str | None:
 
 
 def accuracy(outputs: np.ndarray, Y: np.ndarray, kind: str | None) -> float:
-    """argmax accuracy for one-hot targets; round(output) == label for the binary task (SPEC)."""
+    """argmax accuracy for one-hot targets; round(output) == label for the binary task
+    (docs/experiments.md#mnist)."""
     if kind == "onehot":
         return float(np.mean(np.argmax(outputs, axis=1) == np.argmax(Y, axis=1)))
     if kind == "binary":
@@ -120,14 +124,21 @@ def _load(folder, key: dict) -> _State:
     path = os.path.join(folder, CHECKPOINT)
     if not os.path.exists(path):
         raise InputError(f"--resume: no checkpoint in {folder!r}")
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        if meta["key"] != key:
-            changed = [k for k in key if meta["key"].get(k) != key[k]]
-            raise InputError(f"--resume: the checkpoint in {folder!r} belongs to a different configuration "
-                             f"(differs in: {', '.join(changed)})")
-        return _State(data["W"].copy(), data["b"].copy(), int(meta["step"]), data["order"].copy(),
-                      meta["rng_state"], meta["history"])
+    data = read_npz(path, "checkpoint")
+    meta = json_entry(data, "meta", path, "checkpoint")
+    missing = [name for name in ("W", "b", "order") if name not in data] + \
+              [name for name in ("key", "step", "rng_state", "history") if name not in meta]
+    if missing:
+        raise FileFormatError(f"checkpoint {path!r} is missing {', '.join(missing)}")
+    if meta["key"] != key:
+        changed = [k for k in key if not isinstance(meta["key"], dict) or meta["key"].get(k) != key[k]]
+        raise InputError(f"--resume: the checkpoint in {folder!r} belongs to a different configuration "
+                         f"(differs in: {', '.join(changed)})")
+    W, b, order = data["W"], data["b"], data["order"]
+    step = meta["step"]
+    if not isinstance(step, int) or step < 0 or W.dtype.kind != "f" or b.dtype.kind != "f" or order.dtype.kind not in "iu":
+        raise FileFormatError(f"checkpoint {path!r} is damaged (step {step!r}, arrays {W.dtype}/{b.dtype}/{order.dtype})")
+    return _State(W.copy(), b.copy(), step, order.copy(), meta["rng_state"], meta["history"])
 
 
 def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y_test=None, probe=None,
@@ -139,35 +150,47 @@ def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y
     steps "probe_step" and "kernel_change" = ‖Θ̃_t − Θ̃_0‖/‖Θ̃_0‖ on the probe inputs (Theorem 2's invariance).
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite; the last good state is checkpointed first.
+        TrainingDiverged (a FloatingPointError): the loss became NaN or infinite; the last good state is
+            checkpointed first.
     """
-    from deepntk.backends.base import loss_value_and_output_gradient
-    from deepntk.engine.api import scaled_ntk
+    if checkpoint_dir:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        with exclusive_folder(checkpoint_dir, "checkpoint folder"):
+            return _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step)
+    return _train(params, X, Y, settings, backend, X_test, Y_test, probe, None, resume, on_step)
 
-    spec = params.spec
+
+def _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step):
+    from deepntk.engine.api import check_params, scaled_ntk
+
+    spec = check_params(params).spec
+    if not isinstance(settings, TrainSettings):
+        raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
     rate = raw_learning_rate(spec, eta=settings.eta, lr=settings.lr)
+    engine = get_backend(backend)
+    warn_if_unresolved(spec.C_L, params.dtype)
     net = pack(params)
     Xp = network_inputs(net, spec, X)
     targets = check_targets(Y, len(Xp), spec.outputs)
     has_test = X_test is not None
     if has_test:
         Xt = network_inputs(net, spec, X_test, "X_test")
-        Yt = check_targets(Y_test, len(Xt), spec.outputs)
+        Yt = check_targets(Y_test, len(Xt), spec.outputs, "Y_test")
     kind = classification_kind(targets)
-    engine = get_backend(backend)
     N = len(Xp)
     batch = min(settings.batch_size or N, N)
     per_epoch = -(-N // batch)
     total = settings.steps if settings.steps is not None else settings.epochs * per_epoch
     key = run_key(params, settings, X, Y)
-    if checkpoint_dir:
-        os.makedirs(checkpoint_dir, exist_ok=True)
     rng = np.random.default_rng(settings.seed)
     if resume:
         if not checkpoint_dir:
             raise InputError("--resume needs a checkpoint folder")
         state = _load(checkpoint_dir, key)
-        rng.bit_generator.state = state.rng_state
+        try:
+            rng.bit_generator.state = state.rng_state
+        except (TypeError, ValueError, KeyError) as exc:
+            raise FileFormatError(f"checkpoint in {checkpoint_dir!r}: damaged RNG state ({exc})") from None
     else:
         state = _State(net.W.copy(), net.b.copy(), 0, np.arange(N), rng.bit_generator.state, {})
     start_step = state.step
@@ -183,11 +206,11 @@ def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y
     def evaluate(step):
         outputs = engine.forward(current(state.W, state.b), Xp)
         history["eval_step"].append(step)
-        history["train_loss"].append(loss_value_and_output_gradient(outputs, targets, settings.loss)[0])
+        history["train_loss"].append(loss_value(outputs, targets, settings.loss))
         history["train_accuracy"].append(accuracy(outputs, targets, kind))
         if has_test:
             out_t = engine.forward(current(state.W, state.b), Xt)
-            history["test_loss"].append(loss_value_and_output_gradient(out_t, Yt, settings.loss)[0])
+            history["test_loss"].append(loss_value(out_t, Yt, settings.loss))
             history["test_accuracy"].append(accuracy(out_t, Yt, kind))
 
     def probe_change(step):
@@ -196,34 +219,54 @@ def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y
         history["probe_step"].append(step)
         history["kernel_change"].append(float(np.linalg.norm(K - probe_K0) / np.linalg.norm(probe_K0)))
 
+    def next_stop(step):
+        """The first step after `step` at which the loop must leave `descend`: an epoch start, an evaluation,
+        a probe, a checkpoint, or the end."""
+        stops = [total, (step // per_epoch + 1) * per_epoch]
+        for every in (settings.eval_every, settings.probe_every if probe is not None else 0,
+                      settings.checkpoint_every if checkpoint_dir else 0):
+            if every:
+                stops.append((step // every + 1) * every)
+        return min(stops)
+
+    def plan(first, stop):
+        """Index plans of steps first … stop−1 (one epoch): None where a step uses every point."""
+        if batch >= N:
+            return [None] * (stop - first)
+        return [state.order[(s % per_epoch) * batch:(s % per_epoch + 1) * batch] for s in range(first, stop)]
+
     started = time.perf_counter()
     if start_step == 0 and settings.probe_every and probe is not None:
         probe_change(0)
-    for step in range(start_step, total):
+    step = start_step
+    while step < total:
         if step % per_epoch == 0:
             state.order = rng.permutation(N) if batch < N else np.arange(N)
             state.rng_state = rng.bit_generator.state
-        position = step % per_epoch
-        idx = state.order[position * batch:(position + 1) * batch]
-        value, _, dW, db = engine.loss_and_gradients(current(state.W, state.b), Xp[idx], targets[idx], settings.loss)
-        if not np.isfinite(value):
+        stop = next_stop(step)
+        first = step
+        report = (lambda i, value: on_step(first + i + 1, total, value)) if on_step else None
+        try:
+            state.W, state.b, losses = engine.descend(current(state.W, state.b), Xp, targets, settings.loss, rate,
+                                                      plan(step, stop), report)
+        except TrainingDiverged as exc:
+            history["step"].extend(range(step, step + len(exc.losses)))
+            history["batch_loss"].extend(float(v) for v in exc.losses)
+            state.W, state.b, state.step = exc.W, exc.b, step + exc.step
             if checkpoint_dir:
                 _save(checkpoint_dir, state, key)
-            where = f"; the last good state (step {step}) is saved in {checkpoint_dir}" if checkpoint_dir else ""
-            raise FloatingPointError(f"loss became {value} at step {step}{where}; try a smaller learning rate")
-        state.W -= np.asarray(rate, dtype=state.W.dtype) * dW
-        state.b -= np.asarray(rate, dtype=state.b.dtype) * db
-        state.step = step + 1
-        history["step"].append(step)
-        history["batch_loss"].append(value)
-        if settings.eval_every and state.step % settings.eval_every == 0:
-            evaluate(state.step)
-        if settings.probe_every and probe is not None and state.step % settings.probe_every == 0:
-            probe_change(state.step)
-        if checkpoint_dir and settings.checkpoint_every and state.step % settings.checkpoint_every == 0:
+            where = f"; the last good state (step {state.step}) is saved in {checkpoint_dir}" if checkpoint_dir else ""
+            raise TrainingDiverged(f"loss became {exc.value} at step {state.step}{where}; try a smaller learning rate",
+                                   state.step, exc.W, exc.b, history["batch_loss"], exc.value) from None
+        history["step"].extend(range(step, stop))
+        history["batch_loss"].extend(float(v) for v in losses)
+        step = state.step = stop
+        if settings.eval_every and step % settings.eval_every == 0:
+            evaluate(step)
+        if settings.probe_every and probe is not None and step % settings.probe_every == 0:
+            probe_change(step)
+        if checkpoint_dir and settings.checkpoint_every and step % settings.checkpoint_every == 0:
             _save(checkpoint_dir, state, key)
-        if on_step:
-            on_step(state.step, total, value)
     if not history["eval_step"] or history["eval_step"][-1] != state.step:
         evaluate(state.step)
     if checkpoint_dir:

@@ -1,30 +1,44 @@
-"""Full-batch gradient descent on packed parameters (paper §3.2): the loop the experiments and benchmark use.
+"""Gradient descent on packed parameters (paper §3.2): step sizes and the full-batch entry point.
 
-Step conventions (SPEC §Training): a *scaled* step η moves θ by −η/(L·C_L²)·∇ℒ, so n steps follow the kernel
-flow to time t = nη (2η/k per step with MSELoss); a *raw* learning rate lr moves θ by −lr·∇ℒ (what the
-paper's Table 1 lists). `raw_learning_rate` converts.
+Every training path — this module, the checkpointing trainer (`deepntk.engine.trainer`) and the experiments —
+runs through one backend method, `Backend.descend`, with one update rule and one non-finite-loss policy.
+
+Step conventions (docs/training.md#step-sizes): a *scaled* step η moves θ by −η/(L·C_L²)·∇ℒ, so n steps follow
+the kernel flow to time t = nη (2η/k per step with MSELoss); a *raw* learning rate lr moves θ by −lr·∇ℒ (what
+the paper's Table 1 lists). `raw_learning_rate` converts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from deepntk.backends.registry import get_backend
-from deepntk.engine.errors import InputError
+from deepntk.engine.errors import InputError, TrainingDiverged
+from deepntk.engine.losses import check_loss, loss_value
 from deepntk.engine.packed import network_inputs, pack, unpack
-from deepntk.engine.validate import check_targets
+from deepntk.engine.validate import check_targets, warn_if_unresolved
 
 
 def raw_learning_rate(spec, *, eta: float | None = None, lr: float | None = None) -> float:
     """The raw step size from exactly one of a scaled step η (lr = η/(L·C_L²)) or a raw lr."""
     if (eta is None) == (lr is None):
         raise InputError("give exactly one of eta (scaled step) or lr (raw learning rate)")
-    value = lr if lr is not None else eta / (spec.depth * float(spec.C_L) ** 2)
+    given = lr if lr is not None else eta
+    if isinstance(given, (bool, np.bool_)) or not isinstance(given, numbers.Real):
+        raise InputError(f"the step size must be a number, got {given!r}")
+    value = float(lr) if lr is not None else float(eta) / (spec.depth * float(spec.C_L) ** 2)
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"the learning rate must be a finite number > 0, got {value!r}")
-    return float(value)
+    return value
+
+
+def check_steps(steps, name: str = "steps") -> int:
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise InputError(f"{name} must be a non-negative integer, got {steps!r}")
+    return int(steps)
 
 
 @dataclass
@@ -40,15 +54,23 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
     """`steps` full-batch GD steps θ ← θ − lr·∇ℒ(θ) on all N points.
 
     Runs on the backend's packed arrays throughout (`Backend.descend`: no per-step repacking, and on a GPU no
-    per-step transfer of the weights); padded entries have zero gradients and stay zero. Raises
-    FloatingPointError naming the step if the loss stops being finite.
+    per-step transfer of the weights); padded entries have zero gradients and stay zero.
+
+    Raises:
+        TrainingDiverged (a FloatingPointError) naming the step if the loss stops being finite.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise InputError(f"steps must be a non-negative integer, got {steps!r}")
+    steps = check_steps(steps)
+    check_loss(loss)
     rate = raw_learning_rate(params.spec, eta=eta, lr=lr)
+    engine = get_backend(backend)
+    warn_if_unresolved(params.spec.C_L, params.dtype)
     net = pack(params)
     Xp = network_inputs(net, params.spec, X)
     targets = check_targets(Y, len(Xp), params.spec.outputs)
-    W, b, losses = get_backend(backend).descend(net, Xp, targets, loss, rate, int(steps), on_step)
+    W, b, losses = engine.descend(net, Xp, targets, loss, rate, [None] * steps, on_step)
+    final = loss_value(engine.forward(replace(net, W=W, b=b), Xp), targets, loss)
+    if not np.isfinite(final):
+        raise TrainingDiverged(f"loss became {final} after step {steps - 1}; try a smaller learning rate", steps,
+                               losses=losses)
     weights, biases = unpack(params, W, b)
-    return DescentResult(params.with_arrays(weights, biases), np.array(losses))
+    return DescentResult(params.with_arrays(weights, biases), np.append(losses, final))

@@ -8,7 +8,7 @@ import numpy as np
 
 from deepntk.engine.errors import InputError
 
-# Output resolution (SPEC §Numerical traps) above which float32 cannot resolve the network output.
+# Output resolution (docs/numerical-traps.md) above which float32 cannot resolve the network output.
 FLOAT32_RESOLUTION_LIMIT = 1e-3
 
 
@@ -21,7 +21,7 @@ class PrecisionWarning(UserWarning):
 
 
 def output_resolution(C_L: float, dtype) -> float:
-    """Spacing of representable numbers at C_L: the output is (carrier ≈ C_L) − C_L (SPEC §Numerical traps)."""
+    """Spacing of representable numbers at C_L: the output is (carrier ≈ C_L) − C_L (docs/numerical-traps.md)."""
     return float(np.spacing(np.asarray(C_L, dtype=dtype)))
 
 
@@ -39,8 +39,9 @@ def warn_if_unresolved(C_L: float, dtype) -> None:
 def check_inputs(X, spec, name: str = "X", pool: bool = True) -> np.ndarray:
     """Validate inputs for `spec` and return them as a float64 array of shape (N,) + spec.input_shape.
 
-    A single point of shape `spec.input_shape` is accepted as N = 1. With `pool`, the CNN's fixed input
-    average pool is applied, giving (N, c, d, d) with d = spec.inner_size.
+    A single point of shape `spec.input_shape` is accepted as N = 1. With `pool`, the inputs are prepared as
+    the first layer sees them (`spec.prepare_inputs`: the CNN's fixed input average pool, giving
+    (N, c, d, d) with d = spec.inner_size).
     """
     try:
         array = np.asarray(X)
@@ -66,30 +67,19 @@ def check_inputs(X, spec, name: str = "X", pool: bool = True) -> np.ndarray:
             TheoryAssumptionWarning,
             stacklevel=3,
         )
-    if pool and spec.arch == "cnn" and spec.pool > 1:
-        array = average_pool(array, spec.pool)
-    return array
+    return spec.prepare_inputs(array) if pool else array
 
 
-def average_pool(X: np.ndarray, pool: int) -> np.ndarray:
-    """Non-overlapping pool×pool average of (N, c, d, d) images (the paper's fixed 4×4 MNIST pool); pool 1 returns
-    X itself."""
-    if pool == 1:
-        return X
-    N, c, d, _ = X.shape
-    return X.reshape(N, c, d // pool, pool, d // pool, pool).mean(axis=(3, 5))
-
-
-def check_targets(Y, n_points: int, outputs: int) -> np.ndarray:
+def check_targets(Y, n_points: int, outputs: int, name: str = "Y") -> np.ndarray:
     """Targets as (N, k) float64; a 1-D vector is accepted for k = 1."""
     try:
         array = np.asarray(Y, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"Y is not a numeric array: {exc}") from None
+        raise InputError(f"{name} is not a numeric array: {exc}") from None
     if array.ndim == 1 and outputs == 1:
         array = array[:, None]
     if array.shape != (n_points, outputs):
-        raise InputError(f"Y has shape {array.shape}, expected ({n_points}, {outputs})")
+        raise InputError(f"{name} has shape {array.shape}, expected ({n_points}, {outputs})")
     if not np.all(np.isfinite(array)):
-        raise InputError("Y contains NaN or infinite values")
+        raise InputError(f"{name} contains NaN or infinite values")
     return array

@@ -126,3 +126,48 @@ def perturbed(params, scale=0.3, seed=123):
     rng = np.random.default_rng(seed)
     move = lambda a: a + scale * rng.standard_normal(a.shape) * (1.0 + np.abs(a))
     return params.with_arrays([move(w) for w in params.weights], [move(b) for b in params.biases])
+
+
+def random_unit_activations(params, X):
+    """σ(z_r^l) of the random unit (channel) for l = 1 … L−1, by plain layer loops: (L−1, N) or (L−1, N, d²)."""
+    arch = params.spec.arch
+    c = params.spec.in_features
+    a, out = np.asarray(X, dtype=np.float64), []
+    for layer in range(params.spec.depth - 1):
+        a = np.maximum(_layer(arch, params.weights[layer].astype(np.float64),
+                              params.biases[layer].astype(np.float64), a), 0.0)
+        out.append(a[:, c] if arch == "mlp" else a[:, c].reshape(len(X), -1))
+    return np.array(out)
+
+
+def window_count_weights(d, f):
+    """M[p, q] = #{(a, b): p and q both in the shifted window W_ab}, by brute force over offsets."""
+    r = f // 2
+    M = np.zeros((d * d, d * d))
+    for a in range(-r, r + 1):
+        for b in range(-r, r + 1):
+            inside = np.array([[1.0 if 0 <= i - a < d and 0 <= j - b < d else 0.0 for j in range(d)]
+                               for i in range(d)]).ravel()
+            M += np.outer(inside, inside)
+    return M
+
+
+def per_network_kernel(params, X1, X2):
+    """The exact per-network identity of the paper's initialization (docs/finite-depth.md), as (N1, N2, k, k).
+
+    MLP: Θ̃ = [(x·x'+1) + (L−1)(C²(x·x'+k)+1) + Σ_l σ(z_r^l(x))σ(z_r^l(x'))]/(LC²);
+    CNN: Θ̃·LC² = 1 + TX + (L−1)(1 + C²(TX + k·T1)) + Σ_l Σ_ab T_ab(σ(z_r^l))T_ab(σ(z_r^l')).
+    """
+    spec = params.spec
+    L, C, k = spec.depth, spec.C_L, spec.outputs
+    r1, r2 = random_unit_activations(params, X1), random_unit_activations(params, X2)
+    if spec.arch == "mlp":
+        dot = X1 @ X2.T
+        total = (dot + 1) + (L - 1) * (C**2 * (dot + k) + 1) + r1.T @ r2
+    else:
+        c, d = spec.in_channels, spec.inner_size
+        M = window_count_weights(d, spec.filter_size) / d**4
+        F1, F2 = X1.reshape(len(X1), c, -1), X2.reshape(len(X2), c, -1)
+        TX = np.einsum("imp,pq,jmq->ij", F1, M, F2)
+        total = 1 + TX + (L - 1) * (1 + C**2 * (TX + k * M.sum())) + np.einsum("lip,pq,ljq->ij", r1, M, r2)
+    return np.einsum("ij,ab->ijab", total / (L * C**2), np.eye(k))

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-HEAVY = ("numba", "cupy", "sympy", "matplotlib")
+HEAVY = ("numba", "cupy", "sympy", "matplotlib", "scipy.linalg", "dask", "distributed", "zarr")
 
 PROBE = """
 import sys

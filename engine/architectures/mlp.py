@@ -1,0 +1,133 @@
+"""The deep narrow ReLU MLP (paper §3.1; docs/networks.md#the-mlp): spec, the paper's initialization and
+its closed-form kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepntk.engine.architectures.common import Architecture, check_int
+from deepntk.engine.errors import InputError
+
+
+@dataclass(frozen=True)
+class MLP(Architecture):
+    """The deep narrow ReLU MLP of width d_in + 1 + d_out (paper §3.1).
+
+    Args:
+        d_in: input dimension.
+        d_out: output dimension k.
+        depth: number of weight layers L >= 2.
+        C_L: the carrier scale C_L > 0 of the paper's initialization.
+        rho: standard deviation scale of the random unit's weights (entries ~ N(0, rho²/d_in)).
+        beta: standard deviation scale of the random unit's bias (entries ~ N(0, C_L² beta²)).
+    """
+
+    d_in: int
+    d_out: int
+    depth: int
+    C_L: float
+    rho: float = 1.0
+    beta: float = 1.0
+
+    arch = "mlp"
+    layer_kind = "dense"
+    weight_prefix = "W"
+    outputs_field = "d_out"
+
+    def __post_init__(self):
+        object.__setattr__(self, "d_in", check_int("d_in", self.d_in))
+        object.__setattr__(self, "d_out", check_int("d_out", self.d_out))
+        self._normalize_common()
+
+    @property
+    def width(self) -> int:
+        return self.d_in + 1 + self.d_out
+
+    @property
+    def outputs(self) -> int:
+        return self.d_out
+
+    @property
+    def in_features(self) -> int:
+        """Channels (here: features) of the network input."""
+        return self.d_in
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.d_in,)
+
+    def weight_shape(self, layer: int) -> tuple[int, ...]:
+        """Shape (out, in) of W^layer, 1-based, in PyTorch's `nn.Linear` layout."""
+        fan_in = self.d_in if layer == 1 else self.width
+        fan_out = self.d_out if layer == self.depth else self.width
+        return (fan_out, fan_in)
+
+    def fan_in(self, layer: int) -> int:
+        return self.weight_shape(layer)[1]
+
+    @staticmethod
+    def sizes_from_inputs(shape: tuple[int, ...], name: str = "X") -> dict:
+        """The spec fields fixed by an input array's shape (N, d_in)."""
+        if len(shape) != 2:
+            raise InputError(f"{name} must have shape (N, d_in) for the MLP, got {shape}")
+        return {"d_in": shape[1]}
+
+    @staticmethod
+    def sizes_from_images(side: int, outputs: int) -> dict:
+        """Spec fields for a dataset of side×side single-channel images, flattened for the MLP."""
+        return {"d_in": side * side, "d_out": outputs}
+
+    dataset_layout = "flat"
+
+    def prepare_inputs(self, X: np.ndarray) -> np.ndarray:
+        """Inputs as the first layer sees them: unchanged for the MLP."""
+        return X
+
+    def paper_weights(self, rng: np.random.Generator):
+        """docs/networks.md#the-mlp: carriers pass x and C_L·1 through, one random unit per layer reads the
+        input carriers. Returns (weights, biases) as float64 lists."""
+        d_in, k, n, L, C = self.d_in, self.d_out, self.width, self.depth, self.C_L
+        random_unit = d_in
+        u_std = self.rho / np.sqrt(d_in)
+        v_std = C * self.beta
+        weights, biases = [], []
+
+        first_w = np.zeros((n, d_in))
+        first_w[:d_in] = C * np.eye(d_in)
+        first_w[random_unit] = rng.normal(0.0, u_std, size=d_in)
+        first_b = np.zeros(n)
+        first_b[random_unit] = rng.normal(0.0, v_std)
+        first_b[d_in + 1:] = C
+        weights.append(first_w)
+        biases.append(first_b)
+
+        for _ in range(2, L):
+            w = np.zeros((n, n))
+            w[:d_in, :d_in] = np.eye(d_in)
+            w[random_unit, :d_in] = rng.normal(0.0, u_std, size=d_in)
+            w[d_in + 1:, d_in + 1:] = np.eye(k)
+            b = np.zeros(n)
+            b[random_unit] = rng.normal(0.0, v_std)
+            weights.append(w)
+            biases.append(b)
+
+        last_w = np.zeros((k, n))
+        last_w[:, d_in + 1:] = np.eye(k)
+        weights.append(last_w)
+        biases.append(np.full(k, -C))
+        return weights, biases
+
+    def limit_kernel(self, X1, X2=None) -> np.ndarray:
+        """Θ̃^∞ (Theorem 1, corrected) on prepared inputs: (N1, N2), the factor of I_k."""
+        from deepntk.analytic import mlp_limit_kernel
+
+        return mlp_limit_kernel(X1, X2, d_out=self.d_out, rho=self.rho, beta=self.beta)
+
+    def expected_kernel(self, X1, X2=None) -> np.ndarray:
+        """E Θ̃ at this spec's finite (L, C_L) on prepared inputs: (N1, N2), the factor of I_k."""
+        from deepntk.analytic import mlp_expected_kernel
+
+        return mlp_expected_kernel(X1, X2, depth=self.depth, C_L=self.C_L, d_out=self.d_out, rho=self.rho,
+                                   beta=self.beta)

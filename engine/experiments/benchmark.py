@@ -1,0 +1,200 @@
+"""Benchmark workloads of the backends and of peers (PyTorch, JAX), timed in one run on one machine.
+
+Every implementation computes the same quantity on identical host-drawn weights; each result is checked
+against the NumPy reference before its time is reported. Times are medians of repeated calls after a first
+call (reported apart: it includes JIT compilation for Numba, JAX and CUDA kernels). Useful FLOPs count the
+structured algorithm's arithmetic (docs/ntk.md), and are divided by the measured float64 matrix-product
+rate of this machine (its physical limit for this kind of work).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deepntk.engine.api import loss_and_gradients, scaled_ntk
+from deepntk.engine.architectures import CNN, MLP
+from deepntk.engine.params import init_params
+
+
+@dataclass
+class Workload:
+    """One timed task: an NTK Gram or one full-batch GD step."""
+
+    name: str
+    kind: str  # "ntk" or "gd"
+    params: object
+    X1: np.ndarray
+    X2: np.ndarray | None = None
+    Y: np.ndarray | None = None
+    flops: float = 0.0
+
+    @property
+    def depth(self) -> int:
+        return self.params.spec.depth
+
+
+@dataclass
+class Timing:
+    workload: str
+    implementation: str
+    first_call: float
+    median: float
+    repeats: int
+    rel_error: float
+    flops: float
+    depth: int
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def perturbed_paper_params(spec, seed=0, scale=1e-3):
+    """The paper's init with every entry moved slightly: dense, generic weights near the init."""
+    params = init_params(spec, "paper", seed)
+    rng = np.random.default_rng(seed + 1)
+    jitter = lambda a: a + scale * rng.standard_normal(a.shape)
+    return params.with_arrays([jitter(w) for w in params.weights], [jitter(b) for b in params.biases])
+
+
+def dense_ntk_flops(N1, N2, symmetric, L, n, k):
+    pairs = N1 * (N1 + 1) / 2 if symmetric else N1 * N2
+    trace = (N1 + (0 if symmetric else N2)) * L * (2 * n * n + 2 * k * n * n)
+    return pairs * L * (2 * n + 2 * k * k * n + 2 * k * k) + trace
+
+
+def dense_gd_flops(N, L, n):
+    return 6.0 * n * n * L * N
+
+
+def conv_ntk_flops(N1, N2, symmetric, L, n, k, f, d):
+    per_input = L * 2 * n * n * f * f * d * d * (1 + 2 * k)
+    pairs = N1 * (N1 + 1) / 2 if symmetric else N1 * N2
+    return (N1 + (0 if symmetric else N2)) * per_input + pairs * k * k * 2 * L * (n * n * f * f + n)
+
+
+def conv_gd_flops(N, L, n, f, d):
+    return 3.0 * 2 * n * n * f * f * d * d * L * N
+
+
+def standard_workloads(quick: bool = False) -> list[Workload]:
+    """(a) Fig. 3 Gram, (b) Fig. 3 GD step, (c) MLP N = 16 and 512, (d) CNN 7×7, L = 1000, N = 64."""
+    from deepntk.analytic import fig3_inputs, fig3_target
+
+    L = 1000 if quick else 10000
+    x0, X, _ = fig3_inputs(200)
+    target = fig3_target(X)
+    mlp = perturbed_paper_params(MLP(2, 1, L, 5e4 if L == 10000 else float(L) * 5))
+    n = mlp.spec.width
+    rng = np.random.default_rng(0)
+    out = [
+        Workload("fig3-gram-200x200", "ntk", mlp, X, None, flops=dense_ntk_flops(200, 200, True, L, n, 1)),
+        Workload("fig3-gram-x0x200", "ntk", mlp, x0, X, flops=dense_ntk_flops(1, 200, False, L, n, 1)),
+        Workload("fig3-gd-step-200", "gd", mlp, X, Y=target, flops=dense_gd_flops(200, L, n)),
+    ]
+    for N in (16, 512):
+        XN = rng.uniform(0.05, 1.0, size=(N, 2))
+        YN = fig3_target(XN)
+        out.append(Workload(f"mlp-gram-N{N}", "ntk", mlp, XN, flops=dense_ntk_flops(N, N, True, L, n, 1)))
+        out.append(Workload(f"mlp-gd-step-N{N}", "gd", mlp, XN, Y=YN, flops=dense_gd_flops(N, L, n)))
+    Lc = 200 if quick else 1000
+    cnn = perturbed_paper_params(CNN(1, 7, 1, Lc, float(Lc), filter_size=3))
+    images = rng.uniform(0.05, 1.0, size=(64, 1, 7, 7))
+    labels = rng.uniform(-1, 1, size=(64, 1))
+    out.append(Workload("cnn-gram-N64", "ntk", cnn, images, flops=conv_ntk_flops(64, 64, True, Lc, 3, 1, 3, 7)))
+    out.append(Workload("cnn-gd-step-N64", "gd", cnn, images, Y=labels, flops=conv_gd_flops(64, Lc, 3, 3, 7)))
+    return out
+
+
+def run_deepntk(workload: Workload, backend: str):
+    if workload.kind == "ntk":
+        return scaled_ntk(workload.params, workload.X1, workload.X2, backend=backend)
+    value, _, grads = loss_and_gradients(workload.params, workload.X1, workload.Y, loss="paper", backend=backend)
+    return np.concatenate([g.ravel() for g in grads.weights + grads.biases])
+
+
+def time_call(fn, repeats: int, budget: float = 20.0):
+    """(result, first-call seconds, median of up to `repeats` more calls); slow calls repeat less, at least once."""
+    start = time.perf_counter()
+    result = fn()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(max(1, min(repeats, int(budget / max(first, 1e-9))))):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return result, first, statistics.median(times)
+
+
+def matmul_peak(dtype=np.float64, size: int = 2048, repeats: int = 5) -> float:
+    """Measured FLOP/s of a square float64 matrix product (best of `repeats`)."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2.0 * size**3 / best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def relative_error(actual, expected) -> float:
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-300))
+
+
+def run_benchmark(workloads, implementations, repeats: int = 3, on_result=None, reference: str = "numpy"):
+    """Time each workload with each implementation; returns a list of Timing."""
+    from deepntk.engine.experiments import peers
+
+    timings = []
+    for workload in workloads:
+        expected = None
+        for name in [reference] + [i for i in implementations if i != reference]:
+            if name in peers.PEERS:
+                fn = peers.PEERS[name](workload)
+                if fn is None:
+                    continue
+            else:
+                fn = lambda name=name: run_deepntk(workload, name)
+            try:
+                result, first, median = time_call(fn, repeats)
+            except Exception as exc:  # a peer that cannot run this workload is reported, not fatal
+                timing = Timing(workload.name, name, float("nan"), float("nan"), 0, float("nan"), workload.flops,
+                                workload.depth, note=f"failed: {type(exc).__name__}: {str(exc)[:80]}")
+            else:
+                if expected is None:
+                    expected = result
+                timing = Timing(workload.name, name, first, median, repeats, relative_error(result, expected),
+                                workload.flops, workload.depth)
+                if name == "jax":
+                    import jax
+
+                    timing.note = f"on {jax.default_backend()}; first call includes compilation"
+            if name == reference and name not in implementations:
+                continue
+            timings.append(timing)
+            if on_result:
+                on_result(timing)
+    return timings
+
+
+def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100, 5.0), (10000, 5e4)),
+                       on_seed=None) -> dict:
+    """Fig. 3 at the authors' settings (docs/experiments.md#fig-3), timed: per depth and seed, Θ̃(x₀, X) at init,
+    `steps` full-batch GD steps with MSELoss at raw lr = 1/(4·L·C_L²), and Θ̃(x₀, X) after training
+    (`fig3.fig3_training`). Returns the time, the mean kernel drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖ and the fit error per depth."""
+    from deepntk.engine.experiments.fig3 import fig3_training, training_summary
+
+    start = time.perf_counter()
+    result = fig3_training(depths, seeds, steps, backend, on_seed)
+    report = {"seeds": seeds, "steps": steps, "seconds": time.perf_counter() - start, "depths": {}}
+    for row in training_summary(result):
+        report["depths"][row["depth"]] = {"C_L": row["C_L"], "seconds": row["seconds"],
+                                          "kernel_drift_mean": row["kernel_drift"], "final_mse_mean": row["fit_mse"]}
+    return report

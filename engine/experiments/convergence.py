@@ -1,0 +1,240 @@
+"""Finite-depth scaled NTK vs the infinite-depth limit (paper §5.1, Fig. 3 at initialization): `deepntk simulate`.
+
+For each depth L (with C_L from a rule such as "L^2") and each seed, draws the paper's initialization,
+computes Θ̃ on fixed inputs, and compares it with Θ̃^∞ (Theorems 1/4, corrected; docs/limit-kernels.md) and
+with the finite-(L, C_L) expectation E Θ̃ (docs/finite-depth.md). The error against the limit should fall like L^{-1/2} while C_L is large enough that
+the 1/C_L² bias is negligible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from deepntk.analytic import fig3_inputs
+from deepntk.engine.api import scaled_ntk
+from deepntk.engine.architectures import architecture, spec_field_names
+from deepntk.engine.errors import FileFormatError, SpecError
+from deepntk.engine.experiments.stats import fit_power_law, relative_block_errors
+from deepntk.engine.files import json_entry, read_npz
+from deepntk.engine.memory import require_memory
+from deepntk.engine.params import init_params
+from deepntk.engine.results import exclusive_folder, write_json, write_npz
+from deepntk.engine.rules import C_L_values
+
+
+@dataclass
+class ConvergenceConfig:
+    """What `deepntk simulate` runs. Defaults: the paper's Fig. 3 kernel at initialization."""
+
+    arch: str = "mlp"
+    depths: tuple = (100, 300, 1000, 3000, 10000)
+    C_L: str = "L^2"
+    seeds: int = 5
+    first_seed: int = 0
+    points: int = 200
+    rho: float = 1.0
+    beta: float = 1.0
+    dtype: str = "float64"
+    backend: str | None = None
+    # CNN only (the MLP is the Fig. 3 network, d_in = 2, d_out = outputs).
+    in_channels: int = 1
+    size: int = 5
+    outputs: int = 1
+    filter_size: int = 3
+    pool: int = 1
+    filter_variance: str = "paper"
+    image_seed: int = 0
+
+    def __post_init__(self):
+        architecture(self.arch)
+        if not self.depths:
+            raise SpecError("give at least one depth")
+        for L in self.depths:
+            if L < 2:
+                raise SpecError(f"depth must be >= 2, got {L}")
+        if self.seeds < 1:
+            raise SpecError(f"seeds must be >= 1, got {self.seeds}")
+        if self.points < 1:
+            raise SpecError(f"points must be >= 1, got {self.points}")
+        specs = [self.spec(L, C) for L, C in zip(self.depths, C_L_values(self.C_L, self.depths))]  # all checked now
+        # Kernels of every seed, limit and expectation per depth (the MLP study is a row: x₀ against the arc).
+        pairs = self.points * (1 if self.arch in STUDY_INPUTS else self.points)
+        per_depth = (self.seeds * self.outputs**2 + 2) * pairs * 8
+        require_memory(2 * len(self.depths) * per_depth + self.points * np.prod(specs[0].input_shape) * 8,
+                       f"simulate with {self.points} inputs, {self.seeds} seeds and {len(self.depths)} depths")
+
+    def spec(self, depth: int, C_L: float):
+        """The architecture at (depth, C_L), built from the fields of this config that it takes."""
+        cls = architecture(self.arch)
+        options = {**asdict(self), "d_in": FIG3_INPUT_DIMENSION, "d_out": self.outputs, "depth": depth, "C_L": C_L}
+        return cls(**{name: options[name] for name in spec_field_names(cls)})
+
+    def inputs(self):
+        """(X1, X2, x-axis): the study inputs of this architecture (STUDY_INPUTS), by default a Gram of random
+        positive inputs."""
+        return STUDY_INPUTS.get(self.arch, random_positive_inputs)(self)
+
+    def key(self) -> dict:
+        """Everything a stored per-depth result depends on (for resuming)."""
+        data = asdict(self)
+        data.pop("depths")
+        data.pop("backend")
+        data["depths"] = list(self.depths)
+        return data
+
+
+def fig3_arc_inputs(config: ConvergenceConfig):
+    """Fig. 3's x₀ against the arc points x(γ), with γ as the x-axis."""
+    x0, X, gamma = fig3_inputs(config.points)
+    return x0, X, gamma
+
+
+def random_positive_inputs(config: ConvergenceConfig):
+    """A Gram of `points` seeded random inputs in [0.05, 1) of the architecture's input shape."""
+    shape = config.spec(2, 1.0).input_shape
+    rng = np.random.default_rng(config.image_seed)
+    return rng.uniform(0.05, 1.0, size=(config.points,) + tuple(shape)), None, np.arange(config.points)
+
+
+# The MLP study is the paper's Fig. 3 kernel on the unit arc; other architectures use random positive inputs.
+FIG3_INPUT_DIMENSION = 2
+STUDY_INPUTS = {"mlp": fig3_arc_inputs}
+# Per architecture: the depths and input count `simulate` uses by default (deep CNNs cost d² more per layer).
+DEFAULT_DEPTHS = {"mlp": (100, 300, 1000, 3000, 10000), "cnn": (100, 300, 1000, 3000)}
+DEFAULT_POINTS = {"mlp": 200, "cnn": 6}
+
+
+def describe_inputs(config: ConvergenceConfig) -> str:
+    if config.arch in STUDY_INPUTS:
+        return "Θ̃(x₀, x(γ)) on the Fig. 3 arc"
+    return f"Gram of {config.points} random {'images' if len(config.spec(2, 1.0).input_shape) > 1 else 'inputs'}"
+
+
+def limit_and_expected(spec, X1, X2):
+    """(Θ̃^∞, E Θ̃) at the spec's (L, C_L) as (N1, N2) scalar factors of I_k."""
+    A1 = spec.prepare_inputs(X1)
+    A2 = None if X2 is None else spec.prepare_inputs(X2)
+    return spec.limit_kernel(A1, A2), spec.expected_kernel(A1, A2)
+
+
+@dataclass
+class DepthResult:
+    depth: int
+    C_L: float
+    seeds: list
+    mean_error_limit: float
+    max_error_limit: float
+    mean_error_expected: float
+    max_error_expected: float
+    seconds: float
+    seed_errors_limit: list
+    seed_errors_expected: list
+    mean_offset: float
+    kernels: np.ndarray = field(repr=False)
+    limit: np.ndarray = field(repr=False)
+    expected: np.ndarray = field(repr=False)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("kernels", "limit", "expected")}
+
+
+def depth_file(folder: str, depth: int) -> str:
+    return os.path.join(folder, f"depth-{depth}.npz")
+
+
+def run_depth(config: ConvergenceConfig, depth: int, C_L: float, X1, X2, on_seed=None) -> DepthResult:
+    spec = config.spec(depth, C_L)
+    seeds = list(range(config.first_seed, config.first_seed + config.seeds))
+    start = time.perf_counter()
+    kernels = []
+    for seed in seeds:
+        params = init_params(spec, "paper", seed, config.dtype)
+        kernels.append(scaled_ntk(params, X1, X2, backend=config.backend))
+        if on_seed:
+            on_seed()
+    kernels = np.array(kernels)
+    limit, expected = limit_and_expected(spec, X1, X2)
+    err_limit = np.array([relative_block_errors(K, limit) for K in kernels])
+    err_expected = np.array([relative_block_errors(K, expected) for K in kernels])
+    k = kernels.shape[-1]
+    offset = float(np.mean(np.trace(kernels, axis1=-2, axis2=-1) / k - limit))
+    return DepthResult(depth, C_L, seeds, float(err_limit.mean()), float(err_limit.max()),
+                       float(err_expected.mean()), float(err_expected.max()), time.perf_counter() - start,
+                       err_limit.mean(axis=(1, 2)).tolist(), err_expected.mean(axis=(1, 2)).tolist(), offset,
+                       kernels, limit, expected)
+
+
+def load_depth(folder: str, config: ConvergenceConfig, depth: int):
+    """A stored DepthResult if its config key matches, else None.
+
+    Raises:
+        FileFormatError: the file exists but is damaged (named, with what is wrong).
+    """
+    path = depth_file(folder, depth)
+    if not os.path.exists(path):
+        return None
+    data = read_npz(path, "stored depth result")
+    if json_entry(data, "key", path, "stored depth result") != config.key():
+        return None
+    summary = json_entry(data, "summary", path, "stored depth result")
+    missing = [name for name in ("kernels", "limit", "expected") if name not in data]
+    if missing:
+        raise FileFormatError(f"stored depth result {path!r} is missing {', '.join(missing)}")
+    try:
+        return DepthResult(**summary, kernels=data["kernels"], limit=data["limit"], expected=data["expected"])
+    except TypeError as exc:
+        raise FileFormatError(f"stored depth result {path!r} has a damaged summary ({exc})") from None
+
+
+def save_depth(folder: str, config: ConvergenceConfig, result: DepthResult) -> None:
+    write_npz(depth_file(folder, result.depth), key=np.array(json.dumps(config.key())),
+              summary=np.array(json.dumps(result.summary())), kernels=result.kernels, limit=result.limit,
+              expected=result.expected)
+
+
+def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume: bool = False, on_seed=None,
+                    on_depth=None):
+    """Run every depth (reusing stored ones with `resume`), write results, and return (results, slope, se).
+
+    Raises:
+        FolderInUseError: another run is writing `folder`.
+    """
+    if folder:
+        with exclusive_folder(folder):
+            return _run_convergence(config, folder, resume, on_seed, on_depth)
+    return _run_convergence(config, None, False, on_seed, on_depth)
+
+
+def _run_convergence(config, folder, resume, on_seed, on_depth):
+    X1, X2, _ = config.inputs()
+    results = []
+    for depth, C_L in zip(config.depths, C_L_values(config.C_L, config.depths)):
+        stored = load_depth(folder, config, depth) if (folder and resume) else None
+        if stored is not None:
+            result = stored
+            if on_seed:
+                for _ in range(config.seeds):
+                    on_seed()
+        else:
+            result = run_depth(config, depth, C_L, X1, X2, on_seed)
+            if folder:
+                save_depth(folder, config, result)
+        results.append(result)
+        if on_depth:
+            on_depth(result)
+    slope, se = fit_power_law([r.depth for r in results], [r.mean_error_limit for r in results])
+    if folder:
+        write_json(os.path.join(folder, "results.json"),
+                   {"experiment": "kernel-convergence-at-init", "config": config.key(),
+                    "depths": [r.summary() for r in results], "fitted_slope": slope, "slope_stderr": se})
+        _, _, axis = config.inputs()
+        write_npz(os.path.join(folder, "arrays.npz"), depths=np.array([r.depth for r in results]),
+                  C_L=np.array([r.C_L for r in results]), axis=axis,
+                  kernels=np.array([r.kernels for r in results]), limit=results[-1].limit,
+                  expected=np.array([r.expected for r in results]))
+    return results, slope, se

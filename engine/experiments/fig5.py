@@ -1,0 +1,27 @@
+"""Fig. 5 (paper §5.1; docs/experiments.md#fig-5): per layer, σ(z^l)_last − C_L for the last output carrier of a
+trained Fig. 3 network: the output is built up a little in every layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepntk.analytic import fig3_inputs, fig3_target
+from deepntk.engine.api import activations, forward
+from deepntk.engine.experiments.fig3 import PAPER_STEPS, TRAINING_POINTS, fig3_learning_rate, fig3_network
+from deepntk.engine.params import init_params
+from deepntk.engine.training import gradient_descent
+
+
+def fig5(scale: str = "small", backend=None) -> dict:
+    """σ(z^l)_last − C_L, l = 1 … L−1, and the output at l = L, for x = (cos π/3, sin π/3) after training."""
+    L, C, reduced = (10000, 5e4, "") if scale == "paper" else (1000, 500.0, "L = 1000 (C_L = 500) instead of 10000")
+    _, X, _ = fig3_inputs(TRAINING_POINTS)
+    params = init_params(fig3_network(L, C), "paper", 0)
+    trained = gradient_descent(params, X, fig3_target(X), PAPER_STEPS, lr=fig3_learning_rate(L, C), loss="mse",
+                               backend=backend).params
+    x = np.array([[np.cos(np.pi / 3), np.sin(np.pi / 3)]])
+    acts = activations(trained, x, backend=backend)
+    carrier = acts[1:, 0, -1] - C  # σ(z^l) of the last output carrier, l = 1 … L-1
+    output = float(forward(trained, x, backend=backend)[0, 0])
+    return {"experiment": "fig5", "scale": scale, "reduced": reduced, "depth": L, "C_L": C, "x": x[0].tolist(),
+            "carrier_minus_C": carrier.tolist() + [output], "output": output, "target": float(fig3_target(x)[0, 0])}

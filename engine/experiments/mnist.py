@@ -1,0 +1,62 @@
+"""What the MNIST studies (Fig. 4, Table 1) share: a stable step size, one training run with its record, and
+the limit-kernel prediction beside a trained network (docs/experiments.md#mnist)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from deepntk.engine.params import init_params
+from deepntk.engine.predict import limit_kernel_matrices
+from deepntk.engine.trainer import accuracy, classification_kind, train
+
+# Batch size of every MNIST run in the paper.
+BATCH_SIZE = 512
+
+
+def stable_eta(spec, X, loss: str = "mse", fraction: float = 0.5, sample: int = 100) -> float:
+    """A scaled step η at `fraction` of the stability bound of gradient descent in the kernel regime.
+
+    Outputs move by −(c·η/N)·K(f − y) per step, with c = 2/k for MSELoss and 1 for the paper's loss, so GD is
+    stable for c·η·λ_max(K)/N < 2. λ_max/N is estimated from the limit kernel on `sample` training points
+    (the constant mode dominates it, e.g. k·Σ_ab(|W_ab|/d²)² for the CNN).
+    """
+    Xs = np.asarray(X[:sample], dtype=float)
+    K = spec.limit_kernel(spec.prepare_inputs(Xs))
+    rate = np.linalg.eigvalsh(K)[-1] / len(Xs)
+    c = 2.0 / spec.outputs if loss == "mse" else 1.0
+    return fraction * 2.0 / (c * rate)
+
+
+def limit_kernel_reference(spec, data, t: float, n_train: int = 300, n_test: int = 300) -> dict:
+    """Test accuracy the infinite-depth theory predicts on a subset: kernel flow from f₀ = 0 to flow time t, and
+    kernel regression (t = ∞), both with the limit kernel (Theorems 3 and 6)."""
+    from deepntk.analytic import kernel_flow
+
+    X, Y, Xt, Yt = data.X_train[:n_train], data.Y_train[:n_train], data.X_test[:n_test], data.Y_test[:n_test]
+    k = Y.shape[1]
+    K, Kx = limit_kernel_matrices(spec, X, Xt)
+    kind = classification_kind(Y)
+    lam = np.linalg.eigvalsh(K)
+    return {"subset": [len(X), len(Xt)], "flow_time": t,
+            "flow_accuracy": accuracy(kernel_flow(K, Y, t, K_test_train=Kx), Yt, kind),
+            "regression_accuracy": accuracy(kernel_flow(K, Y, np.inf, K_test_train=Kx), Yt, kind),
+            "top_eigenvalue_ratio": float(lam[-1] / lam[-1 - k])}
+
+
+def mnist_run(name, spec, data, settings, init="paper", seed=0, backend=None, dtype="float64", on_step=None):
+    """Train one network on `data` and record its accuracy curves (or that it diverged)."""
+    params = init_params(spec, init, seed, dtype)
+    start = time.perf_counter()
+    try:
+        result = train(params, data.X_train, data.Y_train, settings, backend=backend, X_test=data.X_test,
+                       Y_test=data.Y_test, on_step=on_step)
+        h = result.history
+        return {"run": name, "init": init, "lr": settings.lr, "train_accuracy": h["train_accuracy"],
+                "test_accuracy": h["test_accuracy"], "train_loss": h["train_loss"], "eval_step": h["eval_step"],
+                "final_test_accuracy": h["test_accuracy"][-1], "diverged": False,
+                "seconds": time.perf_counter() - start}
+    except FloatingPointError as exc:
+        return {"run": name, "init": init, "lr": settings.lr, "diverged": True, "error": str(exc),
+                "final_test_accuracy": float("nan"), "seconds": time.perf_counter() - start}

@@ -1,0 +1,52 @@
+"""Table 1 (paper §5.2; docs/experiments.md#table-1): MNIST test accuracy of the deep narrow MLP, the 10-class
+CNN and the binary 0-vs-1 CNN, each beside the limit kernel's prediction at the same flow time."""
+
+from __future__ import annotations
+
+from deepntk.engine.architectures import CNN, MLP
+from deepntk.engine.experiments.datasets import load_mnist
+from deepntk.engine.experiments.mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, stable_eta
+from deepntk.engine.trainer import TrainSettings
+
+# The paper's accuracies, for the report.
+PAPER_ACCURACY = {"MLP": 0.9748, "CNN": 0.9402, "CNN binary": 0.9887}
+
+
+def table1_rows(scale: str):
+    """(name, dataset layout, spec, raw lr or None for stable_eta, epochs, dtype, task) per row, and what
+    `scale` reduced."""
+    if scale == "paper":
+        rows = [("MLP", dict(pool=1), MLP(784, 10, 4000, 4.0), 1e-5, 1500, "float32", "digits"),
+                ("CNN", dict(layout="image"), CNN(1, 28, 10, 4000, 4.0, 1.0 / 3, pool=4, filter_variance="code"),
+                 1e-5, 2000, "float32", "digits"),
+                ("CNN binary", dict(layout="image"), CNN(1, 28, 1, 20000, 20.0, 1.0 / 3, pool=4,
+                                                         filter_variance="code"), 1e-8, 1000, "float64", "binary")]
+        return rows, dict(), ""
+    rows = [("MLP", dict(pool=4), MLP(49, 10, 200, 4.0), None, 10, "float64", "digits"),
+            ("CNN", dict(layout="image"), CNN(1, 28, 10, 30, 4.0, 1.0 / 3, pool=4, filter_variance="code"),
+             None, 10, "float64", "digits"),
+            ("CNN binary", dict(layout="image"), CNN(1, 28, 1, 200, 20.0, 1.0 / 3, pool=4, filter_variance="code"),
+             None, 5, "float64", "binary")]
+    reduced = ("depths 200/30/200 instead of 4000/4000/20000; the MLP on 7×7 pooled inputs; 3000 training and "
+               "1000 test images; 10/10/5 epochs; the step at half its stability bound (stable_eta) instead of the "
+               "paper's raw lr; float64")
+    return rows, dict(train_size=3000, test_size=1000), reduced
+
+
+def table1(scale: str = "small", data_dir=None, backend=None, on_step=None) -> dict:
+    """Table 1: test accuracy of the deep narrow MLP and CNN on MNIST (10 classes) and the CNN on 0 vs 1."""
+    rows, sizes, reduced = table1_rows(scale)
+    out = {"experiment": "table1", "scale": scale, "reduced": reduced, "rows": []}
+    for name, layout, spec, lr, epochs, dtype, task in rows:
+        data = load_mnist(data_dir, task=task, **layout, **sizes)
+        if lr is None:
+            lr = stable_eta(spec, data.X_train) / (spec.depth * spec.C_L**2)
+        settings = TrainSettings(epochs=epochs, batch_size=BATCH_SIZE, lr=lr, loss="mse")
+        run = mnist_run(name, spec, data, settings, backend=backend, dtype=dtype, on_step=on_step)
+        steps = epochs * -(-len(data.X_train) // BATCH_SIZE)
+        flow_time = steps * lr * spec.depth * spec.C_L**2 * 2.0 / spec.outputs  # MSELoss: 2η/k per step
+        run["theory"] = limit_kernel_reference(spec, data, flow_time)
+        run.update({"task": task, "depth": spec.depth, "C_L": spec.C_L, "epochs": epochs, "note": data.note,
+                    "chance": 0.5 if task == "binary" else 0.1, "paper_accuracy": PAPER_ACCURACY[name]})
+        out["rows"].append(run)
+    return out

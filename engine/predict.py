@@ -1,0 +1,85 @@
+"""Kernel-flow and kernel-regression predictions (Theorems 3 and 6; docs/training.md#kernel-flow) with the
+limit kernel of an architecture or the empirical kernel of a network: `deepntk predict`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepntk.engine.errors import InputError
+from deepntk.engine.validate import check_inputs, check_targets
+
+
+def limit_kernel_matrices(spec, X_train, X_test):
+    """The limit kernel as stacked matrices (docs/training.md#kernel-flow): K (N·k, N·k) on the training inputs
+    and K_test_train (M·k, N·k), for inputs as the user gives them (the spec prepares them)."""
+    A = spec.prepare_inputs(np.asarray(X_train, dtype=np.float64))
+    B = spec.prepare_inputs(np.asarray(X_test, dtype=np.float64))
+    eye = np.eye(spec.outputs)
+    return np.kron(spec.limit_kernel(A), eye), np.kron(spec.limit_kernel(B, A), eye)
+
+
+def check_times(times) -> list[float]:
+    """Flow times: numbers t >= 0 (inf for kernel regression), at least one."""
+    values = []
+    for t in np.atleast_1d(np.asarray(times, dtype=object)).tolist():
+        try:
+            value = float(t)
+        except (TypeError, ValueError):
+            raise InputError(f"flow times must be numbers >= 0 or inf, got {t!r}") from None
+        if math.isnan(value) or value < 0:
+            raise InputError(f"flow times must be numbers >= 0 or inf, got {t!r}")
+        values.append(value)
+    if not values:
+        raise InputError("give at least one flow time")
+    return values
+
+
+@dataclass
+class Prediction:
+    """Predictions at each flow time: `train` (T, N, k) and `test` (T, M, k), with their mean squared errors
+    (`test_mse` None without test targets)."""
+
+    times: list
+    train: np.ndarray
+    test: np.ndarray
+    train_mse: list
+    test_mse: list | None
+
+
+def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=None, backend=None) -> Prediction:
+    """Kernel gradient flow from f₀ = 0 to each time t (t = inf: kernel regression), with the limit kernel of
+    `spec` or, given `params`, the network's empirical scaled NTK Θ̃₀.
+
+    Args:
+        X_train, X_test: inputs as the architecture takes them ((N, d_in) or (N, c, d, d)).
+        Y_train, Y_test: targets (N, k) (or (N,) for k = 1).
+        times: flow times t >= 0.
+        spec: the architecture whose limit kernel is used (exactly one of spec and params).
+        params: a network whose empirical kernel is used instead.
+    """
+    from deepntk.analytic import kernel_flow
+
+    if (spec is None) == (params is None):
+        raise InputError("give exactly one of spec (the limit kernel) or params (the empirical kernel)")
+    times = check_times(times)
+    arch = spec if spec is not None else params.spec
+    X = check_inputs(X_train, arch, "X_train", pool=False)
+    Xt = check_inputs(X_test, arch, "X_test", pool=False)
+    Y = check_targets(Y_train, len(X), arch.outputs, "Y_train")
+    Yt = None if Y_test is None else check_targets(Y_test, len(Xt), arch.outputs, "Y_test")
+    if params is not None:
+        from deepntk.engine.api import scaled_ntk
+
+        K, Kx = scaled_ntk(params, X, backend=backend), scaled_ntk(params, Xt, X, backend=backend)
+    else:
+        K, Kx = limit_kernel_matrices(spec, X, Xt)
+    train, test = [], []
+    for t in times:
+        train.append(kernel_flow(K, Y, t))
+        test.append(kernel_flow(K, Y, t, K_test_train=Kx))
+    train_mse = [float(np.mean((f - Y) ** 2)) for f in train]
+    test_mse = None if Yt is None else [float(np.mean((f - Yt) ** 2)) for f in test]
+    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse)

@@ -1,0 +1,36 @@
+"""The Numba backend's checkpointed sweeps with many short segments (forced by tiny budgets) against NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deepntk
+from oracles import perturbed
+from conftest import TOL, assert_close
+
+pytest.importorskip("numba", reason="the numba extra is not installed")
+from deepntk.backends import numba_backend  # noqa: E402
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_many_segments_match_numpy(monkeypatch, arch):
+    monkeypatch.setattr(numba_backend, "GD_ACTIVATION_BYTES", 1)  # segments of ceil(√L) layers
+    monkeypatch.setattr(numba_backend, "FEATURE_CHUNK_BYTES", 1)  # NTK segments of one layer
+    if arch == "mlp":
+        params = perturbed(deepntk.init_params(deepntk.MLP(3, 2, 23, 4.0), seed=1), scale=0.2)
+        X1 = np.random.default_rng(2).uniform(0.1, 1, size=(7, 3))
+        X2 = np.random.default_rng(3).uniform(0.1, 1, size=(5, 3))
+    else:
+        params = perturbed(deepntk.init_params(deepntk.CNN(1, 4, 2, 11, 4.0), seed=1), scale=0.2)
+        X1 = np.random.default_rng(2).uniform(0.1, 1, size=(7, 1, 4, 4))
+        X2 = np.random.default_rng(3).uniform(0.1, 1, size=(5, 1, 4, 4))
+    Y = np.random.default_rng(4).normal(size=(7, 2))
+    for other in (None, X2):
+        assert_close(deepntk.scaled_ntk(params, X1, other, backend="numba"),
+                     deepntk.scaled_ntk(params, X1, other, backend="numpy"), TOL["oracle"])
+    value_a, out_a, ga = deepntk.loss_and_gradients(params, X1, Y, backend="numba")
+    value_b, out_b, gb = deepntk.loss_and_gradients(params, X1, Y, backend="numpy")
+    assert value_a == pytest.approx(value_b, rel=TOL["identity"])
+    for a, b in zip(ga.weights + ga.biases, gb.weights + gb.biases):
+        assert_close(a, b, TOL["oracle"])

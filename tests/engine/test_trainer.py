@@ -1,0 +1,126 @@
+"""The trainer: mini-batch SGD, accuracy, kernel drift, checkpoints and bit-identical resume."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import deepntk
+from deepntk.engine.errors import InputError
+from deepntk.engine.trainer import TrainSettings, accuracy, classification_kind, train
+from conftest import TOL, assert_close
+
+
+def toy(L=30, C=30.0**2):
+    params = deepntk.init_params(deepntk.MLP(2, 1, L, C), seed=0)
+    X = np.random.default_rng(1).uniform(0.1, 1, size=(24, 2))
+    return params, X, X[:, :1] * X[:, 1:]
+
+
+def test_full_batch_trainer_equals_gradient_descent():
+    params, X, Y = toy()
+    from deepntk.engine.training import gradient_descent
+
+    a = train(params, X, Y, TrainSettings(steps=15, eta=0.5), backend="numpy").params
+    b = gradient_descent(params, X, Y, 15, eta=0.5, backend="numpy").params
+    for x, y in zip(a.weights + a.biases, b.weights + b.biases):
+        assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("batch,evals", [(5, 4), (24, 7)])
+def test_trainer_equals_a_hand_written_sgd_loop(backend, batch, evals):
+    """Mini-batch SGD as the paper runs it, written out: one seeded permutation per epoch cut into batches (the
+    last one short), θ ← θ − lr·∇ℒ_B with ∇ℒ_B from the NumPy reference backpropagation. Evaluations every
+    `evals` steps split the trainer's runs of `descend` at other places than the epochs."""
+    params, X, Y = toy(L=12, C=144.0)
+    steps, lr = 13, 0.5 / (12 * 144.0**2)
+    result = train(params, X, Y, TrainSettings(steps=steps, batch_size=batch, lr=lr, seed=4, eval_every=evals),
+                   backend=backend)
+    rng = np.random.default_rng(4)
+    weights, biases = [w.copy() for w in params.weights], [b.copy() for b in params.biases]
+    per_epoch = -(-len(X) // batch)
+    losses = []
+    for step in range(steps):
+        if step % per_epoch == 0:
+            order = rng.permutation(len(X)) if batch < len(X) else np.arange(len(X))
+        idx = order[(step % per_epoch) * batch:(step % per_epoch + 1) * batch]
+        value, _, grads = deepntk.loss_and_gradients(params.with_arrays(weights, biases), X[idx], Y[idx],
+                                                     backend="numpy")
+        losses.append(value)
+        weights = [w - lr * g for w, g in zip(weights, grads.weights)]
+        biases = [b - lr * g for b, g in zip(biases, grads.biases)]
+    assert_close(np.array(result.history["batch_loss"]), np.array(losses), TOL["identity"], "batch losses")
+    for got, want in zip(result.params.weights + result.params.biases, weights + biases):
+        assert_close(got, want, TOL["identity"], "weights after SGD")
+
+
+def test_minibatch_training_reduces_loss_and_the_kernel_drift_shrinks_with_depth(backend):
+    drifts = []
+    for L in (30, 300):
+        params, X, Y = toy(L, float(L) ** 2)
+        result = train(params, X, Y, TrainSettings(epochs=20, batch_size=8, eta=0.5, seed=3, eval_every=30,
+                                                   probe_every=30), backend=backend, probe=X[:4])
+        h = result.history
+        assert result.steps == 60 and len(h["batch_loss"]) == 60
+        assert h["train_loss"][-1] < 0.5 * h["train_loss"][0]
+        assert h["probe_step"] == [0, 30, 60] and h["kernel_change"][0] == 0.0
+        drifts.append(h["kernel_change"][-1])
+    assert drifts[1] < 0.2 * drifts[0], drifts  # Theorem 2: Θ̃ stays put as L grows
+
+
+@pytest.mark.parametrize("batch", [None, 5])
+def test_resume_is_bit_identical(tmp_path, batch, backend):
+    params, X, Y = toy()
+    settings = TrainSettings(steps=23, batch_size=batch, eta=1.0, seed=7, checkpoint_every=10)
+    whole = train(params, X, Y, settings, backend=backend, checkpoint_dir=str(tmp_path / "a"))
+    part = train(params, X, Y, TrainSettings(steps=10, batch_size=batch, eta=1.0, seed=7, checkpoint_every=10),
+                 backend=backend, checkpoint_dir=str(tmp_path / "b"))
+    assert part.steps == 10
+    resumed = train(params, X, Y, settings, backend=backend, checkpoint_dir=str(tmp_path / "b"), resume=True)
+    assert resumed.resumed_from == 10
+    for x, y in zip(whole.params.weights + whole.params.biases, resumed.params.weights + resumed.params.biases):
+        assert np.array_equal(x, y)
+    assert whole.history["batch_loss"] == resumed.history["batch_loss"]
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    params, X, Y = toy()
+    train(params, X, Y, TrainSettings(steps=3, eta=1.0), backend="numpy", checkpoint_dir=str(tmp_path))
+    with pytest.raises(InputError, match="different configuration .*settings"):
+        train(params, X, Y, TrainSettings(steps=6, eta=2.0), backend="numpy", checkpoint_dir=str(tmp_path),
+              resume=True)
+    with pytest.raises(InputError, match="different configuration .*data"):
+        train(params, X, Y + 1, TrainSettings(steps=6, eta=1.0), backend="numpy", checkpoint_dir=str(tmp_path),
+              resume=True)
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, backend):
+    params, X, Y = toy()
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match=r"at step (\d+); the last good state") as info:
+        train(params, X, Y * 1e6, TrainSettings(steps=500, lr=1e3, checkpoint_every=7), backend=backend,
+              checkpoint_dir=str(tmp_path))
+    step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+    with np.load(tmp_path / "checkpoint.npz") as data:
+        meta = json.loads(str(data["meta"]))
+        assert meta["step"] == step == len(meta["history"]["batch_loss"]) and step > 0
+        assert np.all(np.isfinite(data["W"])) and np.all(np.isfinite(meta["history"]["batch_loss"]))
+
+
+def test_accuracy_conventions():
+    Y = np.eye(3)[[0, 2, 1]]
+    assert classification_kind(Y) == "onehot"
+    assert accuracy(np.array([[0.9, 0, 0], [0, 0.1, 0.5], [0.2, 0.1, 0]]), Y, "onehot") == pytest.approx(2 / 3)
+    yb = np.array([[0.0], [1.0]])
+    assert classification_kind(yb) == "binary"
+    assert accuracy(np.array([[0.4], [0.6]]), yb, "binary") == 1.0
+    assert classification_kind(np.array([[0.3]])) is None
+
+
+def test_settings_are_validated():
+    with pytest.raises(InputError, match="exactly one of steps or epochs"):
+        TrainSettings(eta=1.0)
+    with pytest.raises(InputError, match="batch_size"):
+        TrainSettings(steps=1, batch_size=0, eta=1.0)
