@@ -13,6 +13,13 @@ from deepntk.engine.params import Params, init_params, load_params
 from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
 from deepntk.backends.registry import available_backends, get_backend
 
+
+def gram(kernel, X1, X2=None, **options):
+    """Tile a Gram into a Zarr store on Dask workers: see `deepntk.engine.gram.gram` (the distributed extra)."""
+    from deepntk.engine.gram import gram as tiled_gram
+
+    return tiled_gram(kernel, X1, X2, **options)
+
 __all__ = [
     "MLP",
     "CNN",
@@ -24,6 +31,7 @@ __all__ = [
     "loss_and_gradients",
     "scaled_ntk",
     "get_backend",
+    "gram",
     "available_backends",
     "__version__",
 ]

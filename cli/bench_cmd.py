@@ -13,7 +13,11 @@ from deepntk.cli.common import CommandError, check_output_path, comma_list, prog
 @click.option("--backends", default=None, help="Comma-separated deepntk backends [every available one].")
 @click.option("--peers", default="torch,jax",
               help="Comma-separated peers to time when installed: torch, torch-cuda, jax; 'none' for none.")
-@click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated).")
+@click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated); "
+              "'scale' runs the Dask scale-out benchmark instead (the distributed extra).")
+@click.option("--mnist-gram", type=click.IntRange(min=1), default=None,
+              help="With --workloads scale: also the MLP limit Gram of this many MNIST training images into Zarr.")
+@click.option("--data-dir", default=None, help="With --mnist-gram: the MNIST IDX folder [$DEEPNTK_DATA].")
 @click.option("--reference", default="numpy", show_default=True,
               help="Implementation every result is checked against (always run, shown only if also selected).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed calls after the first.")
@@ -24,7 +28,8 @@ from deepntk.cli.common import CommandError, check_output_path, comma_list, prog
               help="Backend for --fig3-full [the deepntk backend with the fastest Fig. 3 GD step in this run].")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Also write results as JSON.")
 @quiet_option
-def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fig3_backend, output, quiet):
+def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats, quick, fig3_full, fig3_backend, output,
+            quiet):
     """Time the backends (and peers, when installed) on the paper's workloads, in one run.
 
     Workloads: (a) Fig. 3 NTK Gram (MLP d_in=2, L=10000, 200 arc points, against themselves and against x₀),
@@ -37,6 +42,8 @@ def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fi
     from deepntk.engine.experiments.peers import PEERS
 
     check_output_path(output)
+    if workloads is not None and workloads.strip() == "scale":
+        return _scale(mnist_gram, data_dir, output)
     if backends is None:
         chosen = [n for n in backend_names() if availability(n)[0]]
     else:
@@ -93,6 +100,38 @@ def command(backends, peers, workloads, reference, repeats, quick, fig3_full, fi
         for L, row in fig3["depths"].items():
             click.echo(f"  L = {L:>6}, C_L = {row['C_L']:g}: {row['seconds']:.1f} s, kernel drift "
                        f"{row['kernel_drift_mean']:.2e}, final MSE {row['final_mse_mean']:.2e}")
+    if output:
+        from deepntk.engine.results import write_json
+
+        write_json(output, report)
+        click.echo(f"wrote {output}")
+
+
+def _scale(mnist_gram, data_dir, output):
+    """Dask workers on this machine: 1 vs 2 workers, per-task overhead, and optionally a full-MNIST Gram."""
+    from deepntk.engine.experiments.scale import scale_benchmark
+
+    with user_errors():
+        mnist = None
+        if mnist_gram:
+            from deepntk.engine.architectures import MLP
+            from deepntk.engine.experiments.datasets import load_dataset
+
+            data = load_dataset("mnist", MLP, data_dir=data_dir)
+            if len(data.X_train) < mnist_gram:
+                raise CommandError(f"--mnist-gram {mnist_gram}: only {len(data.X_train)} training images are there")
+            mnist = data.X_train[:mnist_gram]
+        report = scale_benchmark(mnist)
+    speedup, overhead = report["speedup"], report["overhead"]
+    click.echo(f"{speedup['workload']}: 1 worker {speedup['seconds_1_worker']:.2f} s, 2 workers "
+               f"{speedup['seconds_2_workers']:.2f} s, speed-up {speedup['speedup']:.2f}× ({report['cpus']} CPUs)")
+    click.echo(f"{overhead['workload']}: {overhead['seconds']:.2f} s, {overhead['seconds_per_task']:.2f} s per task, "
+               f"scheduling overhead {100 * overhead['overhead']:.1f}%")
+    if "mnist" in report:
+        m = report["mnist"]
+        click.echo(f"{m['workload']}: {m['seconds']:.1f} s, {m['gflops']:.1f} GFLOP/s, "
+                   f"{m['bytes_written'] / 2**30:.2f} GiB written, {m['bytes_on_disk'] / 2**30:.2f} GiB on disk, "
+                   f"peak {m['peak_worker_bytes'] / 2**30:.2f} GiB resident per worker")
     if output:
         from deepntk.engine.results import write_json
 

@@ -191,3 +191,44 @@ def _resolve_backend(ctx, param, value):
 backend_option = click.option("--backend", default=None, metavar="NAME", callback=_resolve_backend,
                               help="Compute backend (numpy, numba, cupy, or a plugin); default: the best installed.")
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+class ClusterType(click.ParamType):
+    """local, tcp://host:port, slurm, pbs or local-cuda, checked when the command line is parsed."""
+
+    name = "cluster"
+
+    def convert(self, value, param, ctx):
+        from deepntk.engine.clusters import check_cluster
+        from deepntk.engine.errors import ClusterError
+
+        try:
+            return check_cluster(value)
+        except ClusterError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def cluster_options(func):
+    """--cluster, --workers and --cluster-config: run each (depth, seed) network as one task on Dask workers."""
+    for option in reversed([
+        click.option("--cluster", type=ClusterType(), default=None,
+                     help="Run each network as a Dask task: local, tcp://host:port, slurm, pbs or local-cuda "
+                          "[in this process]."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="With --cluster local: worker processes [one per core]."),
+        click.option("--cluster-config", default=None, help="With slurm/pbs: the batch settings (YAML/JSON)."),
+    ]):
+        func = option(func)
+    return func
+
+
+@contextlib.contextmanager
+def maybe_cluster(cluster, workers, config_path):
+    """A Dask client when --cluster is given, else None (the work runs in this process)."""
+    if cluster is None:
+        yield None
+        return
+    from deepntk.engine.clusters import dask_client
+
+    with user_errors(), dask_client(None, cluster, workers, config_path) as client:
+        yield client

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, hold_output_folder, progress,
-                                quiet_option, user_errors)
+from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
+                                maybe_cluster, progress, quiet_option, user_errors)
 from deepntk.engine.results import environment, write_json
 
 
@@ -40,15 +40,16 @@ def command():
 @backend_option
 @out_option
 @plot_option
+@cluster_options
 @quiet_option
-def depth_command(depths, rules, seeds, points, backend, out_dir, plot, quiet):
+def depth_command(depths, rules, seeds, points, backend, out_dir, plot, cluster, workers, cluster_config, quiet):
     """Error of Θ̃ against Θ̃^∞ and E Θ̃ over depths × C_L rules, with 95% CIs and the fitted rate."""
     from deepntk.engine.experiments.compare import as_dicts, depth_study
 
     hold_output_folder(out_dir)
-    with user_errors():
+    with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
         bar = progress(len(depths) * len(rules) * seeds, "networks", quiet)
-        rows, fits = depth_study(depths, rules, seeds, points, backend, on_seed=bar.update)
+        rows, fits = depth_study(depths, rules, seeds, points, backend, on_seed=bar.update, client=client)
         bar.close()
     click.echo(f"{'C_L rule':<9} {'L':>7} {'C_L':>10} {'err vs Θ∞ (95% CI)':>22} {'err vs E[Θ̃] (95% CI)':>24} "
                f"{'offset (95% CI)':>20} {'E offset':>10} {'1/C_L²':>10}")

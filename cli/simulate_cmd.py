@@ -8,8 +8,8 @@ import time
 import click
 
 from deepntk.cli.arch import with_arch
-from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, check_output_folder, progress,
-                                quiet_option, user_errors)
+from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, check_output_folder, cluster_options,
+                                maybe_cluster, progress, quiet_option, user_errors)
 from deepntk.engine.experiments.convergence import DEFAULT_DEPTHS, DEFAULT_POINTS, FIG3_INPUT_DIMENSION
 from deepntk.engine.results import environment, exclusive_folder, write_json
 
@@ -38,8 +38,10 @@ def _defaults(table: dict) -> str:
               help="Fig. 3 complete: also train each network (full-batch GD, MSELoss, lr = 1/(4·L·C_L²)) on "
                    "y = x₁x₂ and compare the kernel before and after training.")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="GD steps with --train.")
+@cluster_options
 @quiet_option
-def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_dir, resume, train_too, steps, quiet):
+def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_dir, resume, train_too, steps, cluster,
+            workers, cluster_config, quiet):
     """Scaled NTK at initialization vs its infinite-depth limit, over depths and seeds.
 
     With no options: the paper's Fig. 3 kernel Θ̃(x₀, x(γ)) on 200 arc points, at L = 100 … 10000 with
@@ -58,7 +60,7 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
     if train_too:
         if name != "mlp":
             raise CommandError("--train runs the Fig. 3 MLP experiment; use deepntk train for the CNN")
-        return _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet)
+        return _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, (cluster, workers, cluster_config))
     with user_errors():
         config = ConvergenceConfig(arch=name, depths=depths, C_L=C_L, seeds=seeds, first_seed=first_seed,
                                    points=points or DEFAULT_POINTS.get(name, DEFAULT_POINTS["cnn"]),
@@ -69,11 +71,11 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
         backend_name = get_backend(backend).name
     out_dir = check_output_folder(out_dir or os.path.join("deepntk-results",
                                                           f"simulate-{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    with user_errors(), exclusive_folder(out_dir):
-        _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet)
+    with user_errors(), exclusive_folder(out_dir), maybe_cluster(cluster, workers, cluster_config) as client:
+        _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet, client)
 
 
-def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet):
+def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet, client):
     from deepntk.engine.experiments.convergence import describe_inputs, run_convergence
 
     click.echo(f"deepntk simulate: {name.upper()} {describe_inputs(config)}; C_L = {C_L}; {seeds} seeds; "
@@ -91,7 +93,8 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
 
     started = time.perf_counter()
     with user_errors():
-        results, slope, se = run_convergence(config, out_dir, resume, on_seed=bar.update, on_depth=on_depth)
+        results, slope, se = run_convergence(config, out_dir, resume, on_seed=bar.update, on_depth=on_depth,
+                                             client=client)
     bar.close()
     if len(results) >= 2:
         ci = f" ± {1.96 * se:.2f} (95%)" if se == se else ""
@@ -105,7 +108,7 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
     click.echo(f"results in {out_dir}")
 
 
-def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet):
+def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, cluster):
     """Fig. 3 complete: kernel at init and after training, kernel drift and fit, per depth over seeds."""
     from deepntk.engine.rules import C_L_values
 
@@ -113,16 +116,16 @@ def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet):
         pairs = list(zip(depths, C_L_values(C_L, depths)))
     out_dir = check_output_folder(out_dir or os.path.join("deepntk-results",
                                                           f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}"))
-    with user_errors(), exclusive_folder(out_dir):
-        _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet)
+    with user_errors(), exclusive_folder(out_dir), maybe_cluster(*cluster) as client:
+        _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, client)
 
 
-def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet):
+def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, client):
     from deepntk.engine.experiments.fig3 import fig3_training, training_summary
 
     with user_errors():
         bar = progress(len(pairs) * seeds, "networks", quiet)
-        result = fig3_training(pairs, seeds, steps, backend, on_seed=bar.update)
+        result = fig3_training(pairs, seeds, steps, backend, on_seed=bar.update, client=client)
         bar.close()
     click.echo(f"Fig. 3 with training: {steps} GD steps (MSELoss, lr = 1/(4·L·C_L²)), {seeds} seeds")
     click.echo(f"{'L':>7} {'C_L':>10} {'init vs limit':>14} {'trained vs limit':>17} {'kernel drift':>13} "

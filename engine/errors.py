@@ -29,6 +29,10 @@ class BackendUnavailableError(DeepNTKError, RuntimeError):
     """A known backend whose library (or device) is not available here."""
 
 
+class ClusterError(DeepNTKError, RuntimeError):
+    """A cluster that cannot be started or reached, or an unknown kind of cluster (the message says why)."""
+
+
 class FolderInUseError(DeepNTKError, RuntimeError):
     """A results or checkpoint folder that another running deepntk process holds."""
 

@@ -32,7 +32,7 @@ class DepthRow:
     predicted_offset: float
 
 
-def depth_study(depths, rules, seeds: int = 5, points: int = 50, backend=None, on_seed=None):
+def depth_study(depths, rules, seeds: int = 5, points: int = 50, backend=None, on_seed=None, client=None):
     """Finite-depth Θ̃ (Fig. 3 kernel at init) against Θ̃^∞ and E Θ̃ over depths × C_L rules.
 
     The error against E Θ̃ is the fluctuation alone (expected ∝ L^{−1/2}); the measured offset
@@ -41,7 +41,8 @@ def depth_study(depths, rules, seeds: int = 5, points: int = 50, backend=None, o
     (docs/finite-depth.md).
 
     Returns:
-        (rows, fits) with fits[rule] = {slope, slope_ci, slope_vs_limit} from log-log least squares.
+        (rows, fits) with fits[rule] = {slope, slope_ci, slope_vs_limit} from log-log least squares. With a
+        `client`, each (depth, seed) network is one task on its workers.
     """
     rows, fits = [], {}
     for rule in rules:
@@ -50,7 +51,7 @@ def depth_study(depths, rules, seeds: int = 5, points: int = 50, backend=None, o
         C = parse_C_L_rule(rule)
         rule_rows = []
         for L in depths:
-            r = run_depth(config, L, C(L), X1, X2, on_seed)
+            r = run_depth(config, L, C(L), X1, X2, on_seed, client)
             el, el_ci = mean_and_ci(r.seed_errors_limit)
             ee, ee_ci = mean_and_ci(r.seed_errors_expected)
             k = r.kernels.shape[-1]

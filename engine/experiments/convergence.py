@@ -147,17 +147,44 @@ def depth_file(folder: str, depth: int) -> str:
     return os.path.join(folder, f"depth-{depth}.npz")
 
 
-def run_depth(config: ConvergenceConfig, depth: int, C_L: float, X1, X2, on_seed=None) -> DepthResult:
+def seed_kernel(spec, seed: int, dtype: str, X1, X2, backend) -> np.ndarray:
+    """Θ̃ of one network of the paper's initialization: the unit of work of a sweep."""
+    return scaled_ntk(init_params(spec, "paper", seed, dtype), X1, X2, backend=backend)
+
+
+def seed_kernel_task(spec, seed: int, dtype: str, X1, X2, backend) -> np.ndarray:
+    """`seed_kernel` as one task on a worker process (one thread per worker)."""
+    from deepntk.engine.gram import threads_per_worker
+
+    threads_per_worker()
+    return seed_kernel(spec, seed, dtype, X1, X2, backend)
+
+
+def seed_kernels(spec, seeds, dtype, X1, X2, backend, client=None, on_seed=None) -> np.ndarray:
+    """Θ̃ for every seed, in seed order: one after another here, or one task per seed on `client`'s workers
+    (the inputs enter the graph once)."""
+    if client is None:
+        kernels = []
+        for seed in seeds:
+            kernels.append(seed_kernel(spec, seed, dtype, X1, X2, backend))
+            if on_seed:
+                on_seed()
+        return np.array(kernels)
+    from distributed import as_completed
+
+    shared = [None if X is None else client.scatter(X, broadcast=True, hash=False) for X in (X1, X2)]
+    futures = [client.submit(seed_kernel_task, spec, seed, dtype, *shared, backend, pure=False) for seed in seeds]
+    for _ in as_completed(futures):
+        if on_seed:
+            on_seed()
+    return np.array(client.gather(futures))
+
+
+def run_depth(config: ConvergenceConfig, depth: int, C_L: float, X1, X2, on_seed=None, client=None) -> DepthResult:
     spec = config.spec(depth, C_L)
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
     start = time.perf_counter()
-    kernels = []
-    for seed in seeds:
-        params = init_params(spec, "paper", seed, config.dtype)
-        kernels.append(scaled_ntk(params, X1, X2, backend=config.backend))
-        if on_seed:
-            on_seed()
-    kernels = np.array(kernels)
+    kernels = seed_kernels(spec, seeds, config.dtype, X1, X2, config.backend, client, on_seed)
     limit, expected = limit_and_expected(spec, X1, X2)
     err_limit = np.array([relative_block_errors(K, limit) for K in kernels])
     err_expected = np.array([relative_block_errors(K, expected) for K in kernels])
@@ -198,7 +225,7 @@ def save_depth(folder: str, config: ConvergenceConfig, result: DepthResult) -> N
 
 
 def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume: bool = False, on_seed=None,
-                    on_depth=None):
+                    on_depth=None, client=None):
     """Run every depth (reusing stored ones with `resume`), write results, and return (results, slope, se).
 
     Raises:
@@ -206,11 +233,11 @@ def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume
     """
     if folder:
         with exclusive_folder(folder):
-            return _run_convergence(config, folder, resume, on_seed, on_depth)
-    return _run_convergence(config, None, False, on_seed, on_depth)
+            return _run_convergence(config, folder, resume, on_seed, on_depth, client)
+    return _run_convergence(config, None, False, on_seed, on_depth, client)
 
 
-def _run_convergence(config, folder, resume, on_seed, on_depth):
+def _run_convergence(config, folder, resume, on_seed, on_depth, client):
     X1, X2, _ = config.inputs()
     results = []
     for depth, C_L in zip(config.depths, C_L_values(config.C_L, config.depths)):
@@ -221,7 +248,7 @@ def _run_convergence(config, folder, resume, on_seed, on_depth):
                 for _ in range(config.seeds):
                     on_seed()
         else:
-            result = run_depth(config, depth, C_L, X1, X2, on_seed)
+            result = run_depth(config, depth, C_L, X1, X2, on_seed, client)
             if folder:
                 save_depth(folder, config, result)
         results.append(result)

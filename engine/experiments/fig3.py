@@ -31,27 +31,50 @@ def fig3_learning_rate(depth: int, C_L: float) -> float:
     return 1.0 / (4 * depth * C_L**2)
 
 
-def fig3_training(depths, seeds: int, steps: int = PAPER_STEPS, backend=None, on_seed=None) -> dict:
-    """Θ̃(x₀, x(γ)) at init and after `steps` full-batch GD steps (MSELoss, raw lr = 1/(4·L·C_L²): flow time 1/2
-    per step) on y = x₁x₂ over the 200 arc points, for each (L, C_L) in `depths` and each seed."""
-    x0, X, gamma = fig3_inputs(TRAINING_POINTS)
+def train_one(depth: int, C_L: float, seed: int, steps: int, backend=None) -> tuple:
+    """One network of the study: (kernel at init, kernel after training, fit on the arc, kernel drift)."""
+    x0, X, _ = fig3_inputs(TRAINING_POINTS)
     Y = fig3_target(X)
-    out = {"gamma": gamma.tolist(), "limit": fig3_limit_curve(gamma).tolist(), "target": Y[:, 0].tolist(),
+    params = init_params(fig3_network(depth, C_L), "paper", seed)
+    K0 = scaled_ntk(params, x0, X, backend=backend)[0, :, 0, 0]
+    result = gradient_descent(params, X, Y, steps, lr=fig3_learning_rate(depth, C_L), loss="mse", backend=backend)
+    KT = scaled_ntk(result.params, x0, X, backend=backend)[0, :, 0, 0]
+    fit = forward(result.params, X, backend=backend)[:, 0]
+    return K0.tolist(), KT.tolist(), fit.tolist(), float(np.linalg.norm(KT - K0) / np.linalg.norm(K0))
+
+
+def train_one_task(depth: int, C_L: float, seed: int, steps: int, backend=None) -> tuple:
+    """`train_one` as one task on a worker process (one thread per worker)."""
+    from deepntk.engine.gram import threads_per_worker
+
+    threads_per_worker()
+    return train_one(depth, C_L, seed, steps, backend)
+
+
+def fig3_training(depths, seeds: int, steps: int = PAPER_STEPS, backend=None, on_seed=None, client=None) -> dict:
+    """Θ̃(x₀, x(γ)) at init and after `steps` full-batch GD steps (MSELoss, raw lr = 1/(4·L·C_L²): flow time 1/2
+    per step) on y = x₁x₂ over the 200 arc points, for each (L, C_L) in `depths` and each seed; with a `client`,
+    each (L, seed) network is one task on its workers."""
+    _, X, gamma = fig3_inputs(TRAINING_POINTS)
+    out = {"gamma": gamma.tolist(), "limit": fig3_limit_curve(gamma).tolist(), "target": fig3_target(X)[:, 0].tolist(),
            "depths": []}
     for L, C in depths:
         start = time.perf_counter()
-        init, trained, fits, drift = [], [], [], []
-        for seed in range(seeds):
-            params = init_params(fig3_network(L, C), "paper", seed)
-            K0 = scaled_ntk(params, x0, X, backend=backend)[0, :, 0, 0]
-            result = gradient_descent(params, X, Y, steps, lr=fig3_learning_rate(L, C), loss="mse", backend=backend)
-            KT = scaled_ntk(result.params, x0, X, backend=backend)[0, :, 0, 0]
-            init.append(K0.tolist())
-            trained.append(KT.tolist())
-            fits.append(forward(result.params, X, backend=backend)[:, 0].tolist())
-            drift.append(float(np.linalg.norm(KT - K0) / np.linalg.norm(K0)))
-            if on_seed:
-                on_seed()
+        if client is None:
+            runs = []
+            for seed in range(seeds):
+                runs.append(train_one(L, C, seed, steps, backend))
+                if on_seed:
+                    on_seed()
+        else:
+            from distributed import as_completed
+
+            futures = [client.submit(train_one_task, L, C, seed, steps, backend, pure=False) for seed in range(seeds)]
+            for _ in as_completed(futures):
+                if on_seed:
+                    on_seed()
+            runs = client.gather(futures)
+        init, trained, fits, drift = (list(column) for column in zip(*runs))
         out["depths"].append({"depth": L, "C_L": C, "steps": steps, "kernel_init": init, "kernel_trained": trained,
                               "fit": fits, "kernel_drift": drift, "seconds": time.perf_counter() - start})
     return out

@@ -1,0 +1,94 @@
+"""`deepntk gram`: a kernel's Gram, tiled into a Zarr store by Dask workers, resumable."""
+
+from __future__ import annotations
+
+import click
+
+from deepntk.cli.arch import given_fields, spec_options, with_arch
+from deepntk.cli.common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
+                                user_errors)
+
+
+@click.command("gram")
+@click.option("--kernel", "kind", type=click.Choice(["limit", "expected", "ntk"]), default="limit", show_default=True,
+              help="Θ̃^∞ (limit), E Θ̃ at --depth and --C-L (expected), or the scaled NTK of --params (ntk).")
+@with_arch(arch_default=None)
+@click.option("--depth", type=int, default=None, help="With --kernel expected: the depth L.")
+@click.option("--C-L", "C_L", type=float, default=None, help="With --kernel expected: the carrier scale C_L.")
+@click.option("--x1", "x1_path", default=None, help="Inputs X1 (.npy).")
+@click.option("--x2", "x2_path", default=None, help="Inputs X2 (.npy); default: the Gram of X1 with itself.")
+@click.option("--dataset", type=click.Choice(["mnist", "mnist-binary"]), default=None,
+              help="The inputs of a built-in dataset instead of --x1.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA].")
+@click.option("--params", "params_path", default=None, help="With --kernel ntk: the network (.npz).")
+@backend_option
+@click.option("--store", required=True, type=click.Path(file_okay=False), help="The Zarr store (a folder, K.zarr).")
+@click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile side [chosen: ≲ 10⁴ tasks].")
+@click.option("--cluster", type=ClusterType(), default="local", show_default=True,
+              help="local, tcp://host:port, slurm, pbs or local-cuda.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="With --cluster local: worker processes "
+              "[one per core].")
+@click.option("--cluster-config", default=None, help="With slurm/pbs: cores, memory, walltime, queue, jobs (YAML/JSON).")
+@click.option("--dry-run", is_flag=True, help="With slurm/pbs: print the job script and submit nothing.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds to wait for a scheduler (tcp://…) before giving up.")
+@click.option("--resume", is_flag=True, help="Complete an existing store made with the same configuration.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="On --resume, re-read every recorded tile and recompute those that do not match their CRC.")
+@quiet_option
+def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, params_path, backend, store, tile,
+            cluster, workers, cluster_config, dry_run, connect_timeout, resume, verify, quiet):
+    """Compute a Gram larger than memory into a Zarr store, one Dask task per tile (upper tiles of a symmetric
+    Gram only); a killed run continues with --resume and recomputes only the missing or damaged tiles."""
+    from deepntk.engine.architectures import architecture, architecture_for_inputs, spec_for_data
+    from deepntk.engine.clusters import dask_client, job_script
+    from deepntk.engine.gram import GramKernel, gram
+
+    if dry_run:
+        if cluster not in ("slurm", "pbs"):
+            raise CommandError("--dry-run shows the job script of a slurm or pbs cluster")
+        with user_errors():
+            click.echo(job_script(cluster, cluster_config))
+        return
+    if (x1_path is None) == (dataset is None):
+        raise CommandError("give --x1 (and optionally --x2) or --dataset")
+    if (kind == "ntk") != (params_path is not None):
+        raise CommandError("--kernel ntk needs --params, and only it takes one")
+    if kind == "expected" and (depth is None or C_L is None):
+        raise CommandError("--kernel expected needs --depth and --C-L")
+    with user_errors():
+        if dataset is not None:
+            from deepntk.engine.experiments.datasets import load_dataset
+
+            cls = architecture(arch["arch"] or "mlp")
+            data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir)
+            if data.note:
+                click.echo(data.note, err=True)
+            X1 = data.X_train if split == "train" else data.X_test
+            X2 = None
+        else:
+            X1 = load_npy(x1_path, "--x1")
+            X2 = None if x2_path is None else load_npy(x2_path, "--x2")
+        if kind == "ntk":
+            gram_kernel = GramKernel.for_spec("ntk", None, params_path=params_path, backend=backend)
+        else:
+            cls = architecture(arch["arch"]) if arch["arch"] else architecture_for_inputs(X1.shape, "--x1")
+            sizes = {"depth": depth, "C_L": C_L} if kind == "expected" else {"depth": 2, "C_L": 1.0}
+            spec = spec_for_data(cls, spec_options(cls, arch), X1.shape, given=given_fields(cls, arch),
+                                 name="--x1", **sizes)
+            gram_kernel = GramKernel.for_spec(kind, spec)
+        bar = progress(1, "tiles", quiet)
+
+        def on_tile(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        with dask_client(None, cluster, workers, cluster_config, timeout=connect_timeout) as client:
+            report = gram(gram_kernel, X1, X2, store=store, tile=tile, client=client, resume=resume, verify=verify,
+                          on_tile=on_tile)
+        bar.close()
+    shape = "×".join(map(str, report.store.shape))
+    click.echo(f"{kind} Gram {shape} in {store}: {report.tiles} tiles of {report.store.tile} "
+               f"({report.computed} computed, {report.reused} already complete), {report.seconds:.1f} s, "
+               f"{report.gflops:.2f} GFLOP/s, {report.bytes_written / 2**20:.1f} MiB written")

@@ -1,0 +1,146 @@
+"""Where Dask work runs: one option, `cluster`, names a local cluster, a running scheduler, a batch system or
+the GPUs of this machine. Every failure is a `ClusterError` within a timeout, never a hang.
+
+    local          distributed.LocalCluster: one single-threaded worker process per core (the default)
+    tcp://host:port   a running `dask scheduler` (workers started by hand, see the README)
+    slurm, pbs     a dask-jobqueue cluster from a small config file (cores, memory, walltime, queue, jobs)
+    local-cuda     dask-cuda's LocalCUDACluster: one worker per GPU
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+from deepntk.engine.errors import ClusterError
+
+KINDS = ("local", "tcp://host:port", "slurm", "pbs", "local-cuda")
+ADDRESS = re.compile(r"^(tcp|tls)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+# Each worker process runs one thread of every threaded library, so workers × threads ≤ cores.
+SINGLE_THREADED = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                   "MKL_NUM_THREADS": "1"}
+CONNECT_TIMEOUT = 10.0
+JOBQUEUE_KEYS = ("cores", "memory", "walltime", "queue", "jobs", "processes", "account", "job_extra_directives",
+                 "job_script_prologue", "local_directory", "interface")
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError("Dask is not installed: pip install 'deepntk[distributed]'") from None
+    return distributed
+
+
+def check_cluster(cluster: str) -> str:
+    """A valid cluster description, or a ClusterError saying what is expected."""
+    if not isinstance(cluster, str) or not cluster:
+        raise ClusterError(f"cluster must be one of {', '.join(KINDS)}, got {cluster!r}")
+    if cluster in ("local", "slurm", "pbs", "local-cuda"):
+        return cluster
+    if "://" in cluster:
+        if not ADDRESS.match(cluster):
+            raise ClusterError(f"malformed scheduler address {cluster!r}; expected tcp://host:port")
+        return cluster
+    raise ClusterError(f"unknown cluster {cluster!r}; choose one of {', '.join(KINDS)}")
+
+
+def read_jobqueue_config(path: str | None) -> dict:
+    """The batch-system settings (JSON or YAML): cores, memory, walltime, queue, jobs, … ."""
+    if path is None:
+        raise ClusterError("a slurm or pbs cluster needs --cluster-config FILE (cores, memory, walltime, queue, jobs)")
+    try:
+        import yaml
+
+        with open(path) as handle:
+            config = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ClusterError(f"cannot read cluster config {path!r}: {exc.strerror or exc}") from None
+    except Exception as exc:  # yaml's parse errors
+        raise ClusterError(f"cluster config {path!r} is not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ClusterError(f"cluster config {path!r} must be a mapping of settings")
+    unknown = sorted(set(config) - set(JOBQUEUE_KEYS))
+    if unknown:
+        raise ClusterError(f"cluster config {path!r}: unknown settings {', '.join(unknown)} (known: "
+                           f"{', '.join(JOBQUEUE_KEYS)})")
+    for key in ("cores", "memory"):
+        if key not in config:
+            raise ClusterError(f"cluster config {path!r} needs {key!r}")
+    return config
+
+
+def jobqueue_cluster(kind: str, config: dict):
+    """A dask-jobqueue cluster object (nothing is submitted until it is scaled)."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ClusterError("dask-jobqueue is not installed: pip install 'deepntk[slurm]'") from None
+    settings = {k: v for k, v in config.items() if k != "jobs"}
+    settings.setdefault("processes", 1)
+    settings.setdefault("job_script_prologue", [f"export {k}={v}" for k, v in SINGLE_THREADED.items()])
+    cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
+    try:
+        return cls(**settings)
+    except (TypeError, ValueError) as exc:
+        raise ClusterError(f"invalid {kind} settings: {exc}") from None
+
+
+def job_script(kind: str, config_path: str) -> str:
+    """The job script a slurm/pbs cluster would submit (for --dry-run; submits nothing)."""
+    cluster = jobqueue_cluster(kind, read_jobqueue_config(config_path))
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def dask_client(client=None, cluster: str = "local", workers: int | None = None, config_path: str | None = None,
+                timeout: float = CONNECT_TIMEOUT):
+    """A `distributed.Client` for the duration of the block: `client` itself if given, else one connected to
+    the cluster that `cluster` names (started here and closed afterwards)."""
+    if client is not None:
+        yield client
+        return
+    cluster = check_cluster(cluster)
+    distributed = _distributed()
+    if "://" in cluster:
+        try:
+            active = distributed.Client(cluster, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"cannot reach the Dask scheduler at {cluster} within {timeout:g} s "
+                               f"({type(exc).__name__})") from None
+        with active:
+            yield active
+        return
+    started = _start(cluster, workers, config_path, distributed)
+    try:
+        with distributed.Client(started, timeout=timeout) as active:
+            if cluster in ("slurm", "pbs"):
+                active.wait_for_workers(1, timeout=None)
+            yield active
+    finally:
+        started.close()
+
+
+def _start(kind: str, workers, config_path, distributed):
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ClusterError(f"workers must be a positive integer, got {workers!r}")
+    if kind == "local":
+        return distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                        processes=True, dashboard_address=None, env=dict(SINGLE_THREADED))
+    if kind == "local-cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise ClusterError("dask-cuda is not installed: pip install 'deepntk[gpu-cluster]'") from None
+        try:
+            return LocalCUDACluster(dashboard_address=None, threads_per_worker=1)
+        except Exception as exc:  # no GPU, no driver: say so in one line
+            raise ClusterError(f"cannot start a LocalCUDACluster: {type(exc).__name__}: {exc}") from None
+    config = read_jobqueue_config(config_path)
+    cluster = jobqueue_cluster(kind, config)
+    cluster.scale(jobs=int(config.get("jobs", 1)))
+    return cluster

@@ -1,0 +1,381 @@
+"""Grams larger than memory, tiled into a Zarr store by Dask workers (`deepntk gram`, `deepntk.gram`).
+
+One task per tile of the Gram (upper tiles only for a symmetric Gram); each task reads its rows and columns of
+the inputs from the store, computes the tile with one of the package's kernels, writes it into its own chunk
+(tile boundaries are chunk boundaries, so no locks), then records the tile's CRC-32 in its own chunk of the
+`done` array. The store also records the kernel's whole configuration and the inputs' digests, so a run can
+be resumed after any crash (client, worker, machine): tiles without a record are recomputed, recorded tiles
+are re-read and checked against their CRC (a damaged chunk is recomputed), and a store made for another
+configuration is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from deepntk.engine.errors import FileFormatError, InputError
+
+KERNELS = ("limit", "expected", "ntk")
+STORE_FORMAT = 1
+
+
+class GramStoreError(FileFormatError):
+    """A Gram store that is missing, damaged, or made for another configuration."""
+
+
+def digest(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    return hashlib.sha256(str(array.shape).encode() + str(array.dtype).encode() + array.tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GramKernel:
+    """Which kernel a Gram holds, with everything its value depends on.
+
+    Attributes:
+        kind: "limit" (Θ̃^∞), "expected" (E Θ̃ at the spec's depth and C_L) or "ntk" (the scaled NTK of the
+            network in `params_path`).
+        spec: the architecture's metadata (`spec.to_meta()`).
+        params_path, params_digest: the params file of an "ntk" kernel and the SHA-256 of its bytes.
+        backend: the backend that computes "ntk" tiles.
+    """
+
+    kind: str
+    spec: dict
+    params_path: str | None = None
+    params_digest: str | None = None
+    backend: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in KERNELS:
+            raise InputError(f"unknown kernel {self.kind!r}; choose one of {', '.join(KERNELS)}")
+        if (self.kind == "ntk") != (self.params_path is not None):
+            raise InputError("the ntk kernel needs a params file, and only it takes one")
+
+    @classmethod
+    def for_spec(cls, kind: str, spec, params_path=None, backend=None) -> "GramKernel":
+        if params_path is not None:
+            from deepntk.engine.params import load_params
+
+            spec = load_params(params_path).spec
+            with open(params_path, "rb") as handle:
+                return cls(kind, spec.to_meta(), os.path.abspath(params_path), hashlib.sha256(handle.read()).hexdigest(),
+                           backend)
+        return cls(kind, spec.to_meta())
+
+    def architecture(self):
+        from deepntk.engine.architectures import spec_from_meta
+
+        return spec_from_meta(self.spec)
+
+    @property
+    def value_shape(self) -> tuple:
+        """Each entry: the scalar factor of I_k for the closed forms, the k×k block for the NTK."""
+        k = self.architecture().outputs
+        return (k, k) if self.kind == "ntk" else ()
+
+    def config(self) -> dict:
+        """What the Gram's values depend on (the params file by content, not by path)."""
+        config = asdict(self)
+        config.pop("params_path")
+        if self.kind != "ntk":
+            config.pop("backend")
+        return config
+
+    def block(self, A: np.ndarray, B: np.ndarray | None) -> np.ndarray:
+        """The kernel between input blocks as the user gives them (B None: A with itself)."""
+        if self.kind == "ntk":
+            from deepntk.engine.api import scaled_ntk
+
+            return scaled_ntk(_params(self.params_path, self.params_digest), A, B, backend=self.backend)
+        spec = self.architecture()
+        A = spec.prepare_inputs(A)
+        B = None if B is None else spec.prepare_inputs(B)
+        return spec.limit_kernel(A, B) if self.kind == "limit" else spec.expected_kernel(A, B)
+
+    def flops_per_pair(self) -> float:
+        """Floating-point operations one entry costs, roughly (arc-cosine evaluations ≈ 40 FLOPs each)."""
+        spec = self.architecture()
+        if self.kind == "ntk":
+            n, k = spec.width, spec.outputs
+            return spec.depth * (2 * n + 2 * k * k * n + 2 * k * k) * spec.inner_size**2
+        evaluations = spec.inner_size**4 * (2 if self.kind == "expected" else 1)
+        return 40.0 * evaluations + 2.0 * int(np.prod(spec.input_shape))
+
+
+@functools.lru_cache(maxsize=4)
+def _params(path: str, expected_digest: str):
+    """A worker's copy of the params of an "ntk" Gram, read once per process and checked against the digest."""
+    from deepntk.engine.params import load_params
+
+    with open(path, "rb") as handle:
+        if hashlib.sha256(handle.read()).hexdigest() != expected_digest:
+            raise GramStoreError(f"params file {path!r} changed since the Gram store was made")
+    return load_params(path)
+
+
+def tile_slices(count: int, tile: int) -> list[slice]:
+    return [slice(start, min(count, start + tile)) for start in range(0, count, tile)]
+
+
+def choose_tile(n1: int, n2: int, requested: int | None) -> int:
+    """The tile side: as requested, else 2048 shrunk until the graph holds ≲ 10⁴ tasks' worth of work and
+    grown so that it does not exceed it (≥ 1 s per task at the kernels' rates)."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, (int, np.integer)) or requested < 1:
+            raise InputError(f"tile must be a positive integer, got {requested!r}")
+        return int(requested)
+    tile = 2048
+    while tile > 64 and -(-n1 // tile) * -(-n2 // tile) < 4 and tile > max(n1, n2) // 2:
+        tile //= 2
+    while -(-n1 // tile) * -(-n2 // tile) > 10_000:
+        tile *= 2
+    return tile
+
+
+@dataclass
+class GramStore:
+    """A Gram in a Zarr store on disk: its configuration, which tiles are complete, and a mirroring reader."""
+
+    path: str
+    config: dict
+    group: object = field(repr=False)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.group["gram"].shape)
+
+    @property
+    def symmetric(self) -> bool:
+        return bool(self.config["symmetric"])
+
+    @property
+    def tile(self) -> int:
+        return int(self.config["tile"])
+
+    def tiles(self) -> list[tuple[int, int]]:
+        """Every tile (i, j) the Gram needs: the upper ones (j ≥ i) for a symmetric Gram."""
+        n1, n2 = -(-self.shape[0] // self.tile), -(-self.shape[1] // self.tile)
+        return [(i, j) for i in range(n1) for j in range(n2) if not self.symmetric or j >= i]
+
+    def recorded(self) -> np.ndarray:
+        """The CRC-32 of each tile as recorded when it was written, −1 where none is."""
+        return self.group["done"][:]
+
+    def complete_tiles(self, verify: bool = True) -> set:
+        """Tiles recorded as written whose chunk reads back with the recorded CRC (all recorded ones without
+        `verify`)."""
+        record = self.recorded()
+        good = set()
+        for i, j in self.tiles():
+            if record[i, j] < 0:
+                continue
+            if not verify or self._tile_crc(i, j) == record[i, j]:
+                good.add((i, j))
+        return good
+
+    def _tile_crc(self, i: int, j: int) -> int:
+        rows, cols = self._slices(i, j)
+        try:
+            return tile_crc(self.group["gram"][rows, cols])
+        except Exception:  # a chunk that no longer decodes is simply not complete
+            return -2
+
+    def _slices(self, i, j):
+        return slice(i * self.tile, min(self.shape[0], (i + 1) * self.tile)), \
+            slice(j * self.tile, min(self.shape[1], (j + 1) * self.tile))
+
+    @property
+    def complete(self) -> bool:
+        record = self.recorded()
+        return all(record[i, j] >= 0 for i, j in self.tiles())
+
+    def read(self, rows=slice(None), cols=slice(None)) -> np.ndarray:
+        """Gram entries as a NumPy array; for a symmetric Gram the lower tiles are read from their mirror."""
+        if not self.complete:
+            missing = sum(1 for i, j in self.tiles() if self.recorded()[i, j] < 0)
+            raise GramStoreError(f"Gram store {self.path!r} is incomplete ({missing} tiles missing); resume it")
+        gram = self.group["gram"]
+        if not self.symmetric:
+            return gram[rows, cols]
+        rows = np.arange(self.shape[0])[rows]
+        cols = np.arange(self.shape[1])[cols]
+        out = gram.get_orthogonal_selection((rows, cols))
+        lower = (rows[:, None] // self.tile) > (cols[None, :] // self.tile)
+        if lower.any():
+            mirrored = gram.get_orthogonal_selection((cols, rows))
+            mirrored = np.swapaxes(mirrored, 0, 1)
+            if mirrored.ndim == 4:
+                mirrored = mirrored.transpose(0, 1, 3, 2)
+            out = np.where(lower.reshape(lower.shape + (1,) * (out.ndim - 2)), mirrored, out)
+        return out
+
+
+def tile_crc(block: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+
+
+def open_store(path) -> GramStore:
+    """Open an existing Gram store for reading (or resuming)."""
+    import zarr
+
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise GramStoreError(f"Gram store {path!r} does not exist")
+    try:
+        group = zarr.open_group(path, mode="r+")
+        config = dict(group.attrs["deepntk"])
+        group["gram"], group["done"], group["x1"]
+    except Exception as exc:
+        raise GramStoreError(f"{path!r} is not a deepntk Gram store ({type(exc).__name__}: {exc})") from None
+    if config.get("format") != STORE_FORMAT:
+        raise GramStoreError(f"Gram store {path!r} has format {config.get('format')!r}, expected {STORE_FORMAT}")
+    return GramStore(path, config, group)
+
+
+def create_store(path, kernel: GramKernel, X1: np.ndarray, X2: np.ndarray | None, tile: int,
+                 resume: bool) -> GramStore:
+    """A new store for this Gram, or the existing one when `resume` and its configuration matches."""
+    import zarr
+
+    path = os.fspath(path)
+    n1, n2 = len(X1), len(X1) if X2 is None else len(X2)
+    config = {"format": STORE_FORMAT, "kernel": kernel.config(), "shape": [n1, n2] + list(kernel.value_shape),
+              "tile": tile, "symmetric": X2 is None, "x1": digest(X1), "x2": None if X2 is None else digest(X2)}
+    if os.path.exists(path):
+        if not resume:
+            raise GramStoreError(f"Gram store {path!r} already exists; pass --resume to complete it, or choose "
+                                 f"another path")
+        store = open_store(path)
+        # JSON round trip: the stored configuration is JSON, so compare like with like.
+        wanted = json.loads(json.dumps(config))
+        if store.config != wanted:
+            differing = sorted(k for k in set(wanted) | set(store.config) if store.config.get(k) != wanted.get(k))
+            raise GramStoreError(f"Gram store {path!r} was made for another configuration (differs in: "
+                                 f"{', '.join(differing)}); choose another path")
+        return store
+    # Built beside its final name and renamed into place, so a store that exists is always whole.
+    building = f"{path}.building-{os.getpid()}"
+    group = zarr.open_group(building, mode="w")
+    value_chunks = tuple(kernel.value_shape)
+    group.create_array("gram", shape=(n1, n2) + value_chunks, chunks=(tile, tile) + value_chunks, dtype="f8",
+                       fill_value=np.nan)
+    group.create_array("done", shape=(-(-n1 // tile), -(-n2 // tile)), chunks=(1, 1), dtype="i8", fill_value=-1)
+    for name, X in (("x1", X1), ("x2", X2)):
+        if X is not None:
+            array = group.create_array(name, shape=X.shape, chunks=(tile,) + X.shape[1:], dtype="f8")
+            array[...] = X
+    group.attrs["deepntk"] = config
+    os.replace(building, path)
+    return open_store(path)
+
+
+def compute_tile(path: str, kernel: GramKernel, i: int, j: int) -> tuple:
+    """One task: read tile (i, j)'s inputs from the store, compute it, write its chunk, then record its CRC.
+
+    Returns (i, j, seconds, bytes written)."""
+    import zarr
+
+    started = time.perf_counter()
+    threads_per_worker()
+    group = zarr.open_group(path, mode="r+")
+    config = group.attrs["deepntk"]
+    tile, symmetric = config["tile"], config["symmetric"]
+    n1, n2 = config["shape"][:2]
+    rows = slice(i * tile, min(n1, (i + 1) * tile))
+    cols = slice(j * tile, min(n2, (j + 1) * tile))
+    A = group["x1"][rows]
+    diagonal = symmetric and i == j
+    B = None if diagonal else (group["x1"] if symmetric else group["x2"])[cols]
+    block = np.asarray(kernel.block(A, B), dtype=np.float64)
+    group["gram"][rows, cols] = block
+    group["done"][i, j] = tile_crc(block)
+    return i, j, time.perf_counter() - started, block.nbytes
+
+
+def threads_per_worker() -> None:
+    """One thread per worker process for Numba (workers × threads ≤ cores; see SCALE notes)."""
+    import sys
+
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(1)
+
+
+@dataclass
+class GramReport:
+    """What a `gram` run did."""
+
+    store: GramStore
+    tiles: int
+    computed: int
+    reused: int
+    seconds: float
+    bytes_written: int
+    flops: float
+    task_seconds: float = 0.0
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / max(self.seconds, 1e-12) / 1e9
+
+
+def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, client=None, cluster="local",
+         workers: int | None = None, resume: bool = False, verify: bool = True, on_tile=None) -> GramReport:
+    """Compute the Gram of `kernel` between X1 and X2 (X2 None: X1 with itself, upper tiles only) into the Zarr
+    store at `store`, one Dask task per tile.
+
+    Args:
+        kernel: a `GramKernel` (`GramKernel.for_spec("limit", spec)`, …).
+        X1, X2: inputs as the architecture takes them ((N, d_in) or (N, c, d, d)).
+        store: the store's folder (`.zarr`).
+        tile: the tile side (default: chosen so a graph holds ≲ 10⁴ tasks).
+        client: a `distributed.Client` to use; else one is started from `cluster` ("local", "tcp://host:port",
+            "slurm", "pbs", "local-cuda"; see `deepntk.engine.clusters`).
+        resume: complete an existing store made with the same configuration.
+        verify: on resume, re-read every recorded tile and recompute those whose CRC does not match.
+        on_tile: called with (done, total) as tiles complete.
+    """
+    from deepntk.engine.validate import check_inputs
+
+    spec = kernel.architecture()
+    A = check_inputs(X1, spec, "X1", pool=False)
+    B = None if X2 is None else check_inputs(X2, spec, "X2", pool=False)
+    tile = choose_tile(len(A), len(A) if B is None else len(B), tile)
+    gram_store = create_store(store, kernel, A, B, tile, resume)
+    complete = gram_store.complete_tiles(verify)
+    todo = [t for t in gram_store.tiles() if t not in complete]
+    total = len(gram_store.tiles())
+    reused = total - len(todo)
+    started = time.perf_counter()
+    written, busy = 0, 0.0
+    if todo:
+        from deepntk.engine.clusters import dask_client
+
+        with dask_client(client, cluster, workers) as active:
+            from distributed import as_completed
+
+            futures = [active.submit(compute_tile, gram_store.path, kernel, i, j, pure=False) for i, j in todo]
+            for done, future in enumerate(as_completed(futures), start=1):
+                _, _, seconds, nbytes = future.result()
+                written += nbytes
+                busy += seconds
+                if on_tile:
+                    on_tile(reused + done, total)
+    seconds = time.perf_counter() - started
+    pairs = sum(_tile_pairs(gram_store, i, j) for i, j in todo)
+    return GramReport(gram_store, total, len(todo), reused, seconds, written, pairs * kernel.flops_per_pair(), busy)
+
+
+def _tile_pairs(store: GramStore, i: int, j: int) -> int:
+    rows, cols = store._slices(i, j)
+    return (rows.stop - rows.start) * (cols.stop - cols.start)
