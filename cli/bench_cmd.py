@@ -126,7 +126,8 @@ def _scale(mnist_gram, data_dir, output):
     click.echo(f"{speedup['workload']}: 1 worker {speedup['seconds_1_worker']:.2f} s, 2 workers "
                f"{speedup['seconds_2_workers']:.2f} s, speed-up {speedup['speedup']:.2f}× ({report['cpus']} CPUs)")
     click.echo(f"{overhead['workload']}: {overhead['seconds']:.2f} s, {overhead['seconds_per_task']:.2f} s per task, "
-               f"scheduling overhead {100 * overhead['overhead']:.1f}%")
+               f"scheduling overhead {100 * overhead['overhead']:.1f}% between tasks "
+               f"({100 * overhead['outside_tasks']:.1f}% of the workers' wall time outside tasks)")
     if "mnist" in report:
         m = report["mnist"]
         click.echo(f"{m['workload']}: {m['seconds']:.1f} s, {m['gflops']:.1f} GFLOP/s, "

@@ -11,24 +11,34 @@ from deepntk.cli.common import (CommaList, CommandError, backend_option, check_o
 
 
 @click.command("predict")
-@click.option("--x-train", required=True, help="Training inputs (.npy), (N, d_in) or (N, c, d, d).")
+@click.option("--x-train", default=None, help="Training inputs (.npy), (N, d_in) or (N, c, d, d).")
 @click.option("--y-train", required=True, help="Training targets (.npy), (N, k) or (N,).")
-@click.option("--x-test", required=True, help="Test inputs (.npy).")
+@click.option("--x-test", default=None, help="Test inputs (.npy).")
 @click.option("--y-test", default=None, help="Test targets (.npy), to report the error.")
 @click.option("--kernel", "kernel_kind", type=click.Choice(["limit", "empirical"]), default="limit", show_default=True,
               help="The infinite-depth limit kernel, or the empirical Θ̃₀ of --params.")
 @click.option("--params", "params_path", default=None, help="Params (.npz) for --kernel empirical.")
 @click.option("--times", type=CommaList(float, 0, "flow times"), default="1,10,100,inf", show_default=True,
               help="Flow times t (inf: kernel regression).")
+@click.option("--gram", "gram_path", default=None,
+              help="A Gram store of the training set (deepntk gram) instead of --x-train: solved iteratively.")
+@click.option("--gram-test", "gram_test_path", default=None, help="With --gram: the test × training Gram store.")
+@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
+              help="With --gram: relative residual (CG) or change (Lanczos) at which the solvers stop.")
 @with_arch(arch_default=None)
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")
-def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, arch, backend, output):
+def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol, arch,
+            backend, output):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
     from deepntk.engine.architectures import architecture, architecture_for_inputs, spec_for_data
     from deepntk.engine.predict import predict
 
     check_output_path(output)
+    if gram_path is not None:
+        return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, output)
+    if x_train is None or x_test is None:
+        raise CommandError("give --x-train and --x-test, or --gram and --gram-test")
     if kernel_kind == "empirical" and params_path is None:
         raise CommandError("--kernel empirical needs --params")
     X, Xt = load_npy(x_train, "--x-train"), load_npy(x_test, "--x-test")
@@ -46,12 +56,37 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, a
             spec = spec_for_data(cls, spec_options(cls, arch), X.shape, outputs=k, given=given_fields(cls, arch),
                                  name="--x-train", depth=2, C_L=1.0)
             result = predict(X, Y, Xt, times, Y_test=Yt, spec=spec)
-    click.echo(f"{'t':>10} {'train MSE':>12}" + (f" {'test MSE':>12}" if result.test_mse is not None else ""))
+    _report(result, output)
+
+
+def _report(result, output, solves=None):
+    columns = f"{'t':>10} {'train MSE':>12}" + (f" {'test MSE':>12}" if result.test_mse is not None else "")
+    click.echo(columns + (f" {'iterations':>10} {'residual':>9}" if solves else ""))
     for i, t in enumerate(result.times):
         line = f"{t:>10g} {result.train_mse[i]:>12.4e}"
         if result.test_mse is not None:
             line += f" {result.test_mse[i]:>12.4e}"
+        if solves:
+            line += f" {solves[i].iterations:>10} {solves[i].residual:>9.1e}"
         click.echo(line)
     if output:
         save_npy(output, np.asarray(result.test))
         click.echo(f"wrote {output}")
+
+
+def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, output):
+    """Kernel flow and regression with Gram stores too large for memory (conjugate gradients, Lanczos)."""
+    from deepntk.engine.gram import open_store
+    from deepntk.engine.solvers import predict_from_stores
+
+    if gram_test_path is None:
+        raise CommandError("--gram needs --gram-test, the test × training Gram store")
+    Y = load_npy(y_train, "--y-train")
+    Yt = None if y_test is None else load_npy(y_test, "--y-test")
+    with user_errors():
+        result, solves = predict_from_stores(open_store(gram_path), open_store(gram_test_path), Y, times, Y_test=Yt,
+                                             tol=tol)
+    unconverged = [t for t, s in zip(result.times, solves) if not s.converged]
+    _report(result, output, solves)
+    if unconverged:
+        click.echo(f"Warning: the solver stopped above --tol {tol:g} at t = {', '.join(map(str, unconverged))}", err=True)

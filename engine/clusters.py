@@ -22,7 +22,7 @@ SINGLE_THREADED = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_N
                    "MKL_NUM_THREADS": "1"}
 CONNECT_TIMEOUT = 10.0
 JOBQUEUE_KEYS = ("cores", "memory", "walltime", "queue", "jobs", "processes", "account", "job_extra_directives",
-                 "job_script_prologue", "local_directory", "interface")
+                 "job_script_prologue", "local_directory", "interface", "scheduler_options")
 
 
 def _distributed():
@@ -88,8 +88,9 @@ def jobqueue_cluster(kind: str, config: dict):
 
 
 def job_script(kind: str, config_path: str) -> str:
-    """The job script a slurm/pbs cluster would submit (for --dry-run; submits nothing)."""
-    cluster = jobqueue_cluster(kind, read_jobqueue_config(config_path))
+    """The job script a slurm/pbs cluster would submit (for --dry-run; submits nothing, serves no dashboard)."""
+    config = read_jobqueue_config(config_path)
+    cluster = jobqueue_cluster(kind, {**config, "scheduler_options": {"dashboard_address": None}})
     try:
         return cluster.job_script()
     finally:

@@ -281,10 +281,11 @@ def create_store(path, kernel: GramKernel, X1: np.ndarray, X2: np.ndarray | None
 def compute_tile(path: str, kernel: GramKernel, i: int, j: int) -> tuple:
     """One task: read tile (i, j)'s inputs from the store, compute it, write its chunk, then record its CRC.
 
-    Returns (i, j, seconds, bytes written)."""
+    Returns (i, j, seconds, bytes written, (process id, wall-clock start))."""
     import zarr
 
     started = time.perf_counter()
+    wall_start = time.time()
     threads_per_worker()
     group = zarr.open_group(path, mode="r+")
     config = group.attrs["deepntk"]
@@ -298,7 +299,7 @@ def compute_tile(path: str, kernel: GramKernel, i: int, j: int) -> tuple:
     block = np.asarray(kernel.block(A, B), dtype=np.float64)
     group["gram"][rows, cols] = block
     group["done"][i, j] = tile_crc(block)
-    return i, j, time.perf_counter() - started, block.nbytes
+    return i, j, time.perf_counter() - started, block.nbytes, (os.getpid(), wall_start)
 
 
 def threads_per_worker() -> None:
@@ -323,6 +324,17 @@ class GramReport:
     bytes_written: int
     flops: float
     task_seconds: float = 0.0
+    task_spans: list = field(default_factory=list)
+
+    def scheduling_overhead(self) -> float:
+        """The share of each worker's span (its first task's start to its last task's end) spent between its
+        tasks: Dask's cost per task, without the idle tail of an uneven last round."""
+        spans = {}
+        for pid, start, seconds in self.task_spans:
+            first, last, busy = spans.get(pid, (start, start + seconds, 0.0))
+            spans[pid] = (min(first, start), max(last, start + seconds), busy + seconds)
+        total = sum(last - first for first, last, _ in spans.values())
+        return max(0.0, 1.0 - sum(busy for _, _, busy in spans.values()) / total) if total > 0 else 0.0
 
     @property
     def gflops(self) -> float:
@@ -357,7 +369,7 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
     total = len(gram_store.tiles())
     reused = total - len(todo)
     started = time.perf_counter()
-    written, busy = 0, 0.0
+    written, busy, spans = 0, 0.0, []
     if todo:
         from deepntk.engine.clusters import dask_client
 
@@ -366,14 +378,16 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
 
             futures = [active.submit(compute_tile, gram_store.path, kernel, i, j, pure=False) for i, j in todo]
             for done, future in enumerate(as_completed(futures), start=1):
-                _, _, seconds, nbytes = future.result()
+                _, _, seconds, nbytes, (pid, wall_start) = future.result()
                 written += nbytes
                 busy += seconds
+                spans.append((pid, wall_start, seconds))
                 if on_tile:
                     on_tile(reused + done, total)
     seconds = time.perf_counter() - started
     pairs = sum(_tile_pairs(gram_store, i, j) for i, j in todo)
-    return GramReport(gram_store, total, len(todo), reused, seconds, written, pairs * kernel.flops_per_pair(), busy)
+    return GramReport(gram_store, total, len(todo), reused, seconds, written, pairs * kernel.flops_per_pair(), busy,
+                      spans)
 
 
 def _tile_pairs(store: GramStore, i: int, j: int) -> int:

@@ -19,6 +19,7 @@ TOL = {
     "asymptotic": 1e-8,           # a limit reached to machine precision by a huge parameter; quadrature
     "long_time_flow": 1e-7,       # kernel flow at t = 1e7 against kernel regression
     "finite_difference": 1e-6,    # central differences against backpropagation
+    "iterative": 1e-5,            # predictions of CG/Lanczos stopped at residual 1e-6, Grams of condition ≤ 1e11
     "float32": 2e-4,              # float32 against float64 on the same weights
     "trained_vs_limit_flow": 2e-2,  # a trained L = 1000 network against the limit kernel's flow (kernel spread ≈ 2%)
 }

@@ -1,0 +1,285 @@
+"""Kernel regression and kernel flow for Grams too large for a dense factorization (docs/training.md#kernel-flow).
+
+Both need only products of the Gram with a block of vectors, which `KernelOperator` computes from an array in
+memory or tile by tile from a Gram store (each stored upper tile used twice):
+- regression (t = ∞): K α = Y by conjugate gradients with k right-hand sides, preconditioned by a randomized
+  Nyström approximation of K (m sampled columns, as FALKON does), stopped at a relative residual `tol`;
+- flow at finite t: α = φ_t(K) Y with φ_t(λ) = (1 − e^{−tλ/N})/λ by the Lanczos method, one Krylov space per
+  right-hand side, stopped when the approximation changes by less than `tol`.
+Predictions at test points are K_test_train α. Scalar kernels (the limit and expected kernels, factors of I_k)
+act on the k columns of Y independently; NTK Grams (N, N, k, k) act on Y stacked as one vector of N·k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepntk.engine.errors import InputError
+
+
+class KernelOperator:
+    """Y ↦ K·Y for a symmetric positive semi-definite Gram K, Y of shape (N, r) (scalar K) or (N·k, r) (block K)."""
+
+    def __init__(self, matvec, size: int, column, samples: int):
+        self._matvec = matvec
+        self.size = size
+        self._column = column
+        self.samples = samples
+
+    @classmethod
+    def from_array(cls, K) -> "KernelOperator":
+        """An in-memory Gram: (N, N) scalar or (N, N, k, k) blocks."""
+        K = np.asarray(K, dtype=np.float64)
+        if K.ndim == 4:
+            N, _, k, _ = K.shape
+            K = K.transpose(0, 2, 1, 3).reshape(N * k, N * k)
+            samples = N
+        elif K.ndim == 2:
+            samples = K.shape[0]
+        else:
+            raise InputError(f"a Gram must be (N, N) or (N, N, k, k), got shape {K.shape}")
+        if K.shape[0] != K.shape[1] or not np.all(np.isfinite(K)):
+            raise InputError(f"a Gram must be square and finite, got shape {K.shape}")
+        return cls(lambda Y: K @ Y, K.shape[0], lambda idx: K[:, idx], samples)
+
+    @classmethod
+    def from_store(cls, store) -> "KernelOperator":
+        """A symmetric Gram store, read tile by tile for every product (nothing of size N² is held)."""
+        if not store.symmetric:
+            raise InputError(f"Gram store {store.path!r} is not a symmetric Gram (K of the training set with itself)")
+        if not store.complete:
+            raise InputError(f"Gram store {store.path!r} is incomplete; resume it first")
+        N = store.shape[0]
+        k = store.shape[2] if len(store.shape) == 4 else 1
+        gram = store.group["gram"]
+
+        def matvec(Y):
+            out = np.zeros_like(Y)
+            for i, j in store.tiles():
+                rows, cols = store._slices(i, j)
+                block = _stacked(gram[rows, cols])
+                r, c = _stacked_slice(rows, k), _stacked_slice(cols, k)
+                out[r] += block @ Y[c]
+                if i != j:
+                    out[c] += block.T @ Y[r]
+            return out
+
+        def column(idx):
+            return _stacked(store.read(slice(None), np.asarray(idx) // k))[:, _within(idx, k)] if k > 1 else \
+                store.read(slice(None), np.asarray(idx))
+
+        return cls(matvec, N * k, column, N)
+
+    def __matmul__(self, Y):
+        return self._matvec(Y)
+
+    def columns(self, idx) -> np.ndarray:
+        return self._column(idx)
+
+
+def _stacked(block):
+    """(B1, B2, k, k) → (B1·k, B2·k); scalar blocks as they are."""
+    if block.ndim == 2:
+        return block
+    B1, B2, k, _ = block.shape
+    return block.transpose(0, 2, 1, 3).reshape(B1 * k, B2 * k)
+
+
+def _stacked_slice(s: slice, k: int) -> slice:
+    return slice(s.start * k, s.stop * k)
+
+
+def _within(idx, k):
+    idx = np.asarray(idx)
+    return np.arange(len(idx)) * k + idx % k
+
+
+@dataclass
+class NystromPreconditioner:
+    """P⁻¹ = λ̂_m·U Λ̂⁻¹ Uᵀ + (I − U Uᵀ) from a rank-m Nyström approximation K̂ = U Λ̂ Uᵀ (Frangella, Tropp and
+    Udell 2023): K's top eigenvalues are flattened to about λ̂_m, the smallest kept."""
+
+    U: np.ndarray
+    eigenvalues: np.ndarray
+
+    @classmethod
+    def build(cls, K: KernelOperator, rank: int, seed: int = 0) -> "NystromPreconditioner":
+        rank = min(rank, K.size)
+        idx = np.sort(np.random.default_rng(seed).choice(K.size, size=rank, replace=False))
+        C = K.columns(idx)
+        W = C[idx]
+        jitter = np.finfo(float).eps * max(np.trace(W), 1e-300)
+        L = np.linalg.cholesky(W + jitter * np.eye(rank))
+        B = np.linalg.solve(L, C.T).T  # C L⁻ᵀ
+        U, sigma, _ = np.linalg.svd(B, full_matrices=False)
+        lam = sigma**2
+        keep = lam > lam[0] * 1e-12
+        return cls(U[:, keep], lam[keep])
+
+    def __call__(self, R):
+        projected = self.U.T @ R
+        return self.U @ ((self.eigenvalues[-1] / self.eigenvalues)[:, None] * projected) + R - self.U @ projected
+
+
+@dataclass
+class SolveReport:
+    """Coefficients α (K α = Y, or α = φ_t(K) Y) and how the iteration ended."""
+
+    coefficients: np.ndarray
+    iterations: int
+    residual: float
+    converged: bool
+
+
+def _rhs(K: KernelOperator, Y) -> tuple:
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if not np.all(np.isfinite(Y)):
+        raise InputError("targets contain NaN or infinite values")
+    if Y.shape[0] == K.size:
+        return Y, Y.shape
+    if Y.shape[0] * Y.shape[1] == K.size:  # a block Gram: the (N, k) targets stacked as one vector
+        return Y.reshape(-1, 1), Y.shape
+    raise InputError(f"targets of shape {Y.shape} do not fit a Gram of size {K.size}")
+
+
+MAX_RESTARTS = 8
+# A residual this many times the right-hand side means K is singular and Y has parts outside its range.
+DIVERGED = 1e6
+
+
+def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int = 1000, rank: int = 200,
+               seed: int = 0) -> SolveReport:
+    """α with K α = Y by preconditioned conjugate gradients, stopped when every column's relative residual
+    ‖Y − K α‖/‖Y‖ is below `tol`."""
+    B, shape = _rhs(K, Y)
+    P = NystromPreconditioner.build(K, rank, seed)
+    norms = np.linalg.norm(B, axis=0)
+    norms[norms == 0] = 1.0
+    X = np.zeros_like(B)
+    iteration = 0
+    # The recursively updated residual drifts from the true one on ill-conditioned K: when it reports
+    # convergence, the true residual decides, and CG restarts from it if it has not converged.
+    for _ in range(MAX_RESTARTS):
+        R = B - K @ X if iteration else B.copy()
+        true_residual = float(np.max(np.linalg.norm(R, axis=0) / norms))
+        if true_residual < tol or iteration >= max_iterations:
+            break
+        Z = P(R)
+        D = Z.copy()
+        rz = np.sum(R * Z, axis=0)
+        residual = np.linalg.norm(R, axis=0) / norms
+        while iteration < max_iterations and tol <= residual.max() < DIVERGED:
+            iteration += 1
+            KD = K @ D
+            curvature = np.sum(D * KD, axis=0)
+            step = np.where(curvature > 0, rz / np.where(curvature > 0, curvature, 1.0), 0.0)
+            X += step * D
+            R -= step * KD
+            residual = np.linalg.norm(R, axis=0) / norms
+            Z = P(R)
+            rz_next = np.sum(R * Z, axis=0)
+            D = Z + np.where(rz > 0, rz_next / np.where(rz > 0, rz, 1.0), 0.0) * D
+            rz = rz_next
+    else:
+        true_residual = float(np.max(np.linalg.norm(B - K @ X, axis=0) / norms))
+    return SolveReport(X.reshape(shape), iteration, true_residual, true_residual < tol)
+
+
+def flow(K: KernelOperator, Y, t: float, *, tol: float = 1e-6, max_iterations: int = 400) -> SolveReport:
+    """α = φ_t(K) Y, φ_t(λ) = (1 − e^{−tλ/N})/λ (→ t/N at λ = 0), by Lanczos with full reorthogonalization; each
+    column stops when its approximation changes by less than `tol` (relative) between checks."""
+    if not (t >= 0) or np.isinf(t):
+        raise InputError(f"flow time t must be a finite number >= 0 (use regression for t = inf), got {t!r}")
+    B, shape = _rhs(K, Y)
+    N = K.samples
+    out = np.zeros_like(B)
+    worst, most = 0.0, 0
+    for column in range(B.shape[1]):
+        out[:, column], iterations, change = _lanczos_phi(K, B[:, column], t, N, tol, max_iterations)
+        worst, most = max(worst, change), max(most, iterations)
+    return SolveReport(out.reshape(shape), most, worst, worst < tol)
+
+
+def phi(lam, t: float, N: int):
+    lam = np.asarray(lam, dtype=np.float64)
+    small = np.abs(lam) * t / N < 1e-8
+    safe = np.where(small, 1.0, lam)
+    return np.where(small, t / N * (1 - lam * t / (2 * N)), -np.expm1(-t * lam / N) / safe)
+
+
+def _lanczos_phi(K, b, t, N, tol, max_iterations, check_every: int = 5):
+    norm = np.linalg.norm(b)
+    if norm == 0:
+        return np.zeros_like(b), 0, 0.0
+    V = np.zeros((max_iterations + 1, b.size))
+    V[0] = b / norm
+    alpha, beta = [], []
+    previous = None
+    for j in range(max_iterations):
+        w = K @ V[j][:, None]
+        w = w[:, 0]
+        alpha.append(V[j] @ w)
+        w -= alpha[-1] * V[j] + (beta[-1] * V[j - 1] if j else 0.0)
+        w -= V[: j + 1].T @ (V[: j + 1] @ w)  # full reorthogonalization
+        b_next = np.linalg.norm(w)
+        done = b_next <= 1e-14 * norm or j == max_iterations - 1
+        if (j + 1) % check_every == 0 or done:
+            T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+            theta, S = np.linalg.eigh(T)
+            estimate = norm * (V[: j + 1].T @ (S @ (phi(theta, t, N) * S[0])))
+            if previous is not None:
+                change = np.linalg.norm(estimate - previous) / max(np.linalg.norm(estimate), 1e-300)
+                if change < tol or done:
+                    return estimate, j + 1, change
+            elif done:
+                return estimate, j + 1, 0.0
+            previous = estimate
+        beta.append(b_next)
+        V[j + 1] = w / b_next
+    return previous, max_iterations, float("inf")
+
+
+def apply_cross(store, coefficients) -> np.ndarray:
+    """K_test_train·α from a cross Gram store (M, N[, k, k]) read tile by tile: the test predictions (M, k)."""
+    if store.symmetric:
+        raise InputError(f"Gram store {store.path!r} is a symmetric Gram; predictions need the test × training Gram")
+    if not store.complete:
+        raise InputError(f"Gram store {store.path!r} is incomplete; resume it first")
+    M, N = store.shape[:2]
+    k = store.shape[2] if len(store.shape) == 4 else 1
+    alpha = np.asarray(coefficients, dtype=np.float64)
+    if alpha.shape[0] != N:
+        raise InputError(f"the test Gram has {N} training columns, the coefficients {alpha.shape[0]} rows")
+    stacked = alpha.reshape(N * k, -1) if k > 1 else alpha
+    out = np.zeros((M * k, stacked.shape[1]))
+    for i, j in store.tiles():
+        rows, cols = store._slices(i, j)
+        out[_stacked_slice(rows, k)] += _stacked(store.group["gram"][rows, cols]) @ stacked[_stacked_slice(cols, k)]
+    return out.reshape(M, -1) if k > 1 else out
+
+
+def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None, tol: float = 1e-6, rank: int = 200):
+    """Kernel flow (regression at t = inf) with the Gram stores of the training set and of test × training:
+    a `Prediction` like `deepntk.engine.predict.predict`, plus each solve's report."""
+    from deepntk.engine.predict import Prediction, check_times
+    from deepntk.engine.validate import check_targets
+
+    times = check_times(times)
+    K = KernelOperator.from_store(train_store)
+    k = train_store.shape[2] if len(train_store.shape) == 4 else None
+    Y = check_targets(Y_train, K.samples, k or np.asarray(Y_train).reshape(K.samples, -1).shape[1], "Y_train")
+    Yt = None if Y_test is None else check_targets(Y_test, test_store.shape[0], Y.shape[1], "Y_test")
+    train, test, reports = [], [], []
+    for t in times:
+        report = regression(K, Y, tol=tol, rank=rank) if np.isinf(t) else flow(K, Y, t, tol=tol)
+        coefficients = report.coefficients
+        train.append((K @ coefficients.reshape(K.size, -1)).reshape(Y.shape))
+        test.append(apply_cross(test_store, coefficients).reshape(-1, Y.shape[1]))
+        reports.append(report)
+    train_mse = [float(np.mean((f - Y) ** 2)) for f in train]
+    test_mse = None if Yt is None else [float(np.mean((f - Yt) ** 2)) for f in test]
+    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse), reports

@@ -1,0 +1,108 @@
+"""Iterative kernel regression and kernel flow against the dense eigendecomposition (deepntk.analytic.flow),
+on a well-conditioned MLP limit kernel, on a CNN limit kernel whose constant mode is ≥ 10³ times its next
+eigenvalue, on NTK blocks, and through a Gram store read tile by tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deepntk
+from deepntk.analytic import cnn_limit_kernel, kernel_flow, mlp_limit_kernel
+from deepntk.engine.solvers import KernelOperator, flow, regression
+from conftest import TOL, assert_close
+
+# The solvers' default; the CNN Gram's condition number (≈ 2·10¹⁰) puts its attainable residual near 4·10⁻⁷.
+SOLVER_TOL = 1e-6
+
+
+def dense(K, Y, t, Kx=None):
+    """The dense eigendecomposition's answer for a scalar kernel, column by column (K ⊗ I_k)."""
+    return np.column_stack([kernel_flow(K, Y[:, c], t, K_test_train=Kx).reshape(-1) for c in range(Y.shape[1])])
+
+
+@pytest.fixture(scope="module")
+def mlp_problem():
+    rng = np.random.default_rng(0)
+    X, Xt = rng.uniform(0.05, 1, size=(1500, 3)), rng.uniform(0.05, 1, size=(40, 3))
+    Y = np.sin(3 * X[:, :1]) * X[:, 1:3]
+    return mlp_limit_kernel(X), mlp_limit_kernel(Xt, X), Y
+
+
+@pytest.fixture(scope="module")
+def cnn_problem():
+    rng = np.random.default_rng(1)
+    X, Xt = rng.uniform(0.05, 1, size=(260, 1, 5, 5)), rng.uniform(0.05, 1, size=(20, 1, 5, 5))
+    K = cnn_limit_kernel(X, outputs=10, filter_variance="code", rho=1 / 3)
+    lam = np.linalg.eigvalsh(K)
+    assert lam[-1] / lam[-2] >= 1e3  # the constant mode dominates, as for the paper's 10-class CNN
+    Y = np.eye(10)[rng.integers(0, 10, size=260)]
+    return K, cnn_limit_kernel(Xt, X, outputs=10, filter_variance="code", rho=1 / 3), Y
+
+
+@pytest.mark.parametrize("problem", ["mlp_problem", "cnn_problem"])
+def test_regression_matches_the_dense_solution(problem, request):
+    K, Kx, Y = request.getfixturevalue(problem)
+    report = regression(KernelOperator.from_array(K), Y, tol=SOLVER_TOL, rank=100)
+    assert report.converged and report.residual < SOLVER_TOL, report
+    assert_close(Kx @ report.coefficients, dense(K, Y, np.inf, Kx), TOL["iterative"], "test predictions")
+
+
+@pytest.mark.parametrize("problem", ["mlp_problem", "cnn_problem"])
+@pytest.mark.parametrize("t", [0.5, 30.0, 1e4])
+def test_flow_matches_the_dense_matrix_function(problem, t, request):
+    K, Kx, Y = request.getfixturevalue(problem)
+    report = flow(KernelOperator.from_array(K), Y, t, tol=SOLVER_TOL)
+    assert report.converged, report
+    assert_close(Kx @ report.coefficients, dense(K, Y, t, Kx), TOL["iterative"], f"flow to t = {t}")
+    assert_close(K @ report.coefficients, dense(K, Y, t), TOL["iterative"], "training predictions")
+
+
+def test_block_kernels_are_one_coupled_system(mlp_problem):
+    """(N, N, k, k) Grams couple the outputs: K ⊗ C with an SPD 2×2 coupling C, against the dense solve."""
+    K, _, Y = mlp_problem
+    C = np.array([[1.0, 0.4], [0.4, 0.7]])
+    blocks = K[:300, :300, None, None] * C
+    Y = Y[:300]
+    for t in (5.0, np.inf):
+        operator = KernelOperator.from_array(blocks)
+        report = (regression(operator, Y, tol=SOLVER_TOL, rank=60) if np.isinf(t) else
+                  flow(operator, Y, t, tol=SOLVER_TOL))
+        assert report.converged and report.coefficients.shape == Y.shape, report
+        stacked = blocks.transpose(0, 2, 1, 3).reshape(600, 600)
+        fitted = (stacked @ report.coefficients.reshape(-1)).reshape(300, 2)
+        assert_close(fitted, kernel_flow(blocks, Y, t), TOL["iterative"], f"t = {t}")
+
+
+def test_a_gram_store_gives_the_same_products(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
+    from deepntk.engine.clusters import SINGLE_THREADED
+    from deepntk.engine.gram import GramKernel, gram
+
+    X = np.random.default_rng(5).uniform(0.1, 1, size=(90, 2))
+    kernel = GramKernel.for_spec("limit", deepntk.MLP(2, 1, 2, 1.0))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  env=dict(SINGLE_THREADED)) as cluster, distributed.Client(cluster) as client:
+        store = gram(kernel, X, store=tmp_path / "K.zarr", tile=16, client=client).store
+    operator, dense = KernelOperator.from_store(store), mlp_limit_kernel(X)
+    V = np.random.default_rng(6).normal(size=(90, 3))
+    assert_close(operator @ V, dense @ V, TOL["roundoff"], "store products")
+    assert_close(operator.columns([3, 40, 89]), dense[:, [3, 40, 89]], TOL["exact"], "store columns")
+    Y = X[:, :1] * X[:, 1:]
+    report = regression(operator, Y, tol=SOLVER_TOL, rank=30)
+    assert report.converged
+    assert_close(dense @ report.coefficients, Y, TOL["iterative"], "store regression interpolates")
+
+
+@pytest.mark.slow
+def test_regression_and_flow_at_four_thousand_points():
+    """The issue's size: N = 4000 MLP limit kernel, against the dense eigendecomposition."""
+    rng = np.random.default_rng(7)
+    X, Xt = rng.uniform(0.05, 1, size=(4000, 4)), rng.uniform(0.05, 1, size=(50, 4))
+    K, Kx = mlp_limit_kernel(X, d_out=3), mlp_limit_kernel(Xt, X, d_out=3)
+    Y = np.column_stack([np.sin(3 * X[:, 0]), X[:, 1] * X[:, 2], X[:, 3] ** 2])
+    operator = KernelOperator.from_array(K)
+    for t in (10.0, np.inf):
+        report = regression(operator, Y, tol=SOLVER_TOL) if np.isinf(t) else flow(operator, Y, t, tol=SOLVER_TOL)
+        assert report.converged, report
+        assert_close(Kx @ report.coefficients, dense(K, Y, t, Kx), TOL["iterative"], f"t = {t}")
