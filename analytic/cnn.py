@@ -66,7 +66,7 @@ def _as_images(X, name):
     return X
 
 
-class _CNNTerms:
+class CNNTerms:
     """The input-dependent pieces TX, T1 and K(β²) of docs/finite-depth.md#cnn for one pair of image sets."""
 
     def __init__(self, X1, X2, rho, filter_size, filter_variance):
@@ -99,8 +99,11 @@ class _CNNTerms:
         F2 = self.X2.reshape(N2, c, -1)
         return np.einsum("imp,pq,jmq->ij", F1, self.M, F2, optimize=True) / self.d**4
 
-    def K(self, beta_sq: float) -> np.ndarray:
-        """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, (N1, N2)."""
+    def K(self, beta_sq: float, pair_sum=None) -> np.ndarray:
+        """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, (N1, N2); `pair_sum(terms, beta_sq)`, if given,
+        computes it instead (a compiled kernel; this NumPy loop is the reference it is tested against)."""
+        if pair_sum is not None:
+            return pair_sum(self, beta_sq)
         N1, N2, D = self.P1.shape[0], self.P2.shape[0], self.d**2
         symmetric = self.P2 is self.P1
         out = np.zeros((N1, N2))
@@ -124,7 +127,7 @@ class _CNNTerms:
 
 
 def cnn_limit_kernel(X1, X2=None, *, outputs: int = 1, rho: float = 1.0, beta: float = 1.0,
-                     filter_size: int = 3, filter_variance: str = "paper") -> np.ndarray:
+                     filter_size: int = 3, filter_variance: str = "paper", pair_sum=None) -> np.ndarray:
     """Θ̃^∞(x, x') of the deep narrow CNN (Theorem 4 as corrected in the module docstring).
 
     Args:
@@ -133,17 +136,19 @@ def cnn_limit_kernel(X1, X2=None, *, outputs: int = 1, rho: float = 1.0, beta: f
         rho, beta: the initialization's scales.
         filter_size: odd f.
         filter_variance: "paper" (taps ~ N(0, ρ²/c)) or "code" (N(0, ρ²/(c f²)), the authors' code).
+        pair_sum: optional replacement for the pixel-pair sum (see `CNNTerms.K`).
 
     Returns:
         (N1, N2) array, the scalar factor of I_k.
     """
     check_scales(rho=rho, beta=beta, outputs=outputs)
-    terms = _CNNTerms(X1, X2, rho, filter_size, filter_variance)
-    return terms.TX() + outputs * terms.T1 + terms.K(beta**2)
+    terms = CNNTerms(X1, X2, rho, filter_size, filter_variance)
+    return terms.TX() + outputs * terms.T1 + terms.K(beta**2, pair_sum)
 
 
 def cnn_expected_kernel(X1, X2=None, *, depth: int, C_L: float, outputs: int = 1, rho: float = 1.0,
-                        beta: float = 1.0, filter_size: int = 3, filter_variance: str = "paper") -> np.ndarray:
+                        beta: float = 1.0, filter_size: int = 3, filter_variance: str = "paper",
+                        pair_sum=None) -> np.ndarray:
     """E Θ̃ at finite depth L and scale C_L over the paper's initialization (docs/limit-kernels.md#cnn-theorem-4 and docs/finite-depth.md#cnn).
 
     E Θ̃ = [1 + TX + (L−1)(1 + C_L²(TX + k·T1)) + K₁ + (L−2)·C_L²·K] / (L·C_L²), K₁ = K with β² → C_L²β².
@@ -153,8 +158,8 @@ def cnn_expected_kernel(X1, X2=None, *, depth: int, C_L: float, outputs: int = 1
     """
     check_scales(C_L=C_L, rho=rho, beta=beta, outputs=outputs)
     L, C2 = check_depth(depth), float(C_L) ** 2
-    terms = _CNNTerms(X1, X2, rho, filter_size, filter_variance)
+    terms = CNNTerms(X1, X2, rho, filter_size, filter_variance)
     TX = terms.TX()
     total = (1.0 + TX + (L - 1) * (1.0 + C2 * (TX + outputs * terms.T1))
-             + terms.K(C2 * beta**2) + (L - 2) * C2 * terms.K(beta**2))
+             + terms.K(C2 * beta**2, pair_sum) + (L - 2) * C2 * terms.K(beta**2, pair_sum))
     return total / (L * C2)

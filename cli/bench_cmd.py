@@ -14,7 +14,8 @@ from deepntk.cli.common import CommandError, check_output_path, comma_list, prog
 @click.option("--peers", default="torch,jax",
               help="Comma-separated peers to time when installed: torch, torch-cuda, jax; 'none' for none.")
 @click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated); "
-              "'scale' runs the Dask scale-out benchmark instead (the distributed extra).")
+              "'scale' runs the Dask scale-out benchmark instead (the distributed extra), 'cnn-limit' the CNN limit "
+              "kernel's rates (NumPy reference vs the fused Numba kernel).")
 @click.option("--mnist-gram", type=click.IntRange(min=1), default=None,
               help="With --workloads scale: also the MLP limit Gram of this many MNIST training images into Zarr.")
 @click.option("--data-dir", default=None, help="With --mnist-gram: the MNIST IDX folder [$DEEPNTK_DATA].")
@@ -44,6 +45,8 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     check_output_path(output)
     if workloads is not None and workloads.strip() == "scale":
         return _scale(mnist_gram, data_dir, output)
+    if workloads is not None and workloads.strip() == "cnn-limit":
+        return _cnn_limit(output)
     if backends is None:
         chosen = [n for n in backend_names() if availability(n)[0]]
     else:
@@ -137,4 +140,23 @@ def _scale(mnist_gram, data_dir, output):
         from deepntk.engine.results import write_json
 
         write_json(output, report)
+        click.echo(f"wrote {output}")
+
+
+def _cnn_limit(output):
+    """Pairs and arc-cosine evaluations per second of the CNN limit kernel, reference vs fused."""
+    from deepntk.engine.experiments.benchmark import cnn_limit_rates
+
+    with user_errors():
+        rows = cnn_limit_rates()
+    click.echo(f"{'images':<8} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} {'arccos/s (numba)':>17} "
+               f"{'speed-up':>9}")
+    for row in rows:
+        click.echo(f"{row['image']:<8} {row['pairs']:>8.0f} {row['numpy']['pairs_per_second']:>14.4g} "
+                   f"{row['numba']['pairs_per_second']:>14.4g} {row['numba']['arccos_per_second']:>17.4g} "
+                   f"{row['speedup']:>8.1f}×")
+    if output:
+        from deepntk.engine.results import write_json
+
+        write_json(output, {"cnn_limit": rows})
         click.echo(f"wrote {output}")

@@ -105,3 +105,19 @@ def fig5_plot(result, path):
     ax.set(xlabel="layer l", ylabel="σ(z^l)_last − C_L", title=f"Per-layer accumulation, L = {result['depth']}")
     ax.legend()
     save(fig, path)
+
+
+def table1_predict_plot(result, path):
+    """Test accuracy of the limit kernel's flow against flow time per network; the paper's trained accuracy at
+    its flow time as a marker, regression (t = ∞) as a dashed line."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in result["rows"]:
+        times, acc = row["flow_times"][:-1], row["test_accuracy"][:-1]
+        line, = ax.semilogx(times, acc, "o-", label=f"{row['run']} (limit kernel, N = {row['train_images']})")
+        ax.axhline(row["regression_accuracy"], color=line.get_color(), ls="--", lw=0.8)
+        ax.plot([row["paper_flow_time"]], [row["paper_accuracy"]], "*", ms=12, color=line.get_color())
+    ax.set_xlabel("flow time t (★: the paper's trained network at its schedule's t)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=7)
+    save(fig, path)

@@ -8,7 +8,8 @@ import time
 import click
 import numpy as np
 
-from deepntk.cli.common import CommandError, backend_option, hold_output_folder, user_errors
+from deepntk.cli.common import (CommandError, backend_option, cluster_options, hold_output_folder, maybe_cluster,
+                                user_errors)
 from deepntk.engine.experiments import PAPER_EXPERIMENTS
 from deepntk.engine.results import environment, write_json, write_npz
 
@@ -52,10 +53,25 @@ def _summary(result) -> list[str]:
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Results folder [deepntk-results/<experiment>-<scale>].")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="PNG figure when matplotlib is installed.")
-def command(experiment, scale, data_dir, backend, out_dir, plot):
+@click.option("--predict", "predict_size", default=None, metavar="N|full",
+              help="table1 only: instead of training, the limit kernel's flow and regression on N (or every) "
+                   "MNIST training image, from Gram stores solved iteratively.")
+@click.option("--test-size", type=click.IntRange(min=1), default=None, help="With --predict: test images [all].")
+@click.option("--store-dir", default=None, type=click.Path(file_okay=False),
+              help="With --predict: where the Gram stores go (reused when present) [<out>/grams].")
+@cluster_options
+def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, test_size, store_dir, cluster, workers,
+            cluster_config):
     """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
     from deepntk.engine.experiments import run_experiment
 
+    if predict_size is not None:
+        if experiment != "table1":
+            raise CommandError("--predict goes with table1")
+        train_size = _predict_size(predict_size)
+        out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"table1-predict-{predict_size}"))
+        return _table1_predict(train_size, test_size, data_dir, store_dir or os.path.join(out_dir, "grams"), out_dir,
+                               plot, (cluster or "local", workers, cluster_config))
     out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}"))
     start = time.perf_counter()
     with user_errors():
@@ -79,5 +95,53 @@ def command(experiment, scale, data_dir, backend, out_dir, plot):
         try:
             getattr(plots, plotters[experiment])(result, os.path.join(out_dir, f"{experiment}.png"))
             click.echo(f"figure in {os.path.join(out_dir, experiment + '.png')}")
+        except CommandError as exc:
+            click.echo(f"no figure: {exc.format_message()}", err=True)
+
+
+def _predict_size(text: str) -> int | None:
+    if text == "full":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        raise CommandError(f"--predict takes a number of training images or 'full', got {text!r}") from None
+    if size < 2:
+        raise CommandError(f"--predict needs at least 2 training images, got {size}")
+    return size
+
+
+def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster):
+    """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
+    from deepntk.engine.experiments.table1 import table1_predict
+
+    os.makedirs(store_dir, exist_ok=True)
+    start = time.perf_counter()
+    click.echo(f"{'network':<11} {'train':>6} {'test':>6} {'flow time':>10} {'flow acc':>9} {'regression':>11} "
+               f"{'paper':>7} {'CG its':>7} {'residual':>9} {'time s':>7}")
+
+    def on_row(row):
+        click.echo(f"{row['run']:<11} {row['train_images']:>6} {row['test_images']:>6} {row['paper_flow_time']:>10.3g} "
+                   f"{row['flow_accuracy']:>9.4f} {row['regression_accuracy']:>11.4f} {row['paper_accuracy']:>7.4f} "
+                   f"{row['iterations'][-1]:>7} {max(row['residuals']):>9.1e} {row['seconds']:>7.1f}")
+
+    with user_errors(), maybe_cluster(*cluster) as client:
+        result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row)
+    for row in result["rows"]:
+        if row["note"]:
+            click.echo(f"{row['run']}: {row['note']}", err=True)
+        if not all(row["converged"]):
+            click.echo(f"Warning: {row['run']}: a solver stopped above its tolerance", err=True)
+    write_json(os.path.join(out_dir, "results.json"), result)
+    write_json(os.path.join(out_dir, "manifest.json"),
+               {"command": "reproduce table1 --predict", "train_size": train_size, "test_size": test_size,
+                "seconds": time.perf_counter() - start, "environment": environment()})
+    click.echo(f"results in {out_dir}")
+    if plot:
+        from deepntk.cli import plots
+
+        try:
+            plots.table1_predict_plot(result, os.path.join(out_dir, "table1-predict.png"))
+            click.echo(f"figure in {os.path.join(out_dir, 'table1-predict.png')}")
         except CommandError as exc:
             click.echo(f"no figure: {exc.format_message()}", err=True)

@@ -25,6 +25,17 @@ JOBQUEUE_KEYS = ("cores", "memory", "walltime", "queue", "jobs", "processes", "a
                  "job_script_prologue", "local_directory", "interface", "scheduler_options")
 
 
+def threads_per_worker() -> None:
+    """Called at the start of a task: Numba at one thread in a worker process, so workers × threads ≤ cores
+    (its parallel kernels with several threads per worker have hung under Dask)."""
+    import sys
+
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(1)
+
+
 def _distributed():
     try:
         import distributed
@@ -90,7 +101,7 @@ def jobqueue_cluster(kind: str, config: dict):
 def job_script(kind: str, config_path: str) -> str:
     """The job script a slurm/pbs cluster would submit (for --dry-run; submits nothing, serves no dashboard)."""
     config = read_jobqueue_config(config_path)
-    cluster = jobqueue_cluster(kind, {**config, "scheduler_options": {"dashboard_address": None}})
+    cluster = jobqueue_cluster(kind, {**config, "scheduler_options": {"dashboard_address": ":0"}})
     try:
         return cluster.job_script()
     finally:

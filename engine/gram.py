@@ -127,8 +127,9 @@ def tile_slices(count: int, tile: int) -> list[slice]:
 
 
 def choose_tile(n1: int, n2: int, requested: int | None) -> int:
-    """The tile side: as requested, else 2048 shrunk until the graph holds ≲ 10⁴ tasks' worth of work and
-    grown so that it does not exceed it (≥ 1 s per task at the kernels' rates)."""
+    """The tile side: as requested, else 2048 (tasks of a second or more at the kernels' rates), halved for small
+    Grams until there are at least 4 tiles to share among workers, doubled while the graph would exceed 10⁴
+    tasks."""
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, (int, np.integer)) or requested < 1:
             raise InputError(f"tile must be a positive integer, got {requested!r}")
@@ -284,6 +285,8 @@ def compute_tile(path: str, kernel: GramKernel, i: int, j: int) -> tuple:
     Returns (i, j, seconds, bytes written, (process id, wall-clock start))."""
     import zarr
 
+    from deepntk.engine.clusters import threads_per_worker
+
     started = time.perf_counter()
     wall_start = time.time()
     threads_per_worker()
@@ -300,16 +303,6 @@ def compute_tile(path: str, kernel: GramKernel, i: int, j: int) -> tuple:
     group["gram"][rows, cols] = block
     group["done"][i, j] = tile_crc(block)
     return i, j, time.perf_counter() - started, block.nbytes, (os.getpid(), wall_start)
-
-
-def threads_per_worker() -> None:
-    """One thread per worker process for Numba (workers × threads ≤ cores; see SCALE notes)."""
-    import sys
-
-    if "numba" in sys.modules:
-        import numba
-
-        numba.set_num_threads(1)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 from deepntk.backends.registry import get_backend
 from deepntk.engine.errors import FileFormatError, InputError, TrainingDiverged
 from deepntk.engine.files import json_entry, read_npz
-from deepntk.engine.losses import LOSSES, check_loss, loss_value
+from deepntk.engine.losses import check_loss, loss_value
 from deepntk.engine.packed import network_inputs, pack, unpack
 from deepntk.engine.results import exclusive_folder, write_npz
 from deepntk.engine.training import raw_learning_rate

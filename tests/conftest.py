@@ -41,6 +41,18 @@ def assert_close(actual, expected, rtol, what=""):
     assert err < rtol, f"{what}: relative error {err:.3e} exceeds {rtol:.1e}"
 
 
+def wait_for(condition, seconds: float = 120.0) -> bool:
+    """Poll `condition` every 50 ms until it holds (True) or `seconds` pass (False): for tests with processes."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _backend_param(name):
     marks = [pytest.mark.gpu] if name == "cupy" else []
     return pytest.param(name, marks=marks, id=name)

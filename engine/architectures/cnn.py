@@ -169,11 +169,14 @@ class CNN(Architecture):
         return weights, biases
 
     def _kernel_options(self) -> dict:
+        from deepntk.backends.limit_kernels import cnn_pair_sum
+
         return dict(outputs=self.outputs, rho=self.rho, beta=self.beta, filter_size=self.filter_size,
-                    filter_variance=self.filter_variance)
+                    filter_variance=self.filter_variance, pair_sum=cnn_pair_sum())
 
     def limit_kernel(self, X1, X2=None) -> np.ndarray:
-        """Θ̃^∞ (Theorem 4, corrected) on prepared (pooled) inputs: (N1, N2), the factor of I_k."""
+        """Θ̃^∞ (Theorem 4, corrected) on prepared (pooled) inputs: (N1, N2), the factor of I_k. The pixel-pair
+        sum runs in the fused Numba kernel when Numba is installed (deepntk.backends.limit_kernels)."""
         from deepntk.analytic import cnn_limit_kernel
 
         return cnn_limit_kernel(X1, X2, **self._kernel_options())

@@ -198,3 +198,24 @@ def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100
         report["depths"][row["depth"]] = {"C_L": row["C_L"], "seconds": row["seconds"],
                                           "kernel_drift_mean": row["kernel_drift"], "final_mse_mean": row["fit_mse"]}
     return report
+
+
+def cnn_limit_rates(sizes=((7, 160), (28, 12))) -> list[dict]:
+    """Image pairs and arc-cosine evaluations per second of the CNN limit kernel (symmetric Gram, upper pairs
+    only): the NumPy reference of `deepntk.analytic` and the fused Numba kernel, timed in one run."""
+    from deepntk.analytic import cnn_limit_kernel
+    from deepntk.backends.limit_kernels import fused_cnn_pair_sum
+
+    rows = []
+    for d, n in sizes:
+        X = np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d))
+        cnn_limit_kernel(X[:2], pair_sum=fused_cnn_pair_sum)  # compile before timing
+        pairs = n * (n + 1) / 2
+        row = {"image": f"{d}×{d}", "images": n, "pairs": pairs}
+        for name, pair_sum in (("numpy", None), ("numba", fused_cnn_pair_sum)):
+            _, first, median = time_call(lambda: cnn_limit_kernel(X, pair_sum=pair_sum), repeats=2)
+            row[name] = {"seconds": median, "pairs_per_second": pairs / median,
+                         "arccos_per_second": pairs * d**4 / median}
+        row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
+        rows.append(row)
+    return rows

@@ -2,8 +2,8 @@
 
 For each depth L (with C_L from a rule such as "L^2") and each seed, draws the paper's initialization,
 computes Θ̃ on fixed inputs, and compares it with Θ̃^∞ (Theorems 1/4, corrected; docs/limit-kernels.md) and
-with the finite-(L, C_L) expectation E Θ̃ (docs/finite-depth.md). The error against the limit should fall like L^{-1/2} while C_L is large enough that
-the 1/C_L² bias is negligible.
+with the finite-(L, C_L) expectation E Θ̃ (docs/finite-depth.md). The error against the limit should fall like
+L^{-1/2} while C_L is large enough that the 1/C_L² bias is negligible.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def seed_kernel(spec, seed: int, dtype: str, X1, X2, backend) -> np.ndarray:
 
 def seed_kernel_task(spec, seed: int, dtype: str, X1, X2, backend) -> np.ndarray:
     """`seed_kernel` as one task on a worker process (one thread per worker)."""
-    from deepntk.engine.gram import threads_per_worker
+    from deepntk.engine.clusters import threads_per_worker
 
     threads_per_worker()
     return seed_kernel(spec, seed, dtype, X1, X2, backend)

@@ -45,7 +45,7 @@ def train_one(depth: int, C_L: float, seed: int, steps: int, backend=None) -> tu
 
 def train_one_task(depth: int, C_L: float, seed: int, steps: int, backend=None) -> tuple:
     """`train_one` as one task on a worker process (one thread per worker)."""
-    from deepntk.engine.gram import threads_per_worker
+    from deepntk.engine.clusters import threads_per_worker
 
     threads_per_worker()
     return train_one(depth, C_L, seed, steps, backend)

@@ -50,3 +50,58 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None) -> d
                     "chance": 0.5 if task == "binary" else 0.1, "paper_accuracy": PAPER_ACCURACY[name]})
         out["rows"].append(run)
     return out
+
+
+def paper_flow_time(spec, lr: float, epochs: int, train_images: int) -> float:
+    """The kernel-flow time of the paper's schedule: steps × raw lr × L·C_L², × 2/k for MSELoss
+    (docs/training.md#step-sizes), with one step per batch of 512."""
+    steps = epochs * -(-train_images // BATCH_SIZE)
+    return steps * lr * spec.depth * spec.C_L**2 * 2.0 / spec.outputs
+
+
+def table1_predict(train_size: int | None = None, test_size: int | None = None, data_dir=None, store_dir=None,
+                   client=None, tol: float = 1e-6, times_per_row: int = 4, on_row=None) -> dict:
+    """Table 1 as the infinite-depth theory predicts it (Theorems 3 and 6): for each of the paper's networks,
+    kernel flow with its limit kernel to the flow time of the paper's schedule, and kernel regression (t = ∞),
+    on MNIST (`train_size` None: every training image). The Grams go into Zarr stores (`deepntk gram`, resumed
+    when present) and are solved iteratively (`deepntk.engine.solvers`), so N is limited by disk, not memory."""
+    import os
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from deepntk.engine.gram import GramKernel, gram
+    from deepntk.engine.solvers import predict_from_stores
+    from deepntk.engine.trainer import accuracy, classification_kind
+
+    store_dir = store_dir or tempfile.mkdtemp(prefix="deepntk-table1-")
+    rows, _, _ = table1_rows("paper")
+    out = {"experiment": "table1-predict", "train_size": train_size, "test_size": test_size, "tolerance": tol,
+           "store_dir": store_dir, "rows": []}
+    for name, layout, spec, lr, epochs, _, task in rows:
+        started = time.perf_counter()
+        data = load_mnist(data_dir, task=task, **layout, train_size=train_size, test_size=test_size)
+        kernel = GramKernel.for_spec("limit", spec)
+        stem = os.path.join(store_dir, name.lower().replace(" ", "-"))
+        train_store = gram(kernel, data.X_train, store=f"{stem}-train.zarr", client=client, resume=True).store
+        test_store = gram(kernel, data.X_test, data.X_train, store=f"{stem}-test.zarr", client=client,
+                          resume=True).store
+        gram_seconds = time.perf_counter() - started
+        t_paper = paper_flow_time(spec, lr, epochs, 60000 if task == "digits" else 12665)
+        times = [t_paper * 10.0**e for e in range(-(times_per_row - 2), 1)] + [np.inf]
+        prediction, solves = predict_from_stores(train_store, test_store, data.Y_train, times, Y_test=data.Y_test,
+                                                 tol=tol)
+        kind = classification_kind(data.Y_train)
+        accuracies = [accuracy(f, data.Y_test, kind) for f in prediction.test]
+        row = {"run": name, "task": task, "train_images": len(data.X_train), "test_images": len(data.X_test),
+               "note": data.note, "flow_times": times, "test_accuracy": accuracies,
+               "flow_accuracy": accuracies[-2], "regression_accuracy": accuracies[-1],
+               "paper_flow_time": t_paper, "paper_accuracy": PAPER_ACCURACY[name],
+               "iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
+               "converged": [s.converged for s in solves], "gram_seconds": gram_seconds,
+               "seconds": time.perf_counter() - started}
+        out["rows"].append(row)
+        if on_row:
+            on_row(row)
+    return out

@@ -7,22 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-
 from deepntk.engine.results import LOCK_FILE
+from conftest import wait_for
 
 
 def deepntk(*argv, **kwargs):
     return [sys.executable, "-m", "deepntk.cli.main", *argv]
-
-
-def wait_for(condition, seconds=60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused_and_a_killed_run_leaves_no_lock(tmp_path):

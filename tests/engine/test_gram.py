@@ -22,6 +22,7 @@ import deepntk  # noqa: E402
 from deepntk.engine.clusters import SINGLE_THREADED, dask_client, job_script  # noqa: E402
 from deepntk.engine.errors import ClusterError  # noqa: E402
 from deepntk.engine.gram import GramKernel, GramStoreError, gram, open_store, tile_slices  # noqa: E402
+from conftest import wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +123,6 @@ def test_a_killed_worker_costs_only_its_tiles(client, tmp_path):
     report = result["report"]
     assert report.store.complete and victim not in client.run(os.getpid).values()
     assert np.array_equal(report.store.read(), one_process(kernel, X, None, 12))
-
-
-def wait_for(condition, seconds=120.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def recorded_tiles(store) -> int:
