@@ -95,6 +95,7 @@ CASES = [
       "--checkpoint-dir", "ck", "--resume"], "no checkpoint"),
     (["train", "p.npz", "--x", "x.npy", "--y", "y.npy", "--steps", "2", "-o", "t.npz"], "exactly one of --eta"),
     (["simulate", "--depths", ""], "is empty"),
+    (["simulate", "--points", "1000000000"], "GiB of memory"),
     (["simulate", "--depths", "1,10"], "every depth must be >= 2"),
     (["simulate", "--C-L", "L^x"], "cannot read C_L rule"),
     (["simulate", "--depths", "10,20", "--C-L", "5,6,7"], "3 C_L values for 2 depths"),
