@@ -124,7 +124,14 @@ class NystromPreconditioner:
         C = K.columns(idx)
         W = C[idx]
         jitter = np.finfo(float).eps * max(np.trace(W), 1e-300)
-        L = np.linalg.cholesky(W + jitter * np.eye(rank))
+        for _ in range(12):  # a singular W (duplicate inputs) needs a larger shift than round-off
+            try:
+                L = np.linalg.cholesky(W + jitter * np.eye(rank))
+                break
+            except np.linalg.LinAlgError:
+                jitter *= 10.0
+        else:
+            raise InputError("the Gram's sampled block is not positive semi-definite: is it a kernel's Gram?")
         B = np.linalg.solve(L, C.T).T  # C L⁻ᵀ
         U, sigma, _ = np.linalg.svd(B, full_matrices=False)
         lam = sigma**2

@@ -107,3 +107,15 @@ def test_regression_and_flow_at_four_thousand_points():
         report = regression(operator, Y, tol=SOLVER_TOL) if np.isinf(t) else flow(operator, Y, t, tol=SOLVER_TOL)
         assert report.converged, report
         assert_close(Kx @ report.coefficients, dense(K, Y, t, Kx), TOL["iterative"], f"t = {t}")
+
+
+def test_duplicate_inputs_make_a_singular_gram_that_still_solves():
+    """Every point twice: K is singular, Y consistent with it; regression still interpolates, like the dense
+    pseudo-inverse."""
+    X = np.random.default_rng(8).uniform(0.05, 1, size=(40, 2))
+    X = np.concatenate([X, X])
+    K = mlp_limit_kernel(X)
+    Y = X[:, :1] * X[:, 1:]
+    report = regression(KernelOperator.from_array(K), Y, tol=SOLVER_TOL)
+    assert report.converged
+    assert_close(K @ report.coefficients, dense(K, Y, np.inf), TOL["iterative"], "fit with duplicates")
