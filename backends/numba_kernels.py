@@ -497,13 +497,19 @@ _VECTOR_MATH = {"reassoc", "contract", "arcp"}
 
 
 @njit(inline="always", fastmath=_VECTOR_MATH)
-def _atan_nonnegative(x):
-    """atan(x) for x >= 0 to ~2e-16 relative (Cephes' rational approximation), branch-free."""
-    big = x > _TAN_3PI_8
-    mid = (x > 0.66) & ~big
-    offset = np.pi / 2 if big else (np.pi / 4 if mid else 0.0)
+def _atan2_upper(y, x):
+    """atan2(y, x) for y >= 0 (θ ∈ [0, π]) to ~2e-16 relative: Cephes' rational approximation of atan(a/b) on
+    a, b >= 0, reduced without branches and with one division before the rational function's."""
+    obtuse = x <= 0.0
+    a = -x if obtuse else y
+    b = y if obtuse else x
+    big = a > _TAN_3PI_8 * b
+    mid = (a > 0.66 * b) & ~big
+    numerator = -b if big else (a - b if mid else a)
+    denominator = a if big else (a + b if mid else b)
+    offset = (np.pi / 2 if obtuse else 0.0) + (np.pi / 2 if big else (np.pi / 4 if mid else 0.0))
     more = _ATAN_MOREBITS if big else (0.5 * _ATAN_MOREBITS if mid else 0.0)
-    r = (-1.0 / x) if big else ((x - 1.0) / (x + 1.0) if mid else x)
+    r = numerator / denominator
     z = r * r
     p = ((((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z - 7.500855792314704667340e1) * z
           - 1.228866684490136173410e2) * z - 6.485021904942025371773e1)
@@ -540,11 +546,7 @@ def cnn_kappa_sums(P1, norms1, P2t, norms2, M, t, beta_sq, symmetric):
                     s12 = t * inner[q] + beta_sq
                     s2 = t * norms2[j, q] + beta_sq
                     det = np.sqrt(max(s1 * s2 - s12 * s12, 0.0))
-                    # θ = atan2(det, s12) with det >= 0
-                    ratio = det / s12 if s12 > 0.0 else (-s12 / det if det > 0.0 else 0.0)
-                    base = _atan_nonnegative(ratio)
-                    theta = base if s12 > 0.0 else (np.pi / 2 + base if det > 0.0 else np.pi)
-                    part += M[p, q] * (det + (np.pi - theta) * s12)
+                    part += M[p, q] * (det + (np.pi - _atan2_upper(det, s12)) * s12)
                 total += part
             out[i, j] = total
     return out

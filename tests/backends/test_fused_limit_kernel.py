@@ -41,3 +41,26 @@ def test_the_cnn_architecture_uses_the_fused_kernel():
     from deepntk.backends.limit_kernels import cnn_pair_sum
 
     assert cnn_pair_sum() is fused_cnn_pair_sum
+
+
+def test_the_branch_free_arc_tangent_matches_numpy():
+    """θ = atan2(y, x) for y >= 0 over both signs of x, tiny and zero arguments, against np.arctan2."""
+    from numba import njit
+
+    from deepntk.backends.numba_kernels import _atan2_upper
+
+    @njit
+    def evaluate(y, x):
+        out = np.empty_like(y)
+        for k in range(y.size):
+            out[k] = _atan2_upper(y[k], x[k])
+        return out
+
+    rng = np.random.default_rng(1)
+    y = np.concatenate([rng.uniform(0, 5, 20000), rng.uniform(0, 1e-9, 500), [0.0, 0.0, 1.0, 1.0, 2.0]])
+    x = np.concatenate([rng.uniform(-5, 5, 20000), rng.uniform(-1, 1, 500), [1.0, -1.0, 0.0, -1e-20, 2.0]])
+    expected = np.arctan2(y, x)
+    got = evaluate(y, x)
+    nonzero = expected != 0
+    assert np.all(got[~nonzero] == 0)
+    assert_close(got[nonzero] / expected[nonzero], np.ones(nonzero.sum()), TOL["reordering"], "atan2")
