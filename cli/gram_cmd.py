@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from deepntk.cli.arch import given_fields, spec_options, with_arch
@@ -57,6 +59,8 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, 
         raise CommandError("--kernel ntk needs --params, and only it takes one")
     if kind == "expected" and (depth is None or C_L is None):
         raise CommandError("--kernel expected needs --depth and --C-L")
+    if os.path.exists(store) and not resume:  # before any cluster starts
+        raise CommandError(f"Gram store {store!r} already exists; pass --resume to complete it, or choose another path")
     with user_errors():
         if dataset is not None:
             from deepntk.engine.experiments.datasets import load_dataset
