@@ -8,7 +8,8 @@ import functools
 import click
 
 from deepntk.cli.common import user_errors
-from deepntk.engine.architectures import ARCHITECTURES, architecture, spec_field_names
+from deepntk.engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, spec_field_names,
+                                          spec_for_data)
 
 ARCH_DEFAULT = "mlp"
 
@@ -39,6 +40,16 @@ def spec_options(cls, options: dict) -> dict:
 def given_fields(cls, options: dict) -> set:
     """The spec fields the user set on the command line (not defaults)."""
     return {cls.outputs_field if key == "outputs" else key for key in options.get("given", ())}
+
+
+def spec_from_data(options: dict, input_shape: tuple, name: str, outputs: int | None = None, depth: int = 2,
+                   C_L: float = 1.0):
+    """The spec whose input sizes (and outputs, if given) come from the data, the architecture too unless
+    --arch is given, and every other field from the options. depth and C_L default to values that do not
+    enter the closed forms."""
+    cls = architecture(options["arch"]) if options["arch"] else architecture_for_inputs(input_shape, name)
+    return spec_for_data(cls, spec_options(cls, options), input_shape, outputs=outputs,
+                         given=given_fields(cls, options), name=name, depth=depth, C_L=C_L)
 
 
 def build_spec(options: dict, depth: int, C_L: float):

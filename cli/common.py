@@ -74,22 +74,20 @@ class CLRule(click.ParamType):
 
     def convert(self, value, param, ctx):
         from deepntk.engine.errors import SpecError
-        from deepntk.engine.rules import parse_C_L_rule
+        from deepntk.engine.rules import C_L_values, parse_C_L_rule
 
         text = str(value).strip()
         parts = [part.strip() for part in text.split(",") if part.strip()]
         if not parts:
             self.fail("is empty", param, ctx)
         try:
-            if self.several or len(parts) == 1:
+            if self.several:
                 for part in parts:
                     parse_C_L_rule(part)
-            else:
-                values = [float(part) for part in parts]
-                if not all(v > 0 and v != float("inf") for v in values):
-                    raise SpecError(f"per-depth C_L values must be finite and > 0, got {text!r}")
-        except (SpecError, ValueError) as exc:
-            self.fail(str(exc) if isinstance(exc, SpecError) else f"cannot read C_L values {text!r}", param, ctx)
+            else:  # a rule or one value per depth, read as the engine reads it (the depths come later)
+                C_L_values(text, [2] * len(parts))
+        except SpecError as exc:
+            self.fail(str(exc), param, ctx)
         return parts if self.several else text
 
 

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from deepntk.cli.arch import given_fields, spec_options, with_arch
+from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
                                 user_errors)
 
@@ -43,7 +43,7 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, 
             cluster, workers, cluster_config, dry_run, connect_timeout, resume, verify, quiet):
     """Compute a Gram larger than memory into a Zarr store, one Dask task per tile (upper tiles of a symmetric
     Gram only); a killed run continues with --resume and recomputes only the missing or damaged tiles."""
-    from deepntk.engine.architectures import architecture, architecture_for_inputs, spec_for_data
+    from deepntk.engine.architectures import architecture
     from deepntk.engine.clusters import dask_client, job_script
     from deepntk.engine.gram import GramKernel, gram
 
@@ -77,10 +77,8 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, 
         if kind == "ntk":
             gram_kernel = GramKernel.for_spec("ntk", None, params_path=params_path, backend=backend)
         else:
-            cls = architecture(arch["arch"]) if arch["arch"] else architecture_for_inputs(X1.shape, "--x1")
-            sizes = {"depth": depth, "C_L": C_L} if kind == "expected" else {"depth": 2, "C_L": 1.0}
-            spec = spec_for_data(cls, spec_options(cls, arch), X1.shape, given=given_fields(cls, arch),
-                                 name="--x1", **sizes)
+            sizes = {"depth": depth, "C_L": C_L} if kind == "expected" else {}
+            spec = spec_from_data(arch, X1.shape, "--x1", **sizes)
             gram_kernel = GramKernel.for_spec(kind, spec)
         bar = progress(1, "tiles", quiet)
 

@@ -2,18 +2,9 @@
 
 import click
 
-from deepntk.cli.arch import given_fields, spec_options, with_arch
+from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import CommandError, check_output_path, load_npy, save_npy, user_errors
-from deepntk.engine.architectures import architecture, architecture_for_inputs, spec_for_data
 from deepntk.engine.validate import check_inputs
-
-
-def spec_for_inputs(arch: dict, X, name: str = "--x1"):
-    """The spec whose input sizes come from the data (the architecture too, unless --arch is given) and every
-    other field from the options; depth and C_L do not enter the limit."""
-    cls = architecture(arch["arch"]) if arch["arch"] else architecture_for_inputs(X.shape, name)
-    return spec_for_data(cls, spec_options(cls, arch), X.shape, given=given_fields(cls, arch), name=name, depth=2,
-                         C_L=1.0)
 
 
 @click.command("limit")
@@ -39,7 +30,7 @@ def command(arch, x1_path, x2_path, output, symbolic, latex):
     X1 = load_npy(x1_path, "--x1")
     X2 = None if x2_path is None else load_npy(x2_path, "--x2")
     with user_errors():
-        spec = spec_for_inputs(arch, X1)
+        spec = spec_from_data(arch, X1.shape, "--x1")
         A1 = check_inputs(X1, spec, "--x1")
         A2 = None if X2 is None else check_inputs(X2, spec, "--x2")
         K = spec.limit_kernel(A1, A2)

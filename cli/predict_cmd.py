@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from deepntk.cli.arch import given_fields, spec_options, with_arch
+from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import (CommaList, CommandError, backend_option, check_output_path, load_npy, save_npy,
                                 user_errors)
 
@@ -31,7 +31,6 @@ from deepntk.cli.common import (CommaList, CommandError, backend_option, check_o
 def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol, arch,
             backend, output):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
-    from deepntk.engine.architectures import architecture, architecture_for_inputs, spec_for_data
     from deepntk.engine.predict import predict
 
     check_output_path(output)
@@ -52,9 +51,7 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, g
             params = load_params(params_path)
             result = predict(X, Y, Xt, times, Y_test=Yt, params=params, backend=backend)
         else:
-            cls = architecture(arch["arch"]) if arch["arch"] else architecture_for_inputs(X.shape, "--x-train")
-            spec = spec_for_data(cls, spec_options(cls, arch), X.shape, outputs=k, given=given_fields(cls, arch),
-                                 name="--x-train", depth=2, C_L=1.0)
+            spec = spec_from_data(arch, X.shape, "--x-train", outputs=k)
             result = predict(X, Y, Xt, times, Y_test=Yt, spec=spec)
     _report(result, output)
 

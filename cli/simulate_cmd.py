@@ -8,10 +8,10 @@ import time
 import click
 
 from deepntk.cli.arch import with_arch
-from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, check_output_folder, cluster_options,
+from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
                                 maybe_cluster, progress, quiet_option, user_errors)
 from deepntk.engine.experiments.convergence import DEFAULT_DEPTHS, DEFAULT_POINTS, FIG3_INPUT_DIMENSION
-from deepntk.engine.results import environment, exclusive_folder, write_json
+from deepntk.engine.results import environment, write_json
 
 
 def _defaults(table: dict) -> str:
@@ -69,9 +69,9 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
                                    filter_size=arch["filter_size"], pool=arch["pool"],
                                    filter_variance=arch["filter_variance"])
         backend_name = get_backend(backend).name
-    out_dir = check_output_folder(out_dir or os.path.join("deepntk-results",
-                                                          f"simulate-{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    with user_errors(), exclusive_folder(out_dir), maybe_cluster(cluster, workers, cluster_config) as client:
+    out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results",
+                                                         f"simulate-{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
         _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet, client)
 
 
@@ -114,9 +114,9 @@ def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, clust
 
     with user_errors():
         pairs = list(zip(depths, C_L_values(C_L, depths)))
-    out_dir = check_output_folder(out_dir or os.path.join("deepntk-results",
-                                                          f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}"))
-    with user_errors(), exclusive_folder(out_dir), maybe_cluster(*cluster) as client:
+    out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results",
+                                                         f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}"))
+    with user_errors(), maybe_cluster(*cluster) as client:
         _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, client)
 
 

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from deepntk.cli.arch import given_fields, spec_options, with_arch
+from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
                                 user_errors)
 from deepntk.engine.results import environment, write_json
@@ -47,7 +47,7 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
             loss, seed, data_dir, train_size, test_size, eval_every, probe_every, checkpoint_dir, checkpoint_every, resume,
             backend, output, quiet):
     """Train with plain SGD (the paper's §3.2/§5), writing the trained params and a metrics JSON beside them."""
-    from deepntk.engine.architectures import architecture, spec_for_data
+    from deepntk.engine.architectures import architecture
     from deepntk.engine.experiments.datasets import load_dataset
     from deepntk.engine.params import init_params, load_params
     from deepntk.engine.trainer import TrainSettings, train
@@ -75,8 +75,7 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
             if data.note:
                 click.echo(data.note, err=True)
             X, Y, X_test, Y_test = data.X_train, data.Y_train, data.X_test, data.Y_test
-            spec = spec_for_data(cls, spec_options(cls, arch), X.shape, outputs=Y.shape[1],
-                                 given=given_fields(cls, arch), depth=depth, C_L=C_L)
+            spec = spec_from_data(arch, X.shape, "the dataset", outputs=Y.shape[1], depth=depth, C_L=C_L)
             params = init_params(spec, init, seed, dtype)
         settings = TrainSettings(steps=steps, epochs=epochs, batch_size=batch_size, eta=eta, lr=lr, loss=loss,
                                  seed=seed, eval_every=eval_every, probe_every=probe_every,

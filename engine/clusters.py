@@ -36,6 +36,31 @@ def threads_per_worker() -> None:
         numba.set_num_threads(1)
 
 
+def run_in_order(function, argument_lists, client=None, on_done=None) -> list:
+    """function(*arguments) for each tuple of `argument_lists`, the results in that order: one after another
+    here, or one Dask task each on `client`'s workers (at one thread per worker). `on_done()` is called as
+    each one completes."""
+    if client is None:
+        results = []
+        for arguments in argument_lists:
+            results.append(function(*arguments))
+            if on_done:
+                on_done()
+        return results
+    from distributed import as_completed
+
+    futures = [client.submit(_on_worker, function, *arguments, pure=False) for arguments in argument_lists]
+    for _ in as_completed(futures):
+        if on_done:
+            on_done()
+    return client.gather(futures)
+
+
+def _on_worker(function, *arguments):
+    threads_per_worker()
+    return function(*arguments)
+
+
 def _distributed():
     try:
         import distributed

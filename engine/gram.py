@@ -122,8 +122,13 @@ def _params(path: str, expected_digest: str):
     return load_params(path)
 
 
+def tile_slice(index: int, tile: int, count: int) -> slice:
+    """Rows (or columns) of tile `index` among `count`, in tiles of side `tile`."""
+    return slice(index * tile, min(count, (index + 1) * tile))
+
+
 def tile_slices(count: int, tile: int) -> list[slice]:
-    return [slice(start, min(count, start + tile)) for start in range(0, count, tile)]
+    return [tile_slice(index, tile, count) for index in range(-(-count // tile))]
 
 
 def choose_tile(n1: int, n2: int, requested: int | None) -> int:
@@ -184,15 +189,20 @@ class GramStore:
         return good
 
     def _tile_crc(self, i: int, j: int) -> int:
-        rows, cols = self._slices(i, j)
+        rows, cols = self.slices(i, j)
         try:
             return tile_crc(self.group["gram"][rows, cols])
         except Exception:  # a chunk that no longer decodes is simply not complete
             return -2
 
-    def _slices(self, i, j):
-        return slice(i * self.tile, min(self.shape[0], (i + 1) * self.tile)), \
-            slice(j * self.tile, min(self.shape[1], (j + 1) * self.tile))
+    def slices(self, i: int, j: int) -> tuple[slice, slice]:
+        """The rows and columns of tile (i, j)."""
+        return tile_slice(i, self.tile, self.shape[0]), tile_slice(j, self.tile, self.shape[1])
+
+    def entries(self, i: int, j: int) -> int:
+        """Gram entries (input pairs) in tile (i, j)."""
+        rows, cols = self.slices(i, j)
+        return (rows.stop - rows.start) * (cols.stop - cols.start)
 
     @property
     def complete(self) -> bool:
@@ -294,8 +304,7 @@ def compute_tile(path: str, kernel: GramKernel, i: int, j: int) -> tuple:
     config = group.attrs["deepntk"]
     tile, symmetric = config["tile"], config["symmetric"]
     n1, n2 = config["shape"][:2]
-    rows = slice(i * tile, min(n1, (i + 1) * tile))
-    cols = slice(j * tile, min(n2, (j + 1) * tile))
+    rows, cols = tile_slice(i, tile, n1), tile_slice(j, tile, n2)
     A = group["x1"][rows]
     diagonal = symmetric and i == j
     B = None if diagonal else (group["x1"] if symmetric else group["x2"])[cols]
@@ -378,11 +387,7 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
                 if on_tile:
                     on_tile(reused + done, total)
     seconds = time.perf_counter() - started
-    pairs = sum(_tile_pairs(gram_store, i, j) for i, j in todo)
+    pairs = sum(gram_store.entries(i, j) for i, j in todo)
     return GramReport(gram_store, total, len(todo), reused, seconds, written, pairs * kernel.flops_per_pair(), busy,
                       spans)
 
-
-def _tile_pairs(store: GramStore, i: int, j: int) -> int:
-    rows, cols = store._slices(i, j)
-    return (rows.stop - rows.start) * (cols.stop - cols.start)

@@ -32,17 +32,15 @@ class KernelOperator:
     @classmethod
     def from_array(cls, K) -> "KernelOperator":
         """An in-memory Gram: (N, N) scalar or (N, N, k, k) blocks."""
-        K = np.asarray(K, dtype=np.float64)
-        if K.ndim == 4:
-            N, _, k, _ = K.shape
-            K = K.transpose(0, 2, 1, 3).reshape(N * k, N * k)
-            samples = N
-        elif K.ndim == 2:
-            samples = K.shape[0]
-        else:
-            raise InputError(f"a Gram must be (N, N) or (N, N, k, k), got shape {K.shape}")
-        if K.shape[0] != K.shape[1] or not np.all(np.isfinite(K)):
-            raise InputError(f"a Gram must be square and finite, got shape {K.shape}")
+        from deepntk.analytic import stack_kernel
+
+        samples = np.shape(K)[0]
+        try:
+            K = stack_kernel(K, name="the Gram")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if K.shape[0] != K.shape[1]:
+            raise InputError(f"a Gram must be square, got shape {K.shape}")
         return cls(lambda Y: K @ Y, K.shape[0], lambda idx: K[:, idx], samples)
 
     @classmethod
@@ -58,15 +56,15 @@ class KernelOperator:
         N = store.shape[0]
         k = store.shape[2] if len(store.shape) == 4 else 1
         gram = store.group["gram"]
-        upper_bytes = sum(_tile_size(store, i, j) for i, j in store.tiles()) * k * k * 8
+        upper_bytes = sum(store.entries(i, j) for i, j in store.tiles()) * k * k * 8
         kept = {}
         if upper_bytes <= (memory_budget() if memory is None else memory):
-            kept = {(i, j): _stacked(gram[store._slices(i, j)]) for i, j in store.tiles()}
+            kept = {(i, j): _stacked(gram[store.slices(i, j)]) for i, j in store.tiles()}
 
         def matvec(Y):
             out = np.zeros_like(Y)
             for i, j in store.tiles():
-                rows, cols = store._slices(i, j)
+                rows, cols = store.slices(i, j)
                 block = kept[i, j] if kept else _stacked(gram[rows, cols])
                 r, c = _stacked_slice(rows, k), _stacked_slice(cols, k)
                 out[r] += block @ Y[c]
@@ -87,13 +85,9 @@ class KernelOperator:
         return self._column(idx)
 
 
-def _tile_size(store, i, j) -> int:
-    rows, cols = store._slices(i, j)
-    return (rows.stop - rows.start) * (cols.stop - cols.start)
-
-
 def _stacked(block):
-    """(B1, B2, k, k) → (B1·k, B2·k); scalar blocks as they are."""
+    """A stored tile (B1, B2, k, k) as (B1·k, B2·k), scalar tiles as they are: `stack_kernel` without its checks,
+    which the stored tiles passed when written (this runs for every tile of every product)."""
     if block.ndim == 2:
         return block
     B1, B2, k, _ = block.shape
@@ -280,7 +274,7 @@ def apply_cross(store, coefficients) -> np.ndarray:
     stacked = alpha.reshape(N * k, -1) if k > 1 else alpha
     out = np.zeros((M * k, stacked.shape[1]))
     for i, j in store.tiles():
-        rows, cols = store._slices(i, j)
+        rows, cols = store.slices(i, j)
         out[_stacked_slice(rows, k)] += _stacked(store.group["gram"][rows, cols]) @ stacked[_stacked_slice(cols, k)]
     return out.reshape(M, -1) if k > 1 else out
 

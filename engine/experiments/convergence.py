@@ -18,6 +18,7 @@ import numpy as np
 from deepntk.analytic import fig3_inputs
 from deepntk.engine.api import scaled_ntk
 from deepntk.engine.architectures import architecture, spec_field_names
+from deepntk.engine.clusters import run_in_order
 from deepntk.engine.errors import FileFormatError, SpecError
 from deepntk.engine.experiments.stats import fit_power_law, relative_block_errors
 from deepntk.engine.files import json_entry, read_npz
@@ -152,32 +153,13 @@ def seed_kernel(spec, seed: int, dtype: str, X1, X2, backend) -> np.ndarray:
     return scaled_ntk(init_params(spec, "paper", seed, dtype), X1, X2, backend=backend)
 
 
-def seed_kernel_task(spec, seed: int, dtype: str, X1, X2, backend) -> np.ndarray:
-    """`seed_kernel` as one task on a worker process (one thread per worker)."""
-    from deepntk.engine.clusters import threads_per_worker
-
-    threads_per_worker()
-    return seed_kernel(spec, seed, dtype, X1, X2, backend)
-
-
 def seed_kernels(spec, seeds, dtype, X1, X2, backend, client=None, on_seed=None) -> np.ndarray:
     """Θ̃ for every seed, in seed order: one after another here, or one task per seed on `client`'s workers
     (the inputs enter the graph once)."""
-    if client is None:
-        kernels = []
-        for seed in seeds:
-            kernels.append(seed_kernel(spec, seed, dtype, X1, X2, backend))
-            if on_seed:
-                on_seed()
-        return np.array(kernels)
-    from distributed import as_completed
-
-    shared = [None if X is None else client.scatter(X, broadcast=True, hash=False) for X in (X1, X2)]
-    futures = [client.submit(seed_kernel_task, spec, seed, dtype, *shared, backend, pure=False) for seed in seeds]
-    for _ in as_completed(futures):
-        if on_seed:
-            on_seed()
-    return np.array(client.gather(futures))
+    inputs = (X1, X2) if client is None else \
+        [None if X is None else client.scatter(X, broadcast=True, hash=False) for X in (X1, X2)]
+    return np.array(run_in_order(seed_kernel, [(spec, seed, dtype, *inputs, backend) for seed in seeds], client,
+                                 on_seed))
 
 
 def run_depth(config: ConvergenceConfig, depth: int, C_L: float, X1, X2, on_seed=None, client=None) -> DepthResult:

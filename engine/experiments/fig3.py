@@ -11,6 +11,7 @@ import numpy as np
 from deepntk.analytic import fig3_inputs, fig3_limit_curve, fig3_target
 from deepntk.engine.api import forward, scaled_ntk
 from deepntk.engine.architectures import MLP
+from deepntk.engine.clusters import run_in_order
 from deepntk.engine.params import init_params
 from deepntk.engine.training import gradient_descent
 
@@ -43,14 +44,6 @@ def train_one(depth: int, C_L: float, seed: int, steps: int, backend=None) -> tu
     return K0.tolist(), KT.tolist(), fit.tolist(), float(np.linalg.norm(KT - K0) / np.linalg.norm(K0))
 
 
-def train_one_task(depth: int, C_L: float, seed: int, steps: int, backend=None) -> tuple:
-    """`train_one` as one task on a worker process (one thread per worker)."""
-    from deepntk.engine.clusters import threads_per_worker
-
-    threads_per_worker()
-    return train_one(depth, C_L, seed, steps, backend)
-
-
 def fig3_training(depths, seeds: int, steps: int = PAPER_STEPS, backend=None, on_seed=None, client=None) -> dict:
     """Θ̃(x₀, x(γ)) at init and after `steps` full-batch GD steps (MSELoss, raw lr = 1/(4·L·C_L²): flow time 1/2
     per step) on y = x₁x₂ over the 200 arc points, for each (L, C_L) in `depths` and each seed; with a `client`,
@@ -60,20 +53,7 @@ def fig3_training(depths, seeds: int, steps: int = PAPER_STEPS, backend=None, on
            "depths": []}
     for L, C in depths:
         start = time.perf_counter()
-        if client is None:
-            runs = []
-            for seed in range(seeds):
-                runs.append(train_one(L, C, seed, steps, backend))
-                if on_seed:
-                    on_seed()
-        else:
-            from distributed import as_completed
-
-            futures = [client.submit(train_one_task, L, C, seed, steps, backend, pure=False) for seed in range(seeds)]
-            for _ in as_completed(futures):
-                if on_seed:
-                    on_seed()
-            runs = client.gather(futures)
+        runs = run_in_order(train_one, [(L, C, seed, steps, backend) for seed in range(seeds)], client, on_seed)
         init, trained, fits, drift = (list(column) for column in zip(*runs))
         out["depths"].append({"depth": L, "C_L": C, "steps": steps, "kernel_init": init, "kernel_trained": trained,
                               "fit": fits, "kernel_drift": drift, "seconds": time.perf_counter() - start})
