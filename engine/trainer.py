@@ -2,9 +2,9 @@
 
 The steps run through `Backend.descend` (the one training loop, docs/training.md) in runs of index plans
 that end at the next epoch, evaluation, probe or checkpoint; a GPU backend keeps its weights on the device
-for a whole run. Everything that decides the trajectory is in the checkpoint (weights, the current epoch's permutation, the
-shuffling RNG's state, the step counter), so a resumed run is bit-identical to an uninterrupted one with the
-same seed. Checkpoints are written atomically (temporary file, then rename).
+for a whole run. Everything that decides the trajectory is in the checkpoint (weights, the current epoch's
+permutation, the shuffling RNG's state, the step counter), so a resumed run is bit-identical to an
+uninterrupted one with the same seed. Checkpoints are written atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
