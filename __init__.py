@@ -8,10 +8,17 @@ Importing this package loads only NumPy; Numba, CuPy, SymPy and matplotlib are i
 
 __version__ = "0.1.0"
 
-from deepntk.engine.architectures import CNN, MLP
-from deepntk.engine.params import Params, init_params, load_params
-from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
 from deepntk.backends.registry import available_backends, get_backend
+from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
+from deepntk.engine.architectures import CNN, MLP
+from deepntk.engine.params import (
+    Ensemble,
+    Params,
+    init_params,
+    load_params,
+    stack_params,
+)
+from deepntk.engine.training import gradient_descent
 
 
 def gram(kernel, X1, X2=None, **options):
@@ -24,12 +31,15 @@ __all__ = [
     "MLP",
     "CNN",
     "Params",
+    "Ensemble",
     "init_params",
+    "stack_params",
     "load_params",
     "forward",
     "activations",
     "loss_and_gradients",
     "scaled_ntk",
+    "gradient_descent",
     "get_backend",
     "gram",
     "available_backends",

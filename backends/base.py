@@ -11,17 +11,24 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-
 from deepntk.backends.layers import LAYER_OPS
 from deepntk.engine.errors import TrainingDiverged
 from deepntk.engine.losses import loss_value_and_output_gradient
 from deepntk.engine.memory import input_blocks, memory_budget, require_memory
 
 
-def diverged(step: int, value: float, W, b, losses) -> TrainingDiverged:
-    """The one non-finite-loss policy of every backend's `descend`: stop, and hand back the last good state."""
-    return TrainingDiverged(f"loss became {value} at step {step}; try a smaller learning rate", step, W, b, losses,
-                            value)
+def diverged(step: int, value, W, b, losses) -> TrainingDiverged:
+    """The one non-finite-loss policy of every backend's `descend`: stop, and hand back the last good state.
+    For an ensemble (`value` per network) the message names the networks whose loss is not finite."""
+    value = np.asarray(value)
+    if value.ndim:
+        bad = np.flatnonzero(~np.isfinite(value))
+        where = f" of network{'s' if len(bad) > 1 else ''} {', '.join(str(e) for e in bad[:10])}"
+        value = value[bad[0]]
+    else:
+        where = ""
+    return TrainingDiverged(f"loss{where} became {value} at step {step}; try a smaller learning rate", step, W, b,
+                            losses, float(value))
 
 
 def batch_of(X, Y, idx):
@@ -124,16 +131,18 @@ class Backend:
 
         The one training loop of deepntk: the trainer, `gradient_descent` and the experiments all call it.
         Returns (W, b, losses): the packed weights after the last step and each step's batch loss ℒ_B before
-        its update. A non-finite batch loss raises `TrainingDiverged` carrying the last good W, b.
-        `on_step(step, loss)` is called after each update. Backends that keep the weights on a device
-        override this to avoid a round trip per step.
+        its update. An ensemble (`net.ensemble`) steps all its networks together on the same batches through
+        `loss_and_gradients_ensemble`; its losses are (steps, E). A non-finite batch loss raises
+        `TrainingDiverged` carrying the last good W, b. `on_step(step, loss)` is called after each update.
+        Backends that keep the weights on a device override this to avoid a round trip per step.
         """
+        gradients = self.loss_and_gradients_ensemble if net.ensemble else self.loss_and_gradients
         W, b = net.W.copy(), net.b.copy()
         losses = []
         for step, idx in enumerate(batches):
             Xb, Yb = batch_of(X, Y, idx)
-            value, _, dW, db = self.loss_and_gradients(replace(net, W=W, b=b), Xb, Yb, loss)
-            if not np.isfinite(value):
+            value, _, dW, db = gradients(replace(net, W=W, b=b), Xb, Yb, loss)
+            if not np.all(np.isfinite(value)):
                 raise diverged(step, value, W, b, losses)
             losses.append(value)
             W -= np.asarray(rate, dtype=W.dtype) * dW
@@ -141,6 +150,22 @@ class Backend:
             if on_step:
                 on_step(step, value)
         return W, b, np.array(losses)
+
+    # -- ensembles: E networks of one architecture (a PackedNet with a leading axis) -------------------------
+    # These defaults run the networks one after another; backends with kernels over networks × inputs
+    # override them. Results carry a leading E axis.
+    def forward_ensemble(self, nets, X: np.ndarray) -> np.ndarray:
+        """Outputs (E, N, k) of every network."""
+        return np.stack([self.forward(net, X) for net in nets.members()])
+
+    def loss_and_gradients_ensemble(self, nets, X: np.ndarray, Y: np.ndarray, loss: str):
+        """(ℒ per network (E,), outputs (E, N, k), ∂ℒ/∂W (E, …), ∂ℒ/∂b (E, …)), every network on the same X, Y."""
+        values, outputs, dW, db = zip(*(self.loss_and_gradients(net, X, Y, loss) for net in nets.members()))
+        return np.array(values), np.stack(outputs), np.stack(dW), np.stack(db)
+
+    def ntk_ensemble(self, nets, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
+        """Unscaled NTK (E, N1, N2, k, k) of every network."""
+        return np.stack([self.ntk(net, X1, X2) for net in nets.members()])
 
     def ntk(self, net, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
         """Unscaled NTK Θ(X1, X2) of shape (N1, N2, k, k), summed layer by layer (docs/ntk.md).

@@ -242,7 +242,8 @@ class CupyBackend(Backend):
         one batched GEMM and a gather of the batch's columns; only the batch loss comes back to the host."""
         batches = list(batches)
         largest = max((len(X) if idx is None else len(idx) for idx in batches), default=0)
-        if not self._fused(net) or largest * self._per_input_gradient_bytes(net) > self.memory_budget():
+        if (net.ensemble or not self._fused(net)
+                or largest * self._per_input_gradient_bytes(net) > self.memory_budget()):
             return super().descend(net, X, Y, loss, rate, batches, on_step)
         xp = self.xp
         W, b = self._device_net(net)

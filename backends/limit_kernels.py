@@ -15,7 +15,7 @@ def numba_available() -> bool:
 def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
     """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair with the fused Numba kernel (one pass per pair, each
     pair of a symmetric Gram once), in place of `CNNTerms.K`'s blocked NumPy loop."""
-    from deepntk.backends.numba_kernels import cnn_kappa_sums
+    from deepntk.backends.numba_limit_kernels import cnn_kappa_sums
 
     symmetric = terms.P2 is terms.P1
     P2t = np.ascontiguousarray(terms.P2.transpose(0, 2, 1))

@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
-
 from deepntk.backends.base import Backend
-from deepntk.engine.losses import loss_value_and_output_gradient, output_gradient_coefficient
+from deepntk.engine.losses import (
+    loss_value_and_output_gradient,
+    output_gradient_coefficient,
+)
 
 NARROW_WIDTH = 64
 MIN_CHUNK = 32
-# Activations one GD task keeps at once (per parallel worker).
-GD_ACTIVATION_BYTES = 64 << 20
+# Activations one GD task keeps at once: one checkpoint segment, sized to stay in a core's L2 cache.
+GD_SEGMENT_BYTES = 256 << 10
 # Bytes of layer features built per BLAS call (a few hundred layers at a time).
 FEATURE_CHUNK_BYTES = 48 << 20
 
@@ -26,6 +28,24 @@ def _kernels():
     from deepntk.backends import numba_kernels
 
     return numba_kernels
+
+
+_POOLS = {}
+
+
+def run_in_parts(kernel, *args, parts: int) -> None:
+    """Call kernel(*args, part, parts) for part = 0 … parts-1 at once on `parts` threads (the kernels release the
+    GIL), and wait for all of them; a kernel's exception is raised here."""
+    if parts == 1:
+        kernel(*args, 0, 1)
+        return
+    pool = _POOLS.get(parts)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = _POOLS[parts] = ThreadPoolExecutor(parts, thread_name_prefix="deepntk-numba")
+    for future in [pool.submit(kernel, *args, part, parts) for part in range(parts)]:
+        future.result()
 
 
 class DenseKernels:
@@ -44,15 +64,15 @@ class DenseKernels:
         return ()
 
     @staticmethod
-    def scratch(net, every, N):
-        n, k = net.width, net.outputs
-        return np.empty((every, n, N), dtype=net.dtype), np.empty((every, k, n, N), dtype=net.dtype)
+    def scratch(nets, every, N):
+        E, n, k = nets.networks, nets.width, nets.outputs
+        return np.empty((E, every, n, N), dtype=nets.dtype), np.empty((E, every, k, n, N), dtype=nets.dtype)
 
     @staticmethod
-    def segment_features(kern, net, start, l0, l1, jac, phi, g_next, chunk, scratch):
+    def segment_features(kern, W, b, start, l0, l1, jac, phi, g_next, chunk, scratch, parts):
         A, G = scratch
-        kern.dense_segment_trace(net.W, net.b, start, l0, l1, jac, A, G, g_next, chunk)
-        kern.dense_features(A, G, 0, l1 - l0, phi)
+        run_in_parts(kern.dense_segment_trace, W, b, start, l0, l1, jac, A, G, g_next, chunk, parts=parts)
+        run_in_parts(kern.dense_features, A, G, 0, l1 - l0, phi, parts=parts)
 
 
 class ConvKernels:
@@ -71,12 +91,12 @@ class ConvKernels:
         return (net.size, net.size)
 
     @staticmethod
-    def scratch(net, every, N):
+    def scratch(nets, every, N):
         return None
 
     @staticmethod
-    def segment_features(kern, net, start, l0, l1, jac, phi, g_next, chunk, scratch):
-        kern.conv_segment_features(net.W, net.b, start, l0, l1, jac, phi, g_next, chunk)
+    def segment_features(kern, W, b, start, l0, l1, jac, phi, g_next, chunk, scratch, parts):
+        run_in_parts(kern.conv_segment_features, W, b, start, l0, l1, jac, phi, g_next, chunk, parts=parts)
 
 
 # layer kind → its fused kernels; kinds without an entry run the reference array code.
@@ -104,9 +124,10 @@ class NumbaBackend(Backend):
 
     @staticmethod
     def _threads() -> int:
+        """Threads the kernels run on: NUMBA_NUM_THREADS (default: every core)."""
         import numba
 
-        return numba.get_num_threads()
+        return int(numba.config.NUMBA_NUM_THREADS)
 
     def _chunk(self, N: int) -> int:
         """Inputs per parallel task: enough to fill the vector units (>= 32 where N allows), few enough that
@@ -122,30 +143,49 @@ class NumbaBackend(Backend):
         """(N, n) → (n, N) or (N, n, d, d) → (n, d, d, N): the kernels' layout, inputs contiguous."""
         return np.ascontiguousarray(np.moveaxis(X, 0, -1))
 
-    # -- forward ------------------------------------------------------------------------------------------
+    # -- forward: one network is the ensemble of one ---------------------------------------------------------
     def forward(self, net, X):
         if not self._fused(net):
             return super().forward(net, X)
-        run = getattr(_kernels(), FUSED_KERNELS[net.kind].forward)
-        out = run(net.W, net.b, self._inputs_last(X), net.outputs, self._chunk(len(X)))
-        return np.ascontiguousarray(out.T)
+        return self.forward_ensemble(net.stacked(), X)[0]
+
+    def forward_ensemble(self, nets, X):
+        """Every network's outputs (E, N, k) in one kernel call, in parallel over networks × chunks of inputs."""
+        if not self._fused(nets):
+            return super().forward_ensemble(nets, X)
+        out = np.empty((nets.networks, nets.outputs, len(X)), dtype=nets.dtype)
+        run_in_parts(getattr(_kernels(), FUSED_KERNELS[nets.kind].forward), nets.W, nets.b, self._inputs_last(X),
+                     self._chunk(len(X)), out, parts=self._threads())
+        return np.ascontiguousarray(out.transpose(0, 2, 1))
 
     # -- loss gradients -----------------------------------------------------------------------------------
     def loss_and_gradients(self, net, X, Y, loss):
         if not self._fused(net):
             return super().loss_and_gradients(net, X, Y, loss)
+        values, outputs, dW, db = self.loss_and_gradients_ensemble(net.stacked(), X, Y, loss)
+        return values[0], outputs[0], dW[0], db[0]
+
+    def loss_and_gradients_ensemble(self, nets, X, Y, loss):
+        """One fused, checkpointed forward+backward kernel call for every network, in parallel over networks ×
+        chunks of inputs; each thread sums its own gradients, added up here."""
+        if not self._fused(nets):
+            return super().loss_and_gradients_ensemble(nets, X, Y, loss)
         N, k = Y.shape
-        coeff = output_gradient_coefficient(loss, N, k)
-        run = getattr(_kernels(), FUSED_KERNELS[net.kind].loss_gradients)
-        # Segments as long as a chunk's activation budget allows (at least √L): the fewer segments, the less
-        # forward work is recomputed; one segment means a single forward pass.
-        per_layer = net.width * net.size**2 * self._chunk(N) * net.dtype.itemsize
-        every = int(min(net.depth, max(np.ceil(np.sqrt(net.depth)), GD_ACTIVATION_BYTES // per_layer)))
-        out, dW, db = run(net.W, net.b, self._inputs_last(X), np.ascontiguousarray(Y.T.astype(net.dtype)),
-                          coeff, self._chunk(N), every, self._threads())
-        outputs = np.ascontiguousarray(out.T)
-        value, _ = loss_value_and_output_gradient(outputs, Y, loss)
-        return value, outputs, dW, db
+        E, L = nets.networks, nets.depth
+        parts, chunk = self._threads(), self._chunk(N)
+        # Segments of at least √L layers (the fewer segments, the less memory for checkpoints), and as long as
+        # a cache-sized budget allows (the longer, the fewer recomputed layers; one segment: a single pass).
+        per_layer = nets.width * nets.size**2 * chunk * nets.dtype.itemsize
+        every = int(min(L, max(np.ceil(np.sqrt(L)), GD_SEGMENT_BYTES // per_layer)))
+        out = np.empty((E, k, N), dtype=nets.dtype)
+        dW = np.zeros((parts,) + nets.W.shape, dtype=nets.dtype)
+        db = np.zeros((parts,) + nets.b.shape, dtype=nets.dtype)
+        run_in_parts(getattr(_kernels(), FUSED_KERNELS[nets.kind].loss_gradients), nets.W, nets.b,
+                     self._inputs_last(X), np.ascontiguousarray(Y.T.astype(nets.dtype)),
+                     output_gradient_coefficient(loss, N, k), chunk, every, out, dW, db, parts=parts)
+        outputs = np.ascontiguousarray(out.transpose(0, 2, 1))
+        values = np.array([loss_value_and_output_gradient(o, Y, loss)[0] for o in outputs])
+        return values, outputs, dW.sum(axis=0), db.sum(axis=0)
 
     # -- NTK ----------------------------------------------------------------------------------------------
     def _ntk_bytes_per_input(self, net) -> int:
@@ -156,53 +196,69 @@ class NumbaBackend(Backend):
         return 2 * segment * (1 + net.outputs) * net.width * net.size**2 * net.dtype.itemsize
 
     def _gram(self, net, X1, X2=None):
+        if not self._fused(net):
+            return super()._gram(net, X1, X2)
+        return self._gram_ensemble(net.stacked(), X1, X2)[0]
+
+    def ntk_ensemble(self, nets, X1, X2=None):
+        """Every network's NTK in one sweep (kernels over networks × chunks of inputs) where all their working
+        memory fits the budget; else network by network, each blocked by `ntk`."""
+        N = len(X1) + (0 if X2 is None else len(X2))
+        if not self._fused(nets) or nets.networks * N * self._ntk_bytes_per_input(nets) > self.memory_budget():
+            return super().ntk_ensemble(nets, X1, X2)
+        return self._gram_ensemble(nets, X1, X2)
+
+    def _gram_ensemble(self, nets, X1, X2=None):
         """Checkpointed sweep: one forward pass keeps the input of every S-th layer; then, segment by segment
         from the top, the segment's activations are recomputed, the output Jacobians backpropagated through it,
         and each layer's contribution written as per-input features whose inner products are that layer's NTK
         term (dense: ã ⊗ G with ã = [a, 1]; conv: the per-input filter and bias gradients). One BLAS SYRK (or
-        GEMM for X1 ≠ X2) per segment adds them to the Gram. Memory: O((L/S + S)·width·N) plus the features
-        of one segment (FEATURE_CHUNK_BYTES); no per-layer N×N pass."""
-        if not self._fused(net):
-            return super()._gram(net, X1, X2)
+        GEMM for X1 ≠ X2) per network and segment adds them to its Gram. Memory per network:
+        O((L/S + S)·width·N) plus the features of one segment (FEATURE_CHUNK_BYTES); no per-layer N×N pass.
+        Returns (E, N1, N2, k, k)."""
         from scipy.linalg import blas
 
         kern = _kernels()
-        kernels = FUSED_KERNELS[net.kind]
-        k, n, L, dtype = net.outputs, net.width, net.depth, net.dtype
+        kernels = FUSED_KERNELS[nets.kind]
+        E, k, n, L, dtype = nets.networks, nets.outputs, nets.width, nets.depth, nets.dtype
         symmetric = X2 is None
         sets = [self._inputs_last(X1)] + ([] if symmetric else [self._inputs_last(X2)])
         sizes = [X.shape[-1] for X in sets]
-        per_layer = kernels.features_per_layer(net)
+        per_layer = kernels.features_per_layer(nets)
         checkpoints = getattr(kern, kernels.checkpoints)
-        spatial = kernels.pixel_axes(net)
+        spatial = kernels.pixel_axes(nets)
         feature_bytes = min(FEATURE_CHUNK_BYTES, self.memory_budget() // 2)
-        every = int(max(1, min(L, feature_bytes // (per_layer * k * sum(sizes) * dtype.itemsize))))
+        every = int(max(1, min(L, feature_bytes // (E * per_layer * k * sum(sizes) * dtype.itemsize))))
         chunks = [self._chunk(N) for N in sizes]
-        starts = [checkpoints(net.W, net.b, X, every, c) for X, c in zip(sets, chunks)]
+        parts = self._threads()
+        starts = []
+        for X, c in zip(sets, chunks):
+            starts.append(np.empty(((L + every - 1) // every, E) + X.shape, dtype=dtype))
+            run_in_parts(checkpoints, nets.W, nets.b, X, every, c, starts[-1], parts=parts)
         jac, g_next, phi, scratch = [], [], [], []
         for N in sizes:
-            g = np.zeros((k, n) + spatial + (N,), dtype=dtype)
-            g[np.arange(k), np.arange(k)] = 1.0 / net.size**2  # ∂f/∂z^L (global average pool for conv)
+            g = np.zeros((E, k, n) + spatial + (N,), dtype=dtype)
+            g[:, np.arange(k), np.arange(k)] = 1.0 / nets.size**2  # ∂f/∂z^L (global average pool for conv)
             jac.append(g)
             g_next.append(np.empty_like(g))
-            phi.append(np.empty((every * per_layer, k, N), dtype=dtype))
-            scratch.append(kernels.scratch(net, every, N))
-        gram = np.zeros((k * sizes[0], k * sizes[-1]), dtype=dtype, order="F")
+            phi.append(np.empty((E, every * per_layer, k, N), dtype=dtype))
+            scratch.append(kernels.scratch(nets, every, N))
+        grams = [np.zeros((k * sizes[0], k * sizes[-1]), dtype=dtype, order="F") for _ in range(E)]
         syrk = blas.dsyrk if dtype == np.float64 else blas.ssyrk
         for s in range((L + every - 1) // every - 1, -1, -1):
             l0, l1 = s * every, min(L, (s + 1) * every)
             rows = (l1 - l0) * per_layer
-            features = []
-            for t, N in enumerate(sizes):
-                kernels.segment_features(kern, net, starts[t][s], l0, l1, jac[t], phi[t], g_next[t], chunks[t],
-                                         scratch[t])
-                features.append(phi[t][:rows].reshape(rows, k * N))
+            for t in range(len(sets)):
+                kernels.segment_features(kern, nets.W, nets.b, starts[t][s], l0, l1, jac[t], phi[t], g_next[t],
+                                         chunks[t], scratch[t], parts)
                 jac[t], g_next[t] = g_next[t], jac[t]
-            if symmetric:
-                # gram += FᵀF on the upper triangle; F.T is Fortran-ordered, so BLAS reads it in place.
-                gram = syrk(1.0, features[0].T, beta=1.0, c=gram, overwrite_c=True)
-            else:
-                gram += features[0].T @ features[1]
+            for e in range(E):
+                features = [phi[t][e, :rows].reshape(rows, k * N) for t, N in enumerate(sizes)]
+                if symmetric:
+                    # gram += FᵀF on the upper triangle; F.T is Fortran-ordered, so BLAS reads it in place.
+                    grams[e] = syrk(1.0, features[0].T, beta=1.0, c=grams[e], overwrite_c=True)
+                else:
+                    grams[e] += features[0].T @ features[1]
         if symmetric:
-            gram = np.triu(gram) + np.triu(gram, 1).T
-        return np.ascontiguousarray(gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2))
+            grams = [np.triu(gram) + np.triu(gram, 1).T for gram in grams]
+        return np.stack([gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2) for gram in grams])

@@ -15,7 +15,8 @@ from deepntk.cli.common import CommandError, check_output_path, comma_list, prog
               help="Comma-separated peers to time when installed: torch, torch-cuda, jax; 'none' for none.")
 @click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated); "
               "'scale' runs the Dask scale-out benchmark instead (the distributed extra), 'cnn-limit' the CNN limit "
-              "kernel's rates (NumPy reference vs the fused Numba kernel).")
+              "kernel's rates (NumPy reference vs the fused Numba kernel), 'ensembles' E = 10 networks in one call "
+              "against 10 single calls, 'cold-start' each first call in a fresh process with an empty Numba cache.")
 @click.option("--mnist-gram", type=click.IntRange(min=1), default=None,
               help="With --workloads scale: also the MLP limit Gram of this many MNIST training images into Zarr.")
 @click.option("--data-dir", default=None, help="With --mnist-gram: the MNIST IDX folder [$DEEPNTK_DATA].")
@@ -47,6 +48,10 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
         return _scale(mnist_gram, data_dir, output)
     if workloads is not None and workloads.strip() == "cnn-limit":
         return _cnn_limit(output)
+    if workloads is not None and workloads.strip() in ("ensembles", "cold-start"):
+        with user_errors():
+            backend = get_backend(comma_list(backends, "--backends", str.strip)[0] if backends else None).name
+        return (_ensembles if workloads.strip() == "ensembles" else _cold_start)(backend, quick, repeats, output)
     if backends is None:
         chosen = [n for n in backend_names() if availability(n)[0]]
     else:
@@ -103,11 +108,7 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
         for L, row in fig3["depths"].items():
             click.echo(f"  L = {L:>6}, C_L = {row['C_L']:g}: {row['seconds']:.1f} s, kernel drift "
                        f"{row['kernel_drift_mean']:.2e}, final MSE {row['final_mse_mean']:.2e}")
-    if output:
-        from deepntk.engine.results import write_json
-
-        write_json(output, report)
-        click.echo(f"wrote {output}")
+    _write_report(output, report)
 
 
 def _scale(mnist_gram, data_dir, output):
@@ -136,11 +137,7 @@ def _scale(mnist_gram, data_dir, output):
         click.echo(f"{m['workload']}: {m['seconds']:.1f} s, {m['gflops']:.1f} GFLOP/s, "
                    f"{m['bytes_written'] / 2**30:.2f} GiB written, {m['bytes_on_disk'] / 2**30:.2f} GiB on disk, "
                    f"peak {m['peak_worker_bytes'] / 2**30:.2f} GiB resident per worker")
-    if output:
-        from deepntk.engine.results import write_json
-
-        write_json(output, report)
-        click.echo(f"wrote {output}")
+    _write_report(output, report)
 
 
 def _cnn_limit(output):
@@ -155,8 +152,38 @@ def _cnn_limit(output):
         click.echo(f"{row['image']:<8} {row['pairs']:>8.0f} {row['numpy']['pairs_per_second']:>14.4g} "
                    f"{row['numba']['pairs_per_second']:>14.4g} {row['numba']['arccos_per_second']:>17.4g} "
                    f"{row['speedup']:>8.1f}×")
+    _write_report(output, {"cnn_limit": rows})
+
+
+def _ensembles(backend, quick, repeats, output):
+    """E = 10 networks as one ensemble call against 10 single calls, per standard workload."""
+    from deepntk.engine.experiments.benchmark import ensemble_rates
+
+    click.echo(f"{'workload':<20} {'10 single calls s':>18} {'ensemble of 10 s':>17} {'speed-up':>9} {'rel err':>8}"
+               f"   (backend {backend})")
+    with user_errors():
+        rows = ensemble_rates(backend, quick=quick, repeats=repeats)
+    for row in rows:
+        click.echo(f"{row['workload']:<20} {row['single_calls_s']:>18.4f} {row['ensemble_s']:>17.4f} "
+                   f"{row['speedup']:>8.2f}x {row['rel_error']:>8.1e}")
+    _write_report(output, {"backend": backend, "ensembles": rows})
+
+
+def _cold_start(backend, quick, repeats, output):
+    """Each first call in a fresh process with an empty Numba cache (what a newcomer's first command pays)."""
+    from deepntk.engine.experiments.benchmark import cold_start
+
+    with user_errors():
+        report = cold_start(backend)
+    for name, row in report.items():
+        click.echo(f"first {name:<10} {row['first_call_s']:>6.2f} s   (import deepntk {row['import_s']:.2f} s; "
+                   f"backend {backend}, empty Numba cache)")
+    _write_report(output, {"backend": backend, "cold_start": report})
+
+
+def _write_report(output, report):
     if output:
         from deepntk.engine.results import write_json
 
-        write_json(output, {"cnn_limit": rows})
+        write_json(output, report)
         click.echo(f"wrote {output}")

@@ -5,29 +5,28 @@ Every function takes host arrays and returns host NumPy arrays in the params' dt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
 from deepntk.backends.registry import get_backend
 from deepntk.engine.losses import check_loss
-from deepntk.engine.packed import network_inputs, pack, unpack
-from deepntk.engine.params import Params
+from deepntk.engine.packed import LayerViews, network_inputs, pack
+from deepntk.engine.params import Ensemble, Params
 from deepntk.engine.validate import check_targets, warn_if_unresolved
 
 
-@dataclass
-class Gradients:
-    """∂ℒ/∂θ in the same per-layer shapes as `Params.weights` and `Params.biases`."""
+class Gradients(LayerViews):
+    """∂ℒ/∂θ: packed `W`, `b` like the params' (behind a leading E for an ensemble), and per-layer views
+    `weights`, `biases` in the shapes of `Params.weights` and `Params.biases`."""
 
-    weights: list
-    biases: list
+    def __init__(self, spec, W: np.ndarray, b: np.ndarray):
+        self.spec, self.W, self.b = spec, W, b
 
 
-def check_params(params) -> Params:
-    if not isinstance(params, Params):
-        raise TypeError(f"params must be a deepntk.Params (from init_params or load_params), got "
-                        f"{type(params).__name__}")
+def check_params(params, ensembles: bool = True):
+    """`params` itself if it is a `Params` (or an `Ensemble`, where `ensembles`); else a TypeError."""
+    kinds = (Params, Ensemble) if ensembles else (Params,)
+    if not isinstance(params, kinds):
+        raise TypeError(f"params must be a deepntk.Params{' or deepntk.Ensemble' if ensembles else ''} (from "
+                        f"init_params or load_params), got {type(params).__name__}")
     return params
 
 
@@ -42,25 +41,26 @@ def forward(params, X, *, backend=None) -> np.ndarray:
     """Network outputs f(X).
 
     Args:
-        params: a `Params`.
+        params: a `Params`, or an `Ensemble` of E networks.
         X: inputs, (N, d_in) for the MLP or (N, c, d, d) for the CNN (a single point is accepted).
         backend: a backend name, instance, or None for the best installed one.
 
     Returns:
-        (N, k) array.
+        (N, k) array; (E, N, k) for an ensemble.
     """
     engine = get_backend(backend)
     net, Xp = _prepared(params, X, "X")
-    return engine.forward(net, Xp)
+    return engine.forward_ensemble(net, Xp) if net.ensemble else engine.forward(net, Xp)
 
 
 def activations(params, X, *, backend=None) -> np.ndarray:
     """Every layer's input activations a^l = σ(z^l), l = 0 … L−1 (a^0 = X as the first layer sees it), zero-padded
-    to the hidden width n (docs/networks.md).
+    to the hidden width n (docs/networks.md). One network (`Params`) at a time.
 
     Returns:
         (L, N, n) for the MLP, (L, N, n, d, d) for the CNN.
     """
+    check_params(params, ensembles=False)
     engine = get_backend(backend)
     net, Xp = _prepared(params, X, "X")
     return engine.activations(net, Xp)
@@ -70,19 +70,21 @@ def loss_and_gradients(params, X, Y, *, loss: str = "paper", backend=None):
     """Loss value, outputs and the gradient of the loss w.r.t. every weight and bias, by backpropagation.
 
     Args:
+        params: a `Params`, or an `Ensemble` of E networks (all on the same X, Y).
         loss: "paper" for ℒ = (1/2N) Σ‖f(x_i) − y_i‖² (paper §3.2) or "mse" for PyTorch's MSELoss (mean over
             samples and outputs, no ½; its gradient is 2/k times the paper's); docs/training.md#losses.
 
     Returns:
-        (loss value, outputs (N, k), `Gradients`).
+        (loss value, outputs (N, k), `Gradients`); for an ensemble, (values (E,), outputs (E, N, k), `Gradients`
+        with a leading E axis).
     """
     check_loss(loss)
     engine = get_backend(backend)
     net, Xp = _prepared(params, X, "X")
     targets = check_targets(Y, len(Xp), params.spec.outputs)
-    value, outputs, dW, db = engine.loss_and_gradients(net, Xp, targets, loss)
-    weights, biases = unpack(params, dW, db)
-    return value, outputs, Gradients(weights, biases)
+    run = engine.loss_and_gradients_ensemble if net.ensemble else engine.loss_and_gradients
+    value, outputs, dW, db = run(net, Xp, targets, loss)
+    return value, outputs, Gradients(params.spec, dW, db)
 
 
 def scaled_ntk(params, X1, X2=None, *, backend=None) -> np.ndarray:
@@ -90,10 +92,10 @@ def scaled_ntk(params, X1, X2=None, *, backend=None) -> np.ndarray:
     docs/ntk.md).
 
     Returns:
-        (N1, N2, k, k) array; with X2 None, the Gram of X1 with itself.
+        (N1, N2, k, k) array; (E, N1, N2, k, k) for an ensemble; with X2 None, the Gram of X1 with itself.
     """
     engine = get_backend(backend)
     net, X1p = _prepared(params, X1, "X1")
     X2p = None if X2 is None else network_inputs(net, params.spec, X2, "X2")
-    theta = engine.ntk(net, X1p, X2p)
+    theta = engine.ntk_ensemble(net, X1p, X2p) if net.ensemble else engine.ntk(net, X1p, X2p)
     return theta * np.asarray(params.ntk_scale, dtype=theta.dtype)

@@ -56,6 +56,26 @@ def run_in_order(function, argument_lists, client=None, on_done=None) -> list:
     return client.gather(futures)
 
 
+def seed_groups(seeds, client) -> list[list]:
+    """How a seed sweep is cut into ensembles: all seeds in one here (one kernel call steps them together), one
+    seed per task on a cluster (the tasks spread over its workers)."""
+    seeds = list(seeds)
+    return [seeds] if client is None else [[seed] for seed in seeds]
+
+
+def run_seed_groups(function, leading: tuple, seeds, trailing: tuple, client=None, on_seed=None) -> list:
+    """function(*leading, group, *trailing) for each group of `seed_groups`, results flattened in seed order;
+    `on_seed()` once per seed as its group completes."""
+    groups = seed_groups(seeds, client)
+    done = None
+    if on_seed:
+        def done():
+            for _ in range(len(groups[0])):
+                on_seed()
+    results = run_in_order(function, [leading + (group,) + trailing for group in groups], client, done)
+    return [item for group in results for item in group]
+
+
 def _on_worker(function, *arguments):
     threads_per_worker()
     return function(*arguments)

@@ -10,7 +10,7 @@ are dropped when unpacking. The network output is the first k channels of z^L (a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,12 +19,12 @@ from deepntk.engine.validate import check_inputs
 
 @dataclass(frozen=True)
 class PackedNet:
-    """A network as stacked, padded arrays (host NumPy).
+    """A network, or an ensemble of E networks of one architecture, as stacked, padded arrays (host NumPy).
 
     Attributes:
         kind: the layer kind, a key of `deepntk.backends.layers.LAYER_OPS` ("dense" or "conv").
-        W: (L, n, n) or (L, n, n, f, f).
-        b: (L, n).
+        W: (L, n, n) or (L, n, n, f, f); an ensemble has a leading axis E.
+        b: (L, n); (E, L, n) for an ensemble.
         n_in: channels of the network input (d_in or c).
         outputs: k, the number of outputs.
         size: image side d inside the network (1 for dense).
@@ -40,50 +40,100 @@ class PackedNet:
     filter_size: int = 1
 
     @property
+    def ensemble(self) -> bool:
+        return self.b.ndim == 3
+
+    @property
+    def networks(self) -> int:
+        """E, the number of networks (1 for a single network)."""
+        return self.b.shape[0] if self.ensemble else 1
+
+    @property
     def depth(self) -> int:
-        return self.W.shape[0]
+        return self.b.shape[-2]
 
     @property
     def width(self) -> int:
-        return self.W.shape[1]
+        return self.b.shape[-1]
 
     @property
     def dtype(self) -> np.dtype:
         return self.W.dtype
 
+    def stacked(self) -> "PackedNet":
+        """The ensemble form (E = 1 for a single network; views, no copy)."""
+        return self if self.ensemble else replace(self, W=self.W[None], b=self.b[None])
+
+    def members(self) -> list["PackedNet"]:
+        """The single networks of an ensemble (views)."""
+        if not self.ensemble:
+            return [self]
+        return [replace(self, W=W, b=b) for W, b in zip(self.W, self.b)]
+
 
 def pack(params) -> PackedNet:
-    """Stack a `Params` into the padded form.
+    """The packed form of a `Params` or `Ensemble`: its own arrays, no copy (they are stored packed)."""
+    spec = params.spec
+    return PackedNet(spec.layer_kind, params.W, params.b, spec.in_features, spec.outputs, spec.inner_size,
+                     spec.filter_side)
+
+
+def pack_layers(spec, weights, biases, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Stack per-layer arrays of exact shapes into the padded (W, b).
 
     The L − 2 middle layers already have the full shape, so they are stacked in one call; only the first and
     last layers are padded. (At L = 10⁴ a per-layer Python loop would cost more than a fused GD step.)
     """
-    spec = params.spec
-    L, n, k = spec.depth, spec.width, spec.outputs
-    W = np.zeros((L, n, n) + spec.packed_tail, dtype=params.dtype)
-    b = np.zeros((L, n), dtype=params.dtype)
+    L, n = spec.depth, spec.width
+    W = np.zeros((L, n, n) + spec.packed_tail, dtype=dtype)
+    b = np.zeros((L, n), dtype=dtype)
     if L > 2:
-        np.stack(params.weights[1:-1], out=W[1:-1])
-        np.stack(params.biases[1:-1], out=b[1:-1])
+        np.stack(weights[1:-1], out=W[1:-1])
+        np.stack(biases[1:-1], out=b[1:-1])
     for layer in (0, L - 1):
-        w, bias = params.weights[layer], params.biases[layer]
+        w, bias = weights[layer], biases[layer]
         W[(layer,) + tuple(slice(0, s) for s in w.shape)] = w
         b[layer, : bias.shape[0]] = bias
-    return PackedNet(spec.layer_kind, W, b, spec.in_features, k, spec.inner_size, spec.filter_side)
+    return W, b
 
 
-def unpack(params, dW: np.ndarray, db: np.ndarray):
-    """Cut padded per-layer arrays back to the exact shapes of `params` (lists of arrays).
+def layer_views(spec, W: np.ndarray, b: np.ndarray) -> tuple[tuple, tuple]:
+    """Per-layer views of exact shapes into padded (W, b), which may carry leading axes (an ensemble's E):
+    (weights, biases), each a tuple of L arrays. Writing into a view writes into W or b."""
+    lead = W.shape[: W.ndim - 3 - len(spec.packed_tail)]
+    every = (slice(None),) * len(lead)
+    weights, biases = [], []
+    for layer in range(1, spec.depth + 1):
+        w_shape, b_shape = spec.weight_shape(layer), spec.bias_shape(layer)
+        weights.append(W[every + (layer - 1,) + tuple(slice(0, s) for s in w_shape)])
+        biases.append(b[every + (layer - 1, slice(0, b_shape[0]))])
+    return tuple(weights), tuple(biases)
 
-    Middle layers are returned as views of `dW`/`db` (already full-shaped); the first and last are copies.
-    """
-    L = len(params.weights)
-    first, last = params.weights[0].shape, params.weights[-1].shape
-    weights = ([dW[(0,) + tuple(slice(0, s) for s in first)].copy()] + list(dW[1:L - 1])
-               + [dW[(L - 1,) + tuple(slice(0, s) for s in last)].copy()])
-    biases = ([db[0, : params.biases[0].shape[0]].copy()] + list(db[1:L - 1])
-              + [db[L - 1, : params.biases[-1].shape[0]].copy()])
-    return weights, biases
+
+class LayerViews:
+    """Per-layer arrays of exact shapes, `weights` and `biases`, as views into the packed `W`, `b` of the class
+    that mixes this in (behind any leading axes), built when first asked for: at L = 10⁴ building them costs
+    more than a fused kernel call, and the kernels never need them."""
+
+    spec: object
+    W: np.ndarray
+    b: np.ndarray
+    _views = None
+
+    def _layer_views(self):
+        if self._views is None:
+            self._views = layer_views(self.spec, self.W, self.b)
+        return self._views
+
+    @property
+    def weights(self) -> tuple:
+        """L arrays, `weights[l-1]` is W^l of shape `spec.weight_shape(l)`; views into `W`."""
+        return self._layer_views()[0]
+
+    @property
+    def biases(self) -> tuple:
+        """L arrays, `biases[l-1]` is b^l of shape `spec.bias_shape(l)`; views into `b`."""
+        return self._layer_views()[1]
 
 
 def network_inputs(net: PackedNet, spec, X, name: str = "X") -> np.ndarray:

@@ -21,7 +21,7 @@ from deepntk.backends.registry import get_backend
 from deepntk.engine.errors import FileFormatError, InputError, TrainingDiverged
 from deepntk.engine.files import json_entry, read_npz
 from deepntk.engine.losses import check_loss, loss_value
-from deepntk.engine.packed import network_inputs, pack, unpack
+from deepntk.engine.packed import network_inputs, pack
 from deepntk.engine.results import exclusive_folder, write_npz
 from deepntk.engine.training import raw_learning_rate
 from deepntk.engine.validate import check_targets, warn_if_unresolved
@@ -163,7 +163,7 @@ def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y
 def _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step):
     from deepntk.engine.api import check_params, scaled_ntk
 
-    spec = check_params(params).spec
+    spec = check_params(params, ensembles=False).spec
     if not isinstance(settings, TrainSettings):
         raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
     rate = raw_learning_rate(spec, eta=settings.eta, lr=settings.lr)
@@ -214,8 +214,7 @@ def _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_di
             history["test_accuracy"].append(accuracy(out_t, Yt, kind))
 
     def probe_change(step):
-        weights, biases = unpack(params, state.W, state.b)
-        K = scaled_ntk(params.with_arrays(weights, biases), probe, backend=engine)
+        K = scaled_ntk(params.with_packed(state.W, state.b), probe, backend=engine)
         history["probe_step"].append(step)
         history["kernel_change"].append(float(np.linalg.norm(K - probe_K0) / np.linalg.norm(probe_K0)))
 
@@ -271,6 +270,5 @@ def _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_di
         evaluate(state.step)
     if checkpoint_dir:
         _save(checkpoint_dir, state, key)
-    weights, biases = unpack(params, state.W, state.b)
-    return TrainResult(params.with_arrays(weights, biases), history, state.step, time.perf_counter() - started,
+    return TrainResult(params.with_packed(state.W, state.b), history, state.step, time.perf_counter() - started,
                        start_step)

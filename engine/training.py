@@ -14,11 +14,10 @@ import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
-
 from deepntk.backends.registry import get_backend
 from deepntk.engine.errors import InputError, TrainingDiverged
 from deepntk.engine.losses import check_loss, loss_value
-from deepntk.engine.packed import network_inputs, pack, unpack
+from deepntk.engine.packed import network_inputs, pack
 from deepntk.engine.validate import check_targets, warn_if_unresolved
 
 
@@ -51,13 +50,17 @@ class DescentResult:
 
 def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: float | None = None,
                      loss: str = "paper", backend=None, on_step=None) -> DescentResult:
-    """`steps` full-batch GD steps θ ← θ − lr·∇ℒ(θ) on all N points.
+    """`steps` full-batch GD steps θ ← θ − lr·∇ℒ(θ) on all N points, for one network or every network of an
+    `Ensemble` at once.
 
     Runs on the backend's packed arrays throughout (`Backend.descend`: no per-step repacking, and on a GPU no
     per-step transfer of the weights); padded entries have zero gradients and stay zero.
 
+    Returns:
+        `DescentResult`: the trained `Params` (or `Ensemble`) and the losses, (steps + 1,) or (steps + 1, E).
+
     Raises:
-        TrainingDiverged (a FloatingPointError) naming the step if the loss stops being finite.
+        TrainingDiverged (a FloatingPointError) naming the step (and the network) if the loss stops being finite.
     """
     steps = check_steps(steps)
     check_loss(loss)
@@ -68,9 +71,13 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
     Xp = network_inputs(net, params.spec, X)
     targets = check_targets(Y, len(Xp), params.spec.outputs)
     W, b, losses = engine.descend(net, Xp, targets, loss, rate, [None] * steps, on_step)
-    final = loss_value(engine.forward(replace(net, W=W, b=b), Xp), targets, loss)
-    if not np.isfinite(final):
+    trained = replace(net, W=W, b=b)
+    if net.ensemble:
+        final = np.array([loss_value(out, targets, loss) for out in engine.forward_ensemble(trained, Xp)])
+    else:
+        final = np.asarray(loss_value(engine.forward(trained, Xp), targets, loss))
+    if not np.all(np.isfinite(final)):
         raise TrainingDiverged(f"loss became {final} after step {steps - 1}; try a smaller learning rate", steps,
                                losses=losses)
-    weights, biases = unpack(params, W, b)
-    return DescentResult(params.with_arrays(weights, biases), np.append(losses, final))
+    losses = np.concatenate([np.reshape(losses, (steps,) + final.shape), final[None]])
+    return DescentResult(params.with_packed(W, b), losses)

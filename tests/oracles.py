@@ -107,15 +107,15 @@ def finite_difference_gradient(params, X, Y, loss, step=1e-6):
     for layer in range(params.spec.depth):
         for array in (params.weights[layer], params.biases[layer]):
             g = np.zeros(array.size)
-            flat = array.reshape(-1)
-            for i in range(array.size):
-                keep = flat[i]
+            # Entries are set in place through the index: the per-layer arrays may be views into packed storage.
+            for i, index in enumerate(np.ndindex(array.shape)):
+                keep = array[index]
                 h = step * max(1.0, abs(keep))
-                flat[i] = keep + h
+                array[index] = keep + h
                 up = loss_value(params, X, Y, loss)
-                flat[i] = keep - h
+                array[index] = keep - h
                 down = loss_value(params, X, Y, loss)
-                flat[i] = keep
+                array[index] = keep
                 g[i] = (up - down) / (2 * h)
             grads.append(g)
     return np.concatenate(grads)

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from deepntk.engine.api import loss_and_gradients, scaled_ntk
 from deepntk.engine.architectures import CNN, MLP
 from deepntk.engine.params import init_params
@@ -108,11 +107,15 @@ def standard_workloads(quick: bool = False) -> list[Workload]:
     return out
 
 
-def run_deepntk(workload: Workload, backend: str):
+def run_deepntk(workload: Workload, backend: str, ensemble: bool = False):
+    """The workload's result through the API: the Gram, or the gradients as one vector (per network for an
+    ensemble)."""
     if workload.kind == "ntk":
         return scaled_ntk(workload.params, workload.X1, workload.X2, backend=backend)
     value, _, grads = loss_and_gradients(workload.params, workload.X1, workload.Y, loss="paper", backend=backend)
-    return np.concatenate([g.ravel() for g in grads.weights + grads.biases])
+    if ensemble:
+        return [np.concatenate([dW.ravel(), db.ravel()]) for dW, db in zip(grads.W, grads.b)]
+    return np.concatenate([grads.W.ravel(), grads.b.ravel()])
 
 
 def time_call(fn, repeats: int, budget: float = 20.0):
@@ -219,3 +222,57 @@ def cnn_limit_rates(sizes=((7, 160), (28, 12))) -> list[dict]:
         row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
         rows.append(row)
     return rows
+
+
+def ensemble_rates(backend: str, networks: int = 10, quick: bool = False, repeats: int = 3) -> list[dict]:
+    """Each standard workload for E networks (distinct seeds) as one ensemble call against E single-network
+    calls, timed in one run on `backend`; the ensemble's results are checked against the single calls'."""
+    from deepntk.engine.params import stack_params
+
+    rows = []
+    for workload in standard_workloads(quick):
+        members = [perturbed_paper_params(workload.params.spec, seed) for seed in range(networks)]
+        ensemble = stack_params(members)
+        singles = lambda w=workload, ms=members: [run_deepntk(_with_params(w, p), backend) for p in ms]
+        together = lambda w=workload, ens=ensemble: run_deepntk(_with_params(w, ens), backend, ensemble=True)
+        expected, _, single_s = time_call(singles, repeats)
+        got, first, ensemble_s = time_call(together, repeats)
+        rows.append({"workload": workload.name, "networks": networks, "single_calls_s": single_s,
+                     "ensemble_s": ensemble_s, "speedup": single_s / ensemble_s, "first_call_s": first,
+                     "flops": networks * workload.flops,
+                     "rel_error": relative_error(np.concatenate([np.ravel(g) for g in got]),
+                                                 np.concatenate([np.ravel(e) for e in expected]))})
+    return rows
+
+
+def _with_params(workload: Workload, params) -> Workload:
+    return Workload(workload.name, workload.kind, params, workload.X1, workload.X2, workload.Y, workload.flops)
+
+
+COLD_START_CALLS = {
+    "forward": "deepntk.forward(p, X, backend={backend!r})",
+    "ntk": "deepntk.scaled_ntk(p, X, backend={backend!r})",
+    "gradients": "deepntk.loss_and_gradients(p, X, X[:, :1], backend={backend!r})",
+}
+
+
+def cold_start(backend: str = "numba") -> dict:
+    """Seconds of each first call (forward, NTK, gradients) on a fresh install: each in a new process with an
+    empty Numba cache, so it includes the compilation a newcomer's first command pays; also `import deepntk`."""
+    import subprocess
+    import sys
+    import tempfile
+
+    script = ("import time; t0 = time.perf_counter(); import numpy as np, deepntk; t1 = time.perf_counter(); "
+              "p = deepntk.init_params(deepntk.MLP(2, 1, 100, 5.0), seed=0); "
+              "X = np.random.default_rng(0).uniform(0.1, 1, (8, 2)); t2 = time.perf_counter(); {call}; "
+              "print(t1 - t0, time.perf_counter() - t2)")
+    report = {}
+    for name, call in COLD_START_CALLS.items():
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**__import__("os").environ, "NUMBA_CACHE_DIR": cache}
+            done = subprocess.run([sys.executable, "-c", script.format(call=call.format(backend=backend))], env=env,
+                                  capture_output=True, text=True, check=True)
+        import_s, call_s = (float(v) for v in done.stdout.split()[-2:])
+        report[name] = {"first_call_s": call_s, "import_s": import_s}
+    return report

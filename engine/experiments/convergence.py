@@ -14,11 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
 from deepntk.analytic import fig3_inputs
 from deepntk.engine.api import scaled_ntk
 from deepntk.engine.architectures import architecture, spec_field_names
-from deepntk.engine.clusters import run_in_order
+from deepntk.engine.clusters import run_seed_groups
 from deepntk.engine.errors import FileFormatError, SpecError
 from deepntk.engine.experiments.stats import fit_power_law, relative_block_errors
 from deepntk.engine.files import json_entry, read_npz
@@ -148,18 +147,17 @@ def depth_file(folder: str, depth: int) -> str:
     return os.path.join(folder, f"depth-{depth}.npz")
 
 
-def seed_kernel(spec, seed: int, dtype: str, X1, X2, backend) -> np.ndarray:
-    """Θ̃ of one network of the paper's initialization: the unit of work of a sweep."""
-    return scaled_ntk(init_params(spec, "paper", seed, dtype), X1, X2, backend=backend)
+def ensemble_kernels(spec, dtype: str, X1, X2, backend, seeds) -> np.ndarray:
+    """Θ̃ of the networks of the paper's initialization drawn from `seeds`, as one ensemble: (E, N1, N2, k, k)."""
+    return scaled_ntk(init_params(spec, "paper", dtype=dtype, seeds=seeds), X1, X2, backend=backend)
 
 
 def seed_kernels(spec, seeds, dtype, X1, X2, backend, client=None, on_seed=None) -> np.ndarray:
-    """Θ̃ for every seed, in seed order: one after another here, or one task per seed on `client`'s workers
-    (the inputs enter the graph once)."""
+    """Θ̃ for every seed, in seed order: all seeds as one ensemble here, or one task per seed on `client`'s
+    workers (the inputs enter the graph once)."""
     inputs = (X1, X2) if client is None else \
-        [None if X is None else client.scatter(X, broadcast=True, hash=False) for X in (X1, X2)]
-    return np.array(run_in_order(seed_kernel, [(spec, seed, dtype, *inputs, backend) for seed in seeds], client,
-                                 on_seed))
+        tuple(None if X is None else client.scatter(X, broadcast=True, hash=False) for X in (X1, X2))
+    return np.array(run_seed_groups(ensemble_kernels, (spec, dtype, *inputs, backend), seeds, (), client, on_seed))
 
 
 def run_depth(config: ConvergenceConfig, depth: int, C_L: float, X1, X2, on_seed=None, client=None) -> DepthResult:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from deepntk.analytic import fig3_inputs, fig3_limit_curve, fig3_target
 from deepntk.engine.api import forward, scaled_ntk
 from deepntk.engine.architectures import MLP
-from deepntk.engine.clusters import run_in_order
+from deepntk.engine.clusters import run_seed_groups
 from deepntk.engine.params import init_params
 from deepntk.engine.training import gradient_descent
 
@@ -32,28 +31,30 @@ def fig3_learning_rate(depth: int, C_L: float) -> float:
     return 1.0 / (4 * depth * C_L**2)
 
 
-def train_one(depth: int, C_L: float, seed: int, steps: int, backend=None) -> tuple:
-    """One network of the study: (kernel at init, kernel after training, fit on the arc, kernel drift)."""
+def train_networks(depth: int, C_L: float, seeds, steps: int, backend=None) -> list:
+    """The networks of `seeds` trained together as one ensemble: per seed (kernel at init, kernel after training,
+    fit on the arc, kernel drift)."""
     x0, X, _ = fig3_inputs(TRAINING_POINTS)
     Y = fig3_target(X)
-    params = init_params(fig3_network(depth, C_L), "paper", seed)
-    K0 = scaled_ntk(params, x0, X, backend=backend)[0, :, 0, 0]
-    result = gradient_descent(params, X, Y, steps, lr=fig3_learning_rate(depth, C_L), loss="mse", backend=backend)
-    KT = scaled_ntk(result.params, x0, X, backend=backend)[0, :, 0, 0]
-    fit = forward(result.params, X, backend=backend)[:, 0]
-    return K0.tolist(), KT.tolist(), fit.tolist(), float(np.linalg.norm(KT - K0) / np.linalg.norm(K0))
+    networks = init_params(fig3_network(depth, C_L), "paper", seeds=seeds)
+    K0 = scaled_ntk(networks, x0, X, backend=backend)[:, 0, :, 0, 0]
+    result = gradient_descent(networks, X, Y, steps, lr=fig3_learning_rate(depth, C_L), loss="mse", backend=backend)
+    KT = scaled_ntk(result.params, x0, X, backend=backend)[:, 0, :, 0, 0]
+    fits = forward(result.params, X, backend=backend)[:, :, 0]
+    return [(k0.tolist(), kt.tolist(), fit.tolist(), float(np.linalg.norm(kt - k0) / np.linalg.norm(k0)))
+            for k0, kt, fit in zip(K0, KT, fits)]
 
 
 def fig3_training(depths, seeds: int, steps: int = PAPER_STEPS, backend=None, on_seed=None, client=None) -> dict:
     """Θ̃(x₀, x(γ)) at init and after `steps` full-batch GD steps (MSELoss, raw lr = 1/(4·L·C_L²): flow time 1/2
-    per step) on y = x₁x₂ over the 200 arc points, for each (L, C_L) in `depths` and each seed; with a `client`,
-    each (L, seed) network is one task on its workers."""
+    per step) on y = x₁x₂ over the 200 arc points, for each (L, C_L) in `depths` and each seed; the seeds of a
+    depth train together as one ensemble, or with a `client` one task per (L, seed) on its workers."""
     _, X, gamma = fig3_inputs(TRAINING_POINTS)
     out = {"gamma": gamma.tolist(), "limit": fig3_limit_curve(gamma).tolist(), "target": fig3_target(X)[:, 0].tolist(),
            "depths": []}
     for L, C in depths:
         start = time.perf_counter()
-        runs = run_in_order(train_one, [(L, C, seed, steps, backend) for seed in range(seeds)], client, on_seed)
+        runs = run_seed_groups(train_networks, (L, C), range(seeds), (steps, backend), client, on_seed)
         init, trained, fits, drift = (list(column) for column in zip(*runs))
         out["depths"].append({"depth": L, "C_L": C, "steps": steps, "kernel_init": init, "kernel_trained": trained,
                               "fit": fits, "kernel_drift": drift, "seconds": time.perf_counter() - start})

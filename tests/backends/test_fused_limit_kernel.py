@@ -47,7 +47,7 @@ def test_the_branch_free_arc_tangent_matches_numpy():
     """θ = atan2(y, x) for y >= 0 over both signs of x, tiny and zero arguments, against np.arctan2."""
     from numba import njit
 
-    from deepntk.backends.numba_kernels import _atan2_upper
+    from deepntk.backends.numba_limit_kernels import _atan2_upper
 
     @njit
     def evaluate(y, x):

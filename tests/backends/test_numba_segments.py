@@ -15,7 +15,7 @@ from deepntk.backends import numba_backend  # noqa: E402
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_many_segments_match_numpy(monkeypatch, arch):
-    monkeypatch.setattr(numba_backend, "GD_ACTIVATION_BYTES", 1)  # segments of ceil(√L) layers
+    monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) layers
     monkeypatch.setattr(numba_backend, "FEATURE_CHUNK_BYTES", 1)  # NTK segments of one layer
     if arch == "mlp":
         params = perturbed(deepntk.init_params(deepntk.MLP(3, 2, 23, 4.0), seed=1), scale=0.2)
