@@ -259,6 +259,7 @@ COLD_START_CALLS = {
 def cold_start(backend: str = "numba") -> dict:
     """Seconds of each first call (forward, NTK, gradients) on a fresh install: each in a new process with an
     empty Numba cache, so it includes the compilation a newcomer's first command pays; also `import deepntk`."""
+    import os
     import subprocess
     import sys
     import tempfile
@@ -270,7 +271,7 @@ def cold_start(backend: str = "numba") -> dict:
     report = {}
     for name, call in COLD_START_CALLS.items():
         with tempfile.TemporaryDirectory() as cache:
-            env = {**__import__("os").environ, "NUMBA_CACHE_DIR": cache}
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
             done = subprocess.run([sys.executable, "-c", script.format(call=call.format(backend=backend))], env=env,
                                   capture_output=True, text=True, check=True)
         import_s, call_s = (float(v) for v in done.stdout.split()[-2:])
