@@ -33,6 +33,13 @@ def _kernels():
 _POOLS = {}
 
 
+def kernel_threads() -> int:
+    """Threads the kernels run on: NUMBA_NUM_THREADS (default: every core)."""
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
 def run_in_parts(kernel, *args, parts: int) -> None:
     """Call kernel(*args, part, parts) for part = 0 … parts-1 at once on `parts` threads (the kernels release the
     GIL), and wait for all of them; a kernel's exception is raised here."""
@@ -122,12 +129,7 @@ class NumbaBackend(Backend):
         return {"name": self.name, "available": True, "device": f"cpu ({numba.config.NUMBA_NUM_THREADS} threads)",
                 "version": numba.__version__}
 
-    @staticmethod
-    def _threads() -> int:
-        """Threads the kernels run on: NUMBA_NUM_THREADS (default: every core)."""
-        import numba
-
-        return int(numba.config.NUMBA_NUM_THREADS)
+    _threads = staticmethod(kernel_threads)
 
     def _chunk(self, N: int) -> int:
         """Inputs per parallel task: enough to fill the vector units (>= 32 where N allows), few enough that

@@ -37,34 +37,64 @@ def _atan2_upper(y, x):
 
 
 @njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
-def cnn_kappa_sums(P1, norms1, P2t, norms2, M, t, beta_sq, symmetric):
-    """Σ_pq M_pq·2π·κ(s₁, s₂, s₁₂) for every image pair (i, j), j >= i when `symmetric` (the rest left 0).
+def cnn_kappa_sums(P1, norms1, live1, count1, P2t, norms2, live2, count2, M, weights2, t, beta_sq, symmetric, offset,
+                   out):
+    """out[i, offset + j] = Σ_pq M_pq·2π·κ(s₁, s₂, s₁₂) over the pixel pairs whose patches are both nonzero, for
+    every image i of the first set and j of this chunk of the second (offset + j >= i when `symmetric`).
 
-    P1 (N1, d², F) and P2t (N2, F, d²) are the zero-padded input patches (F = c·f²), norms their squared norms,
-    s = t·|φ|² + β², s₁₂ = t·⟨φ_p, φ_q⟩ + β². Rows are taken from both ends alternately so that the threads of
-    a symmetric Gram get even work.
+    P1 (N1, d², F) holds the zero-padded input patches (F = c·f²) and norms1 their squared norms;
+    live1[i, :count1[i]] lists image i's nonzero patches. For the chunk's images, P2t (n, F, d²) and norms2 (n, d²)
+    hold the nonzero patches packed first (count2[j] of them, at pixels live2[j]). The weights of a pixel p are
+    weights2[j, p] = M[p, live2[j]] when the caller made them (small images: every inner loop then runs along
+    contiguous memory), else (weights2 of length 0) they are gathered from M, which stays in cache where the
+    per-image copies (d⁴ each) would not. s = t·|φ|² + β², s₁₂ = t·⟨φ_p, φ_q⟩ + β². Rows are taken from both ends
+    alternately so that the threads of a symmetric Gram get even work.
     """
     N1, D, F = P1.shape
-    N2 = P2t.shape[0]
-    out = np.zeros((N1, N2))
+    n = P2t.shape[0]
+    premapped = weights2.shape[0] > 0
     for row in prange(N1):
         i = row // 2 if row % 2 == 0 else N1 - 1 - row // 2
         inner = np.empty(D)
-        for j in range(i if symmetric else 0, N2):
+        gathered = np.empty(D)
+        for j in range(max(i - offset, 0) if symmetric else 0, n):
+            n2 = count2[j]
             total = 0.0
-            for p in range(D):
+            for pp in range(count1[i]):
+                p = live1[i, pp]
                 s1 = t * norms1[i, p] + beta_sq
-                inner[:] = 0.0
-                for f in range(F):
+                if premapped:
+                    weights = weights2[j, p]
+                else:
+                    for q in range(n2):
+                        gathered[q] = M[p, live2[j, q]]
+                    weights = gathered
+                a = P1[i, p, 0]
+                for q in range(n2):
+                    inner[q] = a * P2t[j, 0, q]
+                for f in range(1, F):
                     a = P1[i, p, f]
-                    for q in range(D):
+                    for q in range(n2):
                         inner[q] += a * P2t[j, f, q]
                 part = 0.0
-                for q in range(D):
+                for q in range(n2):
                     s12 = t * inner[q] + beta_sq
                     s2 = t * norms2[j, q] + beta_sq
                     det = np.sqrt(max(s1 * s2 - s12 * s12, 0.0))
-                    part += M[p, q] * (det + (np.pi - _atan2_upper(det, s12)) * s12)
+                    part += weights[q] * (det + (np.pi - _atan2_upper(det, s12)) * s12)
                 total += part
-            out[i, j] = total
-    return out
+            out[i, offset + j] = total
+
+
+@njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
+def divisions_and_root(x, rounds):
+    """Σ √v/(v + 1)/(v + 2) over x, `rounds` times on all threads: the division and square-root throughput that
+    bounds `cnn_kappa_sums` (two divisions and a root per κ), for the benchmark."""
+    total = 0.0
+    for r in prange(rounds):
+        acc = 0.0
+        for k in range(x.size):
+            v = x[k] + r
+            acc += np.sqrt(v) / (v + 1.0) / (v + 2.0)
+        total += acc
+    return total

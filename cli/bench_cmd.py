@@ -15,11 +15,13 @@ from deepntk.cli.common import CommandError, check_output_path, comma_list, prog
               help="Comma-separated peers to time when installed: torch, torch-cuda, jax; 'none' for none.")
 @click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated); "
               "'scale' runs the Dask scale-out benchmark instead (the distributed extra), 'cnn-limit' the CNN limit "
-              "kernel's rates (NumPy reference vs the fused Numba kernel), 'ensembles' E = 10 networks in one call "
-              "against 10 single calls, 'cold-start' each first call in a fresh process with an empty Numba cache.")
+              "kernel's rates (NumPy reference vs the fused Numba kernel), 'solvers' the iterative solvers on "
+              "8,333 MNIST images (needs --data-dir), 'ensembles' E = 10 networks in one call against 10 single "
+              "calls, 'cold-start' each first call in a fresh process with an empty Numba cache.")
 @click.option("--mnist-gram", type=click.IntRange(min=1), default=None,
               help="With --workloads scale: also the MLP limit Gram of this many MNIST training images into Zarr.")
-@click.option("--data-dir", default=None, help="With --mnist-gram: the MNIST IDX folder [$DEEPNTK_DATA].")
+@click.option("--data-dir", default=None,
+              help="With --mnist-gram or --workloads cnn-limit|solvers: the MNIST IDX folder [$DEEPNTK_DATA].")
 @click.option("--reference", default="numpy", show_default=True,
               help="Implementation every result is checked against (always run, shown only if also selected).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed calls after the first.")
@@ -47,7 +49,9 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     if workloads is not None and workloads.strip() == "scale":
         return _scale(mnist_gram, data_dir, output)
     if workloads is not None and workloads.strip() == "cnn-limit":
-        return _cnn_limit(output)
+        return _cnn_limit(data_dir, output)
+    if workloads is not None and workloads.strip() == "solvers":
+        return _solvers(data_dir, output)
     if workloads is not None and workloads.strip() in ("ensembles", "cold-start"):
         with user_errors():
             backend = get_backend(comma_list(backends, "--backends", str.strip)[0] if backends else None).name
@@ -140,19 +144,24 @@ def _scale(mnist_gram, data_dir, output):
     _write_report(output, report)
 
 
-def _cnn_limit(output):
+def _cnn_limit(data_dir, output):
     """Pairs and arc-cosine evaluations per second of the CNN limit kernel, reference vs fused."""
     from deepntk.engine.experiments.benchmark import cnn_limit_rates
 
     with user_errors():
-        rows = cnn_limit_rates()
-    click.echo(f"{'images':<8} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} {'arccos/s (numba)':>17} "
-               f"{'speed-up':>9}")
-    for row in rows:
-        click.echo(f"{row['image']:<8} {row['pairs']:>8.0f} {row['numpy']['pairs_per_second']:>14.4g} "
-                   f"{row['numba']['pairs_per_second']:>14.4g} {row['numba']['arccos_per_second']:>17.4g} "
-                   f"{row['speedup']:>8.1f}×")
-    _write_report(output, {"cnn_limit": rows})
+        report = cnn_limit_rates(data_dir=data_dir)
+    bound = report["division_bound_per_second"]
+    click.echo(f"{'images':<15} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} {'speed-up':>9} "
+               f"{'κ evaluated':>12} {'κ/s (numba)':>12} {'of bound':>9}")
+    for row in report["rows"]:
+        click.echo(f"{row['image']:<15} {row['pairs']:>8.0f} {row['numpy']['pairs_per_second']:>14.4g} "
+                   f"{row['numba']['pairs_per_second']:>14.4g} {row['speedup']:>8.1f}× "
+                   f"{row['evaluated_fraction']:>12.0%} {row['numba']['arccos_per_second']:>12.4g} "
+                   f"{row['fraction_of_bound']:>8.1%}")
+    click.echo(f"bound: {bound:.3g} evaluations/s of 2 divisions + 1 square root on every core")
+    if not any("MNIST" in row["image"] for row in report["rows"]):
+        click.echo("no MNIST rows: give --data-dir (or set DEEPNTK_DATA)")
+    _write_report(output, {"cnn_limit": report})
 
 
 def _ensembles(backend, quick, repeats, output):
@@ -179,6 +188,27 @@ def _cold_start(backend, quick, repeats, output):
         click.echo(f"first {name:<10} {row['first_call_s']:>6.2f} s   (import deepntk {row['import_s']:.2f} s; "
                    f"backend {backend}, empty Numba cache)")
     _write_report(output, {"backend": backend, "cold_start": report})
+
+
+def _solvers(data_dir, output):
+    """The iterative solvers at N = 8,333 MNIST images: time, iterations, residual, memory, against dense."""
+    from deepntk.engine.experiments.benchmark import solver_rates
+    from deepntk.engine.memory import format_bytes
+
+    with user_errors():
+        report = solver_rates(data_dir)
+    click.echo(f"MLP limit Gram of {report['train_images']} MNIST images ({format_bytes(report['gram_bytes'])}) "
+               f"and {report['test_images']} test images: {report['gram_seconds']:.1f} s")
+    click.echo(f"{'solver':<26} {'t':>9} {'iterations':>10} {'residual':>9} {'seconds':>8} {'memory':>10} "
+               f"{'test acc':>8}")
+    for row in report["rows"]:
+        click.echo(f"{row['solver']:<26} {row['t']:>9.3g} {row['iterations']:>10} {row['residual']:>9.1e} "
+                   f"{row['seconds']:>8.1f} {format_bytes(row['peak_bytes']):>10} {row['test_accuracy']:>8.4f}")
+    dense = report["dense"]
+    click.echo(f"{'dense eigendecomposition':<26} {dense['t']:>9.3g} {'':>10} {'':>9} {dense['seconds']:>8.1f} "
+               f"{format_bytes(dense['peak_bytes']):>10} {dense['test_accuracy']:>8.4f}   (flow vs dense "
+               f"{dense['flow_vs_dense']:.1e})")
+    _write_report(output, {"solvers": report})
 
 
 def _write_report(output, report):

@@ -25,17 +25,19 @@ from deepntk.cli.common import (CommaList, CommandError, backend_option, check_o
 @click.option("--gram-test", "gram_test_path", default=None, help="With --gram: the test × training Gram store.")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
               help="With --gram: relative residual (CG) or change (Lanczos) at which the solvers stop.")
+@click.option("--max-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --gram: bound on each solve (one Lanczos run for the finite times; CG for t = inf).")
 @with_arch(arch_default=None)
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")
-def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol, arch,
-            backend, output):
+def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol,
+            max_iterations, arch, backend, output):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
     from deepntk.engine.predict import predict
 
     check_output_path(output)
     if gram_path is not None:
-        return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, output)
+        return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, max_iterations, output)
     if x_train is None or x_test is None:
         raise CommandError("give --x-train and --x-test, or --gram and --gram-test")
     if kernel_kind == "empirical" and params_path is None:
@@ -71,7 +73,7 @@ def _report(result, output, solves=None):
         click.echo(f"wrote {output}")
 
 
-def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, output):
+def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, max_iterations, output):
     """Kernel flow and regression with Gram stores too large for memory (conjugate gradients, Lanczos)."""
     from deepntk.engine.gram import open_store
     from deepntk.engine.solvers import predict_from_stores
@@ -82,7 +84,7 @@ def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol,
     Yt = None if y_test is None else load_npy(y_test, "--y-test")
     with user_errors():
         result, solves = predict_from_stores(open_store(gram_path), open_store(gram_test_path), Y, times, Y_test=Yt,
-                                             tol=tol)
+                                             tol=tol, max_iterations=max_iterations)
     unconverged = [t for t, s in zip(result.times, solves) if not s.converged]
     _report(result, output, solves)
     if unconverged:

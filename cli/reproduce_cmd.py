@@ -8,9 +8,10 @@ import time
 import click
 import numpy as np
 
-from deepntk.cli.common import (CommandError, backend_option, cluster_options, hold_output_folder, maybe_cluster,
-                                user_errors)
+from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
+                                maybe_cluster, progress, user_errors)
 from deepntk.engine.experiments import PAPER_EXPERIMENTS
+from deepntk.engine.experiments.table1 import TABLE1_NETWORKS
 from deepntk.engine.results import environment, write_json, write_npz
 
 
@@ -59,9 +60,13 @@ def _summary(result) -> list[str]:
 @click.option("--test-size", type=click.IntRange(min=1), default=None, help="With --predict: test images [all].")
 @click.option("--store-dir", default=None, type=click.Path(file_okay=False),
               help="With --predict: where the Gram stores go (reused when present) [<out>/grams].")
+@click.option("--networks", type=CommaList(str, what="networks"), default=None,
+              help=f"With --predict: the rows to compute, of {','.join(TABLE1_NETWORKS)} [all].")
+@click.option("--max-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --predict: bound on each solve (the Lanczos run of the flow times; conjugate gradients).")
 @cluster_options
-def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, test_size, store_dir, cluster, workers,
-            cluster_config):
+def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, test_size, store_dir, networks,
+            max_iterations, cluster, workers, cluster_config):
     """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
     from deepntk.engine.experiments import run_experiment
 
@@ -69,9 +74,12 @@ def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, t
         if experiment != "table1":
             raise CommandError("--predict goes with table1")
         train_size = _predict_size(predict_size)
+        unknown = sorted(set(networks or ()) - set(TABLE1_NETWORKS))
+        if unknown:
+            raise CommandError(f"--networks: unknown {', '.join(unknown)}; choose from {', '.join(TABLE1_NETWORKS)}")
         out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"table1-predict-{predict_size}"))
         return _table1_predict(train_size, test_size, data_dir, store_dir or os.path.join(out_dir, "grams"), out_dir,
-                               plot, (cluster or "local", workers, cluster_config))
+                               plot, (cluster or "local", workers, cluster_config), networks, max_iterations)
     out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}"))
     start = time.perf_counter()
     with user_errors():
@@ -111,7 +119,7 @@ def _predict_size(text: str) -> int | None:
     return size
 
 
-def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster):
+def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, networks, max_iterations):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
     from deepntk.engine.experiments.table1 import table1_predict
 
@@ -120,22 +128,49 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     click.echo(f"{'network':<11} {'train':>6} {'test':>6} {'flow time':>10} {'flow acc':>9} {'regression':>11} "
                f"{'paper':>7} {'CG its':>7} {'residual':>9} {'time s':>7}")
 
-    def on_row(row):
+    bar = {}
+
+    def on_progress(network, stage, done, total):
+        if bar.get("stage") != (network, stage):
+            close_bar()
+            bar.update(stage=(network, stage), bar=progress(total, f"{network}: {stage}", quiet=False))
+        bar["bar"].n = done
+        bar["bar"].refresh()
+
+    def close_bar():
+        if "bar" in bar:
+            bar.pop("bar").close()
+            bar.pop("stage")
+
+    finished = []
+
+    def on_row(row, arrays):
+        close_bar()
+        finished.append(row)  # written as each row ends: a killed run keeps its finished rows (and the Grams)
+        write_json(os.path.join(out_dir, "results.json"), {"experiment": "table1-predict", "rows": finished,
+                                                           "complete": False})
+        write_npz(os.path.join(out_dir, "arrays.npz"), **arrays)
         click.echo(f"{row['run']:<11} {row['train_images']:>6} {row['test_images']:>6} {row['paper_flow_time']:>10.3g} "
                    f"{row['flow_accuracy']:>9.4f} {row['regression_accuracy']:>11.4f} {row['paper_accuracy']:>7.4f} "
                    f"{row['iterations'][-1]:>7} {max(row['residuals']):>9.1e} {row['seconds']:>7.1f}")
 
     with user_errors(), maybe_cluster(*cluster) as client:
-        result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row)
+        try:
+            result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row,
+                                    networks=networks, max_iterations=max_iterations, on_progress=on_progress)
+        finally:
+            close_bar()
     for row in result["rows"]:
         if row["note"]:
             click.echo(f"{row['run']}: {row['note']}", err=True)
         if not all(row["converged"]):
             click.echo(f"Warning: {row['run']}: a solver stopped above its tolerance", err=True)
-    write_json(os.path.join(out_dir, "results.json"), result)
+    result.pop("arrays")
+    write_json(os.path.join(out_dir, "results.json"), {**result, "complete": True})
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "reproduce table1 --predict", "train_size": train_size, "test_size": test_size,
-                "seconds": time.perf_counter() - start, "environment": environment()})
+                "networks": networks, "max_iterations": max_iterations, "seconds": time.perf_counter() - start,
+                "environment": environment()})
     click.echo(f"results in {out_dir}")
     if plot:
         from deepntk.cli import plots

@@ -186,8 +186,14 @@ def _start(kind: str, workers, config_path, distributed):
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ClusterError(f"workers must be a positive integer, got {workers!r}")
     if kind == "local":
-        return distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                        processes=True, dashboard_address=None, env=dict(SINGLE_THREADED))
+        import warnings
+
+        with warnings.catch_warnings():
+            # With the dashboard off the scheduler still serves /health on 8787, or on a free port when another
+            # local cluster holds it, and says so: nothing the user of a private local cluster needs to hear.
+            warnings.filterwarnings("ignore", message="Port 8787 is already in use", category=UserWarning)
+            return distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                            processes=True, dashboard_address=None, env=dict(SINGLE_THREADED))
     if kind == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster

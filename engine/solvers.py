@@ -6,7 +6,8 @@ memory or tile by tile from a Gram store (each stored upper tile used twice):
   Nyström approximation of K (m = 2000 sampled columns by default, as FALKON does), stopped at a relative
   residual `tol`;
 - flow at finite t: α = φ_t(K) Y with φ_t(λ) = (1 − e^{−tλ/N})/λ by the Lanczos method, one Krylov space per
-  right-hand side, stopped when the approximation changes by less than `tol`.
+  right-hand side shared by every flow time, the right-hand sides advanced together (one product per
+  iteration), stopped when the approximation changes by less than `tol`.
 Predictions at test points are K_test_train α. Scalar kernels (the limit and expected kernels, factors of I_k)
 act on the k columns of Y independently; NTK Grams (N, N, k, k) act on Y stacked as one vector of N·k.
 """
@@ -62,14 +63,19 @@ class KernelOperator:
             kept = {(i, j): _stacked(gram[store.slices(i, j)]) for i, j in store.tiles()}
 
         def matvec(Y):
+            from deepntk.backends.tile_products import both_products
+
             out = np.zeros_like(Y)
             for i, j in store.tiles():
                 rows, cols = store.slices(i, j)
                 block = kept[i, j] if kept else _stacked(gram[rows, cols])
                 r, c = _stacked_slice(rows, k), _stacked_slice(cols, k)
-                out[r] += block @ Y[c]
-                if i != j:
-                    out[c] += block.T @ Y[r]
+                if i == j:
+                    out[r] += block @ Y[c]
+                else:
+                    to_rows, to_cols = both_products(block, Y[c], Y[r])
+                    out[r] += to_rows
+                    out[c] += to_cols
             return out
 
         def column(idx):
@@ -169,9 +175,9 @@ DIVERGED = 1e6
 
 
 def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int = 1000, rank: int = NYSTROM_RANK,
-               seed: int = 0) -> SolveReport:
+               seed: int = 0, on_iteration=None) -> SolveReport:
     """α with K α = Y by preconditioned conjugate gradients, stopped when every column's relative residual
-    ‖Y − K α‖/‖Y‖ is below `tol`."""
+    ‖Y − K α‖/‖Y‖ is below `tol`; `on_iteration(iteration)` is called after each product with K."""
     B, shape = _rhs(K, Y)
     P = NystromPreconditioner.build(K, rank, seed)
     norms = np.linalg.norm(B, axis=0)
@@ -192,6 +198,8 @@ def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int =
         while iteration < max_iterations and tol <= residual.max() < DIVERGED:
             iteration += 1
             KD = K @ D
+            if on_iteration:
+                on_iteration(iteration)
             curvature = np.sum(D * KD, axis=0)
             step = np.where(curvature > 0, rz / np.where(curvature > 0, curvature, 1.0), 0.0)
             X += step * D
@@ -207,18 +215,84 @@ def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int =
 
 
 def flow(K: KernelOperator, Y, t: float, *, tol: float = 1e-6, max_iterations: int = 400) -> SolveReport:
-    """α = φ_t(K) Y, φ_t(λ) = (1 − e^{−tλ/N})/λ (→ t/N at λ = 0), by Lanczos with full reorthogonalization; each
-    column stops when its approximation changes by less than `tol` (relative) between checks."""
-    if not (t >= 0) or np.isinf(t):
-        raise InputError(f"flow time t must be a finite number >= 0 (use regression for t = inf), got {t!r}")
+    """α = φ_t(K) Y, φ_t(λ) = (1 − e^{−tλ/N})/λ (→ t/N at λ = 0): `flows` at one time."""
+    return flows(K, Y, [t], tol=tol, max_iterations=max_iterations)[0]
+
+
+def flows(K: KernelOperator, Y, times, *, tol: float = 1e-6, max_iterations: int = 400,
+          on_iteration=None) -> list[SolveReport]:
+    """α_t = φ_t(K) Y for several finite flow times, by Lanczos with full reorthogonalization.
+
+    The Krylov space of a column of Y does not depend on t, so one space per column serves every time, and the
+    columns advance together: each iteration is one product of K with the columns still running, which costs
+    about what one column costs when K is read from memory or disk. A column stops when, for every time, its
+    approximation changes by less than `tol` (relative) between checks, or when its Krylov space is exhausted.
+    `on_iteration(j)` is called after each product with K.
+    """
+    from scipy.linalg import eigh_tridiagonal
+
+    from deepntk.engine.memory import require_memory
+
+    times = [float(t) for t in times]
+    for t in times:
+        if not (t >= 0) or np.isinf(t):
+            raise InputError(f"flow time t must be a finite number >= 0 (use regression for t = inf), got {t!r}")
     B, shape = _rhs(K, Y)
+    n, r = B.shape
     N = K.samples
-    out = np.zeros_like(B)
-    worst, most = 0.0, 0
-    for column in range(B.shape[1]):
-        out[:, column], iterations, change = _lanczos_phi(K, B[:, column], t, N, tol, max_iterations)
-        worst, most = max(worst, change), max(most, iterations)
-    return SolveReport(out.reshape(shape), most, worst, worst < tol)
+    norms = np.linalg.norm(B, axis=0)
+    # (column, iteration, n): each column's basis contiguous for its reorthogonalization. np.empty commits only
+    # the pages the iterations reach, but a run to `max_iterations` needs all of them: refused up front.
+    require_memory(r * (max_iterations + 1) * n * 8.0, f"a Lanczos basis of {max_iterations} iterations × {r} "
+                   f"right-hand sides × {n} points")
+    V = np.empty((r, max_iterations + 1, n))
+    V[:, 0] = (B / np.where(norms > 0, norms, 1.0)).T
+    alpha, beta = np.zeros((r, max_iterations)), np.zeros((r, max_iterations))
+    estimates = np.zeros((len(times), n, r))
+    changes = np.full((len(times), r), np.inf)
+    used = np.zeros(r, dtype=int)
+    running = [c for c in range(r) if norms[c] > 0]
+    changes[:, norms == 0] = 0.0
+    check = LANCZOS_CHECK_EVERY
+    for j in range(max_iterations):
+        if not running:
+            break
+        checking = j + 1 == check
+        if checking:  # every 5 iterations, then every tenth of those done: eigendecompositions cost O(j²) each
+            check += max(LANCZOS_CHECK_EVERY, check // 10)
+        W = K @ np.ascontiguousarray(V[running, j].T)
+        if on_iteration:
+            on_iteration(j + 1)
+        finished = []
+        for position, c in enumerate(running):
+            w = W[:, position]
+            alpha[c, j] = V[c, j] @ w
+            w -= alpha[c, j] * V[c, j] + (beta[c, j - 1] * V[c, j - 1] if j else 0.0)
+            w -= V[c, : j + 1].T @ (V[c, : j + 1] @ w)
+            beta[c, j] = np.linalg.norm(w)
+            used[c] = j + 1
+            exhausted = beta[c, j] <= 1e-14 * norms[c] or j == max_iterations - 1
+            if checking or exhausted:
+                theta, S = eigh_tridiagonal(alpha[c, : j + 1], beta[c, :j])
+                for m, t in enumerate(times):
+                    estimate = norms[c] * (V[c, : j + 1].T @ (S @ (phi(theta, t, N) * S[0])))
+                    previous = estimates[m, :, c]
+                    changes[m, c] = (0.0 if exhausted and beta[c, j] <= 1e-14 * norms[c] else
+                                     np.linalg.norm(estimate - previous) / max(np.linalg.norm(estimate), 1e-300))
+                    estimates[m, :, c] = estimate
+                if exhausted or (j + 1 > LANCZOS_CHECK_EVERY and changes[:, c].max() < tol):
+                    finished.append(c)
+                    continue
+            V[c, j + 1] = w / beta[c, j]
+        running = [c for c in running if c not in finished]
+    iterations = int(used.max()) if r else 0
+    return [SolveReport(estimates[m].reshape(shape), iterations, float(changes[m].max()),
+                        bool(changes[m].max() < tol)) for m in range(len(times))]
+
+
+# Lanczos compares its approximations at least this many iterations apart (an eigendecomposition of the
+# tridiagonal each).
+LANCZOS_CHECK_EVERY = 5
 
 
 def phi(lam, t: float, N: int):
@@ -226,38 +300,6 @@ def phi(lam, t: float, N: int):
     small = np.abs(lam) * t / N < 1e-8
     safe = np.where(small, 1.0, lam)
     return np.where(small, t / N * (1 - lam * t / (2 * N)), -np.expm1(-t * lam / N) / safe)
-
-
-def _lanczos_phi(K, b, t, N, tol, max_iterations, check_every: int = 5):
-    norm = np.linalg.norm(b)
-    if norm == 0:
-        return np.zeros_like(b), 0, 0.0
-    V = np.zeros((max_iterations + 1, b.size))
-    V[0] = b / norm
-    alpha, beta = [], []
-    previous = None
-    for j in range(max_iterations):
-        w = K @ V[j][:, None]
-        w = w[:, 0]
-        alpha.append(V[j] @ w)
-        w -= alpha[-1] * V[j] + (beta[-1] * V[j - 1] if j else 0.0)
-        w -= V[: j + 1].T @ (V[: j + 1] @ w)  # full reorthogonalization
-        b_next = np.linalg.norm(w)
-        done = b_next <= 1e-14 * norm or j == max_iterations - 1
-        if (j + 1) % check_every == 0 or done:
-            T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
-            theta, S = np.linalg.eigh(T)
-            estimate = norm * (V[: j + 1].T @ (S @ (phi(theta, t, N) * S[0])))
-            if previous is not None:
-                change = np.linalg.norm(estimate - previous) / max(np.linalg.norm(estimate), 1e-300)
-                if change < tol or done:
-                    return estimate, j + 1, change
-            elif done:
-                return estimate, j + 1, 0.0
-            previous = estimate
-        beta.append(b_next)
-        V[j + 1] = w / b_next
-    return previous, max_iterations, float("inf")
 
 
 def apply_cross(store, coefficients) -> np.ndarray:
@@ -280,24 +322,36 @@ def apply_cross(store, coefficients) -> np.ndarray:
 
 
 def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None, tol: float = 1e-6,
-                        rank: int = NYSTROM_RANK):
+                        rank: int = NYSTROM_RANK, max_iterations: int = 1000, memory: int | None = None,
+                        on_iteration=None):
     """Kernel flow (regression at t = inf) with the Gram stores of the training set and of test × training:
-    a `Prediction` like `deepntk.engine.predict.predict`, plus each solve's report."""
+    a `Prediction` like `deepntk.engine.predict.predict`, plus each solve's report. The finite times share one
+    Lanczos run; `max_iterations` bounds it and the regression's conjugate gradients; `memory` is the bytes the
+    training Gram's upper tiles may occupy to be read once and kept (default DEEPNTK_MEMORY_BUDGET).
+    `on_iteration(solver, iteration)` reports progress, solver "flow" or "regression"."""
     from deepntk.engine.predict import Prediction, check_times
     from deepntk.engine.validate import check_targets
 
     times = check_times(times)
-    K = KernelOperator.from_store(train_store)
+    K = KernelOperator.from_store(train_store, memory)
     k = train_store.shape[2] if len(train_store.shape) == 4 else None
     Y = check_targets(Y_train, K.samples, k or np.asarray(Y_train).reshape(K.samples, -1).shape[1], "Y_train")
     Yt = None if Y_test is None else check_targets(Y_test, test_store.shape[0], Y.shape[1], "Y_test")
+    finite = [t for t in times if np.isfinite(t)]
+
+    def report(solver):
+        return None if on_iteration is None else lambda j: on_iteration(solver, j)
+
+    solved = dict(zip(finite, flows(K, Y, finite, tol=tol, max_iterations=max_iterations,
+                                    on_iteration=report("flow")))) if finite else {}
     train, test, reports = [], [], []
     for t in times:
-        report = regression(K, Y, tol=tol, rank=rank) if np.isinf(t) else flow(K, Y, t, tol=tol)
-        coefficients = report.coefficients
+        solve = solved[t] if t in solved else regression(K, Y, tol=tol, rank=rank, max_iterations=max_iterations,
+                                                         on_iteration=report("regression"))
+        coefficients = solve.coefficients
         train.append((K @ coefficients.reshape(K.size, -1)).reshape(Y.shape))
         test.append(apply_cross(test_store, coefficients).reshape(-1, Y.shape[1]))
-        reports.append(report)
+        reports.append(solve)
     train_mse = [float(np.mean((f - Y) ** 2)) for f in train]
     test_mse = None if Yt is None else [float(np.mean((f - Yt) ** 2)) for f in test]
     return Prediction(times, np.array(train), np.array(test), train_mse, test_mse), reports

@@ -203,25 +203,127 @@ def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100
     return report
 
 
-def cnn_limit_rates(sizes=((7, 160), (28, 12))) -> list[dict]:
+def cnn_limit_rates(sizes=((7, 160), (28, 12)), data_dir=None) -> dict:
     """Image pairs and arc-cosine evaluations per second of the CNN limit kernel (symmetric Gram, upper pairs
-    only): the NumPy reference of `deepntk.analytic` and the fused Numba kernel, timed in one run."""
+    only): the NumPy reference of `deepntk.analytic` and the fused Numba kernel, timed in one run, on uniform
+    random images (no zero patch: the kernel's worst case) and, when `data_dir` (or DEEPNTK_DATA) holds MNIST, on
+    MNIST training images (7×7: 4×4-pooled as Table 1's CNNs take them). Beside them the machine's bound for
+    the fused kernel: evaluations per second of the two divisions and the square root each κ needs, on every
+    core (`division_bound`). Arc-cosine evaluations count those each implementation makes (the fused kernel
+    skips pairs with a zero patch); pixel pairs per second count d⁴ per image pair for both."""
     from deepntk.analytic import cnn_limit_kernel
+    from deepntk.analytic.cnn import CNNTerms
     from deepntk.backends.limit_kernels import fused_cnn_pair_sum
 
+    sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d))) for d, n in sizes]
+    mnist = _mnist_images(data_dir, max(n for _, n in sizes))
+    if mnist is not None:
+        from deepntk.engine.architectures.cnn import average_pool
+
+        for d, n in sizes:
+            images = mnist[:n] if d == 28 else average_pool(mnist[:n], 28 // d)
+            sets.append((f"{d}×{d} MNIST", images[:, None]))
+    bound = division_bound()
     rows = []
-    for d, n in sizes:
-        X = np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d))
+    for name, X in sets:
+        n, d = len(X), X.shape[-1]
         cnn_limit_kernel(X[:2], pair_sum=fused_cnn_pair_sum)  # compile before timing
         pairs = n * (n + 1) / 2
-        row = {"image": f"{d}×{d}", "images": n, "pairs": pairs}
-        for name, pair_sum in (("numpy", None), ("numba", fused_cnn_pair_sum)):
+        row = {"image": name, "images": n, "pairs": pairs}
+        # The reference evaluates κ for all d⁴ pixel pairs of an image pair, the fused kernel for the pairs of
+        # nonzero patches only (docs/limit-kernels.md#zero-patches).
+        live = (CNNTerms(X, None, 1.0, 3, "code").norm1 > 0).sum(axis=1).astype(float)
+        evaluated = {"numpy": pairs * d**4, "numba": (live.sum() ** 2 + (live**2).sum()) / 2}
+        for label, pair_sum in (("numpy", None), ("numba", fused_cnn_pair_sum)):
             _, first, median = time_call(lambda: cnn_limit_kernel(X, pair_sum=pair_sum), repeats=2)
-            row[name] = {"seconds": median, "pairs_per_second": pairs / median,
-                         "arccos_per_second": pairs * d**4 / median}
+            row[label] = {"seconds": median, "pairs_per_second": pairs / median,
+                          "pixel_pairs_per_second": pairs * d**4 / median,
+                          "arccos_per_second": evaluated[label] / median}
         row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
+        row["evaluated_fraction"] = evaluated["numba"] / evaluated["numpy"]
+        row["fraction_of_bound"] = row["numba"]["arccos_per_second"] / bound
         rows.append(row)
-    return rows
+    return {"rows": rows, "division_bound_per_second": bound}
+
+
+def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_iterations: int = 1000,
+                 tol: float = 1e-6) -> dict:
+    """The iterative solvers on the limit Gram of Table 1's MLP (784 inputs) for `size` MNIST training images
+    (8,333: the training part of the split made when only the test files exist): kernel flow to the paper's
+    flow time and a decade below and above it (one Lanczos run), and kernel regression (conjugate gradients),
+    with their iterations, residuals, seconds, test accuracy, and working memory beyond the Gram (numpy's
+    allocations, traced), beside the dense eigendecomposition's seconds and memory on the same Gram."""
+    import tracemalloc
+
+    from deepntk.engine.experiments.datasets import load_mnist
+    from deepntk.engine.experiments.table1 import paper_flow_time, table1_rows
+    from deepntk.engine.solvers import KernelOperator, flows, phi, regression
+    from deepntk.engine.trainer import accuracy, classification_kind
+
+    _, _, spec, lr, epochs, _, _ = table1_rows("paper")[0][0]
+    data = load_mnist(data_dir, task="digits", pool=1, train_size=size, test_size=test_size, download=False)
+    started = time.perf_counter()
+    K = spec.limit_kernel(data.X_train)
+    K_test = spec.limit_kernel(data.X_test, data.X_train)
+    gram_seconds = time.perf_counter() - started
+    kind = classification_kind(data.Y_train)
+    t_paper = paper_flow_time(spec, lr, epochs, 60000)
+    times = [t_paper / 10, t_paper, t_paper * 10]
+    operator = KernelOperator.from_array(K)
+    report = {"train_images": len(K), "test_images": len(K_test), "gram_seconds": gram_seconds,
+              "gram_bytes": K.nbytes, "flow_times": times, "rows": []}
+
+    def traced(solve):
+        tracemalloc.start()
+        began = time.perf_counter()
+        try:
+            result = solve()
+            return result, time.perf_counter() - began, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    solved, seconds, peak = traced(lambda: flows(operator, data.Y_train, times, tol=tol,
+                                                 max_iterations=max_iterations))
+    for t, solve in zip(times, solved):
+        report["rows"].append({"solver": "flow (Lanczos, shared)", "t": t, "iterations": solve.iterations,
+                               "residual": solve.residual, "seconds": seconds, "peak_bytes": peak,
+                               "test_accuracy": accuracy(K_test @ solve.coefficients, data.Y_test, kind)})
+    solve, seconds, peak = traced(lambda: regression(operator, data.Y_train, tol=tol, max_iterations=max_iterations))
+    report["rows"].append({"solver": "regression (CG, Nyström)", "t": float("inf"), "iterations": solve.iterations,
+                           "residual": solve.residual, "seconds": seconds, "peak_bytes": peak,
+                           "test_accuracy": accuracy(K_test @ solve.coefficients, data.Y_test, kind)})
+    def eigendecomposition():  # `kernel_flow`'s method, one eigendecomposition for all k columns
+        lam, V = np.linalg.eigh(K)
+        return K_test @ (V @ (phi(lam, t_paper, len(K))[:, None] * (V.T @ data.Y_train)))
+
+    dense, seconds, peak = traced(eigendecomposition)
+    report["dense"] = {"t": t_paper, "seconds": seconds, "peak_bytes": peak,
+                       "test_accuracy": accuracy(dense, data.Y_test, kind),
+                       "flow_vs_dense": relative_error(K_test @ solved[1].coefficients, dense)}
+    return report
+
+
+def _mnist_images(data_dir, count: int):
+    """The first `count` MNIST training images in [0, 1] (N, 28, 28), or None when no MNIST folder is given."""
+    import os
+
+    from deepntk.engine.experiments.datasets import read_mnist_pair
+
+    folder = data_dir or os.environ.get("DEEPNTK_DATA")
+    pair = read_mnist_pair(folder, "train", download=False) if folder else None
+    return None if pair is None else pair[0][:count].astype(np.float64) / 255.0
+
+
+def division_bound(size: int = 1 << 16, repeats: int = 3) -> float:
+    """Evaluations per second, on every core, of two divisions and a square root (what each arc-cosine kernel
+    evaluation of the fused CNN kernel cannot avoid): the machine's limit for that kernel, measured."""
+    from deepntk.backends.numba_limit_kernels import divisions_and_root
+
+    x = np.random.default_rng(0).uniform(0.5, 1.5, size=size)
+    rounds = 64
+    divisions_and_root(x, 1)
+    _, _, median = time_call(lambda: divisions_and_root(x, rounds), repeats=repeats)
+    return size * rounds / median
 
 
 def ensemble_rates(backend: str, networks: int = 10, quick: bool = False, repeats: int = 3) -> list[dict]:

@@ -4,6 +4,7 @@ CNN and the binary 0-vs-1 CNN, each beside the limit kernel's prediction at the 
 from __future__ import annotations
 
 from deepntk.engine.architectures import CNN, MLP
+from deepntk.engine.errors import InputError
 from deepntk.engine.experiments.datasets import load_mnist
 from deepntk.engine.experiments.mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, stable_eta
 from deepntk.engine.trainer import TrainSettings
@@ -59,12 +60,25 @@ def paper_flow_time(spec, lr: float, epochs: int, train_images: int) -> float:
     return steps * lr * spec.depth * spec.C_L**2 * 2.0 / spec.outputs
 
 
+def network_slug(name: str) -> str:
+    """A Table 1 row's name as a file and option name: "CNN binary" → "cnn-binary"."""
+    return name.lower().replace(" ", "-")
+
+
+TABLE1_NETWORKS = tuple(network_slug(name) for name in PAPER_ACCURACY)
+
+
 def table1_predict(train_size: int | None = None, test_size: int | None = None, data_dir=None, store_dir=None,
-                   client=None, tol: float = 1e-6, times_per_row: int = 4, on_row=None) -> dict:
+                   client=None, tol: float = 1e-6, times_per_row: int = 4, on_row=None, networks=None,
+                   max_iterations: int = 1000, on_progress=None) -> dict:
     """Table 1 as the infinite-depth theory predicts it (Theorems 3 and 6): for each of the paper's networks,
     kernel flow with its limit kernel to the flow time of the paper's schedule, and kernel regression (t = ∞),
     on MNIST (`train_size` None: every training image). The Grams go into Zarr stores (`deepntk gram`, resumed
-    when present) and are solved iteratively (`deepntk.engine.solvers`), so N is limited by disk, not memory."""
+    when present) and are solved iteratively (`deepntk.engine.solvers`), so N is limited by disk, not memory.
+    `networks` picks rows by slug (TABLE1_NETWORKS; default all); `max_iterations` bounds each solve (the Lanczos
+    run shared by the finite times, and conjugate gradients). `on_progress(network, stage, done, total)` reports
+    the Gram tiles ("train Gram", "test Gram") and the solvers' iterations ("flow", "regression"); `on_row(row,
+    arrays)` each finished row. "arrays" holds each row's test outputs (times, images, k) and labels."""
     import os
     import tempfile
     import time
@@ -77,21 +91,37 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
 
     store_dir = store_dir or tempfile.mkdtemp(prefix="deepntk-table1-")
     rows, _, _ = table1_rows("paper")
+    networks = list(TABLE1_NETWORKS if networks is None else networks)
+    unknown = sorted(set(networks) - set(TABLE1_NETWORKS))
+    if unknown:
+        raise InputError(f"unknown Table 1 network {', '.join(unknown)}; choose from {', '.join(TABLE1_NETWORKS)}")
     out = {"experiment": "table1-predict", "train_size": train_size, "test_size": test_size, "tolerance": tol,
-           "store_dir": store_dir, "rows": []}
+           "max_iterations": max_iterations, "store_dir": store_dir, "rows": [], "arrays": {}}
     for name, layout, spec, lr, epochs, _, task in rows:
+        if network_slug(name) not in networks:
+            continue
         started = time.perf_counter()
         data = load_mnist(data_dir, task=task, **layout, train_size=train_size, test_size=test_size)
         kernel = GramKernel.for_spec("limit", spec)
-        stem = os.path.join(store_dir, name.lower().replace(" ", "-"))
-        train_store = gram(kernel, data.X_train, store=f"{stem}-train.zarr", client=client, resume=True).store
+        stem = os.path.join(store_dir, network_slug(name))
+
+        def tiles(stage, network=name):
+            return None if on_progress is None else lambda done, total: on_progress(network, stage, done, total)
+
+        train_store = gram(kernel, data.X_train, store=f"{stem}-train.zarr", client=client, resume=True,
+                           on_tile=tiles("train Gram")).store
         test_store = gram(kernel, data.X_test, data.X_train, store=f"{stem}-test.zarr", client=client,
-                          resume=True).store
+                          resume=True, on_tile=tiles("test Gram")).store
         gram_seconds = time.perf_counter() - started
         t_paper = paper_flow_time(spec, lr, epochs, 60000 if task == "digits" else 12665)
         times = [t_paper * 10.0**e for e in range(-(times_per_row - 2), 1)] + [np.inf]
+        solve_started = time.perf_counter()
         prediction, solves = predict_from_stores(train_store, test_store, data.Y_train, times, Y_test=data.Y_test,
-                                                 tol=tol)
+                                                 tol=tol, max_iterations=max_iterations,
+                                                 on_iteration=None if on_progress is None else
+                                                 lambda solver, j, network=name: on_progress(network, solver, j,
+                                                                                             max_iterations))
+        solve_seconds = time.perf_counter() - solve_started
         kind = classification_kind(data.Y_train)
         accuracies = [accuracy(f, data.Y_test, kind) for f in prediction.test]
         row = {"run": name, "task": task, "train_images": len(data.X_train), "test_images": len(data.X_test),
@@ -100,8 +130,10 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
                "paper_flow_time": t_paper, "paper_accuracy": PAPER_ACCURACY[name],
                "iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
                "converged": [s.converged for s in solves], "gram_seconds": gram_seconds,
-               "seconds": time.perf_counter() - started}
+               "solve_seconds": solve_seconds, "seconds": time.perf_counter() - started}
         out["rows"].append(row)
+        out["arrays"][f"{network_slug(name)}_test_outputs"] = np.asarray(prediction.test)
+        out["arrays"][f"{network_slug(name)}_test_labels"] = data.labels_test
         if on_row:
-            on_row(row)
+            on_row(row, out["arrays"])
     return out

@@ -26,6 +26,31 @@ def test_fused_pair_sum_equals_the_reference(c, f, d, variance):
                      cnn_expected_kernel(A, B, depth=7, C_L=3.0, **options), TOL["identity"], "expected")
 
 
+@pytest.mark.parametrize("c,f,d", [(1, 3, 7), (2, 3, 6), (1, 5, 9)])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_zero_patches_are_summed_in_closed_form(c, f, d, chunked, monkeypatch):
+    """Images with zero backgrounds (like MNIST's), one blank image and one without a zero pixel: the pairs with a
+    zero patch, summed by matrix products outside the kernel, against the reference's direct sum; `chunked`: the
+    second set's images three at a time."""
+    if chunked:
+        from deepntk.backends import limit_kernels
+
+        monkeypatch.setattr(limit_kernels, "WEIGHTS_CHUNK_BYTES", 3 * 8 * d**4)
+    rng = np.random.default_rng(10 * c + d)
+    X = rng.uniform(0.0, 1.0, size=(8, c, d, d))
+    X[:5] *= rng.uniform(size=(5, 1, d, d)) < 0.35  # sparse strokes: zero patches wherever a window misses them
+    X[1, :, : d // 2] = 0.0
+    X[2] = 0.0
+    options = dict(outputs=2, rho=0.7, beta=0.9, filter_size=f, filter_variance="code")
+    from deepntk.analytic.cnn import CNNTerms
+
+    zero = CNNTerms(X, None, 0.7, f, "code").norm1 == 0
+    assert 0 < zero[:5].mean() < 1 and zero[2].all() and not zero[7].any()
+    for A, B in ((X, None), (X[:5], X[3:]), (X[2:3], X)):
+        assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
+                     cnn_limit_kernel(A, B, **options), TOL["identity"], "zero patches")
+
+
 def test_negative_inputs_take_the_obtuse_branch():
     """Inputs of both signs make s₁₂ ≤ 0 for some pixel pairs: θ > π/2 there."""
     X = np.random.default_rng(3).uniform(-1.0, 1.0, size=(7, 1, 5, 5))

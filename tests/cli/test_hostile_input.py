@@ -103,6 +103,8 @@ CASES = [
     (["simulate", "--depths", "10,20", "-o", "a_file"], "is a file"),
     (["bench", "--quick", "-o", "a_file/x.json"], "is a file"),
     (["reproduce", "fig9"], "is not one of"),
+    (["reproduce", "table1", "--predict", "100", "--networks", "mlp,resnet"], "unknown resnet"),
+    (["reproduce", "table1", "--predict", "100", "--max-iterations", "0"], "--max-iterations"),
     (["gram", "--store", "K.zarr"], "give --x1"),
     (["gram", "--x1", "x.npy", "--kernel", "ntk", "--store", "K.zarr"], "--kernel ntk needs --params"),
     (["gram", "--x1", "x.npy", "--kernel", "expected", "--store", "K.zarr"], "needs --depth and --C-L"),

@@ -9,7 +9,7 @@ import pytest
 
 import deepntk
 from deepntk.analytic import cnn_limit_kernel, kernel_flow, mlp_limit_kernel
-from deepntk.engine.solvers import KernelOperator, flow, regression
+from deepntk.engine.solvers import KernelOperator, flow, flows, regression
 from conftest import TOL, assert_close
 
 # The solvers' default; the CNN Gram's condition number (≈ 2·10¹⁰) puts its attainable residual near 4·10⁻⁷.
@@ -56,6 +56,25 @@ def test_flow_matches_the_dense_matrix_function(problem, t, request):
     assert report.converged, report
     assert_close(Kx @ report.coefficients, dense(K, Y, t, Kx), TOL["iterative"], f"flow to t = {t}")
     assert_close(K @ report.coefficients, dense(K, Y, t), TOL["iterative"], "training predictions")
+
+
+def test_several_flow_times_from_one_krylov_space(cnn_problem):
+    """One `flows` call for three times (and a zero target column, and one column that converges long before the
+    others) equals the dense answer at each time."""
+    K, Kx, Y = cnn_problem
+    Y = np.column_stack([Y[:, :3], np.zeros(len(Y)), np.ones(len(Y))])
+    times = [0.5, 30.0, 1e4]
+    reports = flows(KernelOperator.from_array(K), Y, times, tol=SOLVER_TOL)
+    for t, report in zip(times, reports):
+        assert report.converged and report.coefficients.shape == Y.shape, (t, report)
+        assert_close(Kx @ report.coefficients, dense(K, Y, t, Kx), TOL["iterative"], f"flow to t = {t}")
+        assert np.all(report.coefficients[:, 3] == 0.0)
+
+
+def test_a_lanczos_basis_that_cannot_fit_is_refused_up_front(mlp_problem):
+    K, _, Y = mlp_problem
+    with pytest.raises(deepntk.engine.errors.MemoryBudgetError, match="Lanczos basis"):
+        flows(KernelOperator.from_array(K), Y, [1.0], max_iterations=10**9)
 
 
 def test_block_kernels_are_one_coupled_system(mlp_problem):

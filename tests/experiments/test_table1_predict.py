@@ -51,3 +51,21 @@ def test_reproduce_table1_predict_end_to_end(tmp_path, monkeypatch, capsys):
         assert len(row["test_accuracy"]) == len(row["flow_times"]) == 4 and np.isinf(row["flow_times"][-1])
     assert rows["MLP"]["train_images"] == 120 and rows["MLP"]["test_images"] == 40
     assert os.path.isdir("out/grams/cnn-binary-train.zarr") and os.path.isdir("out/grams/mlp-test.zarr")
+
+
+def test_predict_computes_only_the_networks_asked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("mnist")
+    learnable_mnist("mnist")
+    argv = ["reproduce", "table1", "--predict", "80", "--test-size", "20", "--data-dir", "mnist", "-o", "out",
+            "--cluster", "local", "--workers", "1", "--no-plot", "--networks", "cnn-binary", "--max-iterations", "300"]
+    assert main(argv) == 0
+    result = json.load(open("out/results.json"))
+    assert [row["run"] for row in result["rows"]] == ["CNN binary"] and result["max_iterations"] == 300
+    assert result["complete"] is True
+    arrays = np.load("out/arrays.npz")
+    assert sorted(arrays.files) == ["cnn-binary_test_labels", "cnn-binary_test_outputs"]
+    images = result["rows"][0]["test_images"]  # the 0s and 1s among the 20
+    assert arrays["cnn-binary_test_outputs"].shape == (4, images, 1)
+    assert set(arrays["cnn-binary_test_labels"]) <= {0, 1} and len(arrays["cnn-binary_test_labels"]) == images
+    assert sorted(os.listdir("out/grams")) == ["cnn-binary-test.zarr", "cnn-binary-train.zarr"]

@@ -1,0 +1,42 @@
+"""The benchmark rows of the limit-kernel work (`deepntk bench --workloads solvers|cnn-limit`) on real MNIST:
+the numbers they report are checked against independent computations, not timed."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import TOL
+
+SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "mnist")
+needs_mnist = pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
+                                 reason="the shared MNIST files are not beside the checkout")
+
+
+@needs_mnist
+def test_solver_rows_agree_with_the_dense_eigendecomposition():
+    from deepntk.engine.experiments.benchmark import solver_rates
+
+    report = solver_rates(SHARED_MNIST, size=300, test_size=60, max_iterations=300)
+    assert report["train_images"] == 300 and report["test_images"] == 60
+    flows = [row for row in report["rows"] if np.isfinite(row["t"])]
+    assert [row["t"] for row in flows] == report["flow_times"] and all(row["residual"] < 1e-6 for row in flows)
+    assert report["dense"]["flow_vs_dense"] < TOL["iterative"]
+    assert flows[1]["test_accuracy"] == report["dense"]["test_accuracy"]
+    assert all(row["peak_bytes"] > 0 and row["seconds"] > 0 for row in report["rows"])
+
+
+@needs_mnist
+def test_cnn_limit_rows_include_mnist_and_a_bound():
+    pytest.importorskip("numba", reason="the numba extra is not installed")
+    from deepntk.engine.experiments.benchmark import cnn_limit_rates
+
+    report = cnn_limit_rates(sizes=((7, 12),), data_dir=SHARED_MNIST)
+    names = [row["image"] for row in report["rows"]]
+    assert names == ["7×7 uniform", "7×7 MNIST"] and report["division_bound_per_second"] > 1e6
+    uniform, mnist = report["rows"]
+    assert uniform["evaluated_fraction"] == 1.0 and 0.3 < mnist["evaluated_fraction"] < 0.95
+    for row in report["rows"]:
+        assert row["pairs"] == 12 * 13 / 2 and 0 < row["fraction_of_bound"] < 1
