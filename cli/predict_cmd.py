@@ -27,17 +27,20 @@ from deepntk.cli.common import (CommaList, CommandError, backend_option, check_o
               help="With --gram: relative residual (CG) or change (Lanczos) at which the solvers stop.")
 @click.option("--max-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
               help="With --gram: bound on each solve (one Lanczos run for the finite times; CG for t = inf).")
+@click.option("--nystrom-rank", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="With --gram: columns of the regression's Nyström preconditioner (N × rank × 8 bytes).")
 @with_arch(arch_default=None)
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")
 def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol,
-            max_iterations, arch, backend, output):
+            max_iterations, nystrom_rank, arch, backend, output):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
     from deepntk.engine.predict import predict
 
     check_output_path(output)
     if gram_path is not None:
-        return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, max_iterations, output)
+        return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output,
+                                    dict(tol=tol, max_iterations=max_iterations, rank=nystrom_rank))
     if x_train is None or x_test is None:
         raise CommandError("give --x-train and --x-test, or --gram and --gram-test")
     if kernel_kind == "empirical" and params_path is None:
@@ -73,7 +76,7 @@ def _report(result, output, solves=None):
         click.echo(f"wrote {output}")
 
 
-def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol, max_iterations, output):
+def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output, options):
     """Kernel flow and regression with Gram stores too large for memory (conjugate gradients, Lanczos)."""
     from deepntk.engine.gram import open_store
     from deepntk.engine.solvers import predict_from_stores
@@ -84,8 +87,9 @@ def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, tol,
     Yt = None if y_test is None else load_npy(y_test, "--y-test")
     with user_errors():
         result, solves = predict_from_stores(open_store(gram_path), open_store(gram_test_path), Y, times, Y_test=Yt,
-                                             tol=tol, max_iterations=max_iterations)
+                                             **options)
     unconverged = [t for t, s in zip(result.times, solves) if not s.converged]
     _report(result, output, solves)
     if unconverged:
-        click.echo(f"Warning: the solver stopped above --tol {tol:g} at t = {', '.join(map(str, unconverged))}", err=True)
+        click.echo(f"Warning: the solver stopped above --tol {options['tol']:g} at t = "
+                   f"{', '.join(map(str, unconverged))}", err=True)

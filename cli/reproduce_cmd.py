@@ -64,9 +64,12 @@ def _summary(result) -> list[str]:
               help=f"With --predict: the rows to compute, of {','.join(TABLE1_NETWORKS)} [all].")
 @click.option("--max-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
               help="With --predict: bound on each solve (the Lanczos run of the flow times; conjugate gradients).")
+@click.option("--nystrom-rank", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="With --predict: columns of the regression's Nyström preconditioner (more: fewer CG iterations "
+                   "on ill-conditioned Grams, N × rank × 8 bytes).")
 @cluster_options
 def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, test_size, store_dir, networks,
-            max_iterations, cluster, workers, cluster_config):
+            max_iterations, nystrom_rank, cluster, workers, cluster_config):
     """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
     from deepntk.engine.experiments import run_experiment
 
@@ -79,7 +82,8 @@ def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, t
             raise CommandError(f"--networks: unknown {', '.join(unknown)}; choose from {', '.join(TABLE1_NETWORKS)}")
         out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"table1-predict-{predict_size}"))
         return _table1_predict(train_size, test_size, data_dir, store_dir or os.path.join(out_dir, "grams"), out_dir,
-                               plot, (cluster or "local", workers, cluster_config), networks, max_iterations)
+                               plot, (cluster or "local", workers, cluster_config),
+                               dict(networks=networks, max_iterations=max_iterations, rank=nystrom_rank))
     out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}"))
     start = time.perf_counter()
     with user_errors():
@@ -119,7 +123,7 @@ def _predict_size(text: str) -> int | None:
     return size
 
 
-def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, networks, max_iterations):
+def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
     from deepntk.engine.experiments.table1 import table1_predict
 
@@ -157,7 +161,7 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     with user_errors(), maybe_cluster(*cluster) as client:
         try:
             result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row,
-                                    networks=networks, max_iterations=max_iterations, on_progress=on_progress)
+                                    on_progress=on_progress, **options)
         finally:
             close_bar()
     for row in result["rows"]:
@@ -169,7 +173,7 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     write_json(os.path.join(out_dir, "results.json"), {**result, "complete": True})
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "reproduce table1 --predict", "train_size": train_size, "test_size": test_size,
-                "networks": networks, "max_iterations": max_iterations, "seconds": time.perf_counter() - start,
+                **options, "seconds": time.perf_counter() - start,
                 "environment": environment()})
     click.echo(f"results in {out_dir}")
     if plot:

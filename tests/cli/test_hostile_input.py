@@ -105,6 +105,7 @@ CASES = [
     (["reproduce", "fig9"], "is not one of"),
     (["reproduce", "table1", "--predict", "100", "--networks", "mlp,resnet"], "unknown resnet"),
     (["reproduce", "table1", "--predict", "100", "--max-iterations", "0"], "--max-iterations"),
+    (["reproduce", "table1", "--predict", "100", "--nystrom-rank", "-3"], "--nystrom-rank"),
     (["gram", "--store", "K.zarr"], "give --x1"),
     (["gram", "--x1", "x.npy", "--kernel", "ntk", "--store", "K.zarr"], "--kernel ntk needs --params"),
     (["gram", "--x1", "x.npy", "--kernel", "expected", "--store", "K.zarr"], "needs --depth and --C-L"),

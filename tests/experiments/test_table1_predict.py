@@ -58,11 +58,12 @@ def test_predict_computes_only_the_networks_asked_for(tmp_path, monkeypatch):
     os.makedirs("mnist")
     learnable_mnist("mnist")
     argv = ["reproduce", "table1", "--predict", "80", "--test-size", "20", "--data-dir", "mnist", "-o", "out",
-            "--cluster", "local", "--workers", "1", "--no-plot", "--networks", "cnn-binary", "--max-iterations", "300"]
+            "--cluster", "local", "--workers", "1", "--no-plot", "--networks", "cnn-binary", "--max-iterations", "300",
+            "--nystrom-rank", "50"]
     assert main(argv) == 0
     result = json.load(open("out/results.json"))
     assert [row["run"] for row in result["rows"]] == ["CNN binary"] and result["max_iterations"] == 300
-    assert result["complete"] is True
+    assert result["complete"] is True and result["nystrom_rank"] == 50
     arrays = np.load("out/arrays.npz")
     assert sorted(arrays.files) == ["cnn-binary_test_labels", "cnn-binary_test_outputs"]
     images = result["rows"][0]["test_images"]  # the 0s and 1s among the 20
