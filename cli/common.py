@@ -206,6 +206,21 @@ class ClusterType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def solver_options(when: str):
+    """--max-iterations and --nystrom-rank of the iterative solvers (deepntk.engine.solvers); `when` says which
+    other option they go with."""
+    from deepntk.engine.solvers import MAX_ITERATIONS, NYSTROM_RANK
+
+    def decorate(func):
+        func = click.option("--nystrom-rank", type=click.IntRange(min=1), default=NYSTROM_RANK, show_default=True,
+                            help=f"With {when}: columns of the regression's Nyström preconditioner (more: fewer CG "
+                                 "iterations on ill-conditioned Grams; N × rank × 8 bytes).")(func)
+        return click.option("--max-iterations", type=click.IntRange(min=1), default=MAX_ITERATIONS,
+                            show_default=True, help=f"With {when}: bound on each solve (one Lanczos run for the "
+                                                    "finite flow times; conjugate gradients for t = inf).")(func)
+    return decorate
+
+
 def cluster_options(func):
     """--cluster, --workers and --cluster-config: run each (depth, seed) network as one task on Dask workers."""
     for option in reversed([

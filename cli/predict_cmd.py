@@ -7,7 +7,7 @@ import numpy as np
 
 from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import (CommaList, CommandError, backend_option, check_output_path, load_npy, save_npy,
-                                user_errors)
+                                solver_options, user_errors)
 
 
 @click.command("predict")
@@ -25,10 +25,7 @@ from deepntk.cli.common import (CommaList, CommandError, backend_option, check_o
 @click.option("--gram-test", "gram_test_path", default=None, help="With --gram: the test × training Gram store.")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
               help="With --gram: relative residual (CG) or change (Lanczos) at which the solvers stop.")
-@click.option("--max-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="With --gram: bound on each solve (one Lanczos run for the finite times; CG for t = inf).")
-@click.option("--nystrom-rank", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="With --gram: columns of the regression's Nyström preconditioner (N × rank × 8 bytes).")
+@solver_options("--gram")
 @with_arch(arch_default=None)
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")

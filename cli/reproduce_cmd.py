@@ -9,9 +9,9 @@ import click
 import numpy as np
 
 from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
-                                maybe_cluster, progress, user_errors)
+                                maybe_cluster, progress, solver_options, user_errors)
 from deepntk.engine.experiments import PAPER_EXPERIMENTS
-from deepntk.engine.experiments.table1 import TABLE1_NETWORKS
+from deepntk.engine.experiments.table1 import TABLE1_NETWORKS, check_networks
 from deepntk.engine.results import environment, write_json, write_npz
 
 
@@ -62,11 +62,7 @@ def _summary(result) -> list[str]:
               help="With --predict: where the Gram stores go (reused when present) [<out>/grams].")
 @click.option("--networks", type=CommaList(str, what="networks"), default=None,
               help=f"With --predict: the rows to compute, of {','.join(TABLE1_NETWORKS)} [all].")
-@click.option("--max-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="With --predict: bound on each solve (the Lanczos run of the flow times; conjugate gradients).")
-@click.option("--nystrom-rank", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="With --predict: columns of the regression's Nyström preconditioner (more: fewer CG iterations "
-                   "on ill-conditioned Grams, N × rank × 8 bytes).")
+@solver_options("--predict")
 @cluster_options
 def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, test_size, store_dir, networks,
             max_iterations, nystrom_rank, cluster, workers, cluster_config):
@@ -77,9 +73,8 @@ def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, t
         if experiment != "table1":
             raise CommandError("--predict goes with table1")
         train_size = _predict_size(predict_size)
-        unknown = sorted(set(networks or ()) - set(TABLE1_NETWORKS))
-        if unknown:
-            raise CommandError(f"--networks: unknown {', '.join(unknown)}; choose from {', '.join(TABLE1_NETWORKS)}")
+        with user_errors():
+            check_networks(networks)  # before any output
         out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"table1-predict-{predict_size}"))
         return _table1_predict(train_size, test_size, data_dir, store_dir or os.path.join(out_dir, "grams"), out_dir,
                                plot, (cluster or "local", workers, cluster_config),

@@ -172,10 +172,12 @@ MAX_RESTARTS = 8
 NYSTROM_RANK = 2000
 # A residual this many times the right-hand side means K is singular and Y has parts outside its range.
 DIVERGED = 1e6
+# Bound on the products with K of one regression (and of the Lanczos run in `predict_from_stores`, the CLI).
+MAX_ITERATIONS = 1000
 
 
-def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int = 1000, rank: int = NYSTROM_RANK,
-               seed: int = 0, on_iteration=None) -> SolveReport:
+def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int = MAX_ITERATIONS,
+               rank: int = NYSTROM_RANK, seed: int = 0, on_iteration=None) -> SolveReport:
     """α with K α = Y by preconditioned conjugate gradients, stopped when every column's relative residual
     ‖Y − K α‖/‖Y‖ is below `tol`; `on_iteration(iteration)` is called after each product with K."""
     B, shape = _rhs(K, Y)
@@ -322,7 +324,7 @@ def apply_cross(store, coefficients) -> np.ndarray:
 
 
 def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None, tol: float = 1e-6,
-                        rank: int = NYSTROM_RANK, max_iterations: int = 1000, memory: int | None = None,
+                        rank: int = NYSTROM_RANK, max_iterations: int = MAX_ITERATIONS, memory: int | None = None,
                         on_iteration=None):
     """Kernel flow (regression at t = inf) with the Gram stores of the training set and of test × training:
     a `Prediction` like `deepntk.engine.predict.predict`, plus each solve's report. The finite times share one

@@ -292,6 +292,7 @@ def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_ite
     report["rows"].append({"solver": "regression (CG, Nyström)", "t": float("inf"), "iterations": solve.iterations,
                            "residual": solve.residual, "seconds": seconds, "peak_bytes": peak,
                            "test_accuracy": accuracy(K_test @ solve.coefficients, data.Y_test, kind)})
+
     def eigendecomposition():  # `kernel_flow`'s method, one eigendecomposition for all k columns
         lam, V = np.linalg.eigh(K)
         return K_test @ (V @ (phi(lam, t_paper, len(K))[:, None] * (V.T @ data.Y_train)))
@@ -305,12 +306,13 @@ def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_ite
 
 def _mnist_images(data_dir, count: int):
     """The first `count` MNIST training images in [0, 1] (N, 28, 28), or None when no MNIST folder is given."""
-    import os
+    from deepntk.engine.experiments.datasets import DataError, mnist_folder, read_mnist_pair
 
-    from deepntk.engine.experiments.datasets import read_mnist_pair
-
-    folder = data_dir or os.environ.get("DEEPNTK_DATA")
-    pair = read_mnist_pair(folder, "train", download=False) if folder else None
+    try:
+        folder = mnist_folder(data_dir)
+    except DataError:
+        return None
+    pair = read_mnist_pair(folder, "train", download=False)
     return None if pair is None else pair[0][:count].astype(np.float64) / 255.0
 
 

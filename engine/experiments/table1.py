@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from deepntk.engine.architectures import CNN, MLP
 from deepntk.engine.errors import InputError
+from deepntk.engine.solvers import MAX_ITERATIONS, NYSTROM_RANK
 from deepntk.engine.experiments.datasets import load_mnist
 from deepntk.engine.experiments.mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, stable_eta
 from deepntk.engine.trainer import TrainSettings
@@ -68,16 +69,25 @@ def network_slug(name: str) -> str:
 TABLE1_NETWORKS = tuple(network_slug(name) for name in PAPER_ACCURACY)
 
 
+def check_networks(networks) -> list[str]:
+    """The Table 1 rows named by slug (None: all of them), or InputError naming the unknown ones."""
+    networks = list(TABLE1_NETWORKS if networks is None else networks)
+    unknown = sorted(set(networks) - set(TABLE1_NETWORKS))
+    if unknown:
+        raise InputError(f"unknown {', '.join(unknown)}: Table 1's networks are {', '.join(TABLE1_NETWORKS)}")
+    return networks
+
+
 def table1_predict(train_size: int | None = None, test_size: int | None = None, data_dir=None, store_dir=None,
                    client=None, tol: float = 1e-6, times_per_row: int = 4, on_row=None, networks=None,
-                   max_iterations: int = 1000, rank: int | None = None, on_progress=None) -> dict:
+                   max_iterations: int = MAX_ITERATIONS, rank: int = NYSTROM_RANK, on_progress=None) -> dict:
     """Table 1 as the infinite-depth theory predicts it (Theorems 3 and 6): for each of the paper's networks,
     kernel flow with its limit kernel to the flow time of the paper's schedule, and kernel regression (t = ∞),
     on MNIST (`train_size` None: every training image). The Grams go into Zarr stores (`deepntk gram`, resumed
     when present) and are solved iteratively (`deepntk.engine.solvers`), so N is limited by disk, not memory.
     `networks` picks rows by slug (TABLE1_NETWORKS; default all); `max_iterations` bounds each solve (the Lanczos
-    run shared by the finite times, and conjugate gradients); `rank` is the Nyström preconditioner's
-    (default `solvers.NYSTROM_RANK`). `on_progress(network, stage, done, total)` reports
+    run shared by the finite times, and conjugate gradients); `rank` is the Nyström preconditioner's.
+    `on_progress(network, stage, done, total)` reports
     the Gram tiles ("train Gram", "test Gram") and the solvers' iterations ("flow", "regression"); `on_row(row,
     arrays)` each finished row. "arrays" holds each row's test outputs (times, images, k) and labels."""
     import os
@@ -87,17 +97,15 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
     import numpy as np
 
     from deepntk.engine.gram import GramKernel, gram
-    from deepntk.engine.solvers import NYSTROM_RANK, predict_from_stores
+    from deepntk.engine.solvers import predict_from_stores
     from deepntk.engine.trainer import accuracy, classification_kind
 
     store_dir = store_dir or tempfile.mkdtemp(prefix="deepntk-table1-")
     rows, _, _ = table1_rows("paper")
-    networks = list(TABLE1_NETWORKS if networks is None else networks)
-    unknown = sorted(set(networks) - set(TABLE1_NETWORKS))
-    if unknown:
-        raise InputError(f"unknown Table 1 network {', '.join(unknown)}; choose from {', '.join(TABLE1_NETWORKS)}")
+    networks = check_networks(networks)
     out = {"experiment": "table1-predict", "train_size": train_size, "test_size": test_size, "tolerance": tol,
-           "max_iterations": max_iterations, "nystrom_rank": rank or NYSTROM_RANK, "store_dir": store_dir, "rows": [], "arrays": {}}
+           "max_iterations": max_iterations, "nystrom_rank": rank, "store_dir": store_dir,
+           "rows": [], "arrays": {}}
     for name, layout, spec, lr, epochs, _, task in rows:
         if network_slug(name) not in networks:
             continue
@@ -118,7 +126,7 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
         times = [t_paper * 10.0**e for e in range(-(times_per_row - 2), 1)] + [np.inf]
         solve_started = time.perf_counter()
         prediction, solves = predict_from_stores(train_store, test_store, data.Y_train, times, Y_test=data.Y_test,
-                                                 tol=tol, max_iterations=max_iterations, rank=rank or NYSTROM_RANK,
+                                                 tol=tol, max_iterations=max_iterations, rank=rank,
                                                  on_iteration=None if on_progress is None else
                                                  lambda solver, j, network=name: on_progress(network, solver, j,
                                                                                              max_iterations))
