@@ -221,10 +221,13 @@ def dense_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part,
         Aseg = np.empty((every, n, B), dtype=W.dtype)
         _load_dense(X, i0, a)
         for s in range(count):
-            _load_dense(a, 0, CK[s])
+            _load_dense(a, np.int64(0), CK[s])
             # The last segment's activations are kept now: the backward pass starts there.
             _dense_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), Aseg if s == count - 1 else empty)
-        delta = np.zeros((n, B), dtype=W.dtype)
+        delta = np.empty((n, B), dtype=W.dtype)  # zeroed by loops: np.zeros is one more overload to compile
+        for o in range(n):
+            for i in range(B):
+                delta[o, i] = 0.0
         for j in range(k):
             for i in range(B):
                 out[e, j, i0 + i] = z[j, i]
@@ -234,7 +237,7 @@ def dense_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part,
             l0 = s * every
             l1 = min(L, l0 + every)
             if s < count - 1:
-                _load_dense(CK[s], 0, a)
+                _load_dense(CK[s], np.int64(0), a)
                 _dense_layers(W, b, e, a, z, l0, l1, Aseg)
             for layer in range(l1 - 1, l0 - 1, -1):
                 act = Aseg[layer - l0]
@@ -304,7 +307,7 @@ def _conv_layers(W, b, e, a, z, l0, l1, A):
     store = A.shape[0] > 0
     for layer in range(l0, l1):
         if store:
-            _load_conv(a, 0, A[layer - l0])
+            _load_conv(a, np.int64(0), A[layer - l0])
         for o in range(n):
             bo = b[e, layer, o]
             for y in range(d):
@@ -490,10 +493,15 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
         Aseg = np.empty((every, n, d, d, B), dtype=W.dtype)
         _load_conv(X, i0, a)
         for s in range(count):
-            _load_conv(a, 0, CK[s])
+            _load_conv(a, np.int64(0), CK[s])
             # The last segment's activations are kept now: the backward pass starts there.
             _conv_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), Aseg if s == count - 1 else empty)
-        delta = np.zeros((n, d, d, B), dtype=W.dtype)
+        delta = np.empty((n, d, d, B), dtype=W.dtype)  # zeroed by loops, as in dense_loss_gradients
+        for o in range(n):
+            for u in range(d):
+                for v in range(d):
+                    for i in range(B):
+                        delta[o, u, v, i] = 0.0
         for j in range(k):
             for i in range(B):
                 mean = _pixel_mean(z, j, i)
@@ -507,7 +515,7 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
             l0 = s * every
             l1 = min(L, l0 + every)
             if s < count - 1:
-                _load_conv(CK[s], 0, a)
+                _load_conv(CK[s], np.int64(0), a)
                 _conv_layers(W, b, e, a, z, l0, l1, Aseg)
             for layer in range(l1 - 1, l0 - 1, -1):
                 act = Aseg[layer - l0]

@@ -36,6 +36,13 @@ def _atan2_upper(y, x):
     return offset + (r * (z * p / q) + r) + more
 
 
+@njit(inline="always", fastmath=_VECTOR_MATH)
+def _two_pi_kappa(s1, s2, s12):
+    """2π·κ(s₁, s₂, s₁₂) = √(s₁s₂ − s₁₂²) + (π − θ)·s₁₂ with θ = atan2(√(s₁s₂ − s₁₂²), s₁₂)."""
+    det = np.sqrt(max(s1 * s2 - s12 * s12, 0.0))
+    return det + (np.pi - _atan2_upper(det, s12)) * s12
+
+
 @njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
 def cnn_kappa_sums(P1, norms1, live1, count1, P2t, norms2, live2, count2, M, weights2, t, beta_sq, symmetric, offset,
                    out):
@@ -78,10 +85,7 @@ def cnn_kappa_sums(P1, norms1, live1, count1, P2t, norms2, live2, count2, M, wei
                         inner[q] += a * P2t[j, f, q]
                 part = 0.0
                 for q in range(n2):
-                    s12 = t * inner[q] + beta_sq
-                    s2 = t * norms2[j, q] + beta_sq
-                    det = np.sqrt(max(s1 * s2 - s12 * s12, 0.0))
-                    part += weights[q] * (det + (np.pi - _atan2_upper(det, s12)) * s12)
+                    part += weights[q] * _two_pi_kappa(s1, t * norms2[j, q] + beta_sq, t * inner[q] + beta_sq)
                 total += part
             out[i, offset + j] = total
 
@@ -98,3 +102,15 @@ def divisions_and_root(x, rounds):
             acc += np.sqrt(v) / (v + 1.0) / (v + 2.0)
         total += acc
     return total
+
+
+@njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
+def kappa_sums_in_cache(s1, s2, s12, weights, out):
+    """out[r] = Σ_q weights[q]·2π·κ(s1[r], s2[q], s12[q]) on every thread: the fused kernel's κ arithmetic alone
+    on arrays that stay in cache (no inner products, no patch lists), the ceiling of `cnn_kappa_sums` for the
+    benchmark."""
+    for r in prange(s1.size):
+        total = 0.0
+        for q in range(s12.size):
+            total += weights[q] * _two_pi_kappa(s1[r], s2[q], s12[q])
+        out[r] = total

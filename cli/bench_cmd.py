@@ -151,14 +151,16 @@ def _cnn_limit(data_dir, output):
     with user_errors():
         report = cnn_limit_rates(data_dir=data_dir)
     bound = report["division_bound_per_second"]
-    click.echo(f"{'images':<15} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} {'speed-up':>9} "
-               f"{'κ evaluated':>12} {'κ/s (numba)':>12} {'of bound':>9}")
+    click.echo(f"{'images':<15} {'Gram':<9} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} "
+               f"{'speed-up':>9} {'κ evaluated':>12} {'κ/s (numba)':>12} {'of bound':>9} {'of κ loop':>10}")
     for row in report["rows"]:
-        click.echo(f"{row['image']:<15} {row['pairs']:>8.0f} {row['numpy']['pairs_per_second']:>14.4g} "
+        click.echo(f"{row['image']:<15} {row['gram']:<9} {row['pairs']:>8.0f} "
+                   f"{row['numpy']['pairs_per_second']:>14.4g} "
                    f"{row['numba']['pairs_per_second']:>14.4g} {row['speedup']:>8.1f}× "
                    f"{row['evaluated_fraction']:>12.0%} {row['numba']['arccos_per_second']:>12.4g} "
-                   f"{row['fraction_of_bound']:>8.1%}")
-    click.echo(f"bound: {bound:.3g} evaluations/s of 2 divisions + 1 square root on every core")
+                   f"{row['fraction_of_bound']:>8.1%} {row['fraction_of_kappa_loop']:>9.1%}")
+    click.echo(f"bound: {bound:.3g} evaluations/s of 2 divisions + 1 square root on every core; κ loop: "
+               f"{report['kappa_loop_per_second']:.3g}/s, the kernel's κ arithmetic alone on in-cache arrays")
     if not any("MNIST" in row["image"] for row in report["rows"]):
         click.echo("no MNIST rows: give --data-dir (or set DEEPNTK_DATA)")
     _write_report(output, {"cnn_limit": report})

@@ -119,10 +119,13 @@ def run_deepntk(workload: Workload, backend: str, ensemble: bool = False):
 
 
 def time_call(fn, repeats: int, budget: float = 20.0):
-    """(result, first-call seconds, median of up to `repeats` more calls); slow calls repeat less, at least once."""
+    """(result, first-call seconds, median of up to `repeats` more calls); slow calls repeat less, at least once,
+    except that `repeats=0` times the first call alone (a reference path that compiles nothing)."""
     start = time.perf_counter()
     result = fn()
     first = time.perf_counter() - start
+    if repeats == 0:
+        return result, first, first
     times = []
     for _ in range(max(1, min(repeats, int(budget / max(first, 1e-9))))):
         start = time.perf_counter()
@@ -203,14 +206,22 @@ def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100
     return report
 
 
-def cnn_limit_rates(sizes=((7, 160), (28, 12)), data_dir=None) -> dict:
-    """Image pairs and arc-cosine evaluations per second of the CNN limit kernel (symmetric Gram, upper pairs
-    only): the NumPy reference of `deepntk.analytic` and the fused Numba kernel, timed in one run, on uniform
-    random images (no zero patch: the kernel's worst case) and, when `data_dir` (or DEEPNTK_DATA) holds MNIST, on
-    MNIST training images (7×7: 4×4-pooled as Table 1's CNNs take them). Beside them the machine's bound for
-    the fused kernel: evaluations per second of the two divisions and the square root each κ needs, on every
-    core (`division_bound`). Arc-cosine evaluations count those each implementation makes (the fused kernel
-    skips pairs with a zero patch); pixel pairs per second count d⁴ per image pair for both."""
+def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
+    """Image pairs and arc-cosine evaluations per second of the CNN limit kernel: the NumPy reference of
+    `deepntk.analytic` and the fused Numba kernel, timed in one run, for a symmetric Gram (the fused kernel
+    computes the upper pairs only; the reference's blocks span the diagonal, so at 7×7 it computes all N²) and
+    a cross Gram (a quarter of the images against the rest, like test × training: the same pairs for both).
+    Images: uniform random ones (no zero patch: the fused kernel's worst case) and, when `data_dir` (or
+    DEEPNTK_DATA) holds MNIST, MNIST training images (7×7: 4×4-pooled as Table 1's CNNs take them).
+
+    Beside them two limits, measured on every core in the same run: the rate of the two divisions and the
+    square root each κ needs (`division_bound`), and of the kernel's whole κ arithmetic on in-cache arrays
+    (`kappa_loop_ceiling`: the fused kernel with free inner products and patch lists). Arc-cosine evaluations
+    count those each implementation makes (the fused kernel skips pairs with a zero patch); pixel pairs per
+    second count d⁴ per image pair for both. The sizes make the per-call costs (packing the patches, waking the
+    threads) small beside the pair sum, as in Table 1's Grams of thousands of images: at 160 7×7 images they
+    were a third of the fused kernel's time. The reference is timed once (it compiles nothing and takes ~20 s
+    a set), the fused kernel as the median of three calls."""
     from deepntk.analytic import cnn_limit_kernel
     from deepntk.analytic.cnn import CNNTerms
     from deepntk.backends.limit_kernels import fused_cnn_pair_sum
@@ -223,27 +234,32 @@ def cnn_limit_rates(sizes=((7, 160), (28, 12)), data_dir=None) -> dict:
         for d, n in sizes:
             images = mnist[:n] if d == 28 else average_pool(mnist[:n], 28 // d)
             sets.append((f"{d}×{d} MNIST", images[:, None]))
-    bound = division_bound()
+    bound, ceiling = division_bound(), kappa_loop_ceiling()
     rows = []
     for name, X in sets:
         n, d = len(X), X.shape[-1]
         cnn_limit_kernel(X[:2], pair_sum=fused_cnn_pair_sum)  # compile before timing
-        pairs = n * (n + 1) / 2
-        row = {"image": name, "images": n, "pairs": pairs}
         # The reference evaluates κ for all d⁴ pixel pairs of an image pair, the fused kernel for the pairs of
         # nonzero patches only (docs/limit-kernels.md#zero-patches).
         live = (CNNTerms(X, None, 1.0, 3, "code").norm1 > 0).sum(axis=1).astype(float)
-        evaluated = {"numpy": pairs * d**4, "numba": (live.sum() ** 2 + (live**2).sum()) / 2}
-        for label, pair_sum in (("numpy", None), ("numba", fused_cnn_pair_sum)):
-            _, first, median = time_call(lambda: cnn_limit_kernel(X, pair_sum=pair_sum), repeats=2)
-            row[label] = {"seconds": median, "pairs_per_second": pairs / median,
-                          "pixel_pairs_per_second": pairs * d**4 / median,
-                          "arccos_per_second": evaluated[label] / median}
-        row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
-        row["evaluated_fraction"] = evaluated["numba"] / evaluated["numpy"]
-        row["fraction_of_bound"] = row["numba"]["arccos_per_second"] / bound
-        rows.append(row)
-    return {"rows": rows, "division_bound_per_second": bound}
+        quarter = n // 4
+        grams = {"symmetric": ((X, None), n * (n + 1) / 2, (live.sum() ** 2 + (live**2).sum()) / 2),
+                 "cross": ((X[:quarter], X[quarter:]), quarter * (n - quarter),
+                           live[:quarter].sum() * live[quarter:].sum())}
+        for gram, (images, pairs, fused_evaluations) in grams.items():
+            row = {"image": name, "gram": gram, "images": n, "pairs": pairs}
+            evaluated = {"numpy": pairs * d**4, "numba": fused_evaluations}
+            for label, pair_sum, repeats in (("numpy", None, 0), ("numba", fused_cnn_pair_sum, 3)):
+                _, first, median = time_call(lambda: cnn_limit_kernel(*images, pair_sum=pair_sum), repeats=repeats)
+                row[label] = {"seconds": median, "pairs_per_second": pairs / median,
+                              "pixel_pairs_per_second": pairs * d**4 / median,
+                              "arccos_per_second": evaluated[label] / median}
+            row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
+            row["evaluated_fraction"] = evaluated["numba"] / evaluated["numpy"]
+            row["fraction_of_bound"] = row["numba"]["arccos_per_second"] / bound
+            row["fraction_of_kappa_loop"] = row["numba"]["arccos_per_second"] / ceiling
+            rows.append(row)
+    return {"rows": rows, "division_bound_per_second": bound, "kappa_loop_per_second": ceiling}
 
 
 def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_iterations: int = 1000,
@@ -326,6 +342,21 @@ def division_bound(size: int = 1 << 16, repeats: int = 3) -> float:
     divisions_and_root(x, 1)
     _, _, median = time_call(lambda: divisions_and_root(x, rounds), repeats=repeats)
     return size * rounds / median
+
+
+def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) -> float:
+    """Arc-cosine evaluations per second, on every core, of the fused CNN kernel's κ arithmetic (a square root,
+    the branch-free arc tangent with its two divisions, ~30 more vector operations) summed over arrays that stay
+    in cache: the ceiling of that kernel without its inner products and patch bookkeeping."""
+    from deepntk.backends.numba_limit_kernels import kappa_sums_in_cache
+
+    rng = np.random.default_rng(0)
+    s1, s2 = rng.uniform(1.0, 2.0, size=rows), rng.uniform(1.0, 2.0, size=size)
+    s12, weights = rng.uniform(-1.0, 1.0, size=size), rng.uniform(0.0, 9.0, size=size)
+    out = np.empty(rows)
+    kappa_sums_in_cache(s1[:2], s2, s12, weights, out[:2])
+    _, _, median = time_call(lambda: kappa_sums_in_cache(s1, s2, s12, weights, out), repeats=repeats)
+    return size * rows / median
 
 
 def ensemble_rates(backend: str, networks: int = 10, quick: bool = False, repeats: int = 3) -> list[dict]:

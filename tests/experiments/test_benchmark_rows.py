@@ -34,9 +34,26 @@ def test_cnn_limit_rows_include_mnist_and_a_bound():
     from deepntk.engine.experiments.benchmark import cnn_limit_rates
 
     report = cnn_limit_rates(sizes=((7, 12),), data_dir=SHARED_MNIST)
-    names = [row["image"] for row in report["rows"]]
-    assert names == ["7×7 uniform", "7×7 MNIST"] and report["division_bound_per_second"] > 1e6
-    uniform, mnist = report["rows"]
-    assert uniform["evaluated_fraction"] == 1.0 and 0.3 < mnist["evaluated_fraction"] < 0.95
+    names = [(row["image"], row["gram"]) for row in report["rows"]]
+    assert names == [("7×7 uniform", "symmetric"), ("7×7 uniform", "cross"), ("7×7 MNIST", "symmetric"),
+                     ("7×7 MNIST", "cross")]
+    assert report["division_bound_per_second"] > report["kappa_loop_per_second"] > 1e6
     for row in report["rows"]:
-        assert row["pairs"] == 12 * 13 / 2 and 0 < row["fraction_of_bound"] < 1
+        assert row["pairs"] == {"symmetric": 12 * 13 / 2, "cross": 3 * 9}[row["gram"]]
+        assert 0 < row["fraction_of_bound"] < row["fraction_of_kappa_loop"] < 1
+        if row["image"].endswith("uniform"):
+            assert row["evaluated_fraction"] == 1.0
+        else:
+            assert 0.3 < row["evaluated_fraction"] < 0.95
+
+
+def test_time_call_runs_the_reference_once_when_told_no_repeats():
+    """The CNN rows time the slow reference with repeats=0: one call, reported as both first and median."""
+    from deepntk.engine.experiments.benchmark import time_call
+
+    calls = []
+    result, first, median = time_call(lambda: calls.append(None) or len(calls), repeats=0)
+    assert (calls, result, median) == ([None], 1, first)
+    calls.clear()
+    result, _, _ = time_call(lambda: calls.append(None) or len(calls), repeats=2)
+    assert len(calls) == 3 and result == 1
