@@ -346,7 +346,7 @@ def division_bound(size: int = 1 << 16, repeats: int = 3) -> float:
 
 def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) -> float:
     """Arc-cosine evaluations per second, on every core, of the fused CNN kernel's κ arithmetic (a square root,
-    the branch-free arc tangent with its two divisions, ~30 more vector operations) summed over arrays that stay
+    the branch-free arc tangent with its two divisions, ~40 more vector operations) summed over arrays that stay
     in cache: the ceiling of that kernel without its inner products and patch bookkeeping."""
     from deepntk.backends.numba_limit_kernels import kappa_sums_in_cache
 
