@@ -70,12 +70,6 @@ def cnn_kappa_sums(P1, norms1, live1, count1, P2t, norms2, live2, count2, M, wei
             for pp in range(count1[i]):
                 p = live1[i, pp]
                 s1 = t * norms1[i, p] + beta_sq
-                if premapped:
-                    weights = weights2[j, p]
-                else:
-                    for q in range(n2):
-                        gathered[q] = M[p, live2[j, q]]
-                    weights = gathered
                 a = P1[i, p, 0]
                 for q in range(n2):
                     inner[q] = a * P2t[j, 0, q]
@@ -84,8 +78,17 @@ def cnn_kappa_sums(P1, norms1, live1, count1, P2t, norms2, live2, count2, M, wei
                     for q in range(n2):
                         inner[q] += a * P2t[j, f, q]
                 part = 0.0
-                for q in range(n2):
-                    part += weights[q] * _two_pi_kappa(s1, t * norms2[j, q] + beta_sq, t * inner[q] + beta_sq)
+                # weights2 indexed in place: a view per (p, j) is an array object built and released in the loop,
+                # which measured 1–12% slower at 7×7.
+                if premapped:
+                    for q in range(n2):
+                        s12 = t * inner[q] + beta_sq
+                        part += weights2[j, p, q] * _two_pi_kappa(s1, t * norms2[j, q] + beta_sq, s12)
+                else:
+                    for q in range(n2):
+                        gathered[q] = M[p, live2[j, q]]
+                    for q in range(n2):
+                        part += gathered[q] * _two_pi_kappa(s1, t * norms2[j, q] + beta_sq, t * inner[q] + beta_sq)
                 total += part
             out[i, offset + j] = total
 
