@@ -9,6 +9,7 @@ rate of this machine (its physical limit for this kind of work).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -250,7 +251,8 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
             row = {"image": name, "gram": gram, "images": n, "pairs": pairs}
             evaluated = {"numpy": pairs * d**4, "numba": fused_evaluations}
             for label, pair_sum, repeats in (("numpy", None, 0), ("numba", fused_cnn_pair_sum, 3)):
-                _, first, median = time_call(lambda: cnn_limit_kernel(*images, pair_sum=pair_sum), repeats=repeats)
+                call = functools.partial(cnn_limit_kernel, *images, pair_sum=pair_sum)
+                _, _, median = time_call(call, repeats=repeats)
                 row[label] = {"seconds": median, "pairs_per_second": pairs / median,
                               "pixel_pairs_per_second": pairs * d**4 / median,
                               "arccos_per_second": evaluated[label] / median}
