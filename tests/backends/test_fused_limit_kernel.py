@@ -103,3 +103,21 @@ def test_the_in_cache_kappa_loop_sums_the_arc_cosine_kernel():
     kappa_sums_in_cache(s1, s2, s12, weights, out)
     expected = 2.0 * np.pi * arccos_kernel(s1[:, None], s2[None], s12[None]) @ weights
     assert_close(out, expected, TOL["identity"], "κ loop")
+
+
+@pytest.mark.parametrize("d,threshold", [(11, None), (5, 0)])
+def test_large_images_gather_their_weights_from_M(d, threshold, monkeypatch):
+    """Images of more than PREMAPPED_MAX_PIXELS pixels (28×28 MNIST) take their pixel-pair weights from M through
+    the patch lists instead of per-image copies: 11×11 images (121 pixels), and 5×5 ones with the threshold
+    lowered to force that path, with zero backgrounds, against the reference's direct sum."""
+    from deepntk.backends import limit_kernels
+
+    if threshold is not None:
+        monkeypatch.setattr(limit_kernels, "PREMAPPED_MAX_PIXELS", threshold)
+    assert d * d > limit_kernels.PREMAPPED_MAX_PIXELS
+    rng = np.random.default_rng(d)
+    X = rng.uniform(0.0, 1.0, size=(6, 1, d, d)) * (rng.uniform(size=(6, 1, d, d)) < 0.3)
+    options = dict(outputs=2, rho=0.9, beta=1.1, filter_size=3, filter_variance="code")
+    for A, B in ((X, None), (X[:2], X[1:])):
+        assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
+                     cnn_limit_kernel(A, B, **options), TOL["identity"], "gathered weights")
