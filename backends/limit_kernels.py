@@ -49,8 +49,8 @@ def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
 
     zero1, zero2 = (terms.norm1 == 0).astype(float), (terms.norm2 == 0).astype(float)
     corner = 2.0 * np.pi * float(arccos_kernel(beta_sq, beta_sq, beta_sq))
-    sums += (with_zero(terms.norm1) @ terms.M @ zero2.T + zero1 @ terms.M @ with_zero(terms.norm2).T
-             + corner * (zero1 @ terms.M @ zero2.T))
+    # u₁ᵀMz₂ + z₁ᵀM(u₂ + κ(β², β², β²)·z₂): the docstring's three forms with z₁ᵀM formed once.
+    sums += with_zero(terms.norm1) @ terms.M @ zero2.T + zero1 @ terms.M @ (with_zero(terms.norm2) + corner * zero2).T
     return sums / (2.0 * np.pi * terms.d**4)
 
 

@@ -88,7 +88,8 @@ def cnn_kappa_sums(P1, norms1, live1, count1, P2t, norms2, live2, count2, M, wei
                     for q in range(n2):
                         gathered[q] = M[p, live2[j, q]]
                     for q in range(n2):
-                        part += gathered[q] * _two_pi_kappa(s1, t * norms2[j, q] + beta_sq, t * inner[q] + beta_sq)
+                        s12 = t * inner[q] + beta_sq
+                        part += gathered[q] * _two_pi_kappa(s1, t * norms2[j, q] + beta_sq, s12)
                 total += part
             out[i, offset + j] = total
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 
 from deepntk.engine.errors import ClusterError
 
@@ -186,8 +187,6 @@ def _start(kind: str, workers, config_path, distributed):
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ClusterError(f"workers must be a positive integer, got {workers!r}")
     if kind == "local":
-        import warnings
-
         with warnings.catch_warnings():
             # With the dashboard off the scheduler still serves /health on 8787, or on a free port when another
             # local cluster holds it, and says so: nothing the user of a private local cluster needs to hear.

@@ -273,13 +273,14 @@ def flows(K: KernelOperator, Y, times, *, tol: float = 1e-6, max_iterations: int
             w -= V[c, : j + 1].T @ (V[c, : j + 1] @ w)
             beta[c, j] = np.linalg.norm(w)
             used[c] = j + 1
-            exhausted = beta[c, j] <= 1e-14 * norms[c] or j == max_iterations - 1
+            breakdown = beta[c, j] <= 1e-14 * norms[c]  # the Krylov space is invariant: the estimate is exact
+            exhausted = breakdown or j == max_iterations - 1
             if checking or exhausted:
                 theta, S = eigh_tridiagonal(alpha[c, : j + 1], beta[c, :j])
                 for m, t in enumerate(times):
                     estimate = norms[c] * (V[c, : j + 1].T @ (S @ (phi(theta, t, N) * S[0])))
                     previous = estimates[m, :, c]
-                    changes[m, c] = (0.0 if exhausted and beta[c, j] <= 1e-14 * norms[c] else
+                    changes[m, c] = (0.0 if breakdown else
                                      np.linalg.norm(estimate - previous) / max(np.linalg.norm(estimate), 1e-300))
                     estimates[m, :, c] = estimate
                 if exhausted or (j + 1 > LANCZOS_CHECK_EVERY and changes[:, c].max() < tol):
