@@ -10,9 +10,15 @@ import numpy as np
 from deepntk.backends.limit_kernels import numba_available
 
 
+# Beyond this many right-hand sides the products are bound by arithmetic, not by reading the tile, and BLAS's
+# two GEMMs win; the one-pass kernel's transposed accumulator (r × B2) would also no longer stay in cache.
+ONE_PASS_MAX_COLUMNS = 32
+
+
 def both_products(block, Y_cols, Y_rows):
     """(block @ Y_cols, block.T @ Y_rows) for a 2-D float64 tile and (B2, r), (B1, r) right-hand sides."""
-    if not numba_available() or block.dtype != np.float64 or not block.flags.c_contiguous:
+    if (not numba_available() or block.dtype != np.float64 or not block.flags.c_contiguous
+            or Y_cols.shape[1] > ONE_PASS_MAX_COLUMNS):
         return block @ Y_cols, block.T @ Y_rows
     from deepntk.backends.numba_backend import kernel_threads, run_in_parts
     from deepntk.backends.numba_tile_kernels import tile_both_products

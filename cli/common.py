@@ -213,8 +213,8 @@ def solver_options(when: str):
 
     def decorate(func):
         func = click.option("--nystrom-rank", type=click.IntRange(min=1), default=NYSTROM_RANK, show_default=True,
-                            help=f"With {when}: columns of the regression's Nyström preconditioner (more: fewer CG "
-                                 "iterations on ill-conditioned Grams; N × rank × 8 bytes).")(func)
+                            help=f"With {when}: rank of the regression's Nyström preconditioner (more: fewer CG "
+                                 "iterations on ill-conditioned Grams; 4 × N × rank × 8 bytes while built).")(func)
         return click.option("--max-iterations", type=click.IntRange(min=1), default=MAX_ITERATIONS,
                             show_default=True, help=f"With {when}: bound on each solve (one Lanczos run for the "
                                                     "finite flow times; conjugate gradients for t = inf).")(func)

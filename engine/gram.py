@@ -155,8 +155,10 @@ class GramStore:
     config: dict
     group: object = field(repr=False)
 
-    @property
+    @functools.cached_property
     def shape(self) -> tuple:
+        # Fixed when the store is created; reading it opens the array's metadata (milliseconds), and the solvers
+        # ask for it on every tile of every product.
         return tuple(self.group["gram"].shape)
 
     @property
