@@ -117,8 +117,8 @@ class NystromPreconditioner:
         require_memory(4.0 * K.size * rank * 8, f"a rank-{rank} Nyström preconditioner of a Gram of size {K.size}")
         omega = np.linalg.qr(np.random.default_rng(seed).standard_normal((K.size, rank)))[0]
         sketch = K @ omega
-        # A shift at round-off level keeps ΩᵀKΩ positive definite; it is taken off the eigenvalues again. The
-        # Frobenius norm bounds the spectral norm of the paper's shift without an SVD of the sketch.
+        # A shift at round-off level keeps ΩᵀKΩ positive definite; it is taken off the eigenvalues again. It uses
+        # the sketch's Frobenius norm, an upper bound of the spectral norm in the paper's shift, to spare an SVD.
         shift = np.sqrt(K.size) * np.finfo(float).eps * max(np.linalg.norm(sketch), 1e-300)
         core = omega.T @ sketch
         core = (core + core.T) / 2
@@ -168,7 +168,7 @@ def _rhs(K: KernelOperator, Y) -> tuple:
 
 MAX_RESTARTS = 8
 # Rank of the Nyström preconditioner: the MLP limit Gram of 8,000 MNIST images (condition 4.5·10¹⁰) reaches 10⁻⁶
-# in 112 CG iterations with rank 2000 and 219 with 1000; 2000 sampled columns instead of a sketch took 1000.
+# in 112 CG iterations with rank 2000 and 219 with 1000; 2000 sampled columns instead of a sketch had not in 1000.
 NYSTROM_RANK = 2000
 # A residual this many times the right-hand side means K is singular and Y has parts outside its range.
 DIVERGED = 1e6
