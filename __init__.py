@@ -8,6 +8,13 @@ Importing this package loads only NumPy; Numba, CuPy, SymPy and matplotlib are i
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after every product, on the cores that the Numba kernels
+# run on next; 2^16 cycles is enough to keep them warm between products (docs/backends.md#blas-threads). This
+# reaches OpenBLAS only if NumPy is not loaded yet (the CLI, worker processes); a value the user set wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+
 from deepntk.backends.registry import available_backends, get_backend
 from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
 from deepntk.engine.architectures import CNN, MLP

@@ -16,30 +16,30 @@ def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
     """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair with the fused Numba kernel (one pass per pair, each
     pair of a symmetric Gram once), in place of `CNNTerms.K`'s blocked NumPy loop.
 
-    A patch of zeros (MNIST's background: a fifth of the 7×7 pooled patches, two thirds at 28×28) has φ = 0, so
-    its κ with any patch q depends on q alone: κ(β², s_q, β²). The kernel sums only the pairs of nonzero patches;
-    the pairs with a zero patch are the bilinear forms u₁ᵀ M z₂ + z₁ᵀ M u₂ + κ(β², β², β²)·z₁ᵀ M z₂ of the
-    zero-patch indicators z and the per-patch values u, three small matrix products."""
+    The kernel evaluates κ in its correlation form (docs/limit-kernels.md#the-correlation-form): each patch as a
+    unit vector whose inner products are the correlations ρ, and 2πκ = √s₁·√s₂·h(ρ). A patch of zeros (MNIST's
+    background: a fifth of the 7×7 pooled patches, two thirds at 28×28) has φ = 0, so its κ with any patch q
+    depends on q alone: κ(β², s_q, β²). The kernel sums only the pairs of nonzero patches; the pairs with a zero
+    patch are the bilinear forms u₁ᵀ M z₂ + z₁ᵀ M u₂ + κ(β², β², β²)·z₁ᵀ M z₂ of the zero-patch indicators z and
+    the per-patch values u, three small matrix products."""
     from deepntk.analytic import arccos_kernel
-    from deepntk.backends.numba_limit_kernels import cnn_kappa_sums
+    from deepntk.backends.numba_limit_kernels import cnn_correlation_sums
 
     symmetric = terms.P2 is terms.P1
-    P1 = np.ascontiguousarray(terms.P1)
-    live1, count1 = _live_patches(terms.norm1)
-    live2, count2 = _live_patches(terms.norm2)
+    U1, root1, live1, count1 = unit_patches(terms.P1, terms.norm1, terms.t, beta_sq, multiple=2)
     N2, D = terms.norm2.shape
-    sums = np.zeros((len(P1), N2))
+    sums = np.zeros((len(U1), N2))
     premapped = D <= PREMAPPED_MAX_PIXELS
     chunk = max(1, WEIGHTS_CHUNK_BYTES // (8 * D * D)) if premapped else N2
     for j0 in range(0, N2, chunk):
-        live = live2[j0:j0 + chunk]
-        packed = np.take_along_axis(terms.P2[j0:j0 + chunk], live[:, :, None], axis=1)
-        P2t = np.ascontiguousarray(packed.transpose(0, 2, 1))
-        norms2 = np.take_along_axis(terms.norm2[j0:j0 + chunk], live, axis=1)
+        U2, root2, live2, count2 = unit_patches(terms.P2[j0:j0 + chunk], terms.norm2[j0:j0 + chunk], terms.t,
+                                                beta_sq, multiple=VECTOR_WIDTH)
+        U2t = np.ascontiguousarray(U2.transpose(0, 2, 1))
         # M is symmetric: M[live].T = M[:, live].
-        weights2 = np.ascontiguousarray(terms.M[live].transpose(0, 2, 1)) if premapped else np.zeros((0, D, D))
-        cnn_kappa_sums(P1, terms.norm1, live1, count1, P2t, norms2, live, count2[j0:j0 + chunk], terms.M, weights2,
-                       float(terms.t), float(beta_sq), symmetric, j0, sums)
+        weights2 = (np.ascontiguousarray(terms.M[live2].transpose(0, 2, 1) * root2[:, None, :]) if premapped
+                    else np.zeros((0, D, 0)))
+        cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, terms.M, symmetric, j0,
+                             sums)
     if symmetric:
         sums = sums + np.triu(sums, 1).T
 
@@ -54,18 +54,35 @@ def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
     return sums / (2.0 * np.pi * terms.d**4)
 
 
+def unit_patches(P, norms, t: float, beta_sq: float, multiple: int):
+    """Each image's nonzero patches, first, as the unit vectors u_p = (√t·φ_p, β)/√s_p (s_p = t|φ_p|² + β²) of
+    `cnn_correlation_sums`: (U (N, R, c·f² + 1), their √s_p (N, R), their pixels (N, R), their counts rounded up
+    to `multiple` (N,)). Rows past an image's nonzero patches are zero (root 0, pixel 0) up to R, the pixel
+    count rounded up to `multiple`."""
+    N, D, F = P.shape
+    live = norms > 0
+    count = live.sum(axis=1)
+    rows = -(-D // multiple) * multiple
+    pixels = np.zeros((N, rows), dtype=np.int64)
+    pixels[:, :D] = np.argsort(~live, axis=1, kind="stable")
+    kept = np.arange(rows)[None, :] < count[:, None]
+    pixels[~kept] = 0
+    # s = 0 (ρ = β = 0) makes κ = 0: such a patch gets root 0 like the padding.
+    root = np.where(kept, np.sqrt(t * np.take_along_axis(norms, pixels, axis=1) + beta_sq), 0.0)
+    scale = np.divide(1.0, root, out=np.zeros_like(root), where=root > 0)
+    U = np.empty((N, rows, F + 1))
+    U[:, :, :F] = np.take_along_axis(P, pixels[:, :, None], axis=1) * (np.sqrt(t) * scale)[:, :, None]
+    U[:, :, F] = np.sqrt(beta_sq) * scale
+    return U, root, pixels, (-(-count // multiple) * multiple).astype(np.int64)
+
+
 # Images of up to this many pixels get per-image copies of M's columns (d⁴ values: 19 KB at 7×7); larger ones
 # gather from M, since their copies (4.9 MB each at 28×28) would stream from memory for every image pair.
 PREMAPPED_MAX_PIXELS = 100
 # Bytes of those copies made at a time.
 WEIGHTS_CHUNK_BYTES = 64 << 20
-
-
-def _live_patches(norms):
-    """Each image's nonzero patches: (indices (N, d²) with the live ones first, counts (N,))."""
-    live = norms > 0
-    order = np.argsort(~live, axis=1, kind="stable").astype(np.int64)
-    return order, live.sum(axis=1).astype(np.int64)
+# Four float64 lanes of AVX2: the kernel's inner loops run over whole vectors.
+VECTOR_WIDTH = 4
 
 
 def cnn_pair_sum():

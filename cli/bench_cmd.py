@@ -150,7 +150,7 @@ def _cnn_limit(data_dir, output):
 
     with user_errors():
         report = cnn_limit_rates(data_dir=data_dir)
-    bound = report["division_bound_per_second"]
+    bound = report["root_bound_per_second"]
     click.echo(f"{'images':<15} {'Gram':<9} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} "
                f"{'speed-up':>9} {'κ evaluated':>12} {'κ/s (numba)':>12} {'of bound':>9} {'of κ loop':>10}")
     for row in report["rows"]:
@@ -159,7 +159,7 @@ def _cnn_limit(data_dir, output):
                    f"{row['numba']['pairs_per_second']:>14.4g} {row['speedup']:>8.1f}× "
                    f"{row['evaluated_fraction']:>12.0%} {row['numba']['arccos_per_second']:>12.4g} "
                    f"{row['fraction_of_bound']:>8.1%} {row['fraction_of_kappa_loop']:>9.1%}")
-    click.echo(f"bound: {bound:.3g} evaluations/s of 2 divisions + 1 square root on every core; κ loop: "
+    click.echo(f"bound: {bound:.3g} square roots/s on every core (one per κ); κ loop: "
                f"{report['kappa_loop_per_second']:.3g}/s, the kernel's κ arithmetic alone on in-cache arrays")
     if not any("MNIST" in row["image"] for row in report["rows"]):
         click.echo("no MNIST rows: give --data-dir (or set DEEPNTK_DATA)")

@@ -34,3 +34,34 @@ def test_numpy_backend_is_light():
             "deepntk.scaled_ntk(p, np.ones((2, 2)), backend='numpy')\n"
             "deepntk.forward(deepntk.init_params(deepntk.CNN(1, 3, 1, 3, 2.0)), np.ones((1, 1, 3, 3)), backend='numpy')")
     assert loaded_heavy_modules(body) == "HEAVY="
+
+
+SPIN_PROBE = """
+import builtins, os
+at_numpy = []
+real_import = builtins.__import__
+
+def watching(name, *args, **kwargs):
+    if name == 'numpy' and not at_numpy:
+        at_numpy.append(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = watching
+import deepntk
+print(at_numpy[0], os.environ['OPENBLAS_THREAD_TIMEOUT'])
+"""
+
+
+def test_openblas_spin_is_short_before_numpy_loads():
+    """`import deepntk` sets OpenBLAS's spin timeout before NumPy (and so OpenBLAS) is first imported, and leaves a
+    value the user set alone (docs/backends.md#blas-threads)."""
+    import os
+
+    def probe(**env):
+        base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+        done = subprocess.run([sys.executable, "-c", SPIN_PROBE], capture_output=True, text=True, check=True,
+                              env={**base, **env})
+        return done.stdout.split()
+
+    assert probe() == ["16", "16"]
+    assert probe(OPENBLAS_THREAD_TIMEOUT="28") == ["28", "28"]

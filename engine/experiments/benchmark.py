@@ -215,8 +215,8 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     Images: uniform random ones (no zero patch: the fused kernel's worst case) and, when `data_dir` (or
     DEEPNTK_DATA) holds MNIST, MNIST training images (7×7: 4×4-pooled as Table 1's CNNs take them).
 
-    Beside them two limits, measured on every core in the same run: the rate of the two divisions and the
-    square root each κ needs (`division_bound`), and of the kernel's whole κ arithmetic on in-cache arrays
+    Beside them two limits, measured on every core in the same run: the rate of the square root each κ needs
+    (`root_bound`), and of the kernel's whole κ arithmetic on in-cache arrays
     (`kappa_loop_ceiling`: the fused kernel with free inner products and patch lists). Arc-cosine evaluations
     count those each implementation makes (the fused kernel skips pairs with a zero patch); pixel pairs per
     second count d⁴ per image pair for both. The sizes make the per-call costs (packing the patches, waking the
@@ -235,7 +235,7 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
         for d, n in sizes:
             images = mnist[:n] if d == 28 else average_pool(mnist[:n], 28 // d)
             sets.append((f"{d}×{d} MNIST", images[:, None]))
-    bound, ceiling = division_bound(), kappa_loop_ceiling()
+    bound, ceiling = root_bound(), kappa_loop_ceiling()
     rows = []
     for name, X in sets:
         n, d = len(X), X.shape[-1]
@@ -261,7 +261,7 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
             row["fraction_of_bound"] = row["numba"]["arccos_per_second"] / bound
             row["fraction_of_kappa_loop"] = row["numba"]["arccos_per_second"] / ceiling
             rows.append(row)
-    return {"rows": rows, "division_bound_per_second": bound, "kappa_loop_per_second": ceiling}
+    return {"rows": rows, "root_bound_per_second": bound, "kappa_loop_per_second": ceiling}
 
 
 def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_iterations: int = 1000,
@@ -334,30 +334,30 @@ def _mnist_images(data_dir, count: int):
     return None if pair is None else pair[0][:count].astype(np.float64) / 255.0
 
 
-def division_bound(size: int = 1 << 16, repeats: int = 3) -> float:
-    """Evaluations per second, on every core, of two divisions and a square root (what each arc-cosine kernel
-    evaluation of the fused CNN kernel cannot avoid): the machine's limit for that kernel, measured."""
-    from deepntk.backends.numba_limit_kernels import divisions_and_root
+def root_bound(size: int = 1 << 16, repeats: int = 3) -> float:
+    """Square roots per second on every core: the one operation of each arc-cosine kernel evaluation of the
+    fused CNN kernel that does not pipeline (the rest are ~35 multiplications and additions), the machine's
+    limit for that kernel, measured."""
+    from deepntk.backends.numba_limit_kernels import square_roots
 
     x = np.random.default_rng(0).uniform(0.5, 1.5, size=size)
     rounds = 64
-    divisions_and_root(x, 1)
-    _, _, median = time_call(lambda: divisions_and_root(x, rounds), repeats=repeats)
+    square_roots(x, 1)
+    _, _, median = time_call(lambda: square_roots(x, rounds), repeats=repeats)
     return size * rounds / median
 
 
 def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) -> float:
-    """Arc-cosine evaluations per second, on every core, of the fused CNN kernel's κ arithmetic (a square root,
-    the branch-free arc tangent with its two divisions, ~40 more vector operations) summed over arrays that stay
-    in cache: the ceiling of that kernel without its inner products and patch bookkeeping."""
-    from deepntk.backends.numba_limit_kernels import kappa_sums_in_cache
+    """Arc-cosine evaluations per second, on every core, of the fused CNN kernel's κ arithmetic (a clamp, a
+    square root, a degree-16 polynomial, a weighted sum) over arrays that stay in cache: the ceiling of that
+    kernel without its inner products and patch bookkeeping."""
+    from deepntk.backends.numba_limit_kernels import correlation_sums_in_cache
 
     rng = np.random.default_rng(0)
-    s1, s2 = rng.uniform(1.0, 2.0, size=rows), rng.uniform(1.0, 2.0, size=size)
-    s12, weights = rng.uniform(-1.0, 1.0, size=size), rng.uniform(0.0, 9.0, size=size)
+    rho, weights = rng.uniform(-1.0, 1.0, size=size), rng.uniform(0.0, 9.0, size=size)
     out = np.empty(rows)
-    kappa_sums_in_cache(s1[:2], s2, s12, weights, out[:2])
-    _, _, median = time_call(lambda: kappa_sums_in_cache(s1, s2, s12, weights, out), repeats=repeats)
+    correlation_sums_in_cache(rho, weights, out[:2])
+    _, _, median = time_call(lambda: correlation_sums_in_cache(rho, weights, out), repeats=repeats)
     return size * rows / median
 
 

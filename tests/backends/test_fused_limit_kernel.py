@@ -68,40 +68,53 @@ def test_the_cnn_architecture_uses_the_fused_kernel():
     assert cnn_pair_sum() is fused_cnn_pair_sum
 
 
-def test_the_branch_free_arc_tangent_matches_numpy():
-    """θ = atan2(y, x) for y >= 0 over both signs of x, tiny and zero arguments, against np.arctan2."""
+def _evaluate_h(rho):
     from numba import njit
 
-    from deepntk.backends.numba_limit_kernels import _atan2_upper
+    from deepntk.backends.numba_limit_kernels import _h
 
     @njit
-    def evaluate(y, x):
-        out = np.empty_like(y)
-        for k in range(y.size):
-            out[k] = _atan2_upper(y[k], x[k])
+    def evaluate(rho):
+        out = np.empty_like(rho)
+        for k in range(rho.size):
+            out[k] = _h(rho[k])
         return out
 
-    rng = np.random.default_rng(1)
-    y = np.concatenate([rng.uniform(0, 5, 20000), rng.uniform(0, 1e-9, 500), [0.0, 0.0, 1.0, 1.0, 2.0]])
-    x = np.concatenate([rng.uniform(-5, 5, 20000), rng.uniform(-1, 1, 500), [1.0, -1.0, 0.0, -1e-20, 2.0]])
-    expected = np.arctan2(y, x)
-    got = evaluate(y, x)
-    nonzero = expected != 0
-    assert np.all(got[~nonzero] == 0)
-    assert_close(got[nonzero] / expected[nonzero], np.ones(nonzero.sum()), TOL["reordering"], "atan2")
+    return evaluate(rho)
+
+
+def test_the_correlation_form_matches_a_30_digit_arc_cosine():
+    """h(ρ) = √(1 − ρ²) + (π − arccos ρ)·ρ, the kernel's polynomial form, against mpmath at 30 digits: on a grid of
+    [−1, 1], within 10⁻¹⁶…10⁻¹ of both ends, at 0 and ±1, and just outside (round-off in ρ), where it must clamp."""
+    mpmath = pytest.importorskip("mpmath", reason="mpmath comes with the symbolic extra")
+    mpmath.mp.dps = 30
+    near = 1.0 - np.logspace(-16, -1, 61)
+    rho = np.concatenate([np.linspace(-1.0, 1.0, 2001), near, -near, [0.0, 1.0, -1.0]])
+
+    def exact(r):
+        r = mpmath.mpf(min(max(r, -1.0), 1.0))
+        return float(mpmath.sqrt(1 - r * r) + (mpmath.pi - mpmath.acos(r)) * r)
+
+    got = _evaluate_h(np.concatenate([rho, [1.0 + 4e-16, -1.0 - 4e-16]]))
+    expected = np.array([exact(r) for r in rho] + [np.pi, 0.0])
+    assert_close(got, expected, TOL["exact"], "h on [−1, 1]")
+    # Relative to each value where h is not small (it falls to 0 at ρ = −1 like (1 + ρ)^{3/2}).
+    sizable = expected > 0.3
+    assert_close(got[sizable] / expected[sizable], np.ones(sizable.sum()), TOL["exact"], "h relative")
 
 
 def test_the_in_cache_kappa_loop_sums_the_arc_cosine_kernel():
-    """The benchmark's κ ceiling times what it claims to: Σ_q w_q·2π·κ(s₁, s₂, s₁₂), against deepntk.analytic."""
+    """The benchmark's κ ceiling times what it claims to: Σ_q w_q·h(ρ_q − r·10⁻⁶) = Σ_q w_q·2π·κ(1, 1, ρ_q − r·10⁻⁶),
+    against deepntk.analytic."""
     from deepntk.analytic import arccos_kernel
-    from deepntk.backends.numba_limit_kernels import kappa_sums_in_cache
+    from deepntk.backends.numba_limit_kernels import correlation_sums_in_cache
 
     rng = np.random.default_rng(5)
-    s1, s2 = rng.uniform(0.5, 2.0, size=7), rng.uniform(0.5, 2.0, size=300)
-    s12, weights = rng.uniform(-1.0, 1.0, size=300) * np.sqrt(0.5 * s2), rng.uniform(0.0, 9.0, size=300)
+    rho, weights = rng.uniform(-0.99, 0.99, size=300), rng.uniform(0.0, 9.0, size=300)
     out = np.empty(7)
-    kappa_sums_in_cache(s1, s2, s12, weights, out)
-    expected = 2.0 * np.pi * arccos_kernel(s1[:, None], s2[None], s12[None]) @ weights
+    correlation_sums_in_cache(rho, weights, out)
+    shifted = rho[None] - 1e-6 * np.arange(7)[:, None]
+    expected = 2.0 * np.pi * arccos_kernel(1.0, 1.0, shifted) @ weights
     assert_close(out, expected, TOL["identity"], "κ loop")
 
 
