@@ -20,8 +20,16 @@ NARROW_WIDTH = 64
 MIN_CHUNK = 32
 # Activations one GD task keeps at once: one checkpoint segment, sized to stay in a core's L2 cache.
 GD_SEGMENT_BYTES = 256 << 10
-# Bytes of layer features built per BLAS call (a few hundred layers at a time).
+# Bytes of layer features built per BLAS call. A product whose narrower side has at most NARROW_PRODUCT columns
+# (few inputs, or one input against many) does a few FLOPs per byte it reads: memory-bound, so its features stay
+# small enough to be read back from the L3 cache (CACHED_FEATURE_BYTES). Wider products are compute-bound and run
+# faster on long segments (FEATURE_CHUNK_BYTES: a few hundred layers).
 FEATURE_CHUNK_BYTES = 48 << 20
+CACHED_FEATURE_BYTES = 2 << 20
+NARROW_PRODUCT = 64
+# Layers per segment at least, so that many inputs or networks do not make a segment (a kernel call on every
+# thread and a product per network) per layer or two.
+MIN_SEGMENT_LAYERS = 32
 
 
 def _kernels():
@@ -229,8 +237,11 @@ class NumbaBackend(Backend):
         per_layer = kernels.features_per_layer(nets)
         checkpoints = getattr(kern, kernels.checkpoints)
         spatial = kernels.pixel_axes(nets)
-        feature_bytes = min(FEATURE_CHUNK_BYTES, self.memory_budget() // 2)
-        every = int(max(1, min(L, feature_bytes // (E * per_layer * k * sum(sizes) * dtype.itemsize))))
+        narrow = k * min(sizes) <= NARROW_PRODUCT
+        feature_bytes = min(CACHED_FEATURE_BYTES if narrow else FEATURE_CHUNK_BYTES, self.memory_budget() // 2)
+        layer_bytes = E * per_layer * k * sum(sizes) * dtype.itemsize
+        fewest = min(MIN_SEGMENT_LAYERS, self.memory_budget() // 2 // layer_bytes)  # as far as the budget allows
+        every = int(min(L, max(1, fewest, feature_bytes // layer_bytes)))
         chunks = [self._chunk(N) for N in sizes]
         parts = self._threads()
         starts = []

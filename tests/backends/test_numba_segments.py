@@ -14,9 +14,13 @@ from deepntk.backends import numba_backend  # noqa: E402
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_many_segments_match_numpy(monkeypatch, arch):
+@pytest.mark.parametrize("fewest", [1, 5])
+def test_many_segments_match_numpy(monkeypatch, arch, fewest):
     monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) layers
-    monkeypatch.setattr(numba_backend, "FEATURE_CHUNK_BYTES", 1)  # NTK segments of one layer
+    # NTK segments of `fewest` layers: one layer, or 5 with a shorter last one (L = 23 or 11)
+    monkeypatch.setattr(numba_backend, "FEATURE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(numba_backend, "CACHED_FEATURE_BYTES", 1)
+    monkeypatch.setattr(numba_backend, "MIN_SEGMENT_LAYERS", fewest)
     if arch == "mlp":
         params = perturbed(deepntk.init_params(deepntk.MLP(3, 2, 23, 4.0), seed=1), scale=0.2)
         X1 = np.random.default_rng(2).uniform(0.1, 1, size=(7, 3))
