@@ -238,9 +238,10 @@ class NumbaBackend(Backend):
         checkpoints = getattr(kern, kernels.checkpoints)
         spatial = kernels.pixel_axes(nets)
         narrow = k * min(sizes) <= NARROW_PRODUCT
-        feature_bytes = min(CACHED_FEATURE_BYTES if narrow else FEATURE_CHUNK_BYTES, self.memory_budget() // 2)
+        features_budget = self.memory_budget() // 2
+        feature_bytes = min(CACHED_FEATURE_BYTES if narrow else FEATURE_CHUNK_BYTES, features_budget)
         layer_bytes = E * per_layer * k * sum(sizes) * dtype.itemsize
-        fewest = min(MIN_SEGMENT_LAYERS, self.memory_budget() // 2 // layer_bytes)  # as far as the budget allows
+        fewest = min(MIN_SEGMENT_LAYERS, features_budget // layer_bytes)  # as far as the budget allows
         every = int(min(L, max(1, fewest, feature_bytes // layer_bytes)))
         chunks = [self._chunk(N) for N in sizes]
         parts = self._threads()
