@@ -20,13 +20,15 @@ NARROW_WIDTH = 64
 MIN_CHUNK = 32
 # Activations one GD task keeps at once: one checkpoint segment, sized to stay in a core's L2 cache.
 GD_SEGMENT_BYTES = 256 << 10
-# Bytes of layer features built per BLAS call. A product whose narrower side has at most NARROW_PRODUCT columns
-# (few inputs, or one input against many) does a few FLOPs per byte it reads: memory-bound, so its features stay
-# small enough to be read back from the L3 cache (CACHED_FEATURE_BYTES). Wider products are compute-bound and run
-# faster on long segments (FEATURE_CHUNK_BYTES: a few hundred layers).
+# A product whose narrower side has at most NARROW_PRODUCT columns (few inputs, or one input against many) does a
+# few FLOPs per byte of features: dense ones skip the features (`dense_narrow_gram`), conv ones keep them small
+# enough to be read back from the L3 cache (CACHED_FEATURE_BYTES). Wider products are compute-bound and run faster
+# on long segments (FEATURE_CHUNK_BYTES of features per BLAS call: a few hundred layers).
 FEATURE_CHUNK_BYTES = 48 << 20
 CACHED_FEATURE_BYTES = 2 << 20
 NARROW_PRODUCT = 64
+# Wide-side inputs per task of `dense_narrow_gram`: with the narrow side's, a segment's inputs stay in cache.
+NARROW_TASK_INPUTS = 128
 # Layers per segment at least, so that many inputs or networks do not make a segment (a kernel call on every
 # thread and a product per network) per layer or two.
 MIN_SEGMENT_LAYERS = 32
@@ -225,7 +227,7 @@ class NumbaBackend(Backend):
         term (dense: ã ⊗ G with ã = [a, 1]; conv: the per-input filter and bias gradients). One BLAS SYRK (or
         GEMM for X1 ≠ X2) per network and segment adds them to its Gram. Memory per network:
         O((L/S + S)·width·N) plus the features of one segment (FEATURE_CHUNK_BYTES); no per-layer N×N pass.
-        Returns (E, N1, N2, k, k)."""
+        Dense products with a narrow side take `_narrow_dense_gram` instead. Returns (E, N1, N2, k, k)."""
         from scipy.linalg import blas
 
         kern = _kernels()
@@ -234,6 +236,8 @@ class NumbaBackend(Backend):
         symmetric = X2 is None
         sets = [self._inputs_last(X1)] + ([] if symmetric else [self._inputs_last(X2)])
         sizes = [X.shape[-1] for X in sets]
+        if kernels is DenseKernels and k * min(sizes) <= NARROW_PRODUCT:
+            return self._narrow_dense_gram(nets, sets)
         per_layer = kernels.features_per_layer(nets)
         checkpoints = getattr(kern, kernels.checkpoints)
         spatial = kernels.pixel_axes(nets)
@@ -276,3 +280,22 @@ class NumbaBackend(Backend):
         if symmetric:
             grams = [np.triu(gram) + np.triu(gram, 1).T for gram in grams]
         return np.stack([gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2) for gram in grams])
+
+    def _narrow_dense_gram(self, nets, sets):
+        """(E, N1, N2, k, k) for dense networks when one side has few inputs: `dense_narrow_gram` adds each
+        layer's term (ã·ã')(g·g') to Θ as its sweep reaches the layer, with no features and no BLAS call
+        (docs/ntk.md#narrow-products). A task is one network and a block of the wide side's inputs and traces
+        the narrow side too, so the wide side is split only as far as it takes to give every thread a task."""
+        E, k, n, L = nets.networks, nets.outputs, nets.width, nets.depth
+        narrow, wide = (sets[0], sets[0]) if len(sets) == 1 else sorted(sets, key=lambda X: X.shape[-1])
+        N1, N2 = narrow.shape[-1], wide.shape[-1]
+        cols = int(min(NARROW_TASK_INPUTS, -(-N2 // -(-self._threads() // E))))
+        per_layer = n * (N1 + cols) * nets.dtype.itemsize
+        every = int(min(L, max(np.ceil(np.sqrt(L)), GD_SEGMENT_BYTES // per_layer)))
+        out = np.empty((E, k, k, N1, N2), dtype=nets.dtype)
+        run_in_parts(_kernels().dense_narrow_gram, nets.W, nets.b, narrow, wide, every, cols, out,
+                     parts=self._threads())
+        theta = out.transpose(0, 3, 4, 1, 2)  # (E, N1, N2, k, k)
+        if narrow is not sets[0]:  # X2 was the narrow side
+            theta = theta.transpose(0, 2, 1, 4, 3)
+        return np.ascontiguousarray(theta)

@@ -57,7 +57,12 @@ def _store_dense(a, Y, i0):
 @njit(**KERNEL)
 def _dense_layers(W, b, e, a, z, l0, l1, A):
     """Run network e's layers l0 … l1-1 on a (n, B) in place; A (l1-l0, n, B) receives each layer's input if
-    non-empty. On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1."""
+    non-empty. On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1.
+
+    The sums over inputs m take four rows of a per pass over z[o] (and `_dense_backprop` four rows of g per
+    pass): at these widths a pass costs more in loop overhead and memory traffic than its arithmetic. The loops
+    are written out here rather than in a shared helper: Numba's inlining of one multiplies the compile time a
+    first call pays, and an outlined call costs more than its loop at a few dozen inputs."""
     L = b.shape[1]
     n, B = a.shape
     store = A.shape[0] > 0
@@ -70,10 +75,18 @@ def _dense_layers(W, b, e, a, z, l0, l1, A):
             bo = b[e, layer, o]
             for i in range(B):
                 z[o, i] = bo
-            for m in range(n):
-                w = W[e, layer, o, m]
+            m = 0
+            while m + 4 <= n:
+                w0, w1 = W[e, layer, o, m], W[e, layer, o, m + 1]
+                w2, w3 = W[e, layer, o, m + 2], W[e, layer, o, m + 3]
                 for i in range(B):
-                    z[o, i] += w * a[m, i]
+                    z[o, i] += w0 * a[m, i] + w1 * a[m + 1, i] + w2 * a[m + 2, i] + w3 * a[m + 3, i]
+                m += 4
+            while m < n:
+                w0 = W[e, layer, o, m]
+                for i in range(B):
+                    z[o, i] += w0 * a[m, i]
+                m += 1
         if layer < L - 1:
             for p in range(n):
                 for i in range(B):
@@ -82,20 +95,27 @@ def _dense_layers(W, b, e, a, z, l0, l1, A):
 
 @njit(**KERNEL)
 def _dense_backprop(W, e, layer, g, mask, out):
-    """out[m] = Σ_o W[e, layer, o, m]·g[o] where mask[m] > 0, else 0; g, mask, out (n, B)."""
+    """out[m] = Σ_o W[e, layer, o, m]·g[o] where mask[m] > 0, else 0; g, mask, out (n, B). Four rows of g per
+    pass, as in `_dense_layers`."""
     n, B = g.shape
     for m in range(n):
         for i in range(B):
             out[m, i] = 0.0
-    for o in range(n):
-        for m in range(n):
-            w = W[e, layer, o, m]
+        o = 0
+        while o + 4 <= n:
+            w0, w1 = W[e, layer, o, m], W[e, layer, o + 1, m]
+            w2, w3 = W[e, layer, o + 2, m], W[e, layer, o + 3, m]
             for i in range(B):
-                out[m, i] += w * g[o, i]
-    for m in range(n):
+                out[m, i] += w0 * g[o, i] + w1 * g[o + 1, i] + w2 * g[o + 2, i] + w3 * g[o + 3, i]
+            o += 4
+        while o < n:
+            w0 = W[e, layer, o, m]
+            for i in range(B):
+                out[m, i] += w0 * g[o, i]
+            o += 1
         for i in range(B):
-            if not mask[m, i] > 0:
-                out[m, i] = 0.0
+            # A select, not a branch: it vectorizes, and ReLU masks are too irregular to predict.
+            out[m, i] = out[m, i] if mask[m, i] > 0 else 0.0
 
 
 @njit(**KERNEL)
@@ -194,6 +214,108 @@ def dense_features(A, G, l0, l1, phi, part, parts):
                     else:
                         for i in range(N):
                             phi[e, row, x, i] = G[e, l, x, q, i]
+
+
+@njit(**KERNEL)
+def _add_layer_term(a, g, N1, ad, gd, acc):
+    """acc[x, y, i, j] += (ã_i·ã_{N1+j})·(g[x, :, i]·g[y, :, N1+j]) with ã = [a, 1]: one layer's NTK term between
+    the first N1 inputs of a batch and the rest, from their inputs a (n, M) and output Jacobians g (k, n, M).
+    The column index runs unsigned: Numba then emits no negative-index wraparound, and the loop vectorizes."""
+    k, n, M = g.shape
+    start = np.uint64(N1)
+    end = np.uint64(M)
+    if n <= 4:  # both inner products and the update in one pass; rows past n get weight 0
+        r1, r2, r3 = min(1, n - 1), min(2, n - 1), min(3, n - 1)
+        w1, w2, w3 = (1.0 if n > 1 else 0.0), (1.0 if n > 2 else 0.0), (1.0 if n > 3 else 0.0)
+        for x in range(k):
+            u = g[x]
+            for y in range(k):
+                v = g[y]
+                out = acc[x, y]
+                for i in range(N1):
+                    p0, p1, p2, p3 = a[0, i], a[r1, i] * w1, a[r2, i] * w2, a[r3, i] * w3
+                    q0, q1, q2, q3 = u[0, i], u[r1, i] * w1, u[r2, i] * w2, u[r3, i] * w3
+                    for j in range(start, end):
+                        out[i, j - start] += ((1.0 + p0 * a[0, j] + p1 * a[r1, j] + p2 * a[r2, j] + p3 * a[r3, j])
+                                              * (q0 * v[0, j] + q1 * v[r1, j] + q2 * v[r2, j] + q3 * v[r3, j]))
+        return
+    for i in range(N1):
+        for j in range(start, end):
+            ad[j - start] = 1.0
+        for p in range(n):
+            c = a[p, i]
+            for j in range(start, end):
+                ad[j - start] += c * a[p, j]
+        for x in range(k):
+            for y in range(k):
+                for j in range(start, end):
+                    gd[j - start] = 0.0
+                for q in range(n):
+                    c = g[x, q, i]
+                    for j in range(start, end):
+                        gd[j - start] += c * g[y, q, j]
+                for j in range(start, end):
+                    acc[x, y, i, j - start] += ad[j - start] * gd[j - start]
+
+
+@njit(**KERNEL)
+def dense_narrow_gram(W, b, X1, X2, every, cols, out, part, parts):
+    """Every network's NTK Θ (out (E, k, k, N1, N2), unscaled) in one fused pass, for products with a narrow
+    side X1 (n, N1): a task is one network and `cols` columns of X2 (n, N2), traced as one batch with all of X1.
+    A forward pass keeps every `every`-th layer's input; then, segment by segment from the top, the segment's
+    inputs are recomputed and the output Jacobians backpropagated through it, and each layer's term
+    (ã·ã')(g_x·g'_y) is added to the task's block of Θ on the spot. No per-layer features are written and no
+    matrix product is called: at a few dozen inputs those cost more than the terms (docs/ntk.md#narrow-products)."""
+    E, L, n, _ = W.shape
+    k = out.shape[1]
+    N1, N2 = X1.shape[1], X2.shape[1]
+    count = (L + every - 1) // every
+    chunks = (N2 + cols - 1) // cols
+    dtype = W.dtype
+    zero = np.int64(0)  # a literal 0 would compile _load_dense a second time
+    for task in range(part, E * chunks, parts):
+        e, j0, B = _chunk_of(task, chunks, cols, N2)
+        M = N1 + B
+        a, z = np.empty((n, M), dtype=dtype), np.empty((n, M), dtype=dtype)
+        for p in range(n):
+            for i in range(N1):
+                a[p, i] = X1[p, i]
+            for j in range(B):
+                a[p, N1 + j] = X2[p, j0 + j]
+        CK = np.empty((count, n, M), dtype=dtype)
+        keep_none = np.empty((0, n, M), dtype=dtype)
+        for s in range(count):
+            _load_dense(a, zero, CK[s])
+            _dense_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), keep_none)
+        A = np.empty((every, n, M), dtype=dtype)
+        g, nxt = np.empty((k, n, M), dtype=dtype), np.empty((k, n, M), dtype=dtype)
+        for x in range(k):  # ∂f_x/∂z^{L-1} = e_x
+            for q in range(n):
+                for i in range(M):
+                    g[x, q, i] = 1.0 if q == x else 0.0
+        ad, gd = np.empty(B, dtype=dtype), np.empty(B, dtype=dtype)
+        acc = np.empty((k, k, N1, B), dtype=dtype)  # cleared by loops: np.zeros is one more overload to compile
+        for x in range(k):
+            for y in range(k):
+                for i in range(N1):
+                    for j in range(B):
+                        acc[x, y, i, j] = 0.0
+        for s in range(count - 1, -1, -1):
+            l0 = s * every
+            l1 = min(L, l0 + every)
+            _load_dense(CK[s], zero, a)
+            _dense_layers(W, b, e, a, z, l0, l1, A)
+            for layer in range(l1 - 1, l0 - 1, -1):
+                _add_layer_term(A[layer - l0], g, N1, ad, gd, acc)
+                if layer > 0:
+                    for x in range(k):
+                        _dense_backprop(W, e, layer, g[x], A[layer - l0], nxt[x])
+                    g, nxt = nxt, g
+        for x in range(k):
+            for y in range(k):
+                for i in range(N1):
+                    for j in range(B):
+                        out[e, x, y, i, j0 + j] = acc[x, y, i, j]
 
 
 @njit(**KERNEL)
@@ -362,8 +484,7 @@ def _conv_backprop(W, e, layer, g, mask, out):
         for y in range(d):
             for x in range(d):
                 for i in range(B):
-                    if not mask[m, y, x, i] > 0:
-                        out[m, y, x, i] = 0.0
+                    out[m, y, x, i] = out[m, y, x, i] if mask[m, y, x, i] > 0 else 0.0
 
 
 @njit(**KERNEL)

@@ -15,7 +15,10 @@ from deepntk.backends import numba_backend  # noqa: E402
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 @pytest.mark.parametrize("fewest", [1, 5])
-def test_many_segments_match_numpy(monkeypatch, arch, fewest):
+@pytest.mark.parametrize("narrow_product", [numba_backend.NARROW_PRODUCT, 0])
+def test_many_segments_match_numpy(monkeypatch, arch, fewest, narrow_product):
+    # 0: no product counts as narrow, so dense Grams take the feature path (else the fused narrow kernel)
+    monkeypatch.setattr(numba_backend, "NARROW_PRODUCT", narrow_product)
     monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) layers
     # NTK segments of `fewest` layers: one layer, or 5 with a shorter last one (L = 23 or 11)
     monkeypatch.setattr(numba_backend, "FEATURE_CHUNK_BYTES", 1)
