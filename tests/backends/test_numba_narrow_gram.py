@@ -78,12 +78,14 @@ def test_narrow_ensemble_equals_single_networks(monkeypatch):
     assert calls
 
 
-def test_narrow_gram_in_float32():
+def test_narrow_gram_in_float32(monkeypatch):
+    calls = took_narrow_path(monkeypatch)
     params = network(2, 1, 12)
     X = inputs(6, 2, 2)
     got = deepntk.scaled_ntk(params.astype("float32"), X, backend="numba")
     assert got.dtype == np.float32
     assert_close(got, deepntk.scaled_ntk(params, X, backend="numpy"), TOL["float32"])
+    assert calls
 
 
 def test_wide_products_keep_the_feature_path(monkeypatch):
@@ -96,9 +98,11 @@ def test_wide_products_keep_the_feature_path(monkeypatch):
     assert calls == []
 
 
-def test_narrow_symmetric_gram_is_exactly_symmetric():
+def test_narrow_symmetric_gram_is_exactly_symmetric(monkeypatch):
     # Each pair is summed twice, by different tasks, with the same arithmetic: the feature path's mirrored SYRK
     # is exactly symmetric, and so must this be (eigensolvers and Cholesky take one triangle).
+    calls = took_narrow_path(monkeypatch)
     params = network(2, 2, 14)
     gram = deepntk.scaled_ntk(params, inputs(13, 2, 2), backend="numba")
     np.testing.assert_array_equal(gram, gram.transpose(1, 0, 3, 2))
+    assert calls

@@ -13,11 +13,12 @@ pytest.importorskip("numba", reason="the numba extra is not installed")
 from deepntk.backends import numba_backend  # noqa: E402
 
 
-@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+# A narrow product of 0: no product counts as narrow, so the MLP's Grams take the feature path (else the fused
+# narrow kernel); the CNN's always do.
+@pytest.mark.parametrize("arch, narrow_product", [("mlp", numba_backend.NARROW_PRODUCT), ("mlp", 0),
+                                                  ("cnn", numba_backend.NARROW_PRODUCT)])
 @pytest.mark.parametrize("fewest", [1, 5])
-@pytest.mark.parametrize("narrow_product", [numba_backend.NARROW_PRODUCT, 0])
-def test_many_segments_match_numpy(monkeypatch, arch, fewest, narrow_product):
-    # 0: no product counts as narrow, so dense Grams take the feature path (else the fused narrow kernel)
+def test_many_segments_match_numpy(monkeypatch, arch, narrow_product, fewest):
     monkeypatch.setattr(numba_backend, "NARROW_PRODUCT", narrow_product)
     monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) layers
     # NTK segments of `fewest` layers: one layer, or 5 with a shorter last one (L = 23 or 11)
