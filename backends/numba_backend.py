@@ -50,6 +50,13 @@ def kernel_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
+def checkpoint_segment(depth: int, layer_bytes: int) -> int:
+    """Layers per checkpoint segment of a task that recomputes its activations (GD, narrow NTK Grams): at least
+    √L (the fewer segments, the less memory for checkpoints), and as many as keep `layer_bytes` per layer within
+    GD_SEGMENT_BYTES (the longer, the fewer recomputed layers; one segment: a single pass)."""
+    return int(min(depth, max(np.ceil(np.sqrt(depth)), GD_SEGMENT_BYTES // layer_bytes)))
+
+
 def run_in_parts(kernel, *args, parts: int) -> None:
     """Call kernel(*args, part, parts) for part = 0 … parts-1 at once on `parts` threads (the kernels release the
     GIL), and wait for all of them; a kernel's exception is raised here."""
@@ -185,10 +192,7 @@ class NumbaBackend(Backend):
         N, k = Y.shape
         E, L = nets.networks, nets.depth
         parts, chunk = self._threads(), self._chunk(N)
-        # Segments of at least √L layers (the fewer segments, the less memory for checkpoints), and as long as
-        # a cache-sized budget allows (the longer, the fewer recomputed layers; one segment: a single pass).
-        per_layer = nets.width * nets.size**2 * chunk * nets.dtype.itemsize
-        every = int(min(L, max(np.ceil(np.sqrt(L)), GD_SEGMENT_BYTES // per_layer)))
+        every = checkpoint_segment(L, nets.width * nets.size**2 * chunk * nets.dtype.itemsize)
         out = np.empty((E, k, N), dtype=nets.dtype)
         dW = np.zeros((parts,) + nets.W.shape, dtype=nets.dtype)
         db = np.zeros((parts,) + nets.b.shape, dtype=nets.dtype)
@@ -236,12 +240,12 @@ class NumbaBackend(Backend):
         symmetric = X2 is None
         sets = [self._inputs_last(X1)] + ([] if symmetric else [self._inputs_last(X2)])
         sizes = [X.shape[-1] for X in sets]
-        if kernels is DenseKernels and k * min(sizes) <= NARROW_PRODUCT:
+        narrow = k * min(sizes) <= NARROW_PRODUCT
+        if narrow and kernels is DenseKernels:
             return self._narrow_dense_gram(nets, sets)
         per_layer = kernels.features_per_layer(nets)
         checkpoints = getattr(kern, kernels.checkpoints)
         spatial = kernels.pixel_axes(nets)
-        narrow = k * min(sizes) <= NARROW_PRODUCT
         features_budget = self.memory_budget() // 2
         feature_bytes = min(CACHED_FEATURE_BYTES if narrow else FEATURE_CHUNK_BYTES, features_budget)
         layer_bytes = E * per_layer * k * sum(sizes) * dtype.itemsize
@@ -290,8 +294,7 @@ class NumbaBackend(Backend):
         narrow, wide = (sets[0], sets[0]) if len(sets) == 1 else sorted(sets, key=lambda X: X.shape[-1])
         N1, N2 = narrow.shape[-1], wide.shape[-1]
         cols = int(min(NARROW_TASK_INPUTS, -(-N2 // -(-self._threads() // E))))
-        per_layer = n * (N1 + cols) * nets.dtype.itemsize
-        every = int(min(L, max(np.ceil(np.sqrt(L)), GD_SEGMENT_BYTES // per_layer)))
+        every = checkpoint_segment(L, n * (N1 + cols) * nets.dtype.itemsize)
         out = np.empty((E, k, k, N1, N2), dtype=nets.dtype)
         run_in_parts(_kernels().dense_narrow_gram, nets.W, nets.b, narrow, wide, every, cols, out,
                      parts=self._threads())
