@@ -23,23 +23,15 @@ def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
     patch are the bilinear forms u₁ᵀ M z₂ + z₁ᵀ M u₂ + κ(β², β², β²)·z₁ᵀ M z₂ of the zero-patch indicators z and
     the per-patch values u, three small matrix products."""
     from deepntk.analytic import arccos_kernel
-    from deepntk.backends.numba_limit_kernels import cnn_correlation_sums
 
     symmetric = terms.P2 is terms.P1
-    U1, root1, live1, count1 = unit_patches(terms.P1, terms.norm1, terms.t, beta_sq, multiple=2)
-    N2, D = terms.norm2.shape
-    sums = np.zeros((len(U1), N2))
-    premapped = D <= PREMAPPED_MAX_PIXELS
-    chunk = max(1, WEIGHTS_CHUNK_BYTES // (8 * D * D)) if premapped else N2
-    for j0 in range(0, N2, chunk):
-        U2, root2, live2, count2 = unit_patches(terms.P2[j0:j0 + chunk], terms.norm2[j0:j0 + chunk], terms.t,
-                                                beta_sq, multiple=VECTOR_WIDTH)
-        U2t = np.ascontiguousarray(U2.transpose(0, 2, 1))
-        # M is symmetric: M[live].T = M[:, live].
-        weights2 = (np.ascontiguousarray(terms.M[live2].transpose(0, 2, 1) * root2[:, None, :]) if premapped
-                    else np.zeros((0, D, 0)))
-        cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, terms.M, symmetric, j0,
-                             sums)
+    # The kernel's rows are shared by its threads and its second set gets per-image weights: the larger set
+    # takes the rows and the smaller one the weights (K(x, x') = K(x', x)).
+    if symmetric or len(terms.P1) >= len(terms.P2):
+        sums = nonzero_pair_sums(terms.P1, terms.norm1, terms.P2, terms.norm2, terms.t, terms.M, beta_sq, symmetric)
+    else:
+        sums = np.ascontiguousarray(
+            nonzero_pair_sums(terms.P2, terms.norm2, terms.P1, terms.norm1, terms.t, terms.M, beta_sq, False).T)
     if symmetric:
         sums = sums + np.triu(sums, 1).T
 
@@ -52,6 +44,29 @@ def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
     # u₁ᵀMz₂ + z₁ᵀM(u₂ + κ(β², β², β²)·z₂): the docstring's three forms with z₁ᵀM formed once.
     sums += with_zero(terms.norm1) @ terms.M @ zero2.T + zero1 @ terms.M @ (with_zero(terms.norm2) + corner * zero2).T
     return sums / (2.0 * np.pi * terms.d**4)
+
+
+def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool) -> np.ndarray:
+    """Σ_pq M_pq·2π·κ(φ_p, φ_q) over the pairs of nonzero patches, for every image pair of the patch sets P1, P2
+    (their squared norms norm1, norm2); `symmetric` (P2 is P1): the upper triangle only."""
+    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_kernel, premapped_weights
+
+    U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=2)
+    N2, D = norm2.shape
+    cnn_correlation_sums = correlation_sums_kernel(U1.shape[2])
+    sums = np.zeros((len(U1), N2))
+    premapped = D <= PREMAPPED_MAX_PIXELS
+    chunk = max(1, WEIGHTS_CHUNK_BYTES // (8 * D * D)) if premapped else N2
+    for j0 in range(0, N2, chunk):
+        U2, root2, live2, count2 = unit_patches(P2[j0:j0 + chunk], norm2[j0:j0 + chunk], t, beta_sq,
+                                                multiple=VECTOR_WIDTH)
+        U2t = np.ascontiguousarray(U2.transpose(0, 2, 1))
+        weights2 = np.empty((len(U2), D, U2.shape[1]) if premapped else (0, D, 0))
+        if premapped:
+            premapped_weights(M, live2, root2, weights2)
+        cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, M, symmetric, j0, sums,
+                             H_CONSTANTS)
+    return sums
 
 
 def unit_patches(P, norms, t: float, beta_sq: float, multiple: int):

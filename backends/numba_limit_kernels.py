@@ -3,6 +3,8 @@ reference is `deepntk.analytic`, and `deepntk.backends.limit_kernels` chooses be
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -21,75 +23,111 @@ _HALF_PI = np.pi / 2
     -0.300495500597926, 0.09604936916684612)
 
 
+# h's seventeen coefficients and π/2, π reach the loops as a tuple argument (H_CONSTANTS), not as module
+# constants: Numba compiles constants to 64-bit absolute addresses, and in a vector loop whose constants do not
+# fit the 16 registers each one was re-read with a move of its address and a broadcast on every iteration. Values
+# of an argument are spilled once, as whole vectors, and read as memory operands: the in-cache κ loop ran 1.3×
+# faster.
+H_CONSTANTS = (_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8, _G9, _G10, _G11, _G12, _G13, _G14, _G15, _G16, _HALF_PI,
+               np.pi)
+
+
 @njit(inline="always", fastmath=_VECTOR_MATH)
-def _h(rho):
+def _h(rho, c):
     """2π·κ/√(s₁s₂) = √(1 − ρ²) + (π − arccos ρ)·ρ as a function of the correlation ρ = s₁₂/√(s₁s₂), within 7e-16
     on [−1, 1]: πρ/2 + π/2 − πu + u^{3/2}·G(u) with u = (1 − |ρ|)/2. One square root and no division; G by
-    Estrin's scheme, whose short dependency chains measured 1.3× faster than Horner's rule here."""
+    Estrin's scheme, whose short dependency chains measured 1.3× faster than Horner's rule here. `c` is
+    H_CONSTANTS."""
     rho = min(max(rho, -1.0), 1.0)
     u = (1.0 - abs(rho)) * 0.5
     u2 = u * u
     u4 = u2 * u2
     u8 = u4 * u4
-    low = (_G0 + _G1 * u) + (_G2 + _G3 * u) * u2 + ((_G4 + _G5 * u) + (_G6 + _G7 * u) * u2) * u4
-    high = (_G8 + _G9 * u) + (_G10 + _G11 * u) * u2 + ((_G12 + _G13 * u) + (_G14 + _G15 * u) * u2) * u4
-    g = low + (high + _G16 * u8) * u8
-    return _HALF_PI * rho + (_HALF_PI - np.pi * u) + u * np.sqrt(u) * g
+    low = (c[0] + c[1] * u) + (c[2] + c[3] * u) * u2 + ((c[4] + c[5] * u) + (c[6] + c[7] * u) * u2) * u4
+    high = (c[8] + c[9] * u) + (c[10] + c[11] * u) * u2 + ((c[12] + c[13] * u) + (c[14] + c[15] * u) * u2) * u4
+    g = low + (high + c[16] * u8) * u8
+    return c[17] * rho + (c[17] - c[18] * u) + u * np.sqrt(u) * g
 
 
-@njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
-def cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, M, symmetric, offset, out):
-    """out[i, offset + j] = Σ_pq M_pq·2π·κ(φ_p, φ_q) = Σ_pq M_pq·√s_p·√s_q·h(ρ_pq) over the pixel pairs whose
-    patches are both nonzero, for every image i of the first set and j of this chunk of the second (offset + j
-    >= i when `symmetric`).
+@njit(inline="always", fastmath=_VECTOR_MATH)
+def _correlations(U1, i, pp, U2t, j, q, width):
+    """ρ of patches pp and pp + 1 of image i with patch q of image j."""
+    rho = 0.0
+    rho2 = 0.0
+    for g in range(width):
+        u = U2t[j, g, q]
+        rho += U1[i, pp, g] * u
+        rho2 += U1[i, pp + 1, g] * u
+    return rho, rho2
 
-    U1 (N1, R1, G) holds image i's nonzero patches first as unit vectors u_p = (√t·φ_p, β)/√s_p, so that
-    ⟨u_p, u_q⟩ is the correlation ρ_pq = s₁₂/√(s₁s₂) (G = c·f² + 1); root1 their √s_p and live1 their pixels.
-    count1[i] is the number of nonzero patches rounded up to even, with zero rows (root 0) after them: the
-    kernel takes the patches in pairs, two independent chains of arithmetic. For the chunk's images U2t (n, G,
-    R2), root2 and live2 hold the same, transposed, and count2[j] is rounded up to a multiple of 4 (the vector
-    width: no scalar remainder loop). weights2[j, p, q] = M[p, live2[j, q]]·root2[j, q] when the caller made
-    them (small images: every inner loop then runs along contiguous memory), else (weights2 of length 0) they
-    are gathered from M, which stays in cache where per-image copies (d⁴ each) would not. Rows are taken from
-    both ends alternately so that the threads of a symmetric Gram get even work."""
-    N1, _, G = U1.shape
-    n, _, R2 = U2t.shape
-    premapped = weights2.shape[0] > 0
-    for row in prange(N1):
-        i = row // 2 if row % 2 == 0 else N1 - 1 - row // 2
-        first = np.empty(R2)
-        second = np.empty(R2)
-        first_weights = np.empty(R2)
-        second_weights = np.empty(R2)
-        for j in range(max(i - offset, 0) if symmetric else 0, n):
-            n2 = count2[j]
-            total = 0.0
-            for pp in range(0, count1[i], 2):
-                p, p2 = live1[i, pp], live1[i, pp + 1]
-                a, b = U1[i, pp, 0], U1[i, pp + 1, 0]
-                for q in range(n2):
-                    first[q] = a * U2t[j, 0, q]
-                    second[q] = b * U2t[j, 0, q]
-                for g in range(1, G):
-                    a, b = U1[i, pp, g], U1[i, pp + 1, g]
-                    for q in range(n2):
-                        first[q] += a * U2t[j, g, q]
-                        second[q] += b * U2t[j, g, q]
-                part = 0.0
-                part2 = 0.0
-                if premapped:
-                    for q in range(n2):
-                        part += weights2[j, p, q] * _h(first[q])
-                        part2 += weights2[j, p2, q] * _h(second[q])
-                else:
-                    for q in range(n2):
-                        first_weights[q] = M[p, live2[j, q]] * root2[j, q]
-                        second_weights[q] = M[p2, live2[j, q]] * root2[j, q]
-                    for q in range(n2):
-                        part += first_weights[q] * _h(first[q])
-                        part2 += second_weights[q] * _h(second[q])
-                total += root1[i, pp] * part + root1[i, pp + 1] * part2
-            out[i, offset + j] = total
+
+@functools.cache
+def correlation_sums_kernel(width: int):
+    """The fused kernel for unit patch vectors of `width` = c·f² + 1 entries, compiled with the width as a
+    constant (one cached compilation per width): the inner products then unroll, so each pair's ρ stays in a
+    register from its product to its κ, with no array of correlations written and read back. The width is the
+    closure's only variable: Numba's cache key hashes the closure's values, and a dispatcher among them would
+    differ between processes."""
+
+    @njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
+    def cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, M, symmetric, offset,
+                             out, c):
+        """out[i, offset + j] = Σ_pq M_pq·2π·κ(φ_p, φ_q) = Σ_pq M_pq·√s_p·√s_q·h(ρ_pq) over the pixel pairs whose
+        patches are both nonzero, for every image i of the first set and j of this chunk of the second
+        (offset + j >= i when `symmetric`); c is H_CONSTANTS.
+
+        U1 (N1, R1, width) holds image i's nonzero patches first as unit vectors u_p = (√t·φ_p, β)/√s_p, so that
+        ⟨u_p, u_q⟩ is the correlation ρ_pq = s₁₂/√(s₁s₂); root1 their √s_p and live1 their pixels. count1[i] is
+        the number of nonzero patches rounded up to even, with zero rows (root 0) after them: the kernel takes
+        the patches in pairs, two independent chains of arithmetic. For the chunk's images U2t (n, width, R2),
+        root2 and live2 hold the same, transposed, and count2[j] is rounded up to a multiple of 4 (the vector
+        width: no scalar remainder loop). weights2[j, p, q] = M[p, live2[j, q]]·root2[j, q] when the caller
+        made them (small images: every inner loop then runs along contiguous memory), else (weights2 of length
+        0) they are gathered from M, which stays in cache where per-image copies (d⁴ each) would not. Rows are
+        taken from both ends alternately so that the threads of a symmetric Gram get even work."""
+        N1 = U1.shape[0]
+        n, _, R2 = U2t.shape
+        premapped = weights2.shape[0] > 0
+        for row in prange(N1):
+            i = row // 2 if row % 2 == 0 else N1 - 1 - row // 2
+            first_weights = np.empty(R2)
+            second_weights = np.empty(R2)
+            for j in range(max(i - offset, 0) if symmetric else 0, n):
+                n2 = count2[j]
+                total = 0.0
+                for pp in range(0, count1[i], 2):
+                    p, p2 = live1[i, pp], live1[i, pp + 1]
+                    part = 0.0
+                    part2 = 0.0
+                    if premapped:
+                        for q in range(n2):
+                            rho, rho2 = _correlations(U1, i, pp, U2t, j, q, width)
+                            part += weights2[j, p, q] * _h(rho, c)
+                            part2 += weights2[j, p2, q] * _h(rho2, c)
+                    else:
+                        for q in range(n2):
+                            first_weights[q] = M[p, live2[j, q]] * root2[j, q]
+                            second_weights[q] = M[p2, live2[j, q]] * root2[j, q]
+                        for q in range(n2):
+                            rho, rho2 = _correlations(U1, i, pp, U2t, j, q, width)
+                            part += first_weights[q] * _h(rho, c)
+                            part2 += second_weights[q] * _h(rho2, c)
+                    total += root1[i, pp] * part + root1[i, pp + 1] * part2
+                out[i, offset + j] = total
+
+    return cnn_correlation_sums
+
+
+@njit(parallel=True, cache=True)
+def premapped_weights(M, live, root, out):
+    """out[j, p, q] = M[p, live[j, q]]·root[j, q]: the per-image weights of `cnn_correlation_sums`, written in one
+    pass (NumPy's gather, transpose and product took 10 ms for 300 7×7 images, a twentieth of their pair sum
+    with 100 others)."""
+    N, D, R = out.shape
+    for j in prange(N):
+        for p in range(D):
+            for q in range(R):
+                out[j, p, q] = M[p, live[j, q]] * root[j, q]
 
 
 @njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
@@ -106,7 +144,7 @@ def square_roots(x, rounds):
 
 
 @njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
-def correlation_sums_in_cache(rho, weights, out):
+def correlation_sums_in_cache(rho, weights, out, c):
     """out[r] = Σ_q weights[q]·h(ρ[q] − r·1e-6) on every thread: the fused kernel's κ arithmetic alone on arrays
     that stay in cache (no inner products, no patch lists), the ceiling of `cnn_correlation_sums` for the
     benchmark."""
@@ -114,5 +152,5 @@ def correlation_sums_in_cache(rho, weights, out):
         total = 0.0
         shift = r * 1e-6
         for q in range(rho.size):
-            total += weights[q] * _h(rho[q] - shift)
+            total += weights[q] * _h(rho[q] - shift, c)
         out[r] = total

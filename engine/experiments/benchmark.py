@@ -351,13 +351,13 @@ def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) ->
     """Arc-cosine evaluations per second, on every core, of the fused CNN kernel's κ arithmetic (a clamp, a
     square root, a degree-16 polynomial, a weighted sum) over arrays that stay in cache: the ceiling of that
     kernel without its inner products and patch bookkeeping."""
-    from deepntk.backends.numba_limit_kernels import correlation_sums_in_cache
+    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_in_cache
 
     rng = np.random.default_rng(0)
     rho, weights = rng.uniform(-1.0, 1.0, size=size), rng.uniform(0.0, 9.0, size=size)
     out = np.empty(rows)
-    correlation_sums_in_cache(rho, weights, out[:2])
-    _, _, median = time_call(lambda: correlation_sums_in_cache(rho, weights, out), repeats=repeats)
+    correlation_sums_in_cache(rho, weights, out[:2], H_CONSTANTS)
+    _, _, median = time_call(lambda: correlation_sums_in_cache(rho, weights, out, H_CONSTANTS), repeats=repeats)
     return size * rows / median
 
 

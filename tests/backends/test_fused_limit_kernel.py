@@ -16,10 +16,11 @@ from conftest import TOL, assert_close  # noqa: E402
 
 @pytest.mark.parametrize("c,f,d,variance", [(1, 3, 7, "code"), (2, 3, 5, "paper"), (3, 5, 6, "paper"), (1, 1, 4, "code")])
 def test_fused_pair_sum_equals_the_reference(c, f, d, variance):
+    """Symmetric, and cross both ways: the larger set takes the kernel's rows, so (X2, X1) runs transposed."""
     rng = np.random.default_rng(c * 100 + f * 10 + d)
     X1, X2 = rng.uniform(0.0, 1.0, size=(9, c, d, d)), rng.uniform(0.0, 1.0, size=(5, c, d, d))
     options = dict(outputs=3, rho=0.8, beta=1.3, filter_size=f, filter_variance=variance)
-    for A, B in ((X1, None), (X1, X2)):
+    for A, B in ((X1, None), (X1, X2), (X2, X1)):
         assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "limit")
         assert_close(cnn_expected_kernel(A, B, depth=7, C_L=3.0, pair_sum=fused_cnn_pair_sum, **options),
@@ -71,16 +72,16 @@ def test_the_cnn_architecture_uses_the_fused_kernel():
 def _evaluate_h(rho):
     from numba import njit
 
-    from deepntk.backends.numba_limit_kernels import _h
+    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, _h
 
     @njit
-    def evaluate(rho):
+    def evaluate(rho, c):
         out = np.empty_like(rho)
         for k in range(rho.size):
-            out[k] = _h(rho[k])
+            out[k] = _h(rho[k], c)
         return out
 
-    return evaluate(rho)
+    return evaluate(rho, H_CONSTANTS)
 
 
 def test_the_correlation_form_matches_a_30_digit_arc_cosine():
@@ -107,12 +108,12 @@ def test_the_in_cache_kappa_loop_sums_the_arc_cosine_kernel():
     """The benchmark's κ ceiling times what it claims to: Σ_q w_q·h(ρ_q − r·10⁻⁶) = Σ_q w_q·2π·κ(1, 1, ρ_q − r·10⁻⁶),
     against deepntk.analytic."""
     from deepntk.analytic import arccos_kernel
-    from deepntk.backends.numba_limit_kernels import correlation_sums_in_cache
+    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_in_cache
 
     rng = np.random.default_rng(5)
     rho, weights = rng.uniform(-0.99, 0.99, size=300), rng.uniform(0.0, 9.0, size=300)
     out = np.empty(7)
-    correlation_sums_in_cache(rho, weights, out)
+    correlation_sums_in_cache(rho, weights, out, H_CONSTANTS)
     shifted = rho[None] - 1e-6 * np.arange(7)[:, None]
     expected = 2.0 * np.pi * arccos_kernel(1.0, 1.0, shifted) @ weights
     assert_close(out, expected, TOL["identity"], "κ loop")
@@ -134,3 +135,25 @@ def test_large_images_gather_their_weights_from_M(d, threshold, monkeypatch):
     for A, B in ((X, None), (X[:2], X[1:])):
         assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "gathered weights")
+
+
+def test_the_width_specialized_kernel_is_loaded_from_numba_s_cache(tmp_path):
+    """`correlation_sums_kernel(width)` compiles a closure per width with cache=True: a second process finds it in
+    the on-disk cache (a closure over anything that pickles differently per process would miss it and pay the
+    ~6 s compile again)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np; from deepntk.analytic import cnn_limit_kernel; "
+              "from deepntk.backends.limit_kernels import fused_cnn_pair_sum; "
+              "from deepntk.backends.numba_limit_kernels import correlation_sums_kernel; "
+              "cnn_limit_kernel(np.ones((2, 1, 4, 4)), pair_sum=fused_cnn_pair_sum); "
+              "stats = correlation_sums_kernel(10).stats; print(sum(stats.cache_hits.values()), "
+              "sum(stats.cache_misses.values()))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert [run.stdout.split() for run in runs] == [["0", "1"], ["1", "0"]]
