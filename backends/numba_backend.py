@@ -76,8 +76,15 @@ class DenseKernels:
     """The compiled kernels of dense layers, and how the NTK sweep lays out their features."""
 
     forward = "dense_forward"
-    loss_gradients = "dense_loss_gradients"
     checkpoints = "dense_checkpoints"
+
+    @staticmethod
+    def loss_gradients_kernel(nets):
+        """The kernel generated for this width where there is one (docs/backends.md#width-kernels), else the
+        generic one."""
+        from deepntk.backends.numba_width_kernels import loss_gradients_kernel
+
+        return loss_gradients_kernel(nets.width) or _kernels().dense_loss_gradients
 
     @staticmethod
     def features_per_layer(net) -> int:
@@ -103,8 +110,11 @@ class ConvKernels:
     """The compiled kernels of conv layers (per-input filter gradients as features)."""
 
     forward = "conv_forward"
-    loss_gradients = "conv_loss_gradients"
     checkpoints = "conv_checkpoints"
+
+    @staticmethod
+    def loss_gradients_kernel(nets):
+        return _kernels().conv_loss_gradients
 
     @staticmethod
     def features_per_layer(net) -> int:
@@ -196,7 +206,7 @@ class NumbaBackend(Backend):
         out = np.empty((E, k, N), dtype=nets.dtype)
         dW = np.zeros((parts,) + nets.W.shape, dtype=nets.dtype)
         db = np.zeros((parts,) + nets.b.shape, dtype=nets.dtype)
-        run_in_parts(getattr(_kernels(), FUSED_KERNELS[nets.kind].loss_gradients), nets.W, nets.b,
+        run_in_parts(FUSED_KERNELS[nets.kind].loss_gradients_kernel(nets), nets.W, nets.b,
                      self._inputs_last(X), np.ascontiguousarray(Y.T.astype(nets.dtype)),
                      output_gradient_coefficient(loss, N, k), chunk, every, out, dW, db, parts=parts)
         outputs = np.ascontiguousarray(out.transpose(0, 2, 1))

@@ -408,7 +408,8 @@ def cold_start(backend: str = "numba") -> dict:
     report = {}
     for name, call in COLD_START_CALLS.items():
         with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            # Generated kernel sources (backends/numba_width_kernels.py) start from nothing too.
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache, "DEEPNTK_KERNEL_DIR": os.path.join(cache, "kernels")}
             done = subprocess.run([sys.executable, "-c", script.format(call=call.format(backend=backend))], env=env,
                                   capture_output=True, text=True, check=True)
         import_s, call_s = (float(v) for v in done.stdout.split()[-2:])

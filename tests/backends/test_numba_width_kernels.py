@@ -1,0 +1,87 @@
+"""The GD kernels generated per width (deepntk.backends.numba_width_kernels) against the NumPy reference, their
+on-disk caching, and what happens where no folder can hold their source."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import deepntk
+from oracles import perturbed
+from conftest import TOL, assert_close
+
+pytest.importorskip("numba", reason="the numba extra is not installed")
+from deepntk.backends import numba_backend, numba_kernels, numba_width_kernels  # noqa: E402
+
+
+@pytest.mark.parametrize("d_in, k", [(1, 1), (2, 1), (2, 2), (3, 2)])  # widths 3, 4, 5, 6
+def test_generated_kernels_match_numpy_on_an_ensemble_with_many_segments(monkeypatch, d_in, k):
+    """Two networks, 37 inputs (a full chunk and a partial one per thread), L = 23 in segments of 5 layers with a
+    shorter last one: outputs, losses and every layer's gradients against the NumPy backend."""
+    monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) = 5 layers
+    spec = deepntk.MLP(d_in, k, 23, 4.0)
+    assert numba_width_kernels.loss_gradients_kernel(spec.width) is not None
+    nets = deepntk.stack_params([perturbed(deepntk.init_params(spec, seed=s), scale=0.2) for s in (1, 2)])
+    X = np.random.default_rng(3).uniform(0.1, 1, size=(37, d_in))
+    Y = np.random.default_rng(4).normal(size=(37, k))
+    values, outputs, grads = deepntk.loss_and_gradients(nets, X, Y, backend="numba")
+    ref_values, ref_outputs, ref_grads = deepntk.loss_and_gradients(nets, X, Y, backend="numpy")
+    assert_close(values, ref_values, TOL["identity"], "losses")
+    assert_close(outputs, ref_outputs, TOL["identity"], "outputs")
+    assert_close(grads.W, ref_grads.W, TOL["identity"], "weight gradients")
+    assert_close(grads.b, ref_grads.b, TOL["identity"], "bias gradients")
+
+
+def test_wider_nets_take_the_generic_kernel():
+    """Past MAX_WIDTH the written-out layers stop paying (1.04× at width 8) and compile for seconds longer."""
+    wide = SimpleNamespace(width=deepntk.MLP(numba_width_kernels.MAX_WIDTH, 1, 3, 2.0).width)
+    narrow = SimpleNamespace(width=deepntk.MLP(2, 1, 3, 2.0).width)
+    assert numba_backend.DenseKernels.loss_gradients_kernel(wide) is numba_kernels.dense_loss_gradients
+    assert numba_backend.DenseKernels.loss_gradients_kernel(narrow) is not numba_kernels.dense_loss_gradients
+
+
+def test_the_generated_kernel_is_loaded_from_numba_s_cache(tmp_path):
+    """A second process finds the generated source where the first wrote it, untouched (its time stamp is part of
+    Numba's cache key), and loads the machine code instead of compiling it again."""
+    script = ("import os, numpy as np, deepntk; from deepntk.backends.numba_width_kernels import "
+              "loss_gradients_kernel, kernel_folder_candidates; "
+              "p = deepntk.init_params(deepntk.MLP(2, 1, 5, 3.0), seed=0); "
+              "deepntk.loss_and_gradients(p, np.ones((3, 2)), np.zeros((3, 1)), backend='numba'); "
+              "stats = loss_gradients_kernel(4).stats; folder = kernel_folder_candidates()[0]; "
+              "files = sorted(f for f in os.listdir(folder) if f.endswith('.py')); "
+              "print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), len(files), "
+              "os.stat(folder / files[0]).st_mtime_ns)")
+    env = dict(os.environ, DEEPNTK_KERNEL_DIR=str(tmp_path / "sources"), NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    (hits1, misses1, files1, stamp1), (hits2, misses2, files2, stamp2) = [run.stdout.split() for run in runs]
+    assert (hits1, misses1, files1) == ("0", "1", "1")
+    assert (hits2, misses2, files2) == ("1", "0", "1")
+    assert stamp1 == stamp2
+
+
+def test_no_writable_folder_warns_and_keeps_the_generic_kernel(monkeypatch, tmp_path):
+    """Every candidate folder lies under a regular file, so none can be created: a warning that names them and
+    DEEPNTK_KERNEL_DIR, and the generic kernel (the backend still computes the right gradients)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(numba_width_kernels, "kernel_folder_candidates", lambda: [blocker / "x", blocker / "y"])
+    numba_width_kernels._loss_gradients_kernel.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="DEEPNTK_KERNEL_DIR"):
+            assert numba_width_kernels.loss_gradients_kernel(3) is None
+        params = perturbed(deepntk.init_params(deepntk.MLP(1, 1, 7, 3.0), seed=1), scale=0.2)
+        X = np.random.default_rng(3).uniform(0.1, 1, size=(5, 1))
+        Y = np.random.default_rng(4).normal(size=(5, 1))
+        _, _, grads = deepntk.loss_and_gradients(params, X, Y, backend="numba")
+        _, _, ref = deepntk.loss_and_gradients(params, X, Y, backend="numpy")
+        assert_close(grads.W, ref.W, TOL["identity"], "weight gradients")
+    finally:
+        numba_width_kernels._loss_gradients_kernel.cache_clear()
