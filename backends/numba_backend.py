@@ -75,16 +75,26 @@ def run_in_parts(kernel, *args, parts: int) -> None:
 class DenseKernels:
     """The compiled kernels of dense layers, and how the NTK sweep lays out their features."""
 
-    forward = "dense_forward"
     checkpoints = "dense_checkpoints"
+
+    # The kernels written out for the width where there are (docs/backends.md#width-kernels), else the generic ones.
+    @staticmethod
+    def forward_kernel(nets):
+        from deepntk.backends.numba_width_kernels import forward_kernel
+
+        return forward_kernel(nets.width) or _kernels().dense_forward
 
     @staticmethod
     def loss_gradients_kernel(nets):
-        """The kernel generated for this width where there is one (docs/backends.md#width-kernels), else the
-        generic one."""
         from deepntk.backends.numba_width_kernels import loss_gradients_kernel
 
         return loss_gradients_kernel(nets.width) or _kernels().dense_loss_gradients
+
+    @staticmethod
+    def narrow_gram_kernel(nets):
+        from deepntk.backends.numba_width_kernels import narrow_gram_kernel
+
+        return narrow_gram_kernel(nets.width) or _kernels().dense_narrow_gram
 
     @staticmethod
     def features_per_layer(net) -> int:
@@ -109,8 +119,11 @@ class DenseKernels:
 class ConvKernels:
     """The compiled kernels of conv layers (per-input filter gradients as features)."""
 
-    forward = "conv_forward"
     checkpoints = "conv_checkpoints"
+
+    @staticmethod
+    def forward_kernel(nets):
+        return _kernels().conv_forward
 
     @staticmethod
     def loss_gradients_kernel(nets):
@@ -183,7 +196,7 @@ class NumbaBackend(Backend):
         if not self._fused(nets):
             return super().forward_ensemble(nets, X)
         out = np.empty((nets.networks, nets.outputs, len(X)), dtype=nets.dtype)
-        run_in_parts(getattr(_kernels(), FUSED_KERNELS[nets.kind].forward), nets.W, nets.b, self._inputs_last(X),
+        run_in_parts(FUSED_KERNELS[nets.kind].forward_kernel(nets), nets.W, nets.b, self._inputs_last(X),
                      self._chunk(len(X)), out, parts=self._threads())
         return np.ascontiguousarray(out.transpose(0, 2, 1))
 
@@ -296,17 +309,18 @@ class NumbaBackend(Backend):
         return np.stack([gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2) for gram in grams])
 
     def _narrow_dense_gram(self, nets, sets):
-        """(E, N1, N2, k, k) for dense networks when one side has few inputs: `dense_narrow_gram` adds each
-        layer's term (ã·ã')(g·g') to Θ as its sweep reaches the layer, with no features and no BLAS call
-        (docs/ntk.md#narrow-products). A task is one network and a block of the wide side's inputs and traces
-        the narrow side too, so the wide side is split only as far as it takes to give every thread a task."""
+        """(E, N1, N2, k, k) for dense networks when one side has few inputs: `dense_narrow_gram` (or its version
+        written out for the width) adds each layer's term (ã·ã')(g·g') to Θ as its sweep reaches the layer, with
+        no features and no BLAS call (docs/ntk.md#narrow-products). A task is one network and a block of the wide
+        side's inputs and traces the narrow side too, so the wide side is split only as far as it takes to give
+        every thread a task."""
         E, k, n, L = nets.networks, nets.outputs, nets.width, nets.depth
         narrow, wide = (sets[0], sets[0]) if len(sets) == 1 else sorted(sets, key=lambda X: X.shape[-1])
         N1, N2 = narrow.shape[-1], wide.shape[-1]
         cols = int(min(NARROW_TASK_INPUTS, -(-N2 // -(-self._threads() // E))))
         every = checkpoint_segment(L, n * (N1 + cols) * nets.dtype.itemsize)
         out = np.empty((E, k, k, N1, N2), dtype=nets.dtype)
-        run_in_parts(_kernels().dense_narrow_gram, nets.W, nets.b, narrow, wide, every, cols, out,
+        run_in_parts(DenseKernels.narrow_gram_kernel(nets), nets.W, nets.b, narrow, wide, every, cols, out,
                      parts=self._threads())
         theta = out.transpose(0, 3, 4, 1, 2)  # (E, N1, N2, k, k)
         if narrow is not sets[0]:  # X2 was the narrow side

@@ -1,14 +1,16 @@
-"""The dense GD kernel written out for one small width: Numba source generated for a width n <= MAX_WIDTH, in which
-every weight, input row and gradient sum of a layer is a named scalar (docs/backends.md#width-kernels).
+"""The dense kernels written out for one small width: Numba source generated for a width n <= MAX_WIDTH, in which
+every weight, input row and gradient sum of a layer is a named scalar (docs/backends.md#width-kernels). Three
+kernels, each with the arguments and results of its generic version in `numba_kernels`: `forward`
+(dense_forward), `loss_gradients` (dense_loss_gradients) and `narrow_gram` (dense_narrow_gram).
 
-At the paper's widths (n = d_in + 1 + d_out, 3 to 6) a layer is n² multiply-adds per input. The generic kernel of
-`numba_kernels` loops over rows whose number is known only at run time, so a layer is several short passes over
-the inputs, each paying its loop set-up, runtime alias checks and remainder loop. Here one pass per layer computes
-all n outputs of a vector of inputs in registers: GD steps ran 1.7–2.3× faster (n = 3 to 6, N = 16 to 512). At
-n = 8 the gain was gone (1.04×) and the compilation, which grows with n², took 12 s.
+At the paper's widths (n = d_in + 1 + d_out, 3 to 6) a layer is n² multiply-adds per input. The generic kernels
+loop over rows whose number is known only at run time, so a layer is several short passes over the inputs, each
+paying its loop set-up, runtime alias checks and remainder loop. Here one pass per layer computes all n outputs of
+a vector of inputs in registers: GD steps ran 1.7–2.3× faster (n = 3 to 6, N = 16 to 512). At n = 8 the gain was
+gone (1.04×) and the compilation, which grows with n², took 12 s.
 
-The source is written once per width into a cache folder (`kernel_folder`) and imported from there, so that
-Numba caches its machine code as for any module: Numba's cache needs a source file, and no file is rewritten
+The source is written once per width into a cache folder (`kernel_folder_candidates`) and imported from there, so
+that Numba caches its machine code as for any module: Numba's cache needs a source file, and no file is rewritten
 once it exists (its time stamp is part of Numba's cache key). The file name carries a digest of the source.
 """
 
@@ -46,7 +48,7 @@ def kernel_folder_candidates() -> list[Path]:
 
 def _source_file(width: int) -> Path | None:
     """The generated source's path in the first candidate folder that has it or can take it; None if none can."""
-    source = loss_gradients_source(width)
+    source = kernels_source(width)
     name = f"dense_width{width}_{hashlib.sha256(source.encode()).hexdigest()[:16]}.py"
     for folder in kernel_folder_candidates():
         path = folder / name
@@ -65,28 +67,43 @@ def _source_file(width: int) -> Path | None:
 
 
 @functools.cache
-def _loss_gradients_kernel(width: int):
+def _width_module(width: int):
     path = _source_file(width)
     if path is None:
-        warnings.warn(f"deepntk: no writable folder for the width-{width} GD kernel (tried "
-                      f"{', '.join(map(str, kernel_folder_candidates()))}); using the generic kernel, which is "
-                      f"about 2x slower. Set DEEPNTK_KERNEL_DIR to a writable folder.", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"deepntk: no writable folder for the width-{width} kernels (tried "
+                      f"{', '.join(map(str, kernel_folder_candidates()))}); using the generic kernels, which are "
+                      f"up to 2x slower. Set DEEPNTK_KERNEL_DIR to a writable folder.", RuntimeWarning, stacklevel=4)
         return None
     module_name = f"deepntk_generated_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    return module.loss_gradients
+    return module
+
+
+def _kernel(width: int, name: str):
+    if width > MAX_WIDTH:
+        return None
+    with _LOCK:  # two threads must not import the same module twice
+        module = _width_module(width)
+    return None if module is None else getattr(module, name)
 
 
 def loss_gradients_kernel(width: int):
-    """The width-specialized `dense_loss_gradients` (same arguments, same results to rounding) for
-    2 <= width <= MAX_WIDTH; None for other widths, or when no folder can hold its source (a warning says so)."""
-    if not 2 <= width <= MAX_WIDTH:
-        return None
-    with _LOCK:  # two threads must not import the same module twice
-        return _loss_gradients_kernel(width)
+    """`numba_kernels.dense_loss_gradients` written out for `width` (same arguments, same results to rounding) if
+    width <= MAX_WIDTH; None for wider nets, or when no folder can hold its source (a warning says so)."""
+    return _kernel(width, "loss_gradients")
+
+
+def forward_kernel(width: int):
+    """`numba_kernels.dense_forward` written out for `width`, as `loss_gradients_kernel`."""
+    return _kernel(width, "forward")
+
+
+def narrow_gram_kernel(width: int):
+    """`numba_kernels.dense_narrow_gram` written out for `width`, as `loss_gradients_kernel`."""
+    return _kernel(width, "narrow_gram")
 
 
 # ------------------------------------------------------------------------------------------- generation --
@@ -94,23 +111,36 @@ def _weights(n: int) -> list[str]:
     return [f"w{o}_{m} = W[e, layer, {o}, {m}]" for o in range(n) for m in range(n)]
 
 
-def _forward_layer(n: int) -> list[str]:
-    """Layer `layer` on slot t of A into slot t + 1; ReLU except after the last layer (lo = -inf keeps z)."""
+def _forward_layer(n: int, inputs: str, slot: str = "layer - l0", next_slot: str = "t + 1") -> list[str]:
+    """Layer `layer` on slot t = `slot` of A into slot `next_slot` for `inputs` inputs; ReLU except after the last
+    layer (lo = -inf keeps z)."""
     lines = _weights(n) + [f"b{o} = b[e, layer, {o}]" for o in range(n)]
-    lines += ["t = layer - l0", "lo = 0.0 if layer < L - 1 else -np.inf", "for i in range(B):"]
+    lines += [f"t = {slot}", f"u = {next_slot}", "lo = 0.0 if layer < L - 1 else -np.inf",
+              f"for i in range({inputs}):"]
     body = [f"a{m} = A[t, {m}, i]" for m in range(n)]
     for o in range(n):
         body.append(f"v = b{o} + " + " + ".join(f"w{o}_{m} * a{m}" for m in range(n)))
-        body.append(f"A[t + 1, {o}, i] = lo if v <= lo else v")
+        body.append(f"A[u, {o}, i] = lo if v <= lo else v")
     return lines + ["    " + line for line in body]
 
 
-def _backward_layer(n: int) -> list[str]:
-    """Add layer `layer`'s gradient sums to dW, db and backpropagate delta into prev (masked by the layer's input
-    being > 0), then swap them. The sums take a few output rows per pass: all n(n + 1) of them at once would not
-    fit the 16 vector registers."""
+def _backprop(n: int, source: str, target: str, inputs: str) -> list[str]:
+    """target[m] = Σ_o W[o, m]·source[o] where layer `layer`'s input (slot t of A) is > 0, else 0, with the
+    weights of `_weights` loaded; `source` and `target` are formats of a row index (e.g. "delta[{}, i]")."""
+    lines = [f"for i in range({inputs}):"]
+    body = [f"d{o} = {source.format(o)}" for o in range(n)]
+    for m in range(n):
+        body.append("v = " + " + ".join(f"w{o}_{m} * d{o}" for o in range(n)))
+        # A select, not a branch: it vectorizes, and ReLU masks are too irregular to predict.
+        body.append(f"{target.format(m)} = v if A[t, {m}, i] > 0 else 0.0")
+    return lines + ["    " + line for line in body]
+
+
+def _gradient_sums(n: int) -> list[str]:
+    """Add layer `layer`'s gradient sums Σ_i delta[o, i]·A[t, m, i] to dW and Σ_i delta[o, i] to db. A few output
+    rows per pass: all n(n + 1) sums at once would not fit the 16 vector registers."""
     rows_per_pass = max(1, 12 // (n + 1))
-    lines = ["t = layer - l0"]
+    lines = []
     for first in range(0, n, rows_per_pass):
         rows = range(first, min(n, first + rows_per_pass))
         lines += [f"s{o} = 0.0" for o in rows] + [f"g{o}_{m} = 0.0" for o in rows for m in range(n)]
@@ -120,31 +150,61 @@ def _backward_layer(n: int) -> list[str]:
         lines += ["    " + line for line in body]
         lines += [f"db[e, layer, {o}] += s{o}" for o in rows]
         lines += [f"dW[e, layer, {o}, {m}] += g{o}_{m}" for o in rows for m in range(n)]
-    lines.append("if layer > 0:")
-    backprop = _weights(n) + ["for i in range(B):"]
-    body = [f"d{o} = delta[{o}, i]" for o in range(n)]
-    for m in range(n):
-        body.append("v = " + " + ".join(f"w{o}_{m} * d{o}" for o in range(n)))
-        # A select, not a branch: it vectorizes, and ReLU masks are too irregular to predict.
-        body.append(f"prev[{m}, i] = v if A[t, {m}, i] > 0 else 0.0")
-    backprop += ["    " + line for line in body] + ["delta, prev = prev, delta"]
-    return lines + ["    " + line for line in backprop]
+    return lines
+
+
+def _layer_term(n: int) -> list[str]:
+    """acc[x, y, i, j] += (ã_i·ã_{N1+j})·(g[x, :, i]·g[y, :, N1+j]) with ã = [a, 1]: layer `layer`'s NTK term
+    between the narrow side's inputs i and the task's inputs j. The column index runs unsigned, so that Numba emits
+    no negative-index wraparound inside the loop."""
+    lines = ["for x in range(k):", "    for y in range(k):", "        for i in range(N1):"]
+    hoisted = [f"p{m} = A[t, {m}, i]" for m in range(n)] + [f"q{m} = g[x, {m}, i]" for m in range(n)]
+    inputs = " + ".join(f"p{m} * A[t, {m}, j]" for m in range(n))
+    jacobians = " + ".join(f"q{m} * g[y, {m}, j]" for m in range(n))
+    lines += ["            " + line for line in hoisted]
+    lines += ["            for j in range(first, last):",
+              f"                acc[x, y, i, j - first] += (1.0 + {inputs}) * ({jacobians})"]
+    return lines
 
 
 def _indent(lines: list[str], depth: int) -> str:
     return "\n".join(" " * (4 * depth) + line for line in lines)
 
 
-def loss_gradients_source(width: int) -> str:
+def kernels_source(width: int) -> str:
     """The Python source of the width-`width` kernel module."""
-    return f'''"""The dense GD kernel for width {width}, generated by deepntk.backends.numba_width_kernels (do not edit
-it: a changed source is written to a new file)."""
+    return f'''"""Dense kernels for width {width}, generated by deepntk.backends.numba_width_kernels (do not edit them: a
+changed source is written to a new file)."""
 
 import numpy as np
 from numba import njit
 
+FAST = {{"reassoc", "contract", "nsz", "arcp"}}
 
-@njit(cache=True, nogil=True, fastmath={{"reassoc", "contract", "nsz", "arcp"}})
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def forward(W, b, X, chunk, out, part, parts):
+    """`numba_kernels.dense_forward` for width {width}: same arguments, same results to rounding."""
+    E, L, n, _ = W.shape
+    k = out.shape[1]
+    N = X.shape[1]
+    chunks = (N + chunk - 1) // chunk
+    for task in range(part, E * chunks, parts):
+        e = task // chunks
+        i0 = (task % chunks) * chunk
+        B = min(N, i0 + chunk) - i0
+        A = np.empty((2, n, B), dtype=W.dtype)  # a layer's input and output, alternating
+        for p in range(n):
+            for i in range(B):
+                A[0, p, i] = X[p, i0 + i]
+        for layer in range(L):
+{_indent(_forward_layer(width, "B", "layer % 2", "1 - t"), 3)}
+        for j in range(k):
+            for i in range(B):
+                out[e, j, i0 + i] = A[L % 2, j, i]
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, part, parts):
     """`numba_kernels.dense_loss_gradients` for width {width}: same arguments, same results to rounding."""
     E, L, n, _ = W.shape
@@ -176,7 +236,7 @@ def loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, part,
                 for i in range(B):
                     A[0, p, i] = CK[s, p, i]
             for layer in range(l0, l1):
-{_indent(_forward_layer(width), 4)}
+{_indent(_forward_layer(width, "B"), 4)}
             if step < count - 1:
                 for p in range(n):
                     for i in range(B):
@@ -191,5 +251,71 @@ def loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, part,
                         out[e, j, i0 + i] = A[l1 - l0, j, i]
                         delta[j, i] = coeff * (A[l1 - l0, j, i] - Y[j, i0 + i])
             for layer in range(l1 - 1, l0 - 1, -1):
-{_indent(_backward_layer(width), 4)}
+                t = layer - l0
+{_indent(_gradient_sums(width), 4)}
+                if layer > 0:
+{_indent(_weights(width) + _backprop(width, "delta[{}, i]", "prev[{}, i]", "B"), 5)}
+                    delta, prev = prev, delta
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def narrow_gram(W, b, X1, X2, every, cols, out, part, parts):
+    """`numba_kernels.dense_narrow_gram` for width {width}: same arguments, same results to rounding."""
+    E, L, n, _ = W.shape
+    k = out.shape[1]
+    N1, N2 = X1.shape[1], X2.shape[1]
+    count = (L + every - 1) // every
+    chunks = (N2 + cols - 1) // cols
+    for task in range(part, E * chunks, parts):
+        e = task // chunks
+        j0 = (task % chunks) * cols
+        B = min(N2, j0 + cols) - j0
+        M = N1 + B
+        first = np.uint64(N1)
+        last = np.uint64(M)
+        CK = np.empty((count, n, M), dtype=W.dtype)
+        A = np.empty((every + 1, n, M), dtype=W.dtype)
+        g = np.empty((k, n, M), dtype=W.dtype)
+        nxt = np.empty((k, n, M), dtype=W.dtype)
+        acc = np.empty((k, k, N1, B), dtype=W.dtype)
+        for p in range(n):
+            for i in range(N1):
+                CK[0, p, i] = X1[p, i]
+            for j in range(B):
+                CK[0, p, N1 + j] = X2[p, j0 + j]
+        for x in range(k):  # ∂f_x/∂z^{{L-1}} = e_x
+            for q in range(n):
+                for i in range(M):
+                    g[x, q, i] = 1.0 if q == x else 0.0
+            for y in range(k):
+                for i in range(N1):
+                    for j in range(B):
+                        acc[x, y, i, j] = 0.0
+        for step in range(2 * count - 1):  # the segments' order of `loss_gradients`
+            s = step if step < count else 2 * count - 2 - step
+            l0 = s * every
+            l1 = min(L, l0 + every)
+            for p in range(n):
+                for i in range(M):
+                    A[0, p, i] = CK[s, p, i]
+            for layer in range(l0, l1):
+{_indent(_forward_layer(width, "M"), 4)}
+            if step < count - 1:
+                for p in range(n):
+                    for i in range(M):
+                        CK[s + 1, p, i] = A[l1 - l0, p, i]
+                continue
+            for layer in range(l1 - 1, l0 - 1, -1):
+                t = layer - l0
+{_indent(_layer_term(width), 4)}
+                if layer > 0:
+{_indent(_weights(width), 5)}
+                    for x in range(k):
+{_indent(_backprop(width, "g[x, {}, i]", "nxt[x, {}, i]", "M"), 6)}
+                    g, nxt = nxt, g
+        for x in range(k):
+            for y in range(k):
+                for i in range(N1):
+                    for j in range(B):
+                        out[e, x, y, i, j0 + j] = acc[x, y, i, j]
 '''

@@ -21,20 +21,29 @@ from deepntk.backends import numba_backend, numba_kernels, numba_width_kernels  
 
 @pytest.mark.parametrize("d_in, k", [(1, 1), (2, 1), (2, 2), (3, 2)])  # widths 3, 4, 5, 6
 def test_generated_kernels_match_numpy_on_an_ensemble_with_many_segments(monkeypatch, d_in, k):
-    """Two networks, 37 inputs (a full chunk and a partial one per thread), L = 23 in segments of 5 layers with a
-    shorter last one: outputs, losses and every layer's gradients against the NumPy backend."""
+    """Two networks, L = 23 in segments of 5 layers with a shorter last one. Forward pass and GD on 37 inputs (a
+    full chunk and a partial one per thread); the narrow NTK Gram of 5 inputs against 37, both ways round, and of
+    the 5 with themselves. Everything against the NumPy backend."""
     monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) = 5 layers
     spec = deepntk.MLP(d_in, k, 23, 4.0)
-    assert numba_width_kernels.loss_gradients_kernel(spec.width) is not None
+    for kernel in (numba_width_kernels.forward_kernel, numba_width_kernels.loss_gradients_kernel,
+                   numba_width_kernels.narrow_gram_kernel):
+        assert kernel(spec.width) is not None
     nets = deepntk.stack_params([perturbed(deepntk.init_params(spec, seed=s), scale=0.2) for s in (1, 2)])
     X = np.random.default_rng(3).uniform(0.1, 1, size=(37, d_in))
     Y = np.random.default_rng(4).normal(size=(37, k))
+    assert_close(deepntk.forward(nets, X, backend="numba"), deepntk.forward(nets, X, backend="numpy"),
+                 TOL["identity"], "outputs")
     values, outputs, grads = deepntk.loss_and_gradients(nets, X, Y, backend="numba")
     ref_values, ref_outputs, ref_grads = deepntk.loss_and_gradients(nets, X, Y, backend="numpy")
     assert_close(values, ref_values, TOL["identity"], "losses")
     assert_close(outputs, ref_outputs, TOL["identity"], "outputs")
     assert_close(grads.W, ref_grads.W, TOL["identity"], "weight gradients")
     assert_close(grads.b, ref_grads.b, TOL["identity"], "bias gradients")
+    few = X[:5] * 0.7 + 0.1
+    for X1, X2 in ((few, X), (X, few), (few, None)):
+        assert_close(deepntk.scaled_ntk(nets, X1, X2, backend="numba"),
+                     deepntk.scaled_ntk(nets, X1, X2, backend="numpy"), TOL["identity"], "NTK")
 
 
 def test_wider_nets_take_the_generic_kernel():
@@ -73,7 +82,7 @@ def test_no_writable_folder_warns_and_keeps_the_generic_kernel(monkeypatch, tmp_
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setattr(numba_width_kernels, "kernel_folder_candidates", lambda: [blocker / "x", blocker / "y"])
-    numba_width_kernels._loss_gradients_kernel.cache_clear()
+    numba_width_kernels._width_module.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="DEEPNTK_KERNEL_DIR"):
             assert numba_width_kernels.loss_gradients_kernel(3) is None
@@ -84,4 +93,4 @@ def test_no_writable_folder_warns_and_keeps_the_generic_kernel(monkeypatch, tmp_
         _, _, ref = deepntk.loss_and_gradients(params, X, Y, backend="numpy")
         assert_close(grads.W, ref.W, TOL["identity"], "weight gradients")
     finally:
-        numba_width_kernels._loss_gradients_kernel.cache_clear()
+        numba_width_kernels._width_module.cache_clear()
