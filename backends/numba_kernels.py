@@ -422,11 +422,18 @@ def _pixel_mean(z, j, i):
 @njit(**KERNEL)
 def _conv_layers(W, b, e, a, z, l0, l1, A):
     """Run network e's conv layers l0 … l1-1 on a (n, d, d, B) in place; A (l1-l0, n, d, d, B) receives layer
-    inputs if non-empty. On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1."""
+    inputs if non-empty. On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1.
+
+    A tap (u, v) of the filter shifts a whole image row: pixels x and inputs i are one flat, contiguous axis of
+    d·B entries, so each row is one loop of (x-window)·B iterations rather than one per pixel
+    (docs/backends.md#conv-rows). The flat index runs unsigned: no negative-index wraparound inside the loop."""
     L = b.shape[1]
     f = W.shape[4]
     r = f // 2
     n, d, _, B = a.shape
+    flat_a = a.reshape((n, d, d * B))
+    flat_z = z.reshape((n, d, d * B))
+    row = np.uint64(d * B)
     store = A.shape[0] > 0
     for layer in range(l0, l1):
         if store:
@@ -434,9 +441,8 @@ def _conv_layers(W, b, e, a, z, l0, l1, A):
         for o in range(n):
             bo = b[e, layer, o]
             for y in range(d):
-                for x in range(d):
-                    for i in range(B):
-                        z[o, y, x, i] = bo
+                for q in range(row):
+                    flat_z[o, y, q] = bo
             for m in range(n):
                 for u in range(f):
                     ylo, yhi = _window(d, r, u)
@@ -445,29 +451,34 @@ def _conv_layers(W, b, e, a, z, l0, l1, A):
                         if w == 0.0:
                             continue
                         xlo, xhi = _window(d, r, v)
+                        out0 = np.uint64(xlo * B)
+                        in0 = np.uint64((xlo + v - r) * B)
+                        span = np.uint64((xhi - xlo) * B)
                         for y in range(ylo, yhi):
-                            for x in range(xlo, xhi):
-                                for i in range(B):
-                                    z[o, y, x, i] += w * a[m, y + u - r, x + v - r, i]
+                            ys = y + u - r
+                            for q in range(span):
+                                flat_z[o, y, out0 + q] += w * flat_a[m, ys, in0 + q]
         if layer < L - 1:
             for p in range(n):
                 for y in range(d):
-                    for x in range(d):
-                        for i in range(B):
-                            a[p, y, x, i] = _relu(z[p, y, x, i])
+                    for q in range(row):
+                        flat_a[p, y, q] = _relu(flat_z[p, y, q])
 
 
 @njit(**KERNEL)
 def _conv_backprop(W, e, layer, g, mask, out):
-    """out = (wᵀ ⋆ g)·[mask > 0]: g, mask, out (n, d, d, B)."""
+    """out = (wᵀ ⋆ g)·[mask > 0]: g, mask, out (n, d, d, B); image rows as flat loops, as in `_conv_layers`."""
     n, d, _, B = g.shape
     f = W.shape[4]
     r = f // 2
+    flat_g = g.reshape((n, d, d * B))
+    flat_mask = mask.reshape((n, d, d * B))
+    flat_out = out.reshape((n, d, d * B))
+    row = np.uint64(d * B)
     for m in range(n):
         for y in range(d):
-            for x in range(d):
-                for i in range(B):
-                    out[m, y, x, i] = 0.0
+            for q in range(row):
+                flat_out[m, y, q] = 0.0
     for o in range(n):
         for m in range(n):
             for u in range(f):
@@ -477,15 +488,17 @@ def _conv_backprop(W, e, layer, g, mask, out):
                     if w == 0.0:
                         continue
                     xlo, xhi = _window(d, r, v)
+                    in0 = np.uint64(xlo * B)
+                    out0 = np.uint64((xlo + v - r) * B)
+                    span = np.uint64((xhi - xlo) * B)
                     for y in range(ylo, yhi):
-                        for x in range(xlo, xhi):
-                            for i in range(B):
-                                out[m, y + u - r, x + v - r, i] += w * g[o, y, x, i]
+                        ys = y + u - r
+                        for q in range(span):
+                            flat_out[m, ys, out0 + q] += w * flat_g[o, y, in0 + q]
     for m in range(n):
         for y in range(d):
-            for x in range(d):
-                for i in range(B):
-                    out[m, y, x, i] = out[m, y, x, i] if mask[m, y, x, i] > 0 else 0.0
+            for q in range(row):
+                flat_out[m, y, q] = flat_out[m, y, q] if flat_mask[m, y, q] > 0 else 0.0
 
 
 @njit(**KERNEL)
@@ -608,6 +621,7 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
     db = db_part[part]
     for task in range(part, E * chunks, parts):
         e, i0, B = _chunk_of(task, chunks, chunk, N)
+        row = np.uint64(d * B)
         CK = np.empty((count, n, d, d, B), dtype=W.dtype)
         a = np.empty((n, d, d, B), dtype=W.dtype)
         z = np.empty((n, d, d, B), dtype=W.dtype)
@@ -641,23 +655,27 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
                 _conv_layers(W, b, e, a, z, l0, l1, Aseg)
             for layer in range(l1 - 1, l0 - 1, -1):
                 act = Aseg[layer - l0]
+                flat_delta = delta.reshape((n, d, d * B))
+                flat_act = act.reshape((n, d, d * B))
                 for o in range(n):
                     acc = 0.0
                     for y in range(d):
-                        for x in range(d):
-                            for i in range(B):
-                                acc += delta[o, y, x, i]
+                        for q in range(row):
+                            acc += flat_delta[o, y, q]
                     db[e, layer, o] += acc
                     for m in range(n):
                         for u in range(f):
                             ylo, yhi = _window(d, r, u)
                             for v in range(f):
                                 xlo, xhi = _window(d, r, v)
+                                out0 = np.uint64(xlo * B)
+                                in0 = np.uint64((xlo + v - r) * B)
+                                span = np.uint64((xhi - xlo) * B)
                                 acc = 0.0
                                 for y in range(ylo, yhi):
-                                    for x in range(xlo, xhi):
-                                        for i in range(B):
-                                            acc += delta[o, y, x, i] * act[m, y + u - r, x + v - r, i]
+                                    ys = y + u - r
+                                    for q in range(span):
+                                        acc += flat_delta[o, y, out0 + q] * flat_act[m, ys, in0 + q]
                                 dW[e, layer, o, m, u, v] += acc
                 if layer > 0:
                     _conv_backprop(W, e, layer, delta, act, prev)
