@@ -47,13 +47,17 @@ def kernel_folder_candidates() -> list[Path]:
 
 
 def _source_file(width: int) -> Path | None:
-    """The generated source's path in the first candidate folder that has it or can take it; None if none can."""
+    """The generated source's path in the first candidate folder that has it, intact, or can take it; None if none
+    can. A file whose text differs from the source (edited or damaged) is written again."""
     source = kernels_source(width)
     name = f"dense_width{width}_{hashlib.sha256(source.encode()).hexdigest()[:16]}.py"
     for folder in kernel_folder_candidates():
         path = folder / name
-        if path.is_file():
-            return path
+        try:
+            if path.read_text(encoding="utf-8") == source:
+                return path
+        except (OSError, UnicodeDecodeError):
+            pass  # absent, unreadable, or damaged: (re)written below
         try:
             folder.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=folder, prefix=".writing-", suffix=".py")

@@ -94,3 +94,14 @@ def test_no_writable_folder_warns_and_keeps_the_generic_kernel(monkeypatch, tmp_
         assert_close(grads.W, ref.W, TOL["identity"], "weight gradients")
     finally:
         numba_width_kernels._width_module.cache_clear()
+
+
+def test_a_damaged_source_file_is_written_again(monkeypatch, tmp_path):
+    """A generated file whose text no longer matches its source (truncated, edited) is replaced before it is
+    imported, so the kernel that runs is the one the digest in its name stands for."""
+    monkeypatch.setenv("DEEPNTK_KERNEL_DIR", str(tmp_path))
+    path = numba_width_kernels._source_file(3)
+    assert path.parent == tmp_path and path.read_text() == numba_width_kernels.kernels_source(3)
+    path.write_text("raise RuntimeError('damaged')\n")
+    assert numba_width_kernels._source_file(3) == path
+    assert path.read_text() == numba_width_kernels.kernels_source(3)
