@@ -10,8 +10,8 @@ a vector of inputs in registers: GD steps ran 1.7–2.3× faster (n = 3 to 6, N 
 gone (1.04×) and the compilation, which grows with n², took 12 s.
 
 The source is written once per width into a cache folder (`kernel_folder_candidates`) and imported from there, so
-that Numba caches its machine code as for any module: Numba's cache needs a source file, and no file is rewritten
-once it exists (its time stamp is part of Numba's cache key). The file name carries a digest of the source.
+that Numba caches its machine code as for any module: Numba's cache needs a source file, and an intact file is
+never rewritten (its time stamp is part of Numba's cache key). The file name carries a digest of the source.
 """
 
 from __future__ import annotations
