@@ -105,3 +105,17 @@ def test_a_damaged_source_file_is_written_again(monkeypatch, tmp_path):
     path.write_text("raise RuntimeError('damaged')\n")
     assert numba_width_kernels._source_file(3) == path
     assert path.read_text() == numba_width_kernels.kernels_source(3)
+
+
+def test_generated_gd_kernel_in_float32():
+    """The written-out GD step on float32 weights (its sums accumulate in float64, as the generic kernel's do)
+    against the float64 NumPy reference."""
+    params = perturbed(deepntk.init_params(deepntk.MLP(2, 1, 40, 4.0), seed=1), scale=0.2)
+    X = np.random.default_rng(3).uniform(0.1, 1, size=(37, 2))
+    Y = np.random.default_rng(4).normal(size=(37, 1))
+    value, outputs, grads = deepntk.loss_and_gradients(params.astype("float32"), X, Y, backend="numba")
+    ref_value, ref_outputs, ref = deepntk.loss_and_gradients(params, X, Y, backend="numpy")
+    assert grads.W.dtype == np.float32
+    assert_close(outputs, ref_outputs, TOL["float32"], "outputs")
+    assert_close(grads.W, ref.W, TOL["float32"], "weight gradients")
+    assert_close(grads.b, ref.b, TOL["float32"], "bias gradients")
