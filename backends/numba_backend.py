@@ -40,6 +40,18 @@ def _kernels():
     return numba_kernels
 
 
+def fused_kernel(nets, name: str):
+    """The kernel `name` of `numba_kernels`, or for dense nets of width <= MAX_WIDTH its version written out for the
+    width (docs/backends.md#width-kernels)."""
+    if nets.kind == "dense":
+        from deepntk.backends.numba_width_kernels import written_out_kernel
+
+        kernel = written_out_kernel(nets.width, name)
+        if kernel is not None:
+            return kernel
+    return getattr(_kernels(), name)
+
+
 _POOLS = {}
 
 
@@ -75,26 +87,9 @@ def run_in_parts(kernel, *args, parts: int) -> None:
 class DenseKernels:
     """The compiled kernels of dense layers, and how the NTK sweep lays out their features."""
 
+    forward = "dense_forward"
+    loss_gradients = "dense_loss_gradients"
     checkpoints = "dense_checkpoints"
-
-    # The kernels written out for the width where there are (docs/backends.md#width-kernels), else the generic ones.
-    @staticmethod
-    def forward_kernel(nets):
-        from deepntk.backends.numba_width_kernels import forward_kernel
-
-        return forward_kernel(nets.width) or _kernels().dense_forward
-
-    @staticmethod
-    def loss_gradients_kernel(nets):
-        from deepntk.backends.numba_width_kernels import loss_gradients_kernel
-
-        return loss_gradients_kernel(nets.width) or _kernels().dense_loss_gradients
-
-    @staticmethod
-    def narrow_gram_kernel(nets):
-        from deepntk.backends.numba_width_kernels import narrow_gram_kernel
-
-        return narrow_gram_kernel(nets.width) or _kernels().dense_narrow_gram
 
     @staticmethod
     def features_per_layer(net) -> int:
@@ -119,15 +114,9 @@ class DenseKernels:
 class ConvKernels:
     """The compiled kernels of conv layers (per-input filter gradients as features)."""
 
+    forward = "conv_forward"
+    loss_gradients = "conv_loss_gradients"
     checkpoints = "conv_checkpoints"
-
-    @staticmethod
-    def forward_kernel(nets):
-        return _kernels().conv_forward
-
-    @staticmethod
-    def loss_gradients_kernel(nets):
-        return _kernels().conv_loss_gradients
 
     @staticmethod
     def features_per_layer(net) -> int:
@@ -196,7 +185,7 @@ class NumbaBackend(Backend):
         if not self._fused(nets):
             return super().forward_ensemble(nets, X)
         out = np.empty((nets.networks, nets.outputs, len(X)), dtype=nets.dtype)
-        run_in_parts(FUSED_KERNELS[nets.kind].forward_kernel(nets), nets.W, nets.b, self._inputs_last(X),
+        run_in_parts(fused_kernel(nets, FUSED_KERNELS[nets.kind].forward), nets.W, nets.b, self._inputs_last(X),
                      self._chunk(len(X)), out, parts=self._threads())
         return np.ascontiguousarray(out.transpose(0, 2, 1))
 
@@ -222,7 +211,7 @@ class NumbaBackend(Backend):
         out = np.empty((E, k, N), dtype=nets.dtype)
         dW = np.zeros((parts,) + nets.W.shape, dtype=nets.dtype)
         db = np.zeros((parts,) + nets.b.shape, dtype=nets.dtype)
-        run_in_parts(FUSED_KERNELS[nets.kind].loss_gradients_kernel(nets), nets.W, nets.b,
+        run_in_parts(fused_kernel(nets, FUSED_KERNELS[nets.kind].loss_gradients), nets.W, nets.b,
                      self._inputs_last(X), np.ascontiguousarray(Y.T.astype(nets.dtype)),
                      output_gradient_coefficient(loss, N, k), chunk, every, out, dW, db, parts=parts)
         outputs = np.ascontiguousarray(out.transpose(0, 2, 1))
@@ -325,7 +314,7 @@ class NumbaBackend(Backend):
         cols = int(min(NARROW_TASK_INPUTS, -(-N2 // -(-self._threads() // E))))
         every = checkpoint_segment(L, n * (N1 + cols) * nets.dtype.itemsize)
         out = np.empty((E, k, k, N1, N2), dtype=nets.dtype)
-        run_in_parts(DenseKernels.narrow_gram_kernel(nets), nets.W, nets.b, narrow, wide, every, cols, out,
+        run_in_parts(fused_kernel(nets, "dense_narrow_gram"), nets.W, nets.b, narrow, wide, every, cols, out,
                      parts=self._threads())
         theta = out.transpose(0, 3, 4, 1, 2)  # (E, N1, N2, k, k)
         if narrow is not sets[0]:  # X2 was the narrow side

@@ -26,9 +26,8 @@ def test_generated_kernels_match_numpy_on_an_ensemble_with_many_segments(monkeyp
     the 5 with themselves. Everything against the NumPy backend."""
     monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) = 5 layers
     spec = deepntk.MLP(d_in, k, 23, 4.0)
-    for kernel in (numba_width_kernels.forward_kernel, numba_width_kernels.loss_gradients_kernel,
-                   numba_width_kernels.narrow_gram_kernel):
-        assert kernel(spec.width) is not None
+    for name in ("dense_forward", "dense_loss_gradients", "dense_narrow_gram"):
+        assert numba_width_kernels.written_out_kernel(spec.width, name) is not None
     nets = deepntk.stack_params([perturbed(deepntk.init_params(spec, seed=s), scale=0.2) for s in (1, 2)])
     X = np.random.default_rng(3).uniform(0.1, 1, size=(37, d_in))
     Y = np.random.default_rng(4).normal(size=(37, k))
@@ -48,20 +47,20 @@ def test_generated_kernels_match_numpy_on_an_ensemble_with_many_segments(monkeyp
 
 def test_wider_nets_take_the_generic_kernel():
     """Past MAX_WIDTH the written-out layers stop paying (1.04× at width 8) and compile for seconds longer."""
-    wide = SimpleNamespace(width=deepntk.MLP(numba_width_kernels.MAX_WIDTH, 1, 3, 2.0).width)
-    narrow = SimpleNamespace(width=deepntk.MLP(2, 1, 3, 2.0).width)
-    assert numba_backend.DenseKernels.loss_gradients_kernel(wide) is numba_kernels.dense_loss_gradients
-    assert numba_backend.DenseKernels.loss_gradients_kernel(narrow) is not numba_kernels.dense_loss_gradients
+    wide = SimpleNamespace(kind="dense", width=deepntk.MLP(numba_width_kernels.MAX_WIDTH, 1, 3, 2.0).width)
+    narrow = SimpleNamespace(kind="dense", width=deepntk.MLP(2, 1, 3, 2.0).width)
+    assert numba_backend.fused_kernel(wide, "dense_loss_gradients") is numba_kernels.dense_loss_gradients
+    assert numba_backend.fused_kernel(narrow, "dense_loss_gradients") is not numba_kernels.dense_loss_gradients
 
 
 def test_the_generated_kernel_is_loaded_from_numba_s_cache(tmp_path):
     """A second process finds the generated source where the first wrote it, untouched (its time stamp is part of
     Numba's cache key), and loads the machine code instead of compiling it again."""
     script = ("import os, numpy as np, deepntk; from deepntk.backends.numba_width_kernels import "
-              "loss_gradients_kernel, kernel_folder_candidates; "
+              "written_out_kernel, kernel_folder_candidates; "
               "p = deepntk.init_params(deepntk.MLP(2, 1, 5, 3.0), seed=0); "
               "deepntk.loss_and_gradients(p, np.ones((3, 2)), np.zeros((3, 1)), backend='numba'); "
-              "stats = loss_gradients_kernel(4).stats; folder = kernel_folder_candidates()[0]; "
+              "stats = written_out_kernel(4, 'dense_loss_gradients').stats; folder = kernel_folder_candidates()[0]; "
               "files = sorted(f for f in os.listdir(folder) if f.endswith('.py')); "
               "print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), len(files), "
               "os.stat(folder / files[0]).st_mtime_ns)")
@@ -85,7 +84,7 @@ def test_no_writable_folder_warns_and_keeps_the_generic_kernel(monkeypatch, tmp_
     numba_width_kernels._width_module.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="DEEPNTK_KERNEL_DIR"):
-            assert numba_width_kernels.loss_gradients_kernel(3) is None
+            assert numba_width_kernels.written_out_kernel(3, "dense_loss_gradients") is None
         params = perturbed(deepntk.init_params(deepntk.MLP(1, 1, 7, 3.0), seed=1), scale=0.2)
         X = np.random.default_rng(3).uniform(0.1, 1, size=(5, 1))
         Y = np.random.default_rng(4).normal(size=(5, 1))
