@@ -386,6 +386,16 @@ def _window(d, r, u):
     return max(0, r - u), min(d, d + r - u)
 
 
+@njit(cache=True)
+def _row_run(d, r, v, B):
+    """The flat run that filter column v covers in an image row of d·B entries (pixels x, then inputs i):
+    (its first entry at the output pixels x, its first entry at the read pixels x + v − r, its length), for the
+    x of `_window(d, r, v)`. Unsigned, so that the loops' indices carry no negative-index wraparound
+    (docs/backends.md#conv-rows)."""
+    xlo, xhi = _window(d, r, v)
+    return np.uint64(xlo * B), np.uint64((xlo + v - r) * B), np.uint64((xhi - xlo) * B)
+
+
 @njit(**KERNEL)
 def _load_conv(X, i0, a):
     """a[p, y, x, i] = X[p, y, x, i0 + i]."""
@@ -425,8 +435,8 @@ def _conv_layers(W, b, e, a, z, l0, l1, A):
     inputs if non-empty. On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1.
 
     A tap (u, v) of the filter shifts a whole image row: pixels x and inputs i are one flat, contiguous axis of
-    d·B entries, so each row is one loop of (x-window)·B iterations rather than one per pixel
-    (docs/backends.md#conv-rows). The flat index runs unsigned: no negative-index wraparound inside the loop."""
+    d·B entries, so each row is one loop of (x-window)·B iterations (`_row_run`) rather than one per pixel
+    (docs/backends.md#conv-rows)."""
     L = b.shape[1]
     f = W.shape[4]
     r = f // 2
@@ -450,14 +460,11 @@ def _conv_layers(W, b, e, a, z, l0, l1, A):
                         w = W[e, layer, o, m, u, v]
                         if w == 0.0:
                             continue
-                        xlo, xhi = _window(d, r, v)
-                        out0 = np.uint64(xlo * B)
-                        in0 = np.uint64((xlo + v - r) * B)
-                        span = np.uint64((xhi - xlo) * B)
+                        pixels, taps, span = _row_run(d, r, v, B)
                         for y in range(ylo, yhi):
                             ys = y + u - r
                             for q in range(span):
-                                flat_z[o, y, out0 + q] += w * flat_a[m, ys, in0 + q]
+                                flat_z[o, y, pixels + q] += w * flat_a[m, ys, taps + q]
         if layer < L - 1:
             for p in range(n):
                 for y in range(d):
@@ -487,14 +494,11 @@ def _conv_backprop(W, e, layer, g, mask, out):
                     w = W[e, layer, o, m, u, v]
                     if w == 0.0:
                         continue
-                    xlo, xhi = _window(d, r, v)
-                    in0 = np.uint64(xlo * B)
-                    out0 = np.uint64((xlo + v - r) * B)
-                    span = np.uint64((xhi - xlo) * B)
+                    pixels, taps, span = _row_run(d, r, v, B)
                     for y in range(ylo, yhi):
                         ys = y + u - r
                         for q in range(span):
-                            flat_out[m, ys, out0 + q] += w * flat_g[o, y, in0 + q]
+                            flat_out[m, ys, taps + q] += w * flat_g[o, y, pixels + q]
     for m in range(n):
         for y in range(d):
             for q in range(row):
@@ -667,15 +671,12 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
                         for u in range(f):
                             ylo, yhi = _window(d, r, u)
                             for v in range(f):
-                                xlo, xhi = _window(d, r, v)
-                                out0 = np.uint64(xlo * B)
-                                in0 = np.uint64((xlo + v - r) * B)
-                                span = np.uint64((xhi - xlo) * B)
+                                pixels, taps, span = _row_run(d, r, v, B)
                                 acc = 0.0
                                 for y in range(ylo, yhi):
                                     ys = y + u - r
                                     for q in range(span):
-                                        acc += flat_delta[o, y, out0 + q] * flat_act[m, ys, in0 + q]
+                                        acc += flat_delta[o, y, pixels + q] * flat_act[m, ys, taps + q]
                                 dW[e, layer, o, m, u, v] += acc
                 if layer > 0:
                     _conv_backprop(W, e, layer, delta, act, prev)
