@@ -2,14 +2,16 @@
 
 Two regimes, chosen by width:
   narrow dense (width <= NARROW_WIDTH, the paper's networks): CUDA kernels from `kernels.cu` run the whole
-      depth loop in one launch (a thread per input for forward/backward, a thread block per Gram tile);
+      depth loop in one launch (a thread per network and input for forward/backward, a thread block per Gram
+      tile), for a single network or every network of an ensemble at once; the width is compiled into the
+      per-input kernels where a thread's arrays then fit in registers (`compiled_width`);
   wide dense and conv: the reference array code of `Backend` with CuPy as its namespace (per-layer cuBLAS).
 TF32 stays off (CuPy's default unless CUPY_TF32=1): its 10 mantissa bits cannot hold C_L + signal
 (docs/numerical-traps.md).
 
-Everything except the CUDA kernels is plain array code, and every kernel launch is one `_launch_*` method, so
-`CupyBackend(xp=numpy)` runs the host-side logic on the CPU; the tests replace the four launches with NumPy
-stand-ins to run the fused, blocked and mirrored paths where no GPU exists.
+Everything except the CUDA kernels is plain array code, and every kernel launch goes through `_kernel`, so
+`CupyBackend(xp=numpy)` runs the host-side logic on the CPU; the tests compile kernels.cu for the host and run
+the launches there (docs/backends.md#cuda-kernels).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ SHARED_LIMIT = 48 * 1024
 STAGE_BYTES = 40 * 1024  # shared memory for the weights (or Gram tiles) of several layers at once
 THREADS_PER_BLOCK = 128
 DEVICE_MEMORY_FRACTION = 0.7
+# Values of a thread's per-layer arrays that stay in registers with the width compiled in: ptxas (sm_90) reports no
+# stack frame for every kernel `compiled_width` gives a width (tests/backends/test_cuda_compile.py); the trace with
+# 3 Jacobian rows at width 16 (96 values) spilled. A float64 value takes two of a thread's 255 registers.
+REGISTER_VALUES = 80
 KERNEL_SOURCE = os.path.join(os.path.dirname(__file__), "kernels.cu")
 # Layer kinds with CUDA kernels in kernels.cu; the others run the array code (cuBLAS per layer).
 CUDA_KERNEL_KINDS = ("dense",)
@@ -53,11 +59,19 @@ def weight_stage_layers(depth: int, width: int, itemsize: int) -> int:
 
 
 def mirror_lower_tiles(xp, theta, tile: int):
-    """Fill the Gram tiles strictly below the diagonal (skipped by a symmetric launch) from their mirror."""
-    N = theta.shape[0]
+    """Fill the Gram tiles strictly below the diagonal (skipped by a symmetric launch) from their mirror; theta is
+    (…, N, N, k, k)."""
+    N = theta.shape[-3]
     blocks = xp.arange(N) // tile
     lower = (blocks[:, None] > blocks[None, :])[:, :, None, None]
-    return xp.where(lower, theta.transpose(1, 0, 3, 2), theta)
+    return xp.where(lower, xp.swapaxes(xp.swapaxes(theta, -4, -3), -2, -1), theta)
+
+
+def compiled_width(width: int, rows: int) -> int:
+    """The WIDTH template argument of a per-input kernel carrying `rows` Jacobian rows (0 forward, 1 for loss
+    deltas, k for output Jacobians): the width itself where a thread's per-layer arrays, about rows + 3 of them,
+    fit REGISTER_VALUES, else 0, the run-time width (arrays in local memory)."""
+    return width if (rows + 3) * width <= REGISTER_VALUES else 0
 
 
 def cuda_unavailable_reason() -> str:
@@ -100,7 +114,7 @@ class CupyBackend(Backend):
             xp = cupy
         self.xp = xp
         self.on_gpu = xp.__name__.startswith("cupy")
-        # Whether the `_launch_*` kernels can run: on a GPU, or where a subclass supplies stand-ins.
+        # Whether the `_launch_*` kernels can run: on a GPU, or where a test supplies a host build of them.
         self.kernels_available = self.on_gpu
 
     @classmethod
@@ -133,67 +147,74 @@ class CupyBackend(Backend):
         return (self.kernels_available and net.kind in CUDA_KERNEL_KINDS and net.width <= NARROW_WIDTH
                 and gram_layer_bytes(net.width, net.outputs, net.dtype.itemsize) <= SHARED_LIMIT)
 
-    # -- kernel launches (kernels.cu) ----------------------------------------------------------------------
-    def _grid(self, N):
-        return ((N + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK,), (THREADS_PER_BLOCK,)
+    # -- kernel launches (kernels.cu); `nets` is an ensemble (E = 1 for one network), its network the grid's
+    # y index (the Gram's z) ----------------------------------------------------------------------------------
+    def _grid(self, N, E):
+        return ((N + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, E), (THREADS_PER_BLOCK,)
 
-    def _dims(self, net, N):
-        return np.int32(net.depth), np.int32(net.width), np.int32(N)
+    def _dims(self, nets, N):
+        return np.int32(nets.depth), np.int32(nets.width), np.int32(N)
 
-    def _weight_stage(self, net):
+    def _weight_stage(self, nets):
         """(layers staged per chunk, dynamic shared memory bytes) for the per-input kernels."""
-        chunk = weight_stage_layers(net.depth, net.width, net.dtype.itemsize)
-        return chunk, chunk * (net.width**2 + net.width) * net.dtype.itemsize
+        chunk = weight_stage_layers(nets.depth, nets.width, nets.dtype.itemsize)
+        return chunk, chunk * (nets.width**2 + nets.width) * nets.dtype.itemsize
 
-    def _launch_forward(self, net, W, b, Xt):
-        """Outputs (k, N) of inputs Xt (n, N): a thread per input through all layers."""
+    def _per_input_kernel(self, name, nets, rows, *template_args):
+        return _kernel(name, nets.dtype.name, *template_args,
+                       compiled_width(nets.width, rows))
+
+    def _launch_forward(self, nets, W, b, Xt):
+        """Outputs (E, k, N) of inputs Xt (n, N): a thread per network and input through all layers."""
         N = Xt.shape[1]
-        out = self.xp.empty((net.outputs, N), dtype=net.dtype)
-        L, n, N32 = self._dims(net, N)
-        chunk, shared = self._weight_stage(net)
-        _kernel("dense_forward", net.dtype.name)(*self._grid(N), (W, b, Xt, out, L, n, np.int32(net.outputs), N32,
-                                                                  np.int32(chunk)), shared_mem=shared)
+        out = self.xp.empty((nets.networks, nets.outputs, N), dtype=nets.dtype)
+        L, n, N32 = self._dims(nets, N)
+        chunk, shared = self._weight_stage(nets)
+        self._per_input_kernel("dense_forward", nets, 0)(
+            *self._grid(N, nets.networks), (W, b, Xt, out, L, n, np.int32(nets.outputs), N32, np.int32(chunk)),
+            shared_mem=shared)
         return out
 
-    def _launch_deltas(self, net, W, b, Xt, Yt, coeff):
-        """(A, D, out): each layer's input activations A (L, n, N), its δ = ∂ℒ/∂z D (L, n, N) for
-        ∂ℒ/∂f = coeff·(f − y), and the outputs (k, N)."""
+    def _launch_deltas(self, nets, W, b, Xt, Yt, coeff):
+        """(A, D, out): each layer's input activations A (E, L, n, N), its δ = ∂ℒ/∂z D (E, L, n, N) for
+        ∂ℒ/∂f = coeff·(f − y), and the outputs (E, k, N)."""
         N, k = Xt.shape[1], Yt.shape[0]
-        A = self.xp.empty((net.depth, net.width, N), dtype=net.dtype)
+        A = self.xp.empty((nets.networks, nets.depth, nets.width, N), dtype=nets.dtype)
         D = self.xp.empty_like(A)
-        out = self.xp.empty((k, N), dtype=net.dtype)
-        L, n, N32 = self._dims(net, N)
-        chunk, shared = self._weight_stage(net)
-        _kernel("dense_deltas", net.dtype.name)(
-            *self._grid(N), (W, b, Xt, Yt, net.dtype.type(coeff), A, D, out, L, n, np.int32(k), N32, np.int32(chunk)),
+        out = self.xp.empty((nets.networks, k, N), dtype=nets.dtype)
+        L, n, N32 = self._dims(nets, N)
+        chunk, shared = self._weight_stage(nets)
+        self._per_input_kernel("dense_deltas", nets, 1)(
+            *self._grid(N, nets.networks),
+            (W, b, Xt, Yt, nets.dtype.type(coeff), A, D, out, L, n, np.int32(k), N32, np.int32(chunk)),
             shared_mem=shared)
         return A, D, out
 
-    def _launch_trace(self, net, W, b, Xt):
-        """(A, G): each layer's input activations (L, n, B) and output Jacobians ∂f/∂z (L, k, n, B)."""
+    def _launch_trace(self, nets, W, b, Xt):
+        """(A, G): each layer's input activations (E, L, n, B) and output Jacobians ∂f/∂z (E, L, k, n, B)."""
         B = Xt.shape[1]
-        A = self.xp.empty((net.depth, net.width, B), dtype=net.dtype)
-        G = self.xp.empty((net.depth, net.outputs, net.width, B), dtype=net.dtype)
-        L, n, B32 = self._dims(net, B)
-        chunk, shared = self._weight_stage(net)
-        _kernel("dense_trace", net.dtype.name, net.outputs)(*self._grid(B), (W, b, Xt, A, G, L, n, B32, np.int32(chunk)),
-                                                             shared_mem=shared)
+        A = self.xp.empty((nets.networks, nets.depth, nets.width, B), dtype=nets.dtype)
+        G = self.xp.empty((nets.networks, nets.depth, nets.outputs, nets.width, B), dtype=nets.dtype)
+        L, n, B32 = self._dims(nets, B)
+        chunk, shared = self._weight_stage(nets)
+        self._per_input_kernel("dense_trace", nets, nets.outputs, nets.outputs)(
+            *self._grid(B, nets.networks), (W, b, Xt, A, G, L, n, B32, np.int32(chunk)), shared_mem=shared)
         return A, G
 
-    def _launch_gram(self, net, A1, G1, A2, G2, same: bool):
-        """Σ_l (a₁·a₂ + 1)·G₁G₂ᵀ for every pair, (B1, B2, k, k); with `same` (A2 is A1) the tiles strictly below
-        the diagonal are left unwritten (see `mirror_lower_tiles`)."""
-        k = net.outputs
+    def _launch_gram(self, nets, A1, G1, A2, G2, same: bool):
+        """Σ_l (a₁·a₂ + 1)·G₁G₂ᵀ for every network and pair, (E, B1, B2, k, k); with `same` (A2 is A1) the tiles
+        strictly below the diagonal are left unwritten (see `mirror_lower_tiles`)."""
+        k = nets.outputs
         micro = gram_micro_tile(k)
         tile = micro * GRAM_THREADS
-        layer_bytes = gram_layer_bytes(net.width, k, net.dtype.itemsize)
-        stage = int(max(1, min(net.depth, STAGE_BYTES // layer_bytes)))
+        layer_bytes = gram_layer_bytes(nets.width, k, nets.dtype.itemsize)
+        stage = int(max(1, min(nets.depth, STAGE_BYTES // layer_bytes)))
         B1, B2 = A1.shape[-1], A2.shape[-1]
-        out = self.xp.empty((B1, B2, k, k), dtype=net.dtype)
-        grid = ((B2 + tile - 1) // tile, (B1 + tile - 1) // tile)
-        _kernel("dense_gram", net.dtype.name, k, micro)(
+        out = self.xp.empty((nets.networks, B1, B2, k, k), dtype=nets.dtype)
+        grid = ((B2 + tile - 1) // tile, (B1 + tile - 1) // tile, nets.networks)
+        _kernel("dense_gram", nets.dtype.name, k, micro)(
             grid, (GRAM_THREADS, GRAM_THREADS),
-            (A1, G1, A2, G2, out, np.int32(net.depth), np.int32(net.width), np.int32(B1), np.int32(B2),
+            (A1, G1, A2, G2, out, np.int32(nets.depth), np.int32(nets.width), np.int32(B1), np.int32(B2),
              np.int32(same), np.int32(stage)), shared_mem=stage * layer_bytes)
         return out
 
@@ -201,55 +222,71 @@ class CupyBackend(Backend):
         """Host (N, …) rows as a contiguous device (…, N) array: the kernels' inputs-last layout."""
         return self.xp.ascontiguousarray(self.xp.asarray(np.ascontiguousarray(array.T).astype(dtype, copy=False)))
 
-    # -- forward ------------------------------------------------------------------------------------------
+    # -- forward: one network is the ensemble of one ---------------------------------------------------------
     def forward(self, net, X):
         if not self._fused(net):
             return super().forward(net, X)
-        W, b = self._device_net(net)
-        return self.to_host(self._launch_forward(net, W, b, self._columns(X, net.dtype)).T)
+        return self.forward_ensemble(net.stacked(), X)[0]
+
+    def forward_ensemble(self, nets, X):
+        """Every network's outputs (E, N, k) from one launch."""
+        if not self._fused(nets):
+            return super().forward_ensemble(nets, X)
+        W, b = self._device_net(nets)
+        out = self._launch_forward(nets, W, b, self._columns(X, nets.dtype))
+        return np.ascontiguousarray(self.to_host(out).transpose(0, 2, 1))
 
     # -- loss gradients -----------------------------------------------------------------------------------
-    def _device_loss_gradients(self, net, W, b, Xt, Yt, coeff):
-        """Fused forward+backward on device arrays (Xt (n, N), Yt (k, N)): (outputs (k, N), dW, db) on device."""
-        A, D, out = self._launch_deltas(net, W, b, Xt, Yt, coeff)
-        # Σ_i δ_i a_iᵀ per layer: one batched GEMM instead of a reduction across threads.
-        return out, self.xp.matmul(D, A.transpose(0, 2, 1)), D.sum(axis=2)
+    def _device_loss_gradients(self, nets, W, b, Xt, Yt, coeff):
+        """Fused forward+backward of every network on device arrays (Xt (n, N), Yt (k, N)): (outputs (E, k, N),
+        dW, db) on the device."""
+        A, D, out = self._launch_deltas(nets, W, b, Xt, Yt, coeff)
+        # Σ_i δ_i a_iᵀ per network and layer: one batched GEMM instead of a reduction across threads.
+        return out, self.xp.matmul(D, A.swapaxes(-1, -2)), D.sum(axis=-1)
 
-    def _per_input_gradient_bytes(self, net) -> int:
-        return 2 * net.depth * net.width * net.dtype.itemsize
+    def _per_input_gradient_bytes(self, nets) -> int:
+        return 2 * nets.networks * nets.depth * nets.width * nets.dtype.itemsize
 
     def loss_and_gradients(self, net, X, Y, loss):
-        """The sums over inputs accumulated over blocks of inputs that fit in device memory (one block when all
-        fit)."""
         if not self._fused(net):
             return super().loss_and_gradients(net, X, Y, loss)
+        values, outputs, dW, db = self.loss_and_gradients_ensemble(net.stacked(), X, Y, loss)
+        return values[0], outputs[0], dW[0], db[0]
+
+    def loss_and_gradients_ensemble(self, nets, X, Y, loss):
+        """Every network in each launch; the sums over inputs accumulated over blocks of inputs that fit in device
+        memory (one block when all fit)."""
+        if not self._fused(nets):
+            return super().loss_and_gradients_ensemble(nets, X, Y, loss)
         N, k = Y.shape
-        W, b = self._device_net(net)
+        W, b = self._device_net(nets)
         coeff = output_gradient_coefficient(loss, N, k)
         dW, db = self.xp.zeros_like(W), self.xp.zeros_like(b)
-        outputs = np.empty((N, k), dtype=net.dtype)
-        for block in input_blocks(N, self._per_input_gradient_bytes(net), self.memory_budget()):
-            out, gW, gb = self._device_loss_gradients(net, W, b, self._columns(X[block], net.dtype),
-                                                      self._columns(Y[block], net.dtype), coeff)
+        outputs = np.empty((nets.networks, N, k), dtype=nets.dtype)
+        for block in input_blocks(N, self._per_input_gradient_bytes(nets), self.memory_budget()):
+            out, gW, gb = self._device_loss_gradients(nets, W, b, self._columns(X[block], nets.dtype),
+                                                      self._columns(Y[block], nets.dtype), coeff)
             dW += gW
             db += gb
-            outputs[block] = self.to_host(out.T)
-        value, _ = loss_value_and_output_gradient(outputs, Y, loss)
-        return value, outputs, self.to_host(dW), self.to_host(db)
+            outputs[:, block] = self.to_host(out).transpose(0, 2, 1)
+        values = np.array([loss_value_and_output_gradient(o, Y, loss)[0] for o in outputs])
+        return values, outputs, self.to_host(dW), self.to_host(db)
 
     def descend(self, net, X, Y, loss, rate, batches, on_step=None):
-        """`Backend.descend` with the weights, inputs and targets kept on the device: per step one fused kernel,
-        one batched GEMM and a gather of the batch's columns; only the batch loss comes back to the host."""
+        """`Backend.descend` with the weights, inputs and targets kept on the device, for one network or an
+        ensemble alike: per step one fused launch for every network, one batched GEMM and a gather of the batch's
+        columns; only the batch losses come back to the host."""
         batches = list(batches)
+        nets = net.stacked()
         largest = max((len(X) if idx is None else len(idx) for idx in batches), default=0)
-        if (net.ensemble or not self._fused(net)
-                or largest * self._per_input_gradient_bytes(net) > self.memory_budget()):
+        if not self._fused(net) or largest * self._per_input_gradient_bytes(nets) > self.memory_budget():
             return super().descend(net, X, Y, loss, rate, batches, on_step)
         xp = self.xp
-        W, b = self._device_net(net)
+        W, b = self._device_net(nets)
         W, b = W.copy(), b.copy()
         X_all, Y_all = self._columns(X, net.dtype), self._columns(Y, net.dtype)
         k = Y.shape[1]
+        unstack = (lambda a: a) if net.ensemble else (lambda a: a[0])
         losses = []
         for step, idx in enumerate(batches):
             if idx is None:
@@ -258,49 +295,58 @@ class CupyBackend(Backend):
                 columns = xp.asarray(idx)
                 Xt, Yt, Yb = xp.ascontiguousarray(X_all[:, columns]), xp.ascontiguousarray(Y_all[:, columns]), Y[idx]
             coeff = output_gradient_coefficient(loss, len(Yb), k)
-            out, dW, db = self._device_loss_gradients(net, W, b, Xt, Yt, coeff)
-            value, _ = loss_value_and_output_gradient(self.to_host(out.T), Yb, loss)
-            if not np.isfinite(value):
-                raise diverged(step, value, self.to_host(W), self.to_host(b), losses)
+            out, dW, db = self._device_loss_gradients(nets, W, b, Xt, Yt, coeff)
+            value = unstack(np.array([loss_value_and_output_gradient(o.T, Yb, loss)[0] for o in self.to_host(out)]))
+            if not np.all(np.isfinite(value)):
+                raise diverged(step, value, unstack(self.to_host(W)), unstack(self.to_host(b)), losses)
             losses.append(value)
-            W -= net.dtype.type(rate) * dW
-            b -= net.dtype.type(rate) * db
+            W -= nets.dtype.type(rate) * dW
+            b -= nets.dtype.type(rate) * db
             if on_step:
                 on_step(step, value)
-        return self.to_host(W), self.to_host(b), np.array(losses)
+        return unstack(self.to_host(W)), unstack(self.to_host(b)), np.array(losses)
 
     # -- NTK ----------------------------------------------------------------------------------------------
     def ntk(self, net, X1, X2=None):
-        """Blocks of inputs whose activations and Jacobians fit in device memory beside Θ; per pair of blocks one
-        Gram launch; with X2 None only blocks on or above the diagonal are computed, the rest mirrored."""
         if not self._fused(net):
             return super().ntk(net, X1, X2)
+        return self.ntk_ensemble(net.stacked(), X1, X2)[0]
+
+    def ntk_ensemble(self, nets, X1, X2=None):
+        """Blocks of inputs whose activations and Jacobians, for every network, fit in device memory beside Θ;
+        per pair of blocks one trace launch per side and one Gram launch, each serving all networks; with X2
+        None only blocks on or above the diagonal are computed, the rest mirrored. (E, N1, N2, k, k)."""
+        if not self._fused(nets):
+            return super().ntk_ensemble(nets, X1, X2)
         xp = self.xp
-        W, b = self._device_net(net)
-        k = net.outputs
+        W, b = self._device_net(nets)
+        E, k, itemsize = nets.networks, nets.outputs, nets.dtype.itemsize
         tile = gram_micro_tile(k) * GRAM_THREADS
         symmetric = X2 is None
         N1 = len(X1)
         N2 = N1 if symmetric else len(X2)
-        per_input = net.depth * net.width * (1 + k) * net.dtype.itemsize
-        budget = self.memory_budget() - N1 * N2 * k * k * net.dtype.itemsize
+        per_input = E * nets.depth * nets.width * (1 + k) * itemsize
+        gram_bytes = E * N1 * N2 * k * k * itemsize
+        budget = self.memory_budget() - gram_bytes
         if budget <= 0:
-            raise MemoryBudgetError(f"the Gram of {N1}×{N2} inputs alone needs {N1 * N2 * k * k * net.dtype.itemsize} "
-                                    f"bytes, more than the budget of {self.memory_budget()}")
+            networks = f" of {E} networks" if E > 1 else ""
+            raise MemoryBudgetError(f"the Gram{networks} of {N1}×{N2} inputs alone takes {gram_bytes} bytes, more than "
+                                    f"the budget of {self.memory_budget()}")
         blocks1 = input_blocks(N1, per_input, budget // 2)
         blocks2 = blocks1 if symmetric else input_blocks(N2, per_input, budget // 2)
-        theta = xp.empty((N1, N2, k, k), dtype=net.dtype)
+        theta = xp.empty((E, N1, N2, k, k), dtype=nets.dtype)
         for bi, block1 in enumerate(blocks1):
-            A1, G1 = self._launch_trace(net, W, b, self._columns(X1[block1], net.dtype))
+            A1, G1 = self._launch_trace(nets, W, b, self._columns(X1[block1], nets.dtype))
             for bj, block2 in enumerate(blocks2):
                 if symmetric and bj < bi:
-                    theta[block1, block2] = theta[block2, block1].transpose(1, 0, 3, 2)
+                    theta[:, block1, block2] = theta[:, block2, block1].transpose(0, 2, 1, 4, 3)
                     continue
                 same = symmetric and bi == bj
                 if same:
                     A2, G2 = A1, G1
                 else:
-                    A2, G2 = self._launch_trace(net, W, b, self._columns((X1 if symmetric else X2)[block2], net.dtype))
-                out = self._launch_gram(net, A1, G1, A2, G2, same)
-                theta[block1, block2] = mirror_lower_tiles(xp, out, tile) if same else out
+                    A2, G2 = self._launch_trace(nets, W, b,
+                                                self._columns((X1 if symmetric else X2)[block2], nets.dtype))
+                out = self._launch_gram(nets, A1, G1, A2, G2, same)
+                theta[:, block1, block2] = mirror_lower_tiles(xp, out, tile) if same else out
         return self.to_host(theta)

@@ -1,15 +1,34 @@
 // deepntk CUDA kernels for narrow dense networks (width n <= MAX_WIDTH): the whole depth loop in one launch.
-// Layouts (input index last, so a warp's accesses are contiguous):
-//   W (L, n, n), b (L, n), X (n, N), A (L, n, N) layer inputs, D (L, n, N) loss deltas, G (L, K, n, N).
-// Compiled lazily by deepntk.backends.cupy_backend with name expressions such as dense_gram<double, 1, 4>.
+// Layouts (input index last, so a warp's accesses are contiguous), for an ensemble of E networks of one
+// architecture (E = 1 for a single network):
+//   W (E, L, n, n), b (E, L, n), X (n, N) shared by the networks, A (E, L, n, N) layer inputs, D (E, L, n, N)
+//   loss deltas, G (E, L, K, n, N) output Jacobians.
+// The network is blockIdx.y for the per-input kernels and blockIdx.z for the Gram, so one launch serves every
+// network of an ensemble. Compiled lazily by deepntk.backends.cupy_backend with name expressions such as
+// dense_forward<double, 4> or dense_gram<double, 1, 4>.
 //
 // One thread runs one input through all L layers, so each layer is a short dependent step; what limits it is
 // memory latency, not arithmetic. Hence the block stages the weights of WEIGHT_CHUNK layers at a time in shared
 // memory with one cooperative, coalesced load (one round trip per chunk instead of one per layer), and the
 // backward loops prefetch the next layer's activations while the current layer is computed.
+//
+// The per-input kernels take the width as a template argument WIDTH (0: the run-time n). With the width compiled
+// in, every loop over a layer's rows unrolls and a thread's activations, pre-activations and deltas are
+// registers; with a run-time width they are arrays of MAX_WIDTH in local memory (the device's DRAM, behind the
+// L1 cache), which ptxas reports as the kernel's stack frame (docs/backends.md#cuda-kernels).
 
 #define MAX_WIDTH 32
 #define GRAM_THREADS 16
+
+// Entries of a thread's per-layer arrays: the width itself where it is compiled in.
+template <int WIDTH>
+constexpr int capacity = WIDTH > 0 ? WIDTH : MAX_WIDTH;
+
+// The width the loops run to: a compile-time constant where WIDTH > 0, so that they unroll.
+template <int WIDTH>
+__device__ __forceinline__ int loop_width(int n) {
+    return WIDTH > 0 ? WIDTH : n;
+}
 
 // Stage W[l0:l1] and b[l0:l1] in shared memory (all threads of the block take part; call uniformly).
 template <typename T>
@@ -26,13 +45,16 @@ __device__ void stage_weights(const T* __restrict__ W, const T* __restrict__ b, 
 
 // Forward pass of one input through all layers; optionally stores every layer's input in A.
 // `active` is false for the padding threads of the last block: they help stage weights but compute nothing.
-template <typename T>
-__device__ void forward_one(const T* __restrict__ W, const T* __restrict__ b, const T* __restrict__ X,
-                            T* __restrict__ A, T* z, T* sW, T* sb, int chunk, int L, int n, int N, int i,
-                            bool active) {
-    T a[MAX_WIDTH];
-    if (active)
+template <typename T, int WIDTH>
+__device__ __forceinline__ void forward_one(const T* __restrict__ W, const T* __restrict__ b,
+                                            const T* __restrict__ X, T* __restrict__ A, T* z, T* sW, T* sb,
+                                            int chunk, int L, int width, int N, int i, bool active) {
+    const int n = loop_width<WIDTH>(width);
+    T a[capacity<WIDTH>];
+    if (active) {
+#pragma unroll
         for (int p = 0; p < n; ++p) a[p] = X[(size_t)p * N + i];
+    }
     for (int l0 = 0; l0 < L; l0 += chunk) {
         const int l1 = min(L, l0 + chunk);
         stage_weights<T>(W, b, sW, sb, l0, l1, n);
@@ -40,115 +62,167 @@ __device__ void forward_one(const T* __restrict__ W, const T* __restrict__ b, co
         for (int l = l0; l < l1; ++l) {
             const T* Wl = sW + (size_t)(l - l0) * n * n;
             const T* bl = sb + (size_t)(l - l0) * n;
-            if (A != nullptr)
+            if (A != nullptr) {
+#pragma unroll
                 for (int p = 0; p < n; ++p) A[((size_t)l * n + p) * N + i] = a[p];
+            }
+#pragma unroll
             for (int o = 0; o < n; ++o) {
                 T s = bl[o];
+#pragma unroll
                 for (int m = 0; m < n; ++m) s += Wl[o * n + m] * a[m];
                 z[o] = s;
             }
-            if (l < L - 1)
+            if (l < L - 1) {
+#pragma unroll
                 for (int p = 0; p < n; ++p) a[p] = z[p] <= T(0) ? T(0) : z[p];  // keeps NaN
+            }
         }
     }
 }
 
-template <typename T>
+template <typename T, int WIDTH>
 __global__ void dense_forward(const T* __restrict__ W, const T* __restrict__ b, const T* __restrict__ X,
                               T* __restrict__ out, int L, int n, int k, int N, int chunk) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
+    n = loop_width<WIDTH>(n);
     T* sW = reinterpret_cast<T*>(smem_raw);
     T* sb = sW + (size_t)chunk * n * n;
+    const int e = blockIdx.y;
+    W += (size_t)e * L * n * n;
+    b += (size_t)e * L * n;
+    out += (size_t)e * k * N;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const bool active = i < N;
-    T z[MAX_WIDTH];
-    forward_one<T>(W, b, X, nullptr, z, sW, sb, chunk, L, n, N, i, active);
-    if (active)
-        for (int j = 0; j < k; ++j) out[(size_t)j * N + i] = z[j];
+    T z[capacity<WIDTH>];
+    forward_one<T, WIDTH>(W, b, X, nullptr, z, sW, sb, chunk, L, n, N, i, active);
+    if (active) {
+        // Over all n rows with a test, not to k: an index known only at run time would put z in local memory.
+#pragma unroll
+        for (int p = 0; p < n; ++p)
+            if (p < k) out[(size_t)p * N + i] = z[p];
+    }
 }
 
 // delta <- W_l^T delta, masked where the layer input a (read from A, prefetched) is not positive.
-template <typename T>
-__device__ void backprop_one(const T* Wl, T* delta, const T* mask, int n) {
-    T prev[MAX_WIDTH];
+template <typename T, int WIDTH>
+__device__ __forceinline__ void backprop_one(const T* Wl, T* delta, const T* mask, int width) {
+    const int n = loop_width<WIDTH>(width);
+    T prev[capacity<WIDTH>];
+#pragma unroll
     for (int m = 0; m < n; ++m) {
         T s = T(0);
+#pragma unroll
         for (int o = 0; o < n; ++o) s += Wl[o * n + m] * delta[o];
         prev[m] = mask[m] > T(0) ? s : T(0);
     }
+#pragma unroll
     for (int m = 0; m < n; ++m) delta[m] = prev[m];
 }
 
 // Walks the layers from the top in weight chunks, prefetching the stored input of the layer below.
 // For each layer l (from L-1 down to 0) it calls visit(l, jac) with the current Jacobian/delta rows, then
-// backpropagates them through layer l (when l > 0). `rows` Jacobian rows of width n are carried (1 or K).
-template <typename T, int ROWS, typename Visit>
-__device__ void backward_one(const T* __restrict__ W, const T* __restrict__ b, const T* __restrict__ A, T* jac,
-                             T* sW, T* sb, int chunk, int L, int n, int N, int i, bool active, Visit visit) {
-    T mask[MAX_WIDTH], next_mask[MAX_WIDTH];
-    if (active)
+// backpropagates them through layer l (when l > 0). `ROWS` Jacobian rows are carried (1 or K), each
+// capacity<WIDTH> long.
+template <typename T, int WIDTH, int ROWS, typename Visit>
+__device__ __forceinline__ void backward_one(const T* __restrict__ W, const T* __restrict__ b,
+                                             const T* __restrict__ A, T* jac, T* sW, T* sb, int chunk, int L,
+                                             int width, int N, int i, bool active, Visit visit) {
+    const int n = loop_width<WIDTH>(width);
+    T mask[capacity<WIDTH>], next_mask[capacity<WIDTH>];
+    if (active) {
+#pragma unroll
         for (int m = 0; m < n; ++m) next_mask[m] = A[((size_t)(L - 1) * n + m) * N + i];
+    }
     for (int l1 = L; l1 > 0; l1 -= chunk) {
         const int l0 = max(0, l1 - chunk);
         stage_weights<T>(W, b, sW, sb, l0, l1, n);
         if (!active) continue;
         for (int l = l1 - 1; l >= l0; --l) {
+#pragma unroll
             for (int m = 0; m < n; ++m) mask[m] = next_mask[m];
-            if (l > 1)
+            if (l > 1) {
+#pragma unroll
                 for (int m = 0; m < n; ++m) next_mask[m] = A[((size_t)(l - 1) * n + m) * N + i];
+            }
             visit(l, jac);
             if (l == 0) break;
             const T* Wl = sW + (size_t)(l - l0) * n * n;
-            for (int r = 0; r < ROWS; ++r) backprop_one<T>(Wl, jac + r * MAX_WIDTH, mask, n);
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) backprop_one<T, WIDTH>(Wl, jac + r * capacity<WIDTH>, mask, n);
         }
     }
 }
 
 // Forward storing A, then backward storing the loss deltas D[l] = dLoss/dz^l for dLoss/df = coeff (f - y).
-template <typename T>
+template <typename T, int WIDTH>
 __global__ void dense_deltas(const T* __restrict__ W, const T* __restrict__ b, const T* __restrict__ X,
                              const T* __restrict__ Y, T coeff, T* __restrict__ A, T* __restrict__ D,
                              T* __restrict__ out, int L, int n, int k, int N, int chunk) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
+    n = loop_width<WIDTH>(n);
     T* sW = reinterpret_cast<T*>(smem_raw);
     T* sb = sW + (size_t)chunk * n * n;
+    const int e = blockIdx.y;
+    W += (size_t)e * L * n * n;
+    b += (size_t)e * L * n;
+    A += (size_t)e * L * n * N;
+    D += (size_t)e * L * n * N;
+    out += (size_t)e * k * N;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const bool active = i < N;
-    T z[MAX_WIDTH], delta[MAX_WIDTH];
-    forward_one<T>(W, b, X, A, z, sW, sb, chunk, L, n, N, i, active);
+    T z[capacity<WIDTH>], delta[capacity<WIDTH>];
+    forward_one<T, WIDTH>(W, b, X, A, z, sW, sb, chunk, L, n, N, i, active);
     if (active) {
-        for (int p = 0; p < n; ++p) delta[p] = T(0);
-        for (int j = 0; j < k; ++j) {
-            out[(size_t)j * N + i] = z[j];
-            delta[j] = coeff * (z[j] - Y[(size_t)j * N + i]);
+#pragma unroll
+        for (int p = 0; p < n; ++p) {  // over all n rows, as in dense_forward
+            delta[p] = T(0);
+            if (p < k) {
+                out[(size_t)p * N + i] = z[p];
+                delta[p] = coeff * (z[p] - Y[(size_t)p * N + i]);
+            }
         }
     }
-    backward_one<T, 1>(W, b, A, delta, sW, sb, chunk, L, n, N, i, active, [&](int l, const T* d) {
+    backward_one<T, WIDTH, 1>(W, b, A, delta, sW, sb, chunk, L, n, N, i, active, [&](int l, const T* d) {
+#pragma unroll
         for (int p = 0; p < n; ++p) D[((size_t)l * n + p) * N + i] = d[p];
     });
 }
 
 // Activations A and output Jacobians G[l] = df/dz^l (K x n per input) for every layer.
-template <typename T, int K>
+template <typename T, int K, int WIDTH>
 __global__ void dense_trace(const T* __restrict__ W, const T* __restrict__ b, const T* __restrict__ X,
                             T* __restrict__ A, T* __restrict__ G, int L, int n, int N, int chunk) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
+    n = loop_width<WIDTH>(n);
+    constexpr int CAP = capacity<WIDTH>;
     T* sW = reinterpret_cast<T*>(smem_raw);
     T* sb = sW + (size_t)chunk * n * n;
+    const int e = blockIdx.y;
+    W += (size_t)e * L * n * n;
+    b += (size_t)e * L * n;
+    A += (size_t)e * L * n * N;
+    G += (size_t)e * L * K * n * N;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const bool active = i < N;
-    T z[MAX_WIDTH];
-    forward_one<T>(W, b, X, A, z, sW, sb, chunk, L, n, N, i, active);
-    T g[K * MAX_WIDTH];
-    for (int j = 0; j < K; ++j)
-        for (int p = 0; p < n; ++p) g[j * MAX_WIDTH + p] = (p == j) ? T(1) : T(0);
-    backward_one<T, K>(W, b, A, g, sW, sb, chunk, L, n, N, i, active, [&](int l, const T* jac) {
-        for (int j = 0; j < K; ++j)
-            for (int p = 0; p < n; ++p) G[(((size_t)l * K + j) * n + p) * N + i] = jac[j * MAX_WIDTH + p];
+    T z[CAP];
+    forward_one<T, WIDTH>(W, b, X, A, z, sW, sb, chunk, L, n, N, i, active);
+    T g[K * CAP];
+#pragma unroll
+    for (int j = 0; j < K; ++j) {
+#pragma unroll
+        for (int p = 0; p < n; ++p) g[j * CAP + p] = (p == j) ? T(1) : T(0);
+    }
+    backward_one<T, WIDTH, K>(W, b, A, g, sW, sb, chunk, L, n, N, i, active, [&](int l, const T* jac) {
+#pragma unroll
+        for (int j = 0; j < K; ++j) {
+#pragma unroll
+            for (int p = 0; p < n; ++p) G[(((size_t)l * K + j) * n + p) * N + i] = jac[j * CAP + p];
+        }
     });
 }
 
-// Theta[i, j] = sum_l (A1[l,:,i] . A2[l,:,j] + 1) * G1[l,:,:,i] G2[l,:,:,j]^T, out (N1, N2, K, K).
+// Theta[i, j] = sum_l (A1[l,:,i] . A2[l,:,j] + 1) * G1[l,:,:,i] G2[l,:,:,j]^T, out (E, N1, N2, K, K).
 // A block of GRAM_THREADS^2 threads owns a (MICRO*GRAM_THREADS)^2 tile of the Gram; each thread a MICRO x MICRO
 // register tile. STAGE layers of the tile's activations and Jacobians are staged in shared memory per sync.
 template <typename T, int K, int MICRO>
@@ -161,12 +235,22 @@ __global__ void dense_gram(const T* __restrict__ A1, const T* __restrict__ G1, c
     T* base = reinterpret_cast<T*>(smem_raw);
     const int i0 = blockIdx.y * TILE, j0 = blockIdx.x * TILE;
     if (symmetric && j0 + TILE <= i0) return;
+    const int e = blockIdx.z;
+    A1 += (size_t)e * L * n * N1;
+    G1 += (size_t)e * L * K * n * N1;
+    A2 += (size_t)e * L * n * N2;
+    G2 += (size_t)e * L * K * n * N2;
+    out += (size_t)e * N1 * N2 * K * K;
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * GRAM_THREADS + tx;
     const int nthreads = GRAM_THREADS * GRAM_THREADS;
     T acc[K][K][MICRO][MICRO];
+#pragma unroll
     for (int x = 0; x < K; ++x)
+#pragma unroll
         for (int y = 0; y < K; ++y)
+#pragma unroll
             for (int u = 0; u < MICRO; ++u)
+#pragma unroll
                 for (int v = 0; v < MICRO; ++v) acc[x][y][u][v] = T(0);
 
     for (int l0 = 0; l0 < L; l0 += stage) {
@@ -198,41 +282,112 @@ __global__ void dense_gram(const T* __restrict__ A1, const T* __restrict__ G1, c
             const T* sG1 = sA2 + n * TILE;
             const T* sG2 = sG1 + K * n * TILE;
             T pair[MICRO][MICRO];
+#pragma unroll
             for (int u = 0; u < MICRO; ++u)
+#pragma unroll
                 for (int v = 0; v < MICRO; ++v) pair[u][v] = T(1);
             for (int p = 0; p < n; ++p) {
                 T ai[MICRO], aj[MICRO];
+#pragma unroll
                 for (int u = 0; u < MICRO; ++u) ai[u] = sA1[p * TILE + ty + GRAM_THREADS * u];
+#pragma unroll
                 for (int v = 0; v < MICRO; ++v) aj[v] = sA2[p * TILE + tx + GRAM_THREADS * v];
+#pragma unroll
                 for (int u = 0; u < MICRO; ++u)
+#pragma unroll
                     for (int v = 0; v < MICRO; ++v) pair[u][v] += ai[u] * aj[v];
             }
+#pragma unroll
             for (int x = 0; x < K; ++x) {
+#pragma unroll
                 for (int y = 0; y < K; ++y) {
                     T jac[MICRO][MICRO];
+#pragma unroll
                     for (int u = 0; u < MICRO; ++u)
+#pragma unroll
                         for (int v = 0; v < MICRO; ++v) jac[u][v] = T(0);
                     for (int q = 0; q < n; ++q) {
                         T gi[MICRO], gj[MICRO];
+#pragma unroll
                         for (int u = 0; u < MICRO; ++u) gi[u] = sG1[(x * n + q) * TILE + ty + GRAM_THREADS * u];
+#pragma unroll
                         for (int v = 0; v < MICRO; ++v) gj[v] = sG2[(y * n + q) * TILE + tx + GRAM_THREADS * v];
+#pragma unroll
                         for (int u = 0; u < MICRO; ++u)
+#pragma unroll
                             for (int v = 0; v < MICRO; ++v) jac[u][v] += gi[u] * gj[v];
                     }
+#pragma unroll
                     for (int u = 0; u < MICRO; ++u)
+#pragma unroll
                         for (int v = 0; v < MICRO; ++v) acc[x][y][u][v] += pair[u][v] * jac[u][v];
                 }
             }
         }
     }
+#pragma unroll
     for (int u = 0; u < MICRO; ++u) {
         int i = i0 + ty + GRAM_THREADS * u;
         if (i >= N1) continue;
+#pragma unroll
         for (int v = 0; v < MICRO; ++v) {
             int j = j0 + tx + GRAM_THREADS * v;
             if (j >= N2) continue;
+#pragma unroll
             for (int x = 0; x < K; ++x)
+#pragma unroll
                 for (int y = 0; y < K; ++y) out[(((size_t)i * N2 + j) * K + x) * K + y] = acc[x][y][u][v];
         }
     }
+}
+
+// ---- The CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#the-correlation-form) ----------------------
+// h(ρ) = 2π·κ/√(s₁s₂) = √(1 − ρ²) + (π − arccos ρ)·ρ = πρ/2 + π/2 − πu + u^{3/2}·G(u), u = (1 − |ρ|)/2, with G the
+// degree-16 polynomial whose coefficients c[0..16] are H_CONSTANTS of deepntk.backends.numba_limit_kernels
+// (c[17] = π/2, c[18] = π), by Estrin's scheme as there.
+template <typename T>
+__device__ __forceinline__ T correlation_h(T rho, const T* __restrict__ c) {
+    rho = rho < T(-1) ? T(-1) : (rho > T(1) ? T(1) : rho);
+    const T u = (T(1) - (rho < T(0) ? -rho : rho)) * T(0.5);
+    const T u2 = u * u, u4 = u2 * u2, u8 = u4 * u4;
+    const T low = (c[0] + c[1] * u) + (c[2] + c[3] * u) * u2 + ((c[4] + c[5] * u) + (c[6] + c[7] * u) * u2) * u4;
+    const T high =
+        (c[8] + c[9] * u) + (c[10] + c[11] * u) * u2 + ((c[12] + c[13] * u) + (c[14] + c[15] * u) * u2) * u4;
+    const T g = low + (high + c[16] * u8) * u8;
+    return c[17] * rho + (c[17] - c[18] * u) + u * sqrt(u) * g;
+}
+
+// out[i, offset + j] = Σ_pq M[live1[i,p], live2[j,q]]·root1[i,p]·root2[j,q]·h(⟨U1[i,p], U2[j,q]⟩) over the first
+// count1[i] patches of image i and count2[j] of image j (its nonzero patches, as unit vectors of `width` entries;
+// deepntk.backends.limit_kernels.unit_patches), for image i of the first set and j of this chunk of the second.
+// One block per image pair (blockIdx.x = i, blockIdx.y = j); its threads take the patch pairs in turn and add up
+// their parts in shared memory (blockDim.x values). With `symmetric`, pairs with offset + j < i are skipped.
+template <typename T>
+__global__ void cnn_correlation_sums(const T* __restrict__ U1, const T* __restrict__ root1,
+                                     const long long* __restrict__ live1, const long long* __restrict__ count1,
+                                     int R1, const T* __restrict__ U2, const T* __restrict__ root2,
+                                     const long long* __restrict__ live2, const long long* __restrict__ count2,
+                                     int R2, int width, const T* __restrict__ M, int D, int columns, int symmetric,
+                                     int offset, const T* __restrict__ c, T* __restrict__ out) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T* partial = reinterpret_cast<T*>(smem_raw);
+    const int i = blockIdx.x, j = blockIdx.y;
+    if (symmetric && offset + j < i) return;
+    const T* u1 = U1 + (size_t)i * R1 * width;
+    const T* u2 = U2 + (size_t)j * R2 * width;
+    const long long n1 = count1[i], n2 = count2[j];
+    T total = T(0);
+    for (long long pair = threadIdx.x; pair < n1 * n2; pair += blockDim.x) {
+        const long long p = pair / n2, q = pair % n2;
+        T rho = T(0);
+        for (int g = 0; g < width; ++g) rho += u1[p * width + g] * u2[q * width + g];
+        const T weight = M[(size_t)live1[(size_t)i * R1 + p] * D + live2[(size_t)j * R2 + q]];
+        total += weight * root1[(size_t)i * R1 + p] * root2[(size_t)j * R2 + q] * correlation_h(rho, c);
+    }
+    partial[threadIdx.x] = total;
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {  // blockDim.x is a power of two
+        __syncthreads();
+        if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    }
+    if (threadIdx.x == 0) out[(size_t)i * columns + offset + j] = partial[0];
 }

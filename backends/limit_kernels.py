@@ -1,22 +1,50 @@
-"""Compiled fast paths of the closed-form limit kernels. `deepntk.analytic` stays the NumPy reference they are
-tested against; the architectures use these when Numba is installed."""
+"""Compiled fast paths of the closed-form limit kernels: the CNN limit kernel's pixel-pair sum on a CUDA device
+(kernels.cu, through CuPy) or on the CPU's cores (Numba). `deepntk.analytic` stays the NumPy reference they are
+tested against; the architectures use the fastest one installed (`cnn_pair_sum`)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
+
+# h's constants: c₀ … c₁₆ of G(u) = c₀ + c₁u + … + c₁₆u¹⁶ on u ∈ [0, 1/2], the Chebyshev fit of
+# docs/limit-kernels.md#the-correlation-form (mpmath.chebyfit at 60 digits, fit error 1.4e-16), then π/2 and π.
+H_CONSTANTS = (
+    2.666666666666667, 0.26666666666657834, 0.08571428573118013, 0.03968253840773446, 0.022096010048614764,
+    0.013766275777802872, 0.009273755767161307, 0.006365949372134689, 0.006461097077025116, -0.005328228873708384,
+    0.04068729695140755, -0.11392743686087785, 0.2631427842651784, -0.41633102747908196, 0.4546305248998232,
+    -0.300495500597926, 0.09604936916684612, np.pi / 2, np.pi)
 
 
 def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+@functools.cache
+def cuda_available() -> bool:
+    from deepntk.backends.cupy_backend import cuda_unavailable_reason
+
+    return not cuda_unavailable_reason()
+
+
 def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
     """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair with the fused Numba kernel (one pass per pair, each
-    pair of a symmetric Gram once), in place of `CNNTerms.K`'s blocked NumPy loop.
+    pair of a symmetric Gram once), in place of `CNNTerms.K`'s blocked NumPy loop (`pair_sum_from_nonzero`)."""
+    return pair_sum_from_nonzero(terms, beta_sq, nonzero_pair_sums)
 
-    The kernel evaluates κ in its correlation form (docs/limit-kernels.md#the-correlation-form): each patch as a
+
+def cuda_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
+    """The same sum on the CUDA device, a thread block per image pair (`cuda_nonzero_pair_sums`)."""
+    return pair_sum_from_nonzero(terms, beta_sq, cuda_nonzero_pair_sums)
+
+
+def pair_sum_from_nonzero(terms, beta_sq: float, nonzero_sums) -> np.ndarray:
+    """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, the pairs of nonzero patches summed by
+    `nonzero_sums` (with the signature of `nonzero_pair_sums`).
+
+    The kernels evaluate κ in its correlation form (docs/limit-kernels.md#the-correlation-form): each patch as a
     unit vector whose inner products are the correlations ρ, and 2πκ = √s₁·√s₂·h(ρ). A patch of zeros (MNIST's
     background: a fifth of the 7×7 pooled patches, two thirds at 28×28) has φ = 0, so its κ with any patch q
     depends on q alone: κ(β², s_q, β²). The kernel sums only the pairs of nonzero patches; the pairs with a zero
@@ -25,13 +53,14 @@ def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
     from deepntk.analytic import arccos_kernel
 
     symmetric = terms.P2 is terms.P1
-    # The kernel's rows are shared by its threads and its second set gets per-image weights: the larger set
-    # takes the rows and the smaller one the weights (K(x, x') = K(x', x)).
+    # Numba's kernel shares its rows among its threads and gives its second set per-image weights, and the CUDA
+    # kernel's grid has room for 2³¹ − 1 images on its first axis, 65,535 on its second: the larger set takes the
+    # rows and the smaller one the weights (K(x, x') = K(x', x)).
     if symmetric or len(terms.P1) >= len(terms.P2):
-        sums = nonzero_pair_sums(terms.P1, terms.norm1, terms.P2, terms.norm2, terms.t, terms.M, beta_sq, symmetric)
+        sums = nonzero_sums(terms.P1, terms.norm1, terms.P2, terms.norm2, terms.t, terms.M, beta_sq, symmetric)
     else:
         sums = np.ascontiguousarray(
-            nonzero_pair_sums(terms.P2, terms.norm2, terms.P1, terms.norm1, terms.t, terms.M, beta_sq, False).T)
+            nonzero_sums(terms.P2, terms.norm2, terms.P1, terms.norm1, terms.t, terms.M, beta_sq, False).T)
     if symmetric:
         sums = sums + np.triu(sums, 1).T
 
@@ -49,7 +78,7 @@ def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
 def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool) -> np.ndarray:
     """Σ_pq M_pq·2π·κ(φ_p, φ_q) over the pairs of nonzero patches, for every image pair of the patch sets P1, P2
     (their squared norms norm1, norm2); `symmetric` (P2 is P1): the upper triangle only."""
-    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_kernel, premapped_weights
+    from deepntk.backends.numba_limit_kernels import correlation_sums_kernel, premapped_weights
 
     U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=2)
     N2, D = norm2.shape
@@ -67,6 +96,38 @@ def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetr
         cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, M, symmetric, j0, sums,
                              H_CONSTANTS)
     return sums
+
+
+def cuda_nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool,
+                           xp=None) -> np.ndarray:
+    """`nonzero_pair_sums` on the CUDA device: kernels.cu's `cnn_correlation_sums`, one thread block per image pair,
+    its threads taking the pairs of nonzero patches in turn. The second set goes to the device in chunks of at
+    most CUDA_CHUNK_BYTES of unit patches (and at most 65,535 images, the grid's limit). `xp`: the array
+    namespace (CuPy; NumPy where the tests run the kernel compiled for the host)."""
+    from deepntk.backends import cupy_backend
+
+    if xp is None:
+        import cupy as xp
+
+    def device(array):
+        return xp.asarray(np.ascontiguousarray(array))
+
+    U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=1)
+    N1, R1, width = U1.shape
+    N2, D = norm2.shape
+    first = [device(U1), device(root1), device(live1), device(count1), np.int32(R1)]
+    weights, constants = device(M), device(np.array(H_CONSTANTS))
+    sums = xp.zeros((N1, N2))
+    kernel = cupy_backend._kernel("cnn_correlation_sums", "float64")
+    chunk = int(max(1, min(MAX_GRID_Y, CUDA_CHUNK_BYTES // (D * (width + 2) * 8))))
+    for j0 in range(0, N2, chunk):
+        U2, root2, live2, count2 = unit_patches(P2[j0:j0 + chunk], norm2[j0:j0 + chunk], t, beta_sq, multiple=1)
+        kernel((N1, len(U2)), (PAIR_THREADS,),
+               first + [device(U2), device(root2), device(live2), device(count2), np.int32(U2.shape[1]),
+                        np.int32(width), weights, np.int32(D), np.int32(N2), np.int32(symmetric), np.int32(j0),
+                        constants, sums],
+               shared_mem=PAIR_THREADS * 8)
+    return sums.get() if hasattr(sums, "get") else np.asarray(sums)
 
 
 def unit_patches(P, norms, t: float, beta_sq: float, multiple: int):
@@ -98,8 +159,16 @@ PREMAPPED_MAX_PIXELS = 100
 WEIGHTS_CHUNK_BYTES = 64 << 20
 # Four float64 lanes of AVX2: the kernel's inner loops run over whole vectors.
 VECTOR_WIDTH = 4
+# The CUDA kernel: threads per image pair (a power of two, for the reduction), the most images of the second set
+# on the grid's y axis, and the bytes of their unit patches sent to the device at a time.
+PAIR_THREADS = 128
+MAX_GRID_Y = 65535
+CUDA_CHUNK_BYTES = 1 << 30
 
 
 def cnn_pair_sum():
-    """The fastest pixel-pair sum installed here (None: the NumPy reference)."""
+    """The fastest pixel-pair sum here: on a CUDA device where CuPy reaches one, else on the CPU's cores with
+    Numba, else None (the NumPy reference)."""
+    if cuda_available():
+        return cuda_cnn_pair_sum
     return fused_cnn_pair_sum if numba_available() else None

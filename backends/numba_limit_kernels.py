@@ -8,21 +8,16 @@ import functools
 import numpy as np
 from numba import njit, prange
 
+from deepntk.backends.limit_kernels import H_CONSTANTS  # noqa: F401  (the kernels' argument c)
+
 # Fused: no (N1, N2, d², d²) temporaries. The loops over q are written with selects and no calls so that LLVM
 # vectorizes them; 'reassoc' lets it reorder the sums over q (results move by ~1e-16 relative), and the inputs
 # are finite (checked where they enter), so 'nnan' and 'ninf' let the clamp of ρ be plain minimum and maximum.
 _VECTOR_MATH = {"reassoc", "contract", "arcp", "nnan", "ninf", "nsz"}
-# h's constants: c₀ … c₁₆ of G(u) = c₀ + c₁u + … + c₁₆u¹⁶ on u ∈ [0, 1/2], the Chebyshev fit of
-# docs/limit-kernels.md#the-correlation-form (mpmath.chebyfit at 60 digits, fit error 1.4e-16), then π/2 and π.
-# They reach the loops as a tuple argument, not as module constants: Numba compiles constants to 64-bit absolute
-# addresses, and in a vector loop whose constants do not fit the 16 registers each one was re-read with a move
-# of its address and a broadcast on every iteration. Values of an argument are spilled once, as whole vectors,
-# and read as memory operands: the in-cache κ loop ran 1.3× faster.
-H_CONSTANTS = (
-    2.666666666666667, 0.26666666666657834, 0.08571428573118013, 0.03968253840773446, 0.022096010048614764,
-    0.013766275777802872, 0.009273755767161307, 0.006365949372134689, 0.006461097077025116, -0.005328228873708384,
-    0.04068729695140755, -0.11392743686087785, 0.2631427842651784, -0.41633102747908196, 0.4546305248998232,
-    -0.300495500597926, 0.09604936916684612, np.pi / 2, np.pi)
+# h's constants (deepntk.backends.limit_kernels.H_CONSTANTS) reach the loops as a tuple argument, not as module
+# constants: Numba compiles constants to 64-bit absolute addresses, and in a vector loop whose constants do not fit
+# the 16 registers each one was re-read with a move of its address and a broadcast on every iteration. Values of
+# an argument are spilled once, as whole vectors, and read as memory operands: the in-cache κ loop ran 1.3× faster.
 
 
 @njit(inline="always", fastmath=_VECTOR_MATH)

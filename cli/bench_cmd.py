@@ -159,6 +159,9 @@ def _cnn_limit(data_dir, output):
                    f"{row['numba']['pairs_per_second']:>14.4g} {row['speedup']:>8.1f}× "
                    f"{row['evaluated_fraction']:>12.0%} {row['numba']['arccos_per_second']:>12.4g} "
                    f"{row['fraction_of_bound']:>8.1%} {row['fraction_of_kappa_loop']:>9.1%}")
+        if "cupy" in row:
+            click.echo(f"{'':<15} on the CUDA device: {row['cupy']['pairs_per_second']:.4g} pairs/s, "
+                       f"{row['cupy']['arccos_per_second']:.4g} κ/s, {row['cupy_speedup_over_numba']:.1f}× numba")
     click.echo(f"bound: {bound:.3g} square roots/s on every core (one per κ); κ loop: "
                f"{report['kappa_loop_per_second']:.3g}/s, the kernel's κ arithmetic alone on in-cache arrays")
     if not any("MNIST" in row["image"] for row in report["rows"]):

@@ -222,10 +222,11 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     second count d⁴ per image pair for both. The sizes make the per-call costs (packing the patches, waking the
     threads) small beside the pair sum, as in Table 1's Grams of thousands of images: at 160 7×7 images they
     were a third of the fused kernel's time. The reference is timed once (it compiles nothing and takes ~20 s
-    a set), the fused kernel as the median of three calls."""
+    a set), the fused kernel as the median of three calls. Where CuPy reaches a CUDA device, the device's kernel
+    (kernels.cu) is timed too, as the median of three calls, and compared with the fused one."""
     from deepntk.analytic import cnn_limit_kernel
     from deepntk.analytic.cnn import CNNTerms
-    from deepntk.backends.limit_kernels import fused_cnn_pair_sum
+    from deepntk.backends.limit_kernels import cuda_available, cuda_cnn_pair_sum, fused_cnn_pair_sum
 
     sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d))) for d, n in sizes]
     mnist = _mnist_images(data_dir, max(n for _, n in sizes))
@@ -239,7 +240,9 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     rows = []
     for name, X in sets:
         n, d = len(X), X.shape[-1]
-        cnn_limit_kernel(X[:2], pair_sum=fused_cnn_pair_sum)  # compile before timing
+        compiled = [("numba", fused_cnn_pair_sum)] + ([("cupy", cuda_cnn_pair_sum)] if cuda_available() else [])
+        for _, pair_sum in compiled:
+            cnn_limit_kernel(X[:2], pair_sum=pair_sum)  # compile before timing
         # The reference evaluates κ for all d⁴ pixel pairs of an image pair, the fused kernel for the pairs of
         # nonzero patches only (docs/limit-kernels.md#zero-patches).
         live = (CNNTerms(X, None, 1.0, 3, "code").norm1 > 0).sum(axis=1).astype(float)
@@ -249,8 +252,8 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
                            live[:quarter].sum() * live[quarter:].sum())}
         for gram, (images, pairs, fused_evaluations) in grams.items():
             row = {"image": name, "gram": gram, "images": n, "pairs": pairs}
-            evaluated = {"numpy": pairs * d**4, "numba": fused_evaluations}
-            for label, pair_sum, repeats in (("numpy", None, 0), ("numba", fused_cnn_pair_sum, 3)):
+            evaluated = {"numpy": pairs * d**4, "numba": fused_evaluations, "cupy": fused_evaluations}
+            for label, pair_sum, repeats in [("numpy", None, 0)] + [(label, f, 3) for label, f in compiled]:
                 call = functools.partial(cnn_limit_kernel, *images, pair_sum=pair_sum)
                 _, _, median = time_call(call, repeats=repeats)
                 row[label] = {"seconds": median, "pairs_per_second": pairs / median,
@@ -260,6 +263,8 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
             row["evaluated_fraction"] = evaluated["numba"] / evaluated["numpy"]
             row["fraction_of_bound"] = row["numba"]["arccos_per_second"] / bound
             row["fraction_of_kappa_loop"] = row["numba"]["arccos_per_second"] / ceiling
+            if "cupy" in row:
+                row["cupy_speedup_over_numba"] = row["numba"]["seconds"] / row["cupy"]["seconds"]
             rows.append(row)
     return {"rows": rows, "root_bound_per_second": bound, "kappa_loop_per_second": ceiling}
 

@@ -1,0 +1,101 @@
+"""kernels.cu compiled for the H200 (sm_90) by nvcc, where nvcc is installed (no GPU needed): every kernel the CuPy
+backend and the CNN limit kernel's device path ask for compiles for the device, and where the backend compiles the
+width in (`compiled_width`), ptxas reports no stack frame and no spills, so a thread's activations, Jacobian rows
+and masks are registers. The same kernels with the run-time width keep them in local memory, the stack frame ptxas
+reports, which is why widths are compiled in (docs/backends.md#cuda-kernels).
+
+The expressions are the ones the backend's launch code builds, recorded from its `_launch_*` methods, not a list
+kept here."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deepntk
+from deepntk.backends import cupy_backend, limit_kernels
+from deepntk.backends.cupy_backend import KERNEL_SOURCE, REGISTER_VALUES, CupyBackend
+from deepntk.engine.packed import pack
+
+DEVICE_ARCH = "sm_90"  # the H200 the GPU checks run on
+
+pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("c++filt") is None,
+                                reason="nvcc (CUDA toolkit) or c++filt is not installed: kernels.cu cannot be compiled "
+                                       "for the device here")
+
+
+def requested_expressions(monkeypatch, nets_list) -> set[str]:
+    """The name expressions the backend's launches ask `_kernel` for, for these networks (nothing runs)."""
+    asked = set()
+
+    def record(name, dtype, *template_args):
+        ctype = {"float64": "double", "float32": "float"}[dtype]
+        asked.add(f"{name}<{', '.join([ctype] + [str(a) for a in template_args])}>")
+        return lambda *args, **kwargs: None
+
+    monkeypatch.setattr(cupy_backend, "_kernel", record)
+    backend = CupyBackend(xp=np)
+    for nets in nets_list:
+        Xt = np.zeros((nets.width, 3), dtype=nets.dtype)
+        Yt = np.zeros((nets.outputs, 3), dtype=nets.dtype)
+        backend._launch_forward(nets, nets.W, nets.b, Xt)
+        backend._launch_deltas(nets, nets.W, nets.b, Xt, Yt, 1.0)
+        A, G = backend._launch_trace(nets, nets.W, nets.b, Xt)
+        backend._launch_gram(nets, A, G, A, G, True)
+    P = np.ones((2, 9, 9))
+    limit_kernels.cuda_nonzero_pair_sums(P, P.sum(axis=2), P, P.sum(axis=2), 1.0, np.eye(9), 1.0, True, xp=np)
+    return asked
+
+
+def ptxas_report(expressions) -> dict[str, dict[str, int]]:
+    """Per expression: stack frame, spill stores and registers, as ptxas reports them for DEVICE_ARCH."""
+    unit = f'#include "{KERNEL_SOURCE}"\n' + "static void* const kernels[] = {\n" + "".join(
+        f"    (void*)&{expression},\n" for expression in sorted(expressions)) + "};\n"
+    with tempfile.TemporaryDirectory() as work:
+        source = Path(work) / "instantiations.cu"
+        source.write_text(unit)
+        result = subprocess.run(["nvcc", "-std=c++17", "-cubin", f"-arch={DEVICE_ARCH}", "-Xptxas", "-v", "-o",
+                                 str(Path(work) / "kernels.cubin"), str(source)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-6000:]
+    report, entry = {}, None
+    for line in result.stderr.splitlines():
+        if match := re.search(r"Compiling entry function '(\w+)'", line):
+            demangled = subprocess.run(["c++filt", match.group(1)], capture_output=True, text=True).stdout
+            entry = re.sub(r"^void ", "", demangled.strip()).split("(")[0]
+            report[entry] = {}
+        elif match := re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores", line):
+            report[entry].update(stack=int(match.group(1)), spills=int(match.group(2)))
+        elif match := re.search(r"Used (\d+) registers", line):
+            report[entry]["registers"] = int(match.group(1))
+    return report
+
+
+def mlp_nets(width, k, dtype, networks=2):
+    spec = deepntk.MLP(width - 1 - k, k, 3, 2.0)
+    return pack(deepntk.stack_params([deepntk.init_params(spec, seed=s).astype(dtype) for s in range(networks)]))
+
+
+def test_every_kernel_the_backend_launches_compiles_for_the_device_with_compiled_widths_in_registers(monkeypatch):
+    nets_list = []
+    for k in (1, 2, 3):
+        widest = REGISTER_VALUES // (k + 3)  # the widest trace of k Jacobian rows compiled in
+        nets_list += [mlp_nets(width, k, "float64") for width in (k + 3, widest, widest + 1)]
+    nets_list.append(mlp_nets(REGISTER_VALUES // 5, 2, "float32"))
+    expressions = requested_expressions(monkeypatch, nets_list)
+    report = ptxas_report(expressions)
+    assert set(report) == expressions
+    assert "cnn_correlation_sums<double>" in expressions
+    per_input = [e for e in expressions if e.startswith(("dense_forward", "dense_deltas", "dense_trace"))]
+    compiled = [e for e in per_input if not e.endswith(", 0>")]
+    run_time = [e for e in per_input if e.endswith(", 0>")]
+    assert len(compiled) >= 20 and len(run_time) >= 4, (compiled, run_time)
+    for expression in compiled + [e for e in expressions if e not in per_input]:
+        assert report[expression]["stack"] == 0 and report[expression]["spills"] == 0, (expression, report[expression])
+    for expression in run_time:
+        assert report[expression]["stack"] > 0, (expression, report[expression])

@@ -1,0 +1,253 @@
+"""The CuPy backend on the CPU: `CupyBackend(xp=numpy)` with its CUDA kernels (kernels.cu) compiled for the host
+(tests/cuda_emulation.py), so that the real kernel source runs through the backend's own launch code: its grids,
+argument lists, shared-memory sizes, compiled widths, ensembles, blocking under a memory budget, mirrored Gram
+tiles and device-resident descent. What only a GPU can judge (speed, registers in use, the device's compiler) is
+in tests/backends/test_cuda_compile.py (ptxas, where nvcc is installed) and in the GPU suite (marked gpu)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import numpy as np
+import pytest
+
+import deepntk
+from deepntk.analytic import cnn_limit_kernel
+from deepntk.backends import cupy_backend, limit_kernels
+from deepntk.backends.cupy_backend import (CupyBackend, NARROW_WIDTH, SHARED_LIMIT, compiled_width, gram_layer_bytes,
+                                           gram_micro_tile, mirror_lower_tiles)
+from deepntk.engine.errors import TrainingDiverged
+from deepntk.engine.packed import network_inputs, pack
+from oracles import perturbed
+from conftest import TOL, assert_close
+from cuda_emulation import compiler_missing_reason, emulated_kernel
+
+NUMPY = deepntk.get_backend("numpy")
+
+
+class CupyOnHost(CupyBackend):
+    """CupyBackend on NumPy whose launches run kernels.cu compiled for the host; counts launches per kernel."""
+
+    def __init__(self):
+        super().__init__(xp=np)
+        self.kernels_available = True
+        self.launches = {"dense_forward": 0, "dense_deltas": 0, "dense_trace": 0, "dense_gram": 0,
+                         "cnn_correlation_sums": 0}
+
+
+@pytest.fixture
+def on_host(monkeypatch):
+    reason = compiler_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    backend = CupyOnHost()
+
+    def kernel(name, dtype, *template_args):
+        compiled = emulated_kernel(name, dtype, *template_args)
+
+        def launch(*args, **kwargs):
+            backend.launches[name] += 1
+            return compiled(*args, **kwargs)
+
+        return launch
+
+    monkeypatch.setattr(cupy_backend, "_kernel", kernel)
+    return backend
+
+
+def narrow_mlp(k=2, depth=6, seed=1, dtype="float64"):
+    return perturbed(deepntk.init_params(deepntk.MLP(2, k, depth, 3.0), seed=seed), scale=0.1).astype(dtype)
+
+
+def points(N, seed=2):
+    return np.random.default_rng(seed).uniform(0.1, 1, size=(N, 2))
+
+
+def test_mirror_fills_exactly_the_tiles_below_the_diagonal():
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(3, 10, 10, 2, 2))
+    full = full + full.transpose(0, 2, 1, 4, 3)  # symmetric Grams of three networks
+    tile = 4
+    blocks = np.arange(10) // tile
+    partial = full.copy()
+    partial[:, blocks[:, None] > blocks[None, :]] = np.nan  # what a symmetric launch leaves unwritten
+    assert np.array_equal(mirror_lower_tiles(np, partial, tile), full)
+    assert np.array_equal(mirror_lower_tiles(np, partial[1], tile), full[1])
+
+
+def test_fused_networks_fit_shared_memory():
+    """Every width the fused path accepts stages its Gram tiles within the shared-memory limit, and a thread's
+    K²·MICRO² accumulators stay few (16 where several pairs share a thread, else K²)."""
+    for k in range(1, 11):
+        assert k * k * gram_micro_tile(k) ** 2 <= max(16, k * k)
+    backend = CupyOnHost()
+    for width in range(3, NARROW_WIDTH + 3):
+        for k in range(1, width - 1):
+            net = pack(deepntk.init_params(deepntk.MLP(width - 1 - k, k, 2, 2.0)))
+            fits = width <= NARROW_WIDTH and gram_layer_bytes(width, k, 8) <= SHARED_LIMIT
+            assert backend._fused(net) == fits, (width, k)
+
+
+def test_widths_are_compiled_in_where_a_threads_arrays_fit_registers():
+    assert compiled_width(4, 0) == compiled_width(4, 1) == compiled_width(4, 2) == 4  # the paper's widths
+    assert compiled_width(26, 0) == 26 and compiled_width(27, 0) == 0 and compiled_width(20, 1) == 20
+    assert compiled_width(16, 2) == 16 and compiled_width(17, 2) == 0 and compiled_width(16, 3) == 0
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("width", ["compiled", "run-time"])
+def test_fused_paths_match_the_reference(on_host, monkeypatch, k, width):
+    if width == "run-time":
+        monkeypatch.setattr(cupy_backend, "REGISTER_VALUES", 0)  # every kernel takes the width as an argument
+    params = narrow_mlp(k)
+    assert on_host._fused(pack(params))
+    X, X2 = points(37), points(11, seed=3)
+    Y = np.random.default_rng(4).normal(size=(37, k))
+    for what, call in (("forward", lambda b: deepntk.forward(params, X, backend=b)),
+                       ("Gram", lambda b: deepntk.scaled_ntk(params, X, backend=b)),
+                       ("cross Gram", lambda b: deepntk.scaled_ntk(params, X, X2, backend=b)),
+                       ("loss", lambda b: deepntk.loss_and_gradients(params, X, Y, loss="mse", backend=b)[0]),
+                       ("dW", lambda b: deepntk.loss_and_gradients(params, X, Y, loss="mse", backend=b)[2].W),
+                       ("db", lambda b: deepntk.loss_and_gradients(params, X, Y, loss="mse", backend=b)[2].b)):
+        assert_close(call(on_host), call("numpy"), TOL["identity"], what)
+    assert all(on_host.launches[name] for name in ("dense_forward", "dense_deltas", "dense_trace", "dense_gram"))
+
+
+def test_float32_kernels_against_the_float64_reference(on_host):
+    params = narrow_mlp(1)
+    X = points(20)
+    for call in (lambda p, b: deepntk.forward(p, X, backend=b), lambda p, b: deepntk.scaled_ntk(p, X, backend=b)):
+        got = call(params.astype("float32"), on_host)
+        assert got.dtype == np.float32
+        assert_close(got, call(params, "numpy"), TOL["float32"])
+
+
+def ensemble_and_data(E=3, k=2, N=37):
+    members = [narrow_mlp(k, depth=7, seed=seed) for seed in range(E)]
+    rng = np.random.default_rng(8)
+    return members, rng.uniform(0.1, 1, size=(N, 2)), rng.normal(size=(N, k))
+
+
+def test_an_ensemble_in_one_launch_equals_its_networks_one_by_one(on_host):
+    members, X, Y = ensemble_and_data()
+    ensemble = deepntk.stack_params(members)
+    outputs = deepntk.forward(ensemble, X, backend=on_host)
+    gram = deepntk.scaled_ntk(ensemble, X, backend=on_host)
+    cross = deepntk.scaled_ntk(ensemble, X[:5], X, backend=on_host)
+    values, _, grads = deepntk.loss_and_gradients(ensemble, X, Y, loss="paper", backend=on_host)
+    assert on_host.launches == {"dense_forward": 1, "dense_deltas": 1, "dense_trace": 3, "dense_gram": 2,
+                                "cnn_correlation_sums": 0}
+    for e, params in enumerate(members):
+        value, _, single = deepntk.loss_and_gradients(params, X, Y, loss="paper", backend="numpy")
+        for what, got, want in (("forward", outputs[e], deepntk.forward(params, X, backend="numpy")),
+                                ("Gram", gram[e], deepntk.scaled_ntk(params, X, backend="numpy")),
+                                ("cross Gram", cross[e], deepntk.scaled_ntk(params, X[:5], X, backend="numpy")),
+                                ("loss", values[e], value), ("dW", grads.W[e], single.W), ("db", grads.b[e], single.b)):
+            assert_close(got, want, TOL["identity"], f"{what} of network {e}")
+
+
+def test_blocked_paths_under_a_small_memory_budget(on_host, monkeypatch):
+    """A budget of a few inputs forces several blocks: the Grams' mirrored off-diagonal blocks and the gradient
+    sums accumulated over blocks must equal the one-piece reference, for every network of an ensemble."""
+    members, X, Y = ensemble_and_data(E=2, N=40)
+    nets = pack(deepntk.stack_params(members))
+    per_input = 2 * nets.depth * nets.width * 3 * 8  # two networks' activations and two-row Jacobians
+    monkeypatch.setenv("DEEPNTK_MEMORY_BUDGET", str(2 * 40 * 40 * 4 * 8 + 2 * 7 * per_input))
+    theta = on_host.ntk_ensemble(nets, network_inputs(nets, members[0].spec, X))
+    assert on_host.launches["dense_trace"] >= 6 and on_host.launches["dense_gram"] >= 21  # ≥ 6 blocks: upper pairs
+    monkeypatch.setenv("DEEPNTK_MEMORY_BUDGET", str(7 * 2 * 2 * nets.depth * nets.width * 8))  # 7 inputs per block
+    values, _, dW, db = on_host.loss_and_gradients_ensemble(nets, network_inputs(nets, members[0].spec, X), Y, "mse")
+    assert on_host.launches["dense_deltas"] == 6
+    for e, params in enumerate(members):
+        value, _, single = deepntk.loss_and_gradients(params, X, Y, loss="mse", backend="numpy")
+        assert_close(theta[e], NUMPY.ntk(pack(params), network_inputs(nets, members[0].spec, X)), TOL["identity"],
+                     f"blocked Gram of network {e}")
+        assert value == pytest.approx(values[e], rel=TOL["identity"])
+        assert_close(dW[e], single.W, TOL["identity"], f"blocked dW of network {e}")
+        assert_close(db[e], single.b, TOL["identity"], f"blocked db of network {e}")
+
+
+@pytest.mark.parametrize("networks", [1, 3])
+def test_device_resident_descent_with_index_plans(on_host, networks):
+    """descend on the device with mini-batch index plans equals the reference loop step for step, for one
+    network (no ensemble axis) and for an ensemble (every network in each launch)."""
+    members, X, Y = ensemble_and_data(E=networks, k=1, N=20)
+    net = pack(members[0] if networks == 1 else deepntk.stack_params(members))
+    Xp = network_inputs(net, members[0].spec, X)
+    plan = [np.arange(0, 7), None, np.array([19, 3, 5]), np.arange(10, 20)]
+    W, b, losses = on_host.descend(net, Xp, Y, "paper", 1e-3, plan)
+    assert on_host.launches["dense_deltas"] == len(plan)
+    assert losses.shape == ((len(plan),) if networks == 1 else (len(plan), networks))
+    for e, params in enumerate(members):
+        We, be, losses_e = NUMPY.descend(pack(params), Xp, Y, "paper", 1e-3, plan)
+        mine = (W, b, losses) if networks == 1 else (W[e], b[e], losses[:, e])
+        for what, got, want in zip(("weights", "biases", "losses"), mine, (We, be, losses_e), strict=True):
+            assert_close(got, want, TOL["identity"], f"{what} of network {e}")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_a_diverging_network_of_an_ensemble_is_named(on_host):
+    members, X, Y = ensemble_and_data(E=3, k=1, N=10)
+    members[2].b[-1, 0] = 1e300  # its output, and so its loss, overflows at the first step
+    with pytest.raises(TrainingDiverged, match="network 2 became inf at step 0"):
+        deepntk.gradient_descent(deepntk.stack_params(members), X, Y, 2, eta=0.1, backend=on_host)
+
+
+@pytest.mark.parametrize("c,f,d,variance", [(1, 3, 7, "code"), (2, 3, 5, "paper"), (1, 5, 6, "code")])
+def test_cnn_limit_kernel_in_device_code_equals_the_reference(on_host, monkeypatch, c, f, d, variance):
+    """kernels.cu's pixel-pair sum against deepntk.analytic's direct sum: symmetric and cross Grams both ways,
+    images with zero backgrounds (like MNIST's), a blank image, and the second set sent in chunks of 3 images."""
+    monkeypatch.setattr(limit_kernels, "CUDA_CHUNK_BYTES", 3 * d * d * (c * f * f + 3) * 8)
+    pair_sum = functools.partial(limit_kernels.pair_sum_from_nonzero,
+                                 nonzero_sums=functools.partial(limit_kernels.cuda_nonzero_pair_sums, xp=np))
+    rng = np.random.default_rng(c * 100 + f * 10 + d)
+    X = rng.uniform(0.0, 1.0, size=(8, c, d, d))
+    X[:4] *= rng.uniform(size=(4, 1, d, d)) < 0.35  # sparse strokes: zero patches wherever a window misses them
+    X[2] = 0.0
+    options = dict(outputs=2, rho=0.8, beta=1.3, filter_size=f, filter_variance=variance)
+    for A, B in ((X, None), (X[:3], X[1:]), (X[1:], X[:3])):
+        assert_close(cnn_limit_kernel(A, B, pair_sum=pair_sum, **options), cnn_limit_kernel(A, B, **options),
+                     TOL["identity"], "CNN limit kernel")
+    assert on_host.launches["cnn_correlation_sums"] == 3 + 1 + 1  # the symmetric Gram's 8 images in chunks of 3
+
+
+def test_the_device_is_preferred_for_the_cnn_limit_kernel(monkeypatch):
+    monkeypatch.setattr(limit_kernels, "cuda_available", lambda: True)
+    assert limit_kernels.cnn_pair_sum() is limit_kernels.cuda_cnn_pair_sum
+
+
+def test_gram_larger_than_the_budget_is_refused(monkeypatch):
+    monkeypatch.setenv("DEEPNTK_MEMORY_BUDGET", "1000")
+    backend = CupyOnHost()
+    with pytest.raises(MemoryError, match="budget"):
+        deepntk.scaled_ntk(narrow_mlp(1), points(30), backend=backend)
+
+
+def test_the_host_build_refuses_what_the_device_would_misread(on_host):
+    """The emulation's own checks: a launch argument without a fixed C type (a Python int, which CuPy passes as
+    a 64-bit integer) and too little dynamic shared memory for the weights the kernel stages."""
+    nets = pack(narrow_mlp(1)).stacked()
+    Xt = np.ascontiguousarray(points(5).T.copy())
+    Xt = np.vstack([Xt, np.zeros((nets.width - 2, 5))])
+    out = np.empty((1, 1, 5))
+    kernel = emulated_kernel("dense_forward", "float64", nets.width)
+    chunk, shared = on_host._weight_stage(nets)
+    good = [nets.W, nets.b, Xt, out, np.int32(nets.depth), np.int32(nets.width), np.int32(1), np.int32(5),
+            np.int32(chunk)]
+    kernel((1, 1), (128,), good, shared_mem=shared)
+    assert_close(out[0, 0], NUMPY.forward(pack(narrow_mlp(1)), Xt.T)[:, 0], TOL["identity"])
+    with pytest.raises(TypeError, match="argument 4: int 6 has no fixed C type"):
+        kernel((1, 1), (128,), good[:4] + [nets.depth] + good[5:], shared_mem=shared)
+    with pytest.raises(TypeError, match="argument 6: the kernel takes a 4-byte integer; got int64"):
+        kernel((1, 1), (128,), good[:6] + [np.int64(1)] + good[7:], shared_mem=shared)
+    with pytest.raises(RuntimeError, match="wrote past the dynamic shared memory"):
+        kernel((1, 1), (128,), good, shared_mem=shared - 8 * nets.width)
+
+
+def test_unavailable_cupy_names_the_missing_piece():
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed: availability depends on the device here")
+    ok, reason = CupyBackend.availability()
+    assert not ok and reason == "cupy is not installed (pip install 'deepntk[cuda]')"
+    assert not CupyBackend(xp=np).kernels_available and cupy_backend.cuda_unavailable_reason() == reason
