@@ -1,11 +1,14 @@
 """The CuPy backend: NVIDIA GPUs.
 
-Two regimes, chosen by width:
-  narrow dense (width <= NARROW_WIDTH, the paper's networks): CUDA kernels from `kernels.cu` run the whole
-      depth loop in one launch (a thread per network and input for forward/backward, a thread block per Gram
-      tile), for a single network or every network of an ensemble at once; the width is compiled into the
-      per-input kernels where a thread's arrays then fit in registers (`compiled_width`);
-  wide dense and conv: the reference array code of `Backend` with CuPy as its namespace (per-layer cuBLAS).
+Fused CUDA kernels (`kernels.cu`) where the network fits them, for a single network or every network of an
+ensemble at once:
+  narrow dense (width <= NARROW_WIDTH, the paper's MLPs): the whole depth loop in one launch, a thread per network
+      and input for forward/backward, a thread block per Gram tile; the width is compiled into the per-input
+      kernels where a thread's arrays then fit in registers (`compiled_width`);
+  CNNs whose image fits shared memory (Table 1's 7×7 ones, 28×28 with few channels): a thread block per network
+      and image through all layers, forward, then backward to per-image weight gradients (their sum for
+      training, their inner products, one batched GEMM, for the NTK).
+Other networks run the reference array code of `Backend` with CuPy as its namespace (per-layer cuBLAS).
 TF32 stays off (CuPy's default unless CUPY_TF32=1): its 10 mantissa bits cannot hold C_L + signal
 (docs/numerical-traps.md).
 
@@ -38,8 +41,9 @@ DEVICE_MEMORY_FRACTION = 0.7
 # 3 Jacobian rows at width 16 (96 values) spilled. A float64 value takes two of a thread's 255 registers.
 REGISTER_VALUES = 80
 KERNEL_SOURCE = os.path.join(os.path.dirname(__file__), "kernels.cu")
-# Layer kinds with CUDA kernels in kernels.cu; the others run the array code (cuBLAS per layer).
-CUDA_KERNEL_KINDS = ("dense",)
+# The most threads a block may have: a fused CNN block takes an image's n·d² values (registers for PER of them
+# per thread, a template argument).
+MAX_BLOCK_THREADS = 1024
 
 
 def gram_micro_tile(outputs: int) -> int:
@@ -72,6 +76,31 @@ def compiled_width(width: int, rows: int) -> int:
     deltas, k for output Jacobians): the width itself where a thread's per-layer arrays, about rows + 3 of them,
     fit REGISTER_VALUES, else 0, the run-time width (arrays in local memory)."""
     return width if (rows + 3) * width <= REGISTER_VALUES else 0
+
+
+def conv_block(values: int) -> tuple[int, int]:
+    """(threads, PER) of a fused CNN block for an image of `values` = n·d² activations: whole warps, each thread
+    PER values."""
+    threads = min(MAX_BLOCK_THREADS, -(-values // 32) * 32)
+    return threads, -(-values // threads)
+
+
+def conv_layer_bytes(net) -> int:
+    """One layer's weights and biases."""
+    return (net.width**2 * net.filter_size**2 + net.width) * net.dtype.itemsize
+
+
+def conv_shared_bytes(net, rows: int, layers: int) -> int:
+    """Shared memory of a fused CNN block: the image's layer input, `rows` δ images, `layers` layers' weights."""
+    return net.width * net.size**2 * (1 + rows) * net.dtype.itemsize + layers * conv_layer_bytes(net)
+
+
+def conv_rows_per_launch(net) -> int:
+    """Output rows `conv_backward` carries in one launch within the shared-memory limit (0: not even one)."""
+    rows = net.outputs
+    while rows and conv_shared_bytes(net, rows, 1) > SHARED_LIMIT:
+        rows -= 1
+    return rows
 
 
 def cuda_unavailable_reason() -> str:
@@ -144,7 +173,11 @@ class CupyBackend(Backend):
         return int(free * DEVICE_MEMORY_FRACTION)
 
     def _fused(self, net) -> bool:
-        return (self.kernels_available and net.kind in CUDA_KERNEL_KINDS and net.width <= NARROW_WIDTH
+        if not self.kernels_available:
+            return False
+        if net.kind == "conv":
+            return conv_rows_per_launch(net) > 0
+        return (net.kind == "dense" and net.width <= NARROW_WIDTH
                 and gram_layer_bytes(net.width, net.outputs, net.dtype.itemsize) <= SHARED_LIMIT)
 
     # -- kernel launches (kernels.cu); `nets` is an ensemble (E = 1 for one network), its network the grid's
@@ -218,9 +251,49 @@ class CupyBackend(Backend):
              np.int32(same), np.int32(stage)), shared_mem=stage * layer_bytes)
         return out
 
-    def _columns(self, array, dtype):
-        """Host (N, …) rows as a contiguous device (…, N) array: the kernels' inputs-last layout."""
-        return self.xp.ascontiguousarray(self.xp.asarray(np.ascontiguousarray(array.T).astype(dtype, copy=False)))
+    def _conv_launch(self, nets, name, rows):
+        """(kernel, grid's block, shared bytes, layers staged) of a fused CNN kernel carrying `rows` δ images."""
+        threads, per = conv_block(nets.width * nets.size**2)
+        layers = int(max(1, min(nets.depth, (SHARED_LIMIT - conv_shared_bytes(nets, rows, 0)) // conv_layer_bytes(nets))))
+        return (_kernel(name, nets.dtype.name, nets.filter_size, per), (threads,), conv_shared_bytes(nets, rows, layers),
+                layers)
+
+    def _conv_dims(self, nets, N):
+        return (np.int32(nets.depth), np.int32(nets.width), np.int32(nets.outputs), np.int32(nets.size),
+                np.int32(N))
+
+    def _launch_conv_forward(self, nets, W, b, X, store: bool):
+        """(outputs (E, N, k), every layer's input (E, L, N, n, d, d) if `store`, else None) of images X
+        (N, n, d, d): a thread block per network and image through all layers."""
+        N = X.shape[0]
+        A = self.xp.empty((nets.networks, nets.depth) + X.shape if store else (1,), dtype=nets.dtype)
+        out = self.xp.empty((nets.networks, N, nets.outputs), dtype=nets.dtype)
+        kernel, block, shared, layers = self._conv_launch(nets, "conv_forward", 0)
+        kernel((N, nets.networks), block, (W, b, X, A, out, np.int32(store), *self._conv_dims(nets, N),
+                                           np.int32(layers)), shared_mem=shared)
+        return out, (A if store else None)
+
+    def _launch_conv_backward(self, nets, W, b, X, A, top):
+        """Per network, image and row r of top (E, N, rows, k): the gradients of Σ_j top[.., r, j]·f_j with respect
+        to every layer's weights and biases, (E, N, rows, L, n·n·f·f + n)."""
+        N, rows = X.shape[0], top.shape[2]
+        per_layer = nets.width**2 * nets.filter_size**2 + nets.width
+        grads = self.xp.empty((nets.networks, N, rows, nets.depth, per_layer), dtype=nets.dtype)
+        kernel, block, shared, layers = self._conv_launch(nets, "conv_backward", rows)
+        kernel((N, nets.networks), block, (W, b, X, A, top, grads, *self._conv_dims(nets, N), np.int32(rows),
+                                           np.int32(layers)), shared_mem=shared)
+        return grads
+
+    # -- device layouts: the kernels' inputs axis is last for dense networks (a thread per input reads along
+    # it), first for CNNs (a block per image reads its image) ------------------------------------------------
+    @staticmethod
+    def _inputs_axis(nets) -> int:
+        return 0 if nets.kind == "conv" else -1
+
+    def _device_rows(self, nets, array):
+        """Host (N, …) rows on the device in the kernels' layout (`_inputs_axis`), contiguous, in nets' dtype."""
+        host = np.ascontiguousarray(np.moveaxis(array, 0, self._inputs_axis(nets)).astype(nets.dtype, copy=False))
+        return self.xp.asarray(host)
 
     # -- forward: one network is the ensemble of one ---------------------------------------------------------
     def forward(self, net, X):
@@ -233,18 +306,29 @@ class CupyBackend(Backend):
         if not self._fused(nets):
             return super().forward_ensemble(nets, X)
         W, b = self._device_net(nets)
-        out = self._launch_forward(nets, W, b, self._columns(X, nets.dtype))
+        if nets.kind == "conv":
+            return self.to_host(self._launch_conv_forward(nets, W, b, self._device_rows(nets, X), False)[0])
+        out = self._launch_forward(nets, W, b, self._device_rows(nets, X))
         return np.ascontiguousarray(self.to_host(out).transpose(0, 2, 1))
 
     # -- loss gradients -----------------------------------------------------------------------------------
-    def _device_loss_gradients(self, nets, W, b, Xt, Yt, coeff):
-        """Fused forward+backward of every network on device arrays (Xt (n, N), Yt (k, N)): (outputs (E, k, N),
-        dW, db) on the device."""
-        A, D, out = self._launch_deltas(nets, W, b, Xt, Yt, coeff)
+    def _device_loss_gradients(self, nets, W, b, Xd, Yd, coeff):
+        """Fused forward+backward of every network on device inputs and targets in the kernels' layout: (outputs
+        (E, N, k), dW, db) on the device."""
+        if nets.kind == "conv":
+            out, A = self._launch_conv_forward(nets, W, b, Xd, True)
+            top = self.xp.ascontiguousarray((coeff * (out - Yd))[:, :, None, :])
+            summed = self._launch_conv_backward(nets, W, b, Xd, A, top).sum(axis=(1, 2))  # (E, L, weights + biases)
+            weights = nets.W.shape[-4:]
+            return out, summed[..., :-nets.width].reshape(summed.shape[:2] + weights), summed[..., -nets.width:]
+        A, D, out = self._launch_deltas(nets, W, b, Xd, Yd, coeff)
         # Σ_i δ_i a_iᵀ per network and layer: one batched GEMM instead of a reduction across threads.
-        return out, self.xp.matmul(D, A.swapaxes(-1, -2)), D.sum(axis=-1)
+        return out.swapaxes(1, 2), self.xp.matmul(D, A.swapaxes(-1, -2)), D.sum(axis=-1)
 
     def _per_input_gradient_bytes(self, nets) -> int:
+        if nets.kind == "conv":  # every layer's input image and the image's weight and bias gradients
+            per_layer = nets.width * nets.size**2 + nets.width**2 * nets.filter_size**2 + nets.width
+            return nets.networks * nets.depth * per_layer * nets.dtype.itemsize
         return 2 * nets.networks * nets.depth * nets.width * nets.dtype.itemsize
 
     def loss_and_gradients(self, net, X, Y, loss):
@@ -264,18 +348,18 @@ class CupyBackend(Backend):
         dW, db = self.xp.zeros_like(W), self.xp.zeros_like(b)
         outputs = np.empty((nets.networks, N, k), dtype=nets.dtype)
         for block in input_blocks(N, self._per_input_gradient_bytes(nets), self.memory_budget()):
-            out, gW, gb = self._device_loss_gradients(nets, W, b, self._columns(X[block], nets.dtype),
-                                                      self._columns(Y[block], nets.dtype), coeff)
+            out, gW, gb = self._device_loss_gradients(nets, W, b, self._device_rows(nets, X[block]),
+                                                      self._device_rows(nets, Y[block]), coeff)
             dW += gW
             db += gb
-            outputs[:, block] = self.to_host(out).transpose(0, 2, 1)
+            outputs[:, block] = self.to_host(out)
         values = np.array([loss_value_and_output_gradient(o, Y, loss)[0] for o in outputs])
         return values, outputs, self.to_host(dW), self.to_host(db)
 
     def descend(self, net, X, Y, loss, rate, batches, on_step=None):
         """`Backend.descend` with the weights, inputs and targets kept on the device, for one network or an
-        ensemble alike: per step one fused launch for every network, one batched GEMM and a gather of the batch's
-        columns; only the batch losses come back to the host."""
+        ensemble alike: per step one fused forward+backward for every network, the sums over inputs, and a gather
+        of the batch's inputs; only the batch losses come back to the host."""
         batches = list(batches)
         nets = net.stacked()
         largest = max((len(X) if idx is None else len(idx) for idx in batches), default=0)
@@ -284,19 +368,19 @@ class CupyBackend(Backend):
         xp = self.xp
         W, b = self._device_net(nets)
         W, b = W.copy(), b.copy()
-        X_all, Y_all = self._columns(X, net.dtype), self._columns(Y, net.dtype)
-        k = Y.shape[1]
+        X_all, Y_all = self._device_rows(nets, X), self._device_rows(nets, Y)
+        axis = self._inputs_axis(nets)
         unstack = (lambda a: a) if net.ensemble else (lambda a: a[0])
         losses = []
         for step, idx in enumerate(batches):
             if idx is None:
-                Xt, Yt, Yb = X_all, Y_all, Y
+                Xd, Yd, Yb = X_all, Y_all, Y
             else:
-                columns = xp.asarray(idx)
-                Xt, Yt, Yb = xp.ascontiguousarray(X_all[:, columns]), xp.ascontiguousarray(Y_all[:, columns]), Y[idx]
-            coeff = output_gradient_coefficient(loss, len(Yb), k)
-            out, dW, db = self._device_loss_gradients(nets, W, b, Xt, Yt, coeff)
-            value = unstack(np.array([loss_value_and_output_gradient(o.T, Yb, loss)[0] for o in self.to_host(out)]))
+                rows = xp.asarray(idx)
+                Xd, Yd, Yb = xp.take(X_all, rows, axis=axis), xp.take(Y_all, rows, axis=axis), Y[idx]
+            coeff = output_gradient_coefficient(loss, len(Yb), Y.shape[1])
+            out, dW, db = self._device_loss_gradients(nets, W, b, Xd, Yd, coeff)
+            value = unstack(np.array([loss_value_and_output_gradient(o, Yb, loss)[0] for o in self.to_host(out)]))
             if not np.all(np.isfinite(value)):
                 raise diverged(step, value, unstack(self.to_host(W)), unstack(self.to_host(b)), losses)
             losses.append(value)
@@ -312,41 +396,70 @@ class CupyBackend(Backend):
             return super().ntk(net, X1, X2)
         return self.ntk_ensemble(net.stacked(), X1, X2)[0]
 
+    def _ntk_traces(self, nets, W, b, X):
+        """What the Gram of a block of inputs needs, on the device. Dense: the activations and output Jacobians of
+        `_launch_trace`. CNN: every image's Jacobian of each output with respect to all weights and biases,
+        (E, N, k, L·(n·n·f·f + n)), from `conv_backward` with the unit vectors as its rows (in groups that fit
+        shared memory)."""
+        Xd = self._device_rows(nets, X)
+        if nets.kind != "conv":
+            return self._launch_trace(nets, W, b, Xd)
+        xp, (E, N, k) = self.xp, (nets.networks, len(X), nets.outputs)
+        _, A = self._launch_conv_forward(nets, W, b, Xd, True)
+        group = conv_rows_per_launch(nets)
+        eye = xp.eye(k, dtype=nets.dtype)
+        jacobians = []
+        for r0 in range(0, k, group):
+            top = xp.ascontiguousarray(xp.broadcast_to(eye[r0:r0 + group], (E, N) + eye[r0:r0 + group].shape))
+            jacobians.append(self._launch_conv_backward(nets, W, b, Xd, A, top).reshape(E, N, top.shape[2], -1))
+        return jacobians[0] if len(jacobians) == 1 else xp.concatenate(jacobians, axis=2)
+
+    def _ntk_block(self, nets, traces1, traces2, same: bool):
+        """The (E, B1, B2, k, k) Gram block of two blocks' `_ntk_traces`."""
+        if nets.kind == "conv":
+            E, B1, k, P = traces1.shape
+            B2 = traces2.shape[1]
+            gram = self.xp.matmul(traces1.reshape(E, B1 * k, P), traces2.reshape(E, B2 * k, P).swapaxes(1, 2))
+            return gram.reshape(E, B1, k, B2, k).transpose(0, 1, 3, 2, 4)
+        out = self._launch_gram(nets, *traces1, *traces2, same)
+        return mirror_lower_tiles(self.xp, out, gram_micro_tile(nets.outputs) * GRAM_THREADS) if same else out
+
+    def _fused_ntk_bytes_per_input(self, nets) -> int:
+        if nets.kind == "conv":  # every layer's input image, and the image's Jacobians
+            per_layer = (nets.width * nets.size**2
+                         + nets.outputs * (nets.width**2 * nets.filter_size**2 + nets.width))
+            return nets.networks * nets.depth * per_layer * nets.dtype.itemsize
+        return nets.networks * nets.depth * nets.width * (1 + nets.outputs) * nets.dtype.itemsize
+
     def ntk_ensemble(self, nets, X1, X2=None):
-        """Blocks of inputs whose activations and Jacobians, for every network, fit in device memory beside Θ;
-        per pair of blocks one trace launch per side and one Gram launch, each serving all networks; with X2
-        None only blocks on or above the diagonal are computed, the rest mirrored. (E, N1, N2, k, k)."""
+        """Blocks of inputs whose traces (`_ntk_traces`), for every network, fit in device memory beside Θ; per pair
+        of blocks one Gram block serving all networks; with X2 None only blocks on or above the diagonal are
+        computed, the rest mirrored. (E, N1, N2, k, k)."""
         if not self._fused(nets):
             return super().ntk_ensemble(nets, X1, X2)
         xp = self.xp
         W, b = self._device_net(nets)
-        E, k, itemsize = nets.networks, nets.outputs, nets.dtype.itemsize
-        tile = gram_micro_tile(k) * GRAM_THREADS
+        E, k = nets.networks, nets.outputs
         symmetric = X2 is None
         N1 = len(X1)
         N2 = N1 if symmetric else len(X2)
-        per_input = E * nets.depth * nets.width * (1 + k) * itemsize
-        gram_bytes = E * N1 * N2 * k * k * itemsize
+        gram_bytes = E * N1 * N2 * k * k * nets.dtype.itemsize
         budget = self.memory_budget() - gram_bytes
         if budget <= 0:
             networks = f" of {E} networks" if E > 1 else ""
             raise MemoryBudgetError(f"the Gram{networks} of {N1}×{N2} inputs alone takes {gram_bytes} bytes, more than "
                                     f"the budget of {self.memory_budget()}")
+        per_input = self._fused_ntk_bytes_per_input(nets)
         blocks1 = input_blocks(N1, per_input, budget // 2)
         blocks2 = blocks1 if symmetric else input_blocks(N2, per_input, budget // 2)
         theta = xp.empty((E, N1, N2, k, k), dtype=nets.dtype)
         for bi, block1 in enumerate(blocks1):
-            A1, G1 = self._launch_trace(nets, W, b, self._columns(X1[block1], nets.dtype))
+            traces1 = self._ntk_traces(nets, W, b, X1[block1])
             for bj, block2 in enumerate(blocks2):
                 if symmetric and bj < bi:
                     theta[:, block1, block2] = theta[:, block2, block1].transpose(0, 2, 1, 4, 3)
                     continue
                 same = symmetric and bi == bj
-                if same:
-                    A2, G2 = A1, G1
-                else:
-                    A2, G2 = self._launch_trace(nets, W, b,
-                                                self._columns((X1 if symmetric else X2)[block2], nets.dtype))
-                out = self._launch_gram(nets, A1, G1, A2, G2, same)
-                theta[:, block1, block2] = mirror_lower_tiles(xp, out, tile) if same else out
+                traces2 = traces1 if same else self._ntk_traces(nets, W, b, (X1 if symmetric else X2)[block2])
+                theta[:, block1, block2] = self._ntk_block(nets, traces1, traces2, same)
         return self.to_host(theta)

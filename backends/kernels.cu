@@ -30,13 +30,14 @@ __device__ __forceinline__ int loop_width(int n) {
     return WIDTH > 0 ? WIDTH : n;
 }
 
-// Stage W[l0:l1] and b[l0:l1] in shared memory (all threads of the block take part; call uniformly).
+// Stage W[l0:l1] and b[l0:l1] in shared memory, `layer_w` weights and n biases a layer (all threads of the block
+// take part; call uniformly).
 template <typename T>
 __device__ void stage_weights(const T* __restrict__ W, const T* __restrict__ b, T* sW, T* sb, int l0, int l1,
-                              int n) {
+                              int layer_w, int n) {
     __syncthreads();
-    const int count_w = (l1 - l0) * n * n, count_b = (l1 - l0) * n;
-    const T* gW = W + (size_t)l0 * n * n;
+    const int count_w = (l1 - l0) * layer_w, count_b = (l1 - l0) * n;
+    const T* gW = W + (size_t)l0 * layer_w;
     const T* gb = b + (size_t)l0 * n;
     for (int idx = threadIdx.x; idx < count_w; idx += blockDim.x) sW[idx] = gW[idx];
     for (int idx = threadIdx.x; idx < count_b; idx += blockDim.x) sb[idx] = gb[idx];
@@ -57,7 +58,7 @@ __device__ __forceinline__ void forward_one(const T* __restrict__ W, const T* __
     }
     for (int l0 = 0; l0 < L; l0 += chunk) {
         const int l1 = min(L, l0 + chunk);
-        stage_weights<T>(W, b, sW, sb, l0, l1, n);
+        stage_weights<T>(W, b, sW, sb, l0, l1, n * n, n);
         if (!active) continue;
         for (int l = l0; l < l1; ++l) {
             const T* Wl = sW + (size_t)(l - l0) * n * n;
@@ -136,7 +137,7 @@ __device__ __forceinline__ void backward_one(const T* __restrict__ W, const T* _
     }
     for (int l1 = L; l1 > 0; l1 -= chunk) {
         const int l0 = max(0, l1 - chunk);
-        stage_weights<T>(W, b, sW, sb, l0, l1, n);
+        stage_weights<T>(W, b, sW, sb, l0, l1, n * n, n);
         if (!active) continue;
         for (int l = l1 - 1; l >= l0; --l) {
 #pragma unroll
@@ -337,6 +338,177 @@ __global__ void dense_gram(const T* __restrict__ A1, const T* __restrict__ G1, c
             for (int x = 0; x < K; ++x)
 #pragma unroll
                 for (int y = 0; y < K; ++y) out[(((size_t)i * N2 + j) * K + x) * K + y] = acc[x][y][u][v];
+        }
+    }
+}
+
+// ---- Fused CNN kernels: one thread block per (image, network), the image's activations in shared memory -----
+// Layouts: W (E, L, n, n, F, F), b (E, L, n), X (N, n, d, d), A (E, L, N, n, d, d) the layer inputs (A[e, 0] = X),
+// out (E, N, k). A layer's V = n·d² values are taken by the block's threads in turn: thread t has values
+// t + s·blockDim.x for s < PER, its pre-activations in registers until every thread has read the layer's input.
+// Output j is the mean over the pixels of channel j of the last layer (global average pooling).
+
+// Σ_m Σ_uv w[o, m, u, v]·act[m, x + u − F/2, y + v − F/2], with zero padding.
+template <typename T, int F>
+__device__ __forceinline__ T correlate_at(const T* __restrict__ w, const T* __restrict__ act, int n, int d, int o,
+                                          int x, int y) {
+    constexpr int R = F / 2;
+    T sum = T(0);
+    for (int m = 0; m < n; ++m) {
+        const T* wm = w + ((size_t)o * n + m) * F * F;
+        const T* am = act + (size_t)m * d * d;
+#pragma unroll
+        for (int u = 0; u < F; ++u) {
+            const int xx = x + u - R;
+            if (xx < 0 || xx >= d) continue;
+#pragma unroll
+            for (int v = 0; v < F; ++v) {
+                const int yy = y + v - R;
+                if (yy >= 0 && yy < d) sum += wm[u * F + v] * am[xx * d + yy];
+            }
+        }
+    }
+    return sum;
+}
+
+// Σ_o Σ_uv w[o, m, u, v]·delta[o, x − u + F/2, y − v + F/2]: the transposed correlation, ∂/∂a[m, x, y] of Σ δ·z.
+template <typename T, int F>
+__device__ __forceinline__ T correlate_back_at(const T* __restrict__ w, const T* __restrict__ delta, int n, int d,
+                                               int m, int x, int y) {
+    constexpr int R = F / 2;
+    T sum = T(0);
+    for (int o = 0; o < n; ++o) {
+        const T* wo = w + ((size_t)o * n + m) * F * F;
+        const T* dl = delta + (size_t)o * d * d;
+#pragma unroll
+        for (int u = 0; u < F; ++u) {
+            const int xx = x - u + R;
+            if (xx < 0 || xx >= d) continue;
+#pragma unroll
+            for (int v = 0; v < F; ++v) {
+                const int yy = y - v + R;
+                if (yy >= 0 && yy < d) sum += wo[u * F + v] * dl[xx * d + yy];
+            }
+        }
+    }
+    return sum;
+}
+
+// Outputs (and, with `store`, every layer's input in A) of image blockIdx.x through network blockIdx.y.
+// Shared memory: the layer input (V values), then `chunk` layers of weights and biases.
+template <typename T, int F, int PER>
+__global__ void conv_forward(const T* __restrict__ W, const T* __restrict__ b, const T* __restrict__ X,
+                             T* __restrict__ A, T* __restrict__ out, int store, int L, int n, int k, int d, int N,
+                             int chunk) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const int layer_w = n * n * F * F, pixels = d * d, values = n * pixels;
+    T* act = reinterpret_cast<T*>(smem_raw);
+    T* sW = act + values;
+    T* sb = sW + (size_t)chunk * layer_w;
+    const int i = blockIdx.x, e = blockIdx.y;
+    W += (size_t)e * L * layer_w;
+    b += (size_t)e * L * n;
+    A += store ? (size_t)e * L * N * values : 0;
+    out += (size_t)e * N * k;
+    for (int t = threadIdx.x; t < values; t += blockDim.x) act[t] = X[(size_t)i * values + t];
+    T z[PER];
+    for (int l0 = 0; l0 < L; l0 += chunk) {
+        const int l1 = min(L, l0 + chunk);
+        stage_weights<T>(W, b, sW, sb, l0, l1, layer_w, n);
+        for (int l = l0; l < l1; ++l) {
+            const T* w = sW + (size_t)(l - l0) * layer_w;
+            const T* bl = sb + (size_t)(l - l0) * n;
+#pragma unroll
+            for (int s = 0; s < PER; ++s) {
+                const int t = threadIdx.x + s * blockDim.x;
+                if (t >= values) continue;
+                if (store) A[((size_t)l * N + i) * values + t] = act[t];
+                const int o = t / pixels, p = t % pixels;
+                z[s] = bl[o] + correlate_at<T, F>(w, act, n, d, o, p / d, p % d);
+            }
+            __syncthreads();  // every thread has read the layer's input
+#pragma unroll
+            for (int s = 0; s < PER; ++s) {
+                const int t = threadIdx.x + s * blockDim.x;
+                if (t < values) act[t] = (l == L - 1 || z[s] > T(0)) ? z[s] : T(0);  // the last layer stays linear
+            }
+            __syncthreads();
+        }
+    }
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+        T sum = T(0);
+        for (int p = 0; p < pixels; ++p) sum += act[j * pixels + p];
+        out[(size_t)i * k + j] = sum / T(pixels);
+    }
+}
+
+// For image blockIdx.x, network blockIdx.y and each of `rows` output combinations c_r = top[e, i, r, :]:
+// grads[e, i, r, l] = (∂/∂W^l, ∂/∂b^l) of Σ_j c_rj·f_j (n·n·F·F + n values a layer), by backpropagation from
+// δ^L_r[j, ·] = c_rj/d² through the layers stored in A by conv_forward. rows = 1 with c = ∂ℒ/∂f gives the loss
+// gradients per image; c the unit vectors, the per-image Jacobian rows whose inner products are the NTK.
+// Shared memory: the layer input (V values), the rows' δ (rows·V), then `chunk` layers of weights and biases.
+template <typename T, int F, int PER>
+__global__ void conv_backward(const T* __restrict__ W, const T* __restrict__ b, const T* __restrict__ X,
+                              const T* __restrict__ A, const T* __restrict__ top, T* __restrict__ grads, int L, int n,
+                              int k, int d, int N, int rows, int chunk) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    constexpr int R = F / 2;
+    const int layer_w = n * n * F * F, layer_p = layer_w + n, pixels = d * d, values = n * pixels;
+    T* act = reinterpret_cast<T*>(smem_raw);
+    T* delta = act + values;
+    T* sW = delta + (size_t)rows * values;
+    T* sb = sW + (size_t)chunk * layer_w;
+    const int i = blockIdx.x, e = blockIdx.y;
+    W += (size_t)e * L * layer_w;
+    b += (size_t)e * L * n;
+    A += (size_t)e * L * N * values;
+    top += ((size_t)e * N + i) * rows * k;
+    grads += ((size_t)e * N + i) * rows * L * layer_p;
+    for (int t = threadIdx.x; t < rows * values; t += blockDim.x) {
+        const int o = t % values / pixels;
+        delta[t] = o < k ? top[(t / values) * k + o] / T(pixels) : T(0);
+    }
+    for (int l1 = L; l1 > 0; l1 -= chunk) {
+        const int l0 = max(0, l1 - chunk);
+        stage_weights<T>(W, b, sW, sb, l0, l1, layer_w, n);
+        for (int l = l1 - 1; l >= l0; --l) {
+            for (int t = threadIdx.x; t < values; t += blockDim.x)
+                act[t] = l == 0 ? X[(size_t)i * values + t] : A[((size_t)l * N + i) * values + t];
+            __syncthreads();
+            for (int q = threadIdx.x; q < rows * layer_p; q += blockDim.x) {
+                const int r = q / layer_p, c = q % layer_p;
+                const T* dr = delta + (size_t)r * values;
+                T sum = T(0);
+                if (c < layer_w) {  // W[o, m, u, v]: Σ_xy δ[o, x, y]·a[m, x + u − R, y + v − R]
+                    const int o = c / (n * F * F), m = c / (F * F) % n, u = c / F % F, v = c % F;
+                    for (int x = max(0, R - u); x < min(d, d + R - u); ++x)
+                        for (int y = max(0, R - v); y < min(d, d + R - v); ++y)
+                            sum += dr[o * pixels + x * d + y] * act[m * pixels + (x + u - R) * d + y + v - R];
+                } else {
+                    for (int p = 0; p < pixels; ++p) sum += dr[(c - layer_w) * pixels + p];
+                }
+                grads[((size_t)r * L + l) * layer_p + c] = sum;
+            }
+            if (l == 0) break;
+            const T* w = sW + (size_t)(l - l0) * layer_w;
+            for (int r = 0; r < rows; ++r) {
+                T* dr = delta + (size_t)r * values;
+                T next[PER];
+#pragma unroll
+                for (int s = 0; s < PER; ++s) {
+                    const int t = threadIdx.x + s * blockDim.x;
+                    if (t >= values) continue;
+                    const int m = t / pixels, p = t % pixels;
+                    next[s] = act[t] > T(0) ? correlate_back_at<T, F>(w, dr, n, d, m, p / d, p % d) : T(0);
+                }
+                __syncthreads();  // every thread has read row r (and, before the first row, computed its gradients)
+#pragma unroll
+                for (int s = 0; s < PER; ++s) {
+                    const int t = threadIdx.x + s * blockDim.x;
+                    if (t < values) dr[t] = next[s];
+                }
+                __syncthreads();
+            }
         }
     }
 }

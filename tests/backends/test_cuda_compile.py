@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("c+
                                        "for the device here")
 
 
-def requested_expressions(monkeypatch, nets_list) -> set[str]:
+def requested_expressions(monkeypatch, nets_list, cnn_list) -> set[str]:
     """The name expressions the backend's launches ask `_kernel` for, for these networks (nothing runs)."""
     asked = set()
 
@@ -48,6 +48,10 @@ def requested_expressions(monkeypatch, nets_list) -> set[str]:
         backend._launch_deltas(nets, nets.W, nets.b, Xt, Yt, 1.0)
         A, G = backend._launch_trace(nets, nets.W, nets.b, Xt)
         backend._launch_gram(nets, A, G, A, G, True)
+    for nets in cnn_list:
+        X = np.zeros((2, nets.width, nets.size, nets.size), dtype=nets.dtype)
+        _, A = backend._launch_conv_forward(nets, nets.W, nets.b, X, True)
+        backend._launch_conv_backward(nets, nets.W, nets.b, X, A, np.zeros((nets.networks, 2, 1, nets.outputs)))
     P = np.ones((2, 9, 9))
     limit_kernels.cuda_nonzero_pair_sums(P, P.sum(axis=2), P, P.sum(axis=2), 1.0, np.eye(9), 1.0, True, xp=np)
     return asked
@@ -87,10 +91,13 @@ def test_every_kernel_the_backend_launches_compiles_for_the_device_with_compiled
         widest = REGISTER_VALUES // (k + 3)  # the widest trace of k Jacobian rows compiled in
         nets_list += [mlp_nets(width, k, "float64") for width in (k + 3, widest, widest + 1)]
     nets_list.append(mlp_nets(REGISTER_VALUES // 5, 2, "float32"))
-    expressions = requested_expressions(monkeypatch, nets_list)
+    # Table 1's 7×7 CNNs (binary and 10-class), and 28×28 images (3 values a thread)
+    cnn_list = [pack(deepntk.init_params(deepntk.CNN(1, d, k, 3, 2.0)).astype(dtype)).stacked()
+                for d, k, dtype in ((7, 1, "float64"), (7, 10, "float64"), (28, 1, "float64"), (7, 2, "float32"))]
+    expressions = requested_expressions(monkeypatch, nets_list, cnn_list)
     report = ptxas_report(expressions)
     assert set(report) == expressions
-    assert "cnn_correlation_sums<double>" in expressions
+    assert "cnn_correlation_sums<double>" in expressions and "conv_backward<double, 3, 3>" in expressions
     per_input = [e for e in expressions if e.startswith(("dense_forward", "dense_deltas", "dense_trace"))]
     compiled = [e for e in per_input if not e.endswith(", 0>")]
     run_time = [e for e in per_input if e.endswith(", 0>")]

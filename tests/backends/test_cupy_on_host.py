@@ -32,8 +32,8 @@ class CupyOnHost(CupyBackend):
     def __init__(self):
         super().__init__(xp=np)
         self.kernels_available = True
-        self.launches = {"dense_forward": 0, "dense_deltas": 0, "dense_trace": 0, "dense_gram": 0,
-                         "cnn_correlation_sums": 0}
+        self.launches = {name: 0 for name in ("dense_forward", "dense_deltas", "dense_trace", "dense_gram",
+                                              "conv_forward", "conv_backward", "cnn_correlation_sums")}
 
 
 @pytest.fixture
@@ -60,8 +60,16 @@ def narrow_mlp(k=2, depth=6, seed=1, dtype="float64"):
     return perturbed(deepntk.init_params(deepntk.MLP(2, k, depth, 3.0), seed=seed), scale=0.1).astype(dtype)
 
 
+def small_cnn(k=2, depth=5, seed=1, size=5):
+    return perturbed(deepntk.init_params(deepntk.CNN(1, size, k, depth, 3.0), seed=seed), scale=0.1)
+
+
 def points(N, seed=2):
     return np.random.default_rng(seed).uniform(0.1, 1, size=(N, 2))
+
+
+def images(N, size=5, seed=2):
+    return np.random.default_rng(seed).uniform(0.1, 1, size=(N, 1, size, size))
 
 
 def test_mirror_fills_exactly_the_tiles_below_the_diagonal():
@@ -96,14 +104,25 @@ def test_widths_are_compiled_in_where_a_threads_arrays_fit_registers():
 
 
 @pytest.mark.parametrize("k", [1, 2])
-@pytest.mark.parametrize("width", ["compiled", "run-time"])
-def test_fused_paths_match_the_reference(on_host, monkeypatch, k, width):
-    if width == "run-time":
+@pytest.mark.parametrize("network", ["compiled width", "run-time width", "CNN", "CNN, one row a launch",
+                                     "CNN, two values a thread"])
+def test_fused_paths_match_the_reference(on_host, monkeypatch, k, network):
+    """Forward, Grams and loss gradients of the kernels against NumPy: MLPs with the width compiled in and
+    passed at run time; CNNs with all Jacobian rows in one launch, one row per launch (a smaller shared-memory
+    limit), and 17×17 images (n·d² = 1156 values: two per thread of a 1024-thread block)."""
+    if network == "run-time width":
         monkeypatch.setattr(cupy_backend, "REGISTER_VALUES", 0)  # every kernel takes the width as an argument
-    params = narrow_mlp(k)
+    if network.startswith("CNN"):
+        size = 17 if network == "CNN, two values a thread" else 5
+        params, X, X2 = small_cnn(k, size=size), images(7, size), images(3, size, seed=3)
+        if network == "CNN, one row a launch":  # room for one δ image and one layer's weights
+            monkeypatch.setattr(cupy_backend, "SHARED_LIMIT", cupy_backend.conv_shared_bytes(pack(params), 1, 1))
+        rows = cupy_backend.conv_rows_per_launch(pack(params))
+        assert rows == (1 if network == "CNN, one row a launch" else k)
+    else:
+        params, X, X2 = narrow_mlp(k), points(37), points(11, seed=3)
     assert on_host._fused(pack(params))
-    X, X2 = points(37), points(11, seed=3)
-    Y = np.random.default_rng(4).normal(size=(37, k))
+    Y = np.random.default_rng(4).normal(size=(len(X), k))
     for what, call in (("forward", lambda b: deepntk.forward(params, X, backend=b)),
                        ("Gram", lambda b: deepntk.scaled_ntk(params, X, backend=b)),
                        ("cross Gram", lambda b: deepntk.scaled_ntk(params, X, X2, backend=b)),
@@ -111,7 +130,9 @@ def test_fused_paths_match_the_reference(on_host, monkeypatch, k, width):
                        ("dW", lambda b: deepntk.loss_and_gradients(params, X, Y, loss="mse", backend=b)[2].W),
                        ("db", lambda b: deepntk.loss_and_gradients(params, X, Y, loss="mse", backend=b)[2].b)):
         assert_close(call(on_host), call("numpy"), TOL["identity"], what)
-    assert all(on_host.launches[name] for name in ("dense_forward", "dense_deltas", "dense_trace", "dense_gram"))
+    kernels = ("conv_forward", "conv_backward") if network.startswith("CNN") else ("dense_forward", "dense_deltas",
+                                                                                 "dense_trace", "dense_gram")
+    assert all(on_host.launches[name] for name in kernels), on_host.launches
 
 
 def test_float32_kernels_against_the_float64_reference(on_host):
@@ -123,21 +144,26 @@ def test_float32_kernels_against_the_float64_reference(on_host):
         assert_close(got, call(params, "numpy"), TOL["float32"])
 
 
-def ensemble_and_data(E=3, k=2, N=37):
-    members = [narrow_mlp(k, depth=7, seed=seed) for seed in range(E)]
+def ensemble_and_data(E=3, k=2, N=37, arch="mlp"):
     rng = np.random.default_rng(8)
+    if arch == "cnn":
+        return [small_cnn(k, seed=seed) for seed in range(E)], images(N, seed=8), rng.normal(size=(N, k))
+    members = [narrow_mlp(k, depth=7, seed=seed) for seed in range(E)]
     return members, rng.uniform(0.1, 1, size=(N, 2)), rng.normal(size=(N, k))
 
 
-def test_an_ensemble_in_one_launch_equals_its_networks_one_by_one(on_host):
-    members, X, Y = ensemble_and_data()
+@pytest.mark.parametrize("arch,launches", [
+    ("mlp", {"dense_forward": 1, "dense_deltas": 1, "dense_trace": 3, "dense_gram": 2}),
+    ("cnn", {"conv_forward": 1 + 1 + 3, "conv_backward": 1 + 3}),  # forward; gradients; one per Gram block
+])
+def test_an_ensemble_in_one_launch_equals_its_networks_one_by_one(on_host, arch, launches):
+    members, X, Y = ensemble_and_data(N=11 if arch == "cnn" else 37, arch=arch)
     ensemble = deepntk.stack_params(members)
     outputs = deepntk.forward(ensemble, X, backend=on_host)
     gram = deepntk.scaled_ntk(ensemble, X, backend=on_host)
     cross = deepntk.scaled_ntk(ensemble, X[:5], X, backend=on_host)
     values, _, grads = deepntk.loss_and_gradients(ensemble, X, Y, loss="paper", backend=on_host)
-    assert on_host.launches == {"dense_forward": 1, "dense_deltas": 1, "dense_trace": 3, "dense_gram": 2,
-                                "cnn_correlation_sums": 0}
+    assert {name: count for name, count in on_host.launches.items() if count} == launches
     for e, params in enumerate(members):
         value, _, single = deepntk.loss_and_gradients(params, X, Y, loss="paper", backend="numpy")
         for what, got, want in (("forward", outputs[e], deepntk.forward(params, X, backend="numpy")),
@@ -168,16 +194,16 @@ def test_blocked_paths_under_a_small_memory_budget(on_host, monkeypatch):
         assert_close(db[e], single.b, TOL["identity"], f"blocked db of network {e}")
 
 
-@pytest.mark.parametrize("networks", [1, 3])
-def test_device_resident_descent_with_index_plans(on_host, networks):
+@pytest.mark.parametrize("networks,arch", [(1, "mlp"), (3, "mlp"), (2, "cnn")])
+def test_device_resident_descent_with_index_plans(on_host, networks, arch):
     """descend on the device with mini-batch index plans equals the reference loop step for step, for one
-    network (no ensemble axis) and for an ensemble (every network in each launch)."""
-    members, X, Y = ensemble_and_data(E=networks, k=1, N=20)
+    network (no ensemble axis) and for an ensemble (every network in each launch), MLPs and CNNs."""
+    members, X, Y = ensemble_and_data(E=networks, k=1, N=20, arch=arch)
     net = pack(members[0] if networks == 1 else deepntk.stack_params(members))
     Xp = network_inputs(net, members[0].spec, X)
     plan = [np.arange(0, 7), None, np.array([19, 3, 5]), np.arange(10, 20)]
     W, b, losses = on_host.descend(net, Xp, Y, "paper", 1e-3, plan)
-    assert on_host.launches["dense_deltas"] == len(plan)
+    assert on_host.launches["conv_backward" if arch == "cnn" else "dense_deltas"] == len(plan)
     assert losses.shape == ((len(plan),) if networks == 1 else (len(plan), networks))
     for e, params in enumerate(members):
         We, be, losses_e = NUMPY.descend(pack(params), Xp, Y, "paper", 1e-3, plan)
