@@ -118,12 +118,17 @@ def cuda_unavailable_reason() -> str:
     return ""
 
 
+def kernel_expression(name: str, dtype: str, *template_args: int) -> str:
+    """The name expression of a kernels.cu template instance, e.g. dense_gram<double, 1, 4>."""
+    ctype = {"float64": "double", "float32": "float"}[dtype]
+    return f"{name}<{', '.join([ctype] + [str(a) for a in template_args])}>"
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(name: str, dtype: str, *template_args: int):
     import cupy
 
-    ctype = {"float64": "double", "float32": "float"}[dtype]
-    expression = f"{name}<{', '.join([ctype] + [str(a) for a in template_args])}>"
+    expression = kernel_expression(name, dtype, *template_args)
     with open(KERNEL_SOURCE) as handle:
         module = cupy.RawModule(code=handle.read(), options=("-std=c++17",), name_expressions=[expression])
     return module.get_function(expression)
@@ -194,8 +199,7 @@ class CupyBackend(Backend):
         return chunk, chunk * (nets.width**2 + nets.width) * nets.dtype.itemsize
 
     def _per_input_kernel(self, name, nets, rows, *template_args):
-        return _kernel(name, nets.dtype.name, *template_args,
-                       compiled_width(nets.width, rows))
+        return _kernel(name, nets.dtype.name, *template_args, compiled_width(nets.width, rows))
 
     def _launch_forward(self, nets, W, b, Xt):
         """Outputs (E, k, N) of inputs Xt (n, N): a thread per network and input through all layers."""
@@ -254,9 +258,10 @@ class CupyBackend(Backend):
     def _conv_launch(self, nets, name, rows):
         """(kernel, grid's block, shared bytes, layers staged) of a fused CNN kernel carrying `rows` δ images."""
         threads, per = conv_block(nets.width * nets.size**2)
-        layers = int(max(1, min(nets.depth, (SHARED_LIMIT - conv_shared_bytes(nets, rows, 0)) // conv_layer_bytes(nets))))
-        return (_kernel(name, nets.dtype.name, nets.filter_size, per), (threads,), conv_shared_bytes(nets, rows, layers),
-                layers)
+        room = (SHARED_LIMIT - conv_shared_bytes(nets, rows, 0)) // conv_layer_bytes(nets)
+        layers = int(max(1, min(nets.depth, room)))
+        kernel = _kernel(name, nets.dtype.name, nets.filter_size, per)
+        return kernel, (threads,), conv_shared_bytes(nets, rows, layers), layers
 
     def _conv_dims(self, nets, N):
         return (np.int32(nets.depth), np.int32(nets.width), np.int32(nets.outputs), np.int32(nets.size),
@@ -357,9 +362,9 @@ class CupyBackend(Backend):
         return values, outputs, self.to_host(dW), self.to_host(db)
 
     def descend(self, net, X, Y, loss, rate, batches, on_step=None):
-        """`Backend.descend` with the weights, inputs and targets kept on the device, for one network or an
-        ensemble alike: per step one fused forward+backward for every network, the sums over inputs, and a gather
-        of the batch's inputs; only the batch losses come back to the host."""
+        """`Backend.descend` with the weights, inputs, targets and index plans kept on the device, for one network
+        or an ensemble alike: per step one fused forward+backward for every network, the sums over inputs, and a
+        gather of the batch's inputs; only the batch losses come back to the host."""
         batches = list(batches)
         nets = net.stacked()
         largest = max((len(X) if idx is None else len(idx) for idx in batches), default=0)
@@ -371,12 +376,17 @@ class CupyBackend(Backend):
         X_all, Y_all = self._device_rows(nets, X), self._device_rows(nets, Y)
         axis = self._inputs_axis(nets)
         unstack = (lambda a: a) if net.ensemble else (lambda a: a[0])
+        # Every step's index plan goes to the device in one transfer; a step takes its slice.
+        plans = [idx for idx in batches if idx is not None]
+        all_rows = xp.asarray(np.concatenate(plans)) if plans else None
+        used = 0
         losses = []
         for step, idx in enumerate(batches):
             if idx is None:
                 Xd, Yd, Yb = X_all, Y_all, Y
             else:
-                rows = xp.asarray(idx)
+                rows = all_rows[used:used + len(idx)]
+                used += len(idx)
                 Xd, Yd, Yb = xp.take(X_all, rows, axis=axis), xp.take(Y_all, rows, axis=axis), Y[idx]
             coeff = output_gradient_coefficient(loss, len(Yb), Y.shape[1])
             out, dW, db = self._device_loss_gradients(nets, W, b, Xd, Yd, coeff)

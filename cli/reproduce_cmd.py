@@ -8,8 +8,8 @@ import time
 import click
 import numpy as np
 
-from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
-                                maybe_cluster, progress, solver_options, user_errors)
+from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, format_duration,
+                                hold_output_folder, maybe_cluster, progress, solver_options, user_errors)
 from deepntk.engine.experiments import PAPER_EXPERIMENTS
 from deepntk.engine.experiments.table1 import TABLE1_NETWORKS, check_networks
 from deepntk.engine.results import environment, write_json, write_npz
@@ -37,6 +37,10 @@ def _summary(result) -> list[str]:
                          f"{th['top_eigenvalue_ratio']:.3g}")
             if "paper_accuracy" in run:
                 line += f"; the paper: {run['paper_accuracy']:.4f}"
+            if "steps_per_second" in run:
+                line += (f"; {run['steps']} of the schedule's {run['schedule_steps']} steps at "
+                         f"{run['steps_per_second']:.3g} steps/s: the whole schedule ≈ "
+                         f"{format_duration(run['schedule_seconds_estimate'])} here")
             lines.append(line)
     else:
         values = result["carrier_minus_C"]
@@ -61,14 +65,22 @@ def _summary(result) -> list[str]:
 @click.option("--store-dir", default=None, type=click.Path(file_okay=False),
               help="With --predict: where the Gram stores go (reused when present) [<out>/grams].")
 @click.option("--networks", type=CommaList(str, what="networks"), default=None,
-              help=f"With --predict: the rows to compute, of {','.join(TABLE1_NETWORKS)} [all].")
+              help=f"table1 only: the rows to train (or, with --predict, to compute), of {','.join(TABLE1_NETWORKS)} "
+                   "[all].")
+@click.option("--max-steps", type=click.IntRange(min=2), default=None,
+              help="table1 only: stop each network after this many SGD steps, and report its rate and what the "
+                   "whole schedule would take at that rate (a bounded run of --scale paper).")
 @solver_options("--predict")
 @cluster_options
 def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, test_size, store_dir, networks,
-            max_iterations, nystrom_rank, cluster, workers, cluster_config):
+            max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config):
     """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
     from deepntk.engine.experiments import run_experiment
 
+    if experiment != "table1" and (networks is not None or max_steps is not None):
+        raise CommandError(f"{'--networks' if networks is not None else '--max-steps'} goes with table1")
+    if predict_size is not None and max_steps is not None:
+        raise CommandError("--max-steps bounds training; --predict trains nothing")
     if predict_size is not None:
         if experiment != "table1":
             raise CommandError("--predict goes with table1")
@@ -79,10 +91,15 @@ def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, t
         return _table1_predict(train_size, test_size, data_dir, store_dir or os.path.join(out_dir, "grams"), out_dir,
                                plot, (cluster or "local", workers, cluster_config),
                                dict(networks=networks, max_iterations=max_iterations, rank=nystrom_rank))
+    options = {}
+    if experiment == "table1":
+        with user_errors():
+            check_networks(networks)  # before any output
+        options = dict(networks=networks, max_steps=max_steps)
     out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}"))
     start = time.perf_counter()
     with user_errors():
-        result = run_experiment(experiment, scale, data_dir=data_dir, backend=backend)
+        result = run_experiment(experiment, scale, data_dir=data_dir, backend=backend, **options)
     if result.get("reduced"):
         click.echo(f"{experiment} ({scale}): reduced from the paper's settings: {result['reduced']}")
     for line in _summary(result):
@@ -92,7 +109,7 @@ def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, t
     if arrays:
         write_npz(os.path.join(out_dir, "arrays.npz"), **arrays)
     write_json(os.path.join(out_dir, "manifest.json"),
-               {"command": f"reproduce {experiment}", "scale": scale, "backend": backend,
+               {"command": f"reproduce {experiment}", "scale": scale, "backend": backend, **options,
                 "seconds": time.perf_counter() - start, "environment": environment()})
     click.echo(f"results in {out_dir}")
     plotters = {"fig3": "fig3_plot", "fig4": "fig4_plot", "fig5": "fig5_plot"}

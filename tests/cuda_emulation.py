@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepntk.backends.cupy_backend import KERNEL_SOURCE
+from deepntk.backends.cupy_backend import KERNEL_SOURCE, kernel_expression
 
 HOST_HEADER = Path(__file__).with_name("cuda_host.h")
 CTYPES = {np.dtype(np.float64): ctypes.c_double, np.dtype(np.float32): ctypes.c_float,
@@ -57,7 +57,7 @@ def _build(expression: str) -> Path:
         source = Path(work) / "unit.cpp"
         source.write_text(unit)
         built = Path(work) / "kernel.so"
-        result = subprocess.run(["g++", "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-o", str(built),
+        result = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-o", str(built),
                                  str(source)], capture_output=True, text=True)
         if result.returncode:
             raise RuntimeError(f"{expression} does not compile for the host:\n{result.stderr[-4000:]}")
@@ -115,5 +115,4 @@ class EmulatedKernel:
 @functools.lru_cache(maxsize=None)
 def emulated_kernel(name: str, dtype: str, *template_args: int) -> EmulatedKernel:
     """The host build of kernels.cu's `name<ctype, template_args…>`, as `cupy_backend._kernel` names it."""
-    ctype = {"float64": "double", "float32": "float"}[dtype]
-    return EmulatedKernel(f"{name}<{', '.join([ctype] + [str(a) for a in template_args])}>")
+    return EmulatedKernel(kernel_expression(name, dtype, *template_args))

@@ -21,8 +21,11 @@ PAPER_EXPERIMENTS = {"fig3": ("fig3", False), "fig4": ("fig4", True), "fig5": ("
                      "table1": ("table1", True)}
 
 
-def run_experiment(name: str, scale: str = "small", *, data_dir=None, backend=None) -> dict:
-    """Run one of the paper's experiments at `scale` ("small" or "paper") and return its result dict."""
+def run_experiment(name: str, scale: str = "small", *, data_dir=None, backend=None, **options) -> dict:
+    """Run one of the paper's experiments at `scale` ("small" or "paper") and return its result dict; `options` go
+    to the experiment's function (table1: max_steps, networks)."""
     module_name, reads_mnist = PAPER_EXPERIMENTS[name]
     run = getattr(importlib.import_module(f"deepntk.engine.experiments.{module_name}"), name)
-    return run(scale, data_dir=data_dir, backend=backend) if reads_mnist else run(scale, backend=backend)
+    if reads_mnist:
+        return run(scale, data_dir=data_dir, backend=backend, **options)
+    return run(scale, backend=backend, **options)

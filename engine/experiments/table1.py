@@ -3,6 +3,8 @@ CNN and the binary 0-vs-1 CNN, each beside the limit kernel's prediction at the 
 
 from __future__ import annotations
 
+import time
+
 from deepntk.engine.architectures import CNN, MLP
 from deepntk.engine.errors import InputError
 from deepntk.engine.solvers import MAX_ITERATIONS, NYSTROM_RANK
@@ -35,23 +37,59 @@ def table1_rows(scale: str):
     return rows, dict(train_size=3000, test_size=1000), reduced
 
 
-def table1(scale: str = "small", data_dir=None, backend=None, on_step=None) -> dict:
-    """Table 1: test accuracy of the deep narrow MLP and CNN on MNIST (10 classes) and the CNN on 0 vs 1."""
+def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_steps: int | None = None,
+           networks=None) -> dict:
+    """Table 1: test accuracy of the deep narrow MLP and CNN on MNIST (10 classes) and the CNN on 0 vs 1.
+
+    `networks`: the rows to train, by slug (`TABLE1_NETWORKS`; None: all). `max_steps`: stop each network after
+    that many SGD steps, as a bounded run of the schedule; each row then reports its steady rate (steps per second
+    between the first and the last step, after compilation, before the final evaluation) and what its whole
+    schedule would take at that rate. The limit kernel's flow is compared at the flow time actually trained."""
     rows, sizes, reduced = table1_rows(scale)
+    wanted = check_networks(networks)
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 2):
+        raise InputError(f"max_steps must be an integer of at least 2 (a rate needs two steps), got {max_steps!r}")
     out = {"experiment": "table1", "scale": scale, "reduced": reduced, "rows": []}
     for name, layout, spec, lr, epochs, dtype, task in rows:
+        if network_slug(name) not in wanted:
+            continue
         data = load_mnist(data_dir, task=task, **layout, **sizes)
         if lr is None:
             lr = stable_eta(spec, data.X_train) / (spec.depth * spec.C_L**2)
-        settings = TrainSettings(epochs=epochs, batch_size=BATCH_SIZE, lr=lr, loss="mse")
-        run = mnist_run(name, spec, data, settings, backend=backend, dtype=dtype, on_step=on_step)
-        steps = epochs * -(-len(data.X_train) // BATCH_SIZE)
+        schedule = epochs * -(-len(data.X_train) // BATCH_SIZE)
+        steps = schedule if max_steps is None else min(max_steps, schedule)
+        settings = TrainSettings(steps=steps, batch_size=BATCH_SIZE, lr=lr, loss="mse")
+        clock = StepClock(on_step)
+        run = mnist_run(name, spec, data, settings, backend=backend, dtype=dtype, on_step=clock)
         flow_time = steps * lr * spec.depth * spec.C_L**2 * 2.0 / spec.outputs  # MSELoss: 2η/k per step
         run["theory"] = limit_kernel_reference(spec, data, flow_time)
         run.update({"task": task, "depth": spec.depth, "C_L": spec.C_L, "epochs": epochs, "note": data.note,
-                    "chance": 0.5 if task == "binary" else 0.1, "paper_accuracy": PAPER_ACCURACY[name]})
+                    "chance": 0.5 if task == "binary" else 0.1, "paper_accuracy": PAPER_ACCURACY[name],
+                    "steps": steps, "schedule_steps": schedule})
+        if max_steps is not None and clock.rate():
+            run.update({"steps_per_second": clock.rate(), "schedule_seconds_estimate": schedule / clock.rate()})
         out["rows"].append(run)
     return out
+
+
+class StepClock:
+    """An `on_step(step, total, loss)` callback (passed on to `then`) that notes when each step ended."""
+
+    def __init__(self, then=None):
+        self.then = then
+        self.times = []
+
+    def __call__(self, step, total, value):
+        self.times.append((step, time.perf_counter()))
+        if self.then:
+            self.then(step, total, value)
+
+    def rate(self) -> float | None:
+        """Steps per second from the first step's end to the last's (None before two steps)."""
+        if len(self.times) < 2:
+            return None
+        (first, began), (last, ended) = self.times[0], self.times[-1]
+        return (last - first) / (ended - began) if ended > began else None
 
 
 def paper_flow_time(spec, lr: float, epochs: int, train_images: int) -> float:

@@ -20,7 +20,7 @@ import pytest
 
 import deepntk
 from deepntk.backends import cupy_backend, limit_kernels
-from deepntk.backends.cupy_backend import KERNEL_SOURCE, REGISTER_VALUES, CupyBackend
+from deepntk.backends.cupy_backend import KERNEL_SOURCE, REGISTER_VALUES, CupyBackend, kernel_expression
 from deepntk.engine.packed import pack
 
 DEVICE_ARCH = "sm_90"  # the H200 the GPU checks run on
@@ -35,8 +35,7 @@ def requested_expressions(monkeypatch, nets_list, cnn_list) -> set[str]:
     asked = set()
 
     def record(name, dtype, *template_args):
-        ctype = {"float64": "double", "float32": "float"}[dtype]
-        asked.add(f"{name}<{', '.join([ctype] + [str(a) for a in template_args])}>")
+        asked.add(kernel_expression(name, dtype, *template_args))
         return lambda *args, **kwargs: None
 
     monkeypatch.setattr(cupy_backend, "_kernel", record)
