@@ -348,46 +348,25 @@ __global__ void dense_gram(const T* __restrict__ A1, const T* __restrict__ G1, c
 // t + s·blockDim.x for s < PER, its pre-activations in registers until every thread has read the layer's input.
 // Output j is the mean over the pixels of channel j of the last layer (global average pooling).
 
-// Σ_m Σ_uv w[o, m, u, v]·act[m, x + u − F/2, y + v − F/2], with zero padding.
-template <typename T, int F>
-__device__ __forceinline__ T correlate_at(const T* __restrict__ w, const T* __restrict__ act, int n, int d, int o,
+// Σ_s Σ_uv w[o, m, u, v]·src[s, x + STEP·(u − F/2), y + STEP·(v − F/2)] with zero padding, where (o, m) = (c, s)
+// for STEP = 1, the correlation of a layer input `src` for output channel c, and (o, m) = (s, c) for STEP = −1, its
+// transpose: ∂/∂a[c, x, y] of Σ δ·z for the δ image `src`.
+template <typename T, int F, int STEP>
+__device__ __forceinline__ T correlate_at(const T* __restrict__ w, const T* __restrict__ src, int n, int d, int c,
                                           int x, int y) {
     constexpr int R = F / 2;
     T sum = T(0);
-    for (int m = 0; m < n; ++m) {
-        const T* wm = w + ((size_t)o * n + m) * F * F;
-        const T* am = act + (size_t)m * d * d;
+    for (int s = 0; s < n; ++s) {
+        const T* ws = w + (STEP > 0 ? (size_t)c * n + s : (size_t)s * n + c) * F * F;
+        const T* src_s = src + (size_t)s * d * d;
 #pragma unroll
         for (int u = 0; u < F; ++u) {
-            const int xx = x + u - R;
+            const int xx = x + STEP * (u - R);
             if (xx < 0 || xx >= d) continue;
 #pragma unroll
             for (int v = 0; v < F; ++v) {
-                const int yy = y + v - R;
-                if (yy >= 0 && yy < d) sum += wm[u * F + v] * am[xx * d + yy];
-            }
-        }
-    }
-    return sum;
-}
-
-// Σ_o Σ_uv w[o, m, u, v]·delta[o, x − u + F/2, y − v + F/2]: the transposed correlation, ∂/∂a[m, x, y] of Σ δ·z.
-template <typename T, int F>
-__device__ __forceinline__ T correlate_back_at(const T* __restrict__ w, const T* __restrict__ delta, int n, int d,
-                                               int m, int x, int y) {
-    constexpr int R = F / 2;
-    T sum = T(0);
-    for (int o = 0; o < n; ++o) {
-        const T* wo = w + ((size_t)o * n + m) * F * F;
-        const T* dl = delta + (size_t)o * d * d;
-#pragma unroll
-        for (int u = 0; u < F; ++u) {
-            const int xx = x - u + R;
-            if (xx < 0 || xx >= d) continue;
-#pragma unroll
-            for (int v = 0; v < F; ++v) {
-                const int yy = y - v + R;
-                if (yy >= 0 && yy < d) sum += wo[u * F + v] * dl[xx * d + yy];
+                const int yy = y + STEP * (v - R);
+                if (yy >= 0 && yy < d) sum += ws[u * F + v] * src_s[xx * d + yy];
             }
         }
     }
@@ -424,7 +403,7 @@ __global__ void conv_forward(const T* __restrict__ W, const T* __restrict__ b, c
                 if (t >= values) continue;
                 if (store) A[((size_t)l * N + i) * values + t] = act[t];
                 const int o = t / pixels, p = t % pixels;
-                z[s] = bl[o] + correlate_at<T, F>(w, act, n, d, o, p / d, p % d);
+                z[s] = bl[o] + correlate_at<T, F, 1>(w, act, n, d, o, p / d, p % d);
             }
             __syncthreads();  // every thread has read the layer's input
 #pragma unroll
@@ -499,7 +478,7 @@ __global__ void conv_backward(const T* __restrict__ W, const T* __restrict__ b, 
                     const int t = threadIdx.x + s * blockDim.x;
                     if (t >= values) continue;
                     const int m = t / pixels, p = t % pixels;
-                    next[s] = act[t] > T(0) ? correlate_back_at<T, F>(w, dr, n, d, m, p / d, p % d) : T(0);
+                    next[s] = act[t] > T(0) ? correlate_at<T, F, -1>(w, dr, n, d, m, p / d, p % d) : T(0);
                 }
                 __syncthreads();  // every thread has read row r (and, before the first row, computed its gradients)
 #pragma unroll
