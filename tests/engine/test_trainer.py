@@ -124,3 +124,25 @@ def test_settings_are_validated():
         TrainSettings(eta=1.0)
     with pytest.raises(InputError, match="batch_size"):
         TrainSettings(steps=1, batch_size=0, eta=1.0)
+
+
+def test_evaluations_on_the_first_points_only():
+    """eval_points = 7: the losses and accuracies are those of the trained network on the first 7 training and
+    test points, computed here from its outputs; the trained weights are those of a run that evaluates all."""
+    params, X, Y = toy(L=12, C=144.0)
+    labels = np.eye(2)[(X[:, 0] > X[:, 1]).astype(int)]
+    X_test, labels_test = X[::-1] * 0.9, labels[::-1]
+    settings = dict(steps=6, batch_size=8, eta=0.3, loss="mse")
+    part = train(params, X, labels[:, :1], TrainSettings(eval_points=7, **settings), backend="numpy",
+                 X_test=X_test, Y_test=labels_test[:, :1])
+    whole = train(params, X, labels[:, :1], TrainSettings(**settings), backend="numpy", X_test=X_test,
+                  Y_test=labels_test[:, :1])
+    assert np.array_equal(part.params.W, whole.params.W)
+    for inputs, targets, name in ((X, labels[:, :1], "train"), (X_test, labels_test[:, :1], "test")):
+        outputs = deepntk.forward(part.params, inputs[:7], backend="numpy")
+        assert part.history[f"{name}_loss"][-1] == pytest.approx(np.mean((outputs - targets[:7]) ** 2),
+                                                                  rel=TOL["exact"])
+        assert part.history[f"{name}_accuracy"][-1] == accuracy(outputs, targets[:7], "binary")
+        assert part.history[f"{name}_loss"][-1] != whole.history[f"{name}_loss"][-1]
+    with pytest.raises(InputError, match="eval_points must be a positive integer"):
+        TrainSettings(eval_points=0, **settings)

@@ -30,7 +30,7 @@ def test_a_bounded_run_of_the_paper_schedule_reports_its_rate(tmp_path, monkeypa
     assert row["schedule_seconds_estimate"] == pytest.approx(row["schedule_steps"] / row["steps_per_second"])
     assert row["theory"]["flow_time"] == pytest.approx(3 * lr * spec.depth * spec.C_L**2 * 2.0)
     assert "3 of the schedule's" in out and "the whole schedule ≈" in out
-    assert json.load(open("out/manifest.json"))["max_steps"] == 3
+    assert row["evaluated_images"] == 1000 and json.load(open("out/manifest.json"))["max_steps"] == 3
 
 
 def test_the_step_clock_measures_from_the_first_step_to_the_last():
