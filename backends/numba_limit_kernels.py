@@ -52,10 +52,9 @@ def _correlations(U1, i, pp, U2t, j, q, width):
 @functools.cache
 def correlation_sums_kernel(width: int):
     """The fused kernel for unit patch vectors of `width` = c·f² + 1 entries, compiled with the width as a
-    constant (one cached compilation per width): the inner products then unroll, so each pair's ρ stays in a
-    register from its product to its κ, with no array of correlations written and read back. The width is the
-    closure's only variable: Numba's cache key hashes the closure's values, and a dispatcher among them would
-    differ between processes."""
+    constant (one cached compilation per width): the inner products then unroll. The width is the closure's only
+    variable: Numba's cache key hashes the closure's values, and a dispatcher among them would differ between
+    processes."""
 
     @njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
     def cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, M, symmetric, offset,
@@ -72,12 +71,17 @@ def correlation_sums_kernel(width: int):
         width: no scalar remainder loop). weights2[j, p, q] = M[p, live2[j, q]]·root2[j, q] when the caller
         made them (small images: every inner loop then runs along contiguous memory), else (weights2 of length
         0) they are gathered from M, which stays in cache where per-image copies (d⁴ each) would not. Rows are
-        taken from both ends alternately so that the threads of a symmetric Gram get even work."""
+        taken from both ends alternately so that the threads of a symmetric Gram get even work.
+
+        Per pair of patches the kernel makes two passes over the second image's patches: the correlations into
+        two rows that stay in the L1 cache, then κ over them (docs/limit-kernels.md#the-correlation-form)."""
         N1 = U1.shape[0]
         n, _, R2 = U2t.shape
         premapped = weights2.shape[0] > 0
         for row in prange(N1):
             i = row // 2 if row % 2 == 0 else N1 - 1 - row // 2
+            rho = np.empty(R2)
+            rho2 = np.empty(R2)
             first_weights = np.empty(R2)
             second_weights = np.empty(R2)
             for j in range(max(i - offset, 0) if symmetric else 0, n):
@@ -85,21 +89,21 @@ def correlation_sums_kernel(width: int):
                 total = 0.0
                 for pp in range(0, count1[i], 2):
                     p, p2 = live1[i, pp], live1[i, pp + 1]
+                    for q in range(n2):
+                        rho[q], rho2[q] = _correlations(U1, i, pp, U2t, j, q, width)
                     part = 0.0
                     part2 = 0.0
                     if premapped:
                         for q in range(n2):
-                            rho, rho2 = _correlations(U1, i, pp, U2t, j, q, width)
-                            part += weights2[j, p, q] * _h(rho, c)
-                            part2 += weights2[j, p2, q] * _h(rho2, c)
+                            part += weights2[j, p, q] * _h(rho[q], c)
+                            part2 += weights2[j, p2, q] * _h(rho2[q], c)
                     else:
                         for q in range(n2):
                             first_weights[q] = M[p, live2[j, q]] * root2[j, q]
                             second_weights[q] = M[p2, live2[j, q]] * root2[j, q]
                         for q in range(n2):
-                            rho, rho2 = _correlations(U1, i, pp, U2t, j, q, width)
-                            part += first_weights[q] * _h(rho, c)
-                            part2 += second_weights[q] * _h(rho2, c)
+                            part += first_weights[q] * _h(rho[q], c)
+                            part2 += second_weights[q] * _h(rho2[q], c)
                     total += root1[i, pp] * part + root1[i, pp + 1] * part2
                 out[i, offset + j] = total
 
