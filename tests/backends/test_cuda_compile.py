@@ -25,11 +25,6 @@ from deepntk.engine.packed import pack
 
 DEVICE_ARCH = "sm_90"  # the H200 the GPU checks run on
 
-pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("c++filt") is None,
-                                reason="nvcc (CUDA toolkit) or c++filt is not installed: kernels.cu cannot be compiled "
-                                       "for the device here")
-
-
 def requested_expressions(monkeypatch, nets_list, cnn_list) -> set[str]:
     """The name expressions the backend's launches ask `_kernel` for, for these networks (nothing runs)."""
     asked = set()
@@ -84,16 +79,25 @@ def mlp_nets(width, k, dtype, networks=2):
     return pack(deepntk.stack_params([deepntk.init_params(spec, seed=s).astype(dtype) for s in range(networks)]))
 
 
-def test_every_kernel_the_backend_launches_compiles_for_the_device_with_compiled_widths_in_registers(monkeypatch):
+@pytest.fixture(scope="module")
+def expressions():
+    """What the backend asks for: MLPs on both sides of the register limit, Table 1's 7×7 CNNs (binary and
+    10-class), 28×28 images (3 values a thread), float32, and the CNN limit kernel."""
     nets_list = []
     for k in (1, 2, 3):
         widest = REGISTER_VALUES // (k + 3)  # the widest trace of k Jacobian rows compiled in
         nets_list += [mlp_nets(width, k, "float64") for width in (k + 3, widest, widest + 1)]
     nets_list.append(mlp_nets(REGISTER_VALUES // 5, 2, "float32"))
-    # Table 1's 7×7 CNNs (binary and 10-class), and 28×28 images (3 values a thread)
     cnn_list = [pack(deepntk.init_params(deepntk.CNN(1, d, k, 3, 2.0)).astype(dtype)).stacked()
                 for d, k, dtype in ((7, 1, "float64"), (7, 10, "float64"), (28, 1, "float64"), (7, 2, "float32"))]
-    expressions = requested_expressions(monkeypatch, nets_list, cnn_list)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return requested_expressions(monkeypatch, nets_list, cnn_list)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("c++filt") is None,
+                    reason="nvcc (CUDA toolkit) or c++filt is not installed: kernels.cu cannot be compiled for the "
+                           "device here")
+def test_every_kernel_the_backend_launches_compiles_for_the_device_with_compiled_widths_in_registers(expressions):
     report = ptxas_report(expressions)
     assert set(report) == expressions
     assert "cnn_correlation_sums<double>" in expressions and "conv_backward<double, 3, 3>" in expressions
@@ -105,3 +109,24 @@ def test_every_kernel_the_backend_launches_compiles_for_the_device_with_compiled
         assert report[expression]["stack"] == 0 and report[expression]["spills"] == 0, (expression, report[expression])
     for expression in run_time:
         assert report[expression]["stack"] > 0, (expression, report[expression])
+
+
+def test_nvrtc_finds_every_name_expression_as_cupy_compiles_them(expressions):
+    """The backend's own path to the device code: CuPy's NVRTC program with the options CuPy adds, for the
+    H200's virtual architecture. Every expression must come back as a lowered (mangled) kernel name."""
+    compiler = pytest.importorskip("cupy.cuda.compiler", reason="CuPy is not installed (the cuda extra)")
+    program = getattr(compiler, "_NVRTCProgram", None)
+    if program is None:
+        pytest.skip("this CuPy has no _NVRTCProgram: its NVRTC wrapper moved")
+    try:
+        compiled = program(Path(KERNEL_SOURCE).read_text(), "kernels.cu", (), (), name_expressions=sorted(expressions),
+                           method="ptx")
+        ptx, lowered = compiled.compile(("-std=c++17", f"-arch=compute_{DEVICE_ARCH[3:]}",
+                                         "--device-as-default-execution-space"))
+    except (OSError, RuntimeError) as exc:  # no NVRTC library (nvidia-cuda-nvrtc) next to CuPy
+        if "nvrtc" in str(exc).lower() and "compile" not in type(exc).__name__.lower():
+            pytest.skip(f"CuPy cannot load NVRTC here: {exc}")
+        raise
+    assert set(lowered) == expressions
+    assert all(re.fullmatch(r"_Z\w+", name) for name in lowered.values()), lowered
+    assert len(ptx) > 10000
