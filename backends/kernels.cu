@@ -1,5 +1,6 @@
-// deepntk CUDA kernels for narrow dense networks (width n <= MAX_WIDTH): the whole depth loop in one launch.
-// Layouts (input index last, so a warp's accesses are contiguous), for an ensemble of E networks of one
+// deepntk's CUDA kernels: narrow dense networks (width n <= MAX_WIDTH), the whole depth loop in one launch; fused
+// CNNs (further down); the CNN limit kernel's pixel-pair sum (at the end).
+// Dense layouts (input index last, so a warp's accesses are contiguous), for an ensemble of E networks of one
 // architecture (E = 1 for a single network):
 //   W (E, L, n, n), b (E, L, n), X (n, N) shared by the networks, A (E, L, n, N) layer inputs, D (E, L, n, N)
 //   loss deltas, G (E, L, K, n, N) output Jacobians.
@@ -409,7 +410,7 @@ __global__ void conv_forward(const T* __restrict__ W, const T* __restrict__ b, c
 #pragma unroll
             for (int s = 0; s < PER; ++s) {
                 const int t = threadIdx.x + s * blockDim.x;
-                if (t < values) act[t] = (l == L - 1 || z[s] > T(0)) ? z[s] : T(0);  // the last layer stays linear
+                if (t < values) act[t] = (l < L - 1 && z[s] <= T(0)) ? T(0) : z[s];  // keeps NaN; the last layer linear
             }
             __syncthreads();
         }

@@ -212,6 +212,17 @@ def test_device_resident_descent_with_index_plans(on_host, networks, arch):
             assert_close(got, want, TOL["identity"], f"{what} of network {e}")
 
 
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_a_nan_weight_reaches_the_outputs_as_in_the_reference(on_host, arch):
+    """ReLU as the kernels write it keeps NaN (max(NaN, 0) is NaN in NumPy), so a diverged network shows."""
+    params = small_cnn() if arch == "cnn" else narrow_mlp()
+    params.W[2].flat[0] = np.nan  # a weight into the first unit (channel) of layer 3
+    X = images(3) if arch == "cnn" else points(3)
+    want = deepntk.forward(params, X, backend="numpy")
+    assert np.isnan(want).all()
+    assert np.isnan(deepntk.forward(params, X, backend=on_host)).all()
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_a_diverging_network_of_an_ensemble_is_named(on_host):
     members, X, Y = ensemble_and_data(E=3, k=1, N=10)
