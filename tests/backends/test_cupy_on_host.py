@@ -135,9 +135,9 @@ def test_fused_paths_match_the_reference(on_host, monkeypatch, k, network):
     assert all(on_host.launches[name] for name in kernels), on_host.launches
 
 
-def test_float32_kernels_against_the_float64_reference(on_host):
-    params = narrow_mlp(1)
-    X = points(20)
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_float32_kernels_against_the_float64_reference(on_host, arch):
+    params, X = (small_cnn(1), images(6)) if arch == "cnn" else (narrow_mlp(1), points(20))
     for call in (lambda p, b: deepntk.forward(p, X, backend=b), lambda p, b: deepntk.scaled_ntk(p, X, backend=b)):
         got = call(params.astype("float32"), on_host)
         assert got.dtype == np.float32
