@@ -127,7 +127,7 @@ def cuda_nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, sy
                         np.int32(width), weights, np.int32(D), np.int32(N2), np.int32(symmetric), np.int32(j0),
                         constants, sums],
                shared_mem=PAIR_THREADS * 8)
-    return sums.get() if hasattr(sums, "get") else np.asarray(sums)
+    return xp.asnumpy(sums) if hasattr(xp, "asnumpy") else sums
 
 
 def unit_patches(P, norms, t: float, beta_sq: float, multiple: int):
