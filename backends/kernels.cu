@@ -495,7 +495,7 @@ __global__ void conv_backward(const T* __restrict__ W, const T* __restrict__ b, 
 
 // ---- The CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#the-correlation-form) ----------------------
 // h(ρ) = 2π·κ/√(s₁s₂) = √(1 − ρ²) + (π − arccos ρ)·ρ = πρ/2 + π/2 − πu + u^{3/2}·G(u), u = (1 − |ρ|)/2, with G the
-// degree-16 polynomial whose coefficients c[0..16] are H_CONSTANTS of deepntk.backends.numba_limit_kernels
+// degree-16 polynomial whose coefficients c[0..16] are H_CONSTANTS of deepntk.backends.limit_kernels
 // (c[17] = π/2, c[18] = π), by Estrin's scheme as there.
 template <typename T>
 __device__ __forceinline__ T correlation_h(T rho, const T* __restrict__ c) {
@@ -527,10 +527,10 @@ __global__ void cnn_correlation_sums(const T* __restrict__ U1, const T* __restri
     if (symmetric && offset + j < i) return;
     const T* u1 = U1 + (size_t)i * R1 * width;
     const T* u2 = U2 + (size_t)j * R2 * width;
-    const long long n1 = count1[i], n2 = count2[j];
+    const int n1 = (int)count1[i], n2 = (int)count2[j];  // at most d² each: 32-bit division, not 64-bit
     T total = T(0);
-    for (long long pair = threadIdx.x; pair < n1 * n2; pair += blockDim.x) {
-        const long long p = pair / n2, q = pair % n2;
+    for (int pair = threadIdx.x; pair < n1 * n2; pair += blockDim.x) {
+        const int p = pair / n2, q = pair % n2;
         T rho = T(0);
         for (int g = 0; g < width; ++g) rho += u1[p * width + g] * u2[q * width + g];
         const T weight = M[(size_t)live1[(size_t)i * R1 + p] * D + live2[(size_t)j * R2 + q]];
