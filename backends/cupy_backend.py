@@ -85,14 +85,30 @@ def conv_block(values: int) -> tuple[int, int]:
     return threads, -(-values // threads)
 
 
+def conv_image_values(net) -> int:
+    """n·d²: one image's activations in one layer."""
+    return net.width * net.size**2
+
+
+def conv_layer_parameters(net) -> int:
+    """n·n·f·f + n: one layer's weights and biases."""
+    return net.width**2 * net.filter_size**2 + net.width
+
+
 def conv_layer_bytes(net) -> int:
-    """One layer's weights and biases."""
-    return (net.width**2 * net.filter_size**2 + net.width) * net.dtype.itemsize
+    return conv_layer_parameters(net) * net.dtype.itemsize
 
 
 def conv_shared_bytes(net, rows: int, layers: int) -> int:
     """Shared memory of a fused CNN block: the image's layer input, `rows` δ images, `layers` layers' weights."""
-    return net.width * net.size**2 * (1 + rows) * net.dtype.itemsize + layers * conv_layer_bytes(net)
+    return conv_image_values(net) * (1 + rows) * net.dtype.itemsize + layers * conv_layer_bytes(net)
+
+
+def conv_trace_bytes(nets, rows: int) -> int:
+    """Device memory per image of the fused CNN kernels, for every network: each layer's input image (stored by
+    `conv_forward`) and `rows` rows of the image's gradients with respect to the layer (by `conv_backward`)."""
+    per_layer = conv_image_values(nets) + rows * conv_layer_parameters(nets)
+    return nets.networks * nets.depth * per_layer * nets.dtype.itemsize
 
 
 def conv_rows_per_launch(net) -> int:
@@ -257,7 +273,7 @@ class CupyBackend(Backend):
 
     def _conv_launch(self, nets, name, rows):
         """(kernel, grid's block, shared bytes, layers staged) of a fused CNN kernel carrying `rows` δ images."""
-        threads, per = conv_block(nets.width * nets.size**2)
+        threads, per = conv_block(conv_image_values(nets))
         room = (SHARED_LIMIT - conv_shared_bytes(nets, rows, 0)) // conv_layer_bytes(nets)
         layers = int(max(1, min(nets.depth, room)))
         kernel = _kernel(name, nets.dtype.name, nets.filter_size, per)
@@ -282,8 +298,7 @@ class CupyBackend(Backend):
         """Per network, image and row r of top (E, N, rows, k): the gradients of Σ_j top[.., r, j]·f_j with respect
         to every layer's weights and biases, (E, N, rows, L, n·n·f·f + n)."""
         N, rows = X.shape[0], top.shape[2]
-        per_layer = nets.width**2 * nets.filter_size**2 + nets.width
-        grads = self.xp.empty((nets.networks, N, rows, nets.depth, per_layer), dtype=nets.dtype)
+        grads = self.xp.empty((nets.networks, N, rows, nets.depth, conv_layer_parameters(nets)), dtype=nets.dtype)
         kernel, block, shared, layers = self._conv_launch(nets, "conv_backward", rows)
         kernel((N, nets.networks), block, (W, b, X, A, top, grads, *self._conv_dims(nets, N), np.int32(rows),
                                            np.int32(layers)), shared_mem=shared)
@@ -331,9 +346,8 @@ class CupyBackend(Backend):
         return out.swapaxes(1, 2), self.xp.matmul(D, A.swapaxes(-1, -2)), D.sum(axis=-1)
 
     def _per_input_gradient_bytes(self, nets) -> int:
-        if nets.kind == "conv":  # every layer's input image and the image's weight and bias gradients
-            per_layer = nets.width * nets.size**2 + nets.width**2 * nets.filter_size**2 + nets.width
-            return nets.networks * nets.depth * per_layer * nets.dtype.itemsize
+        if nets.kind == "conv":
+            return conv_trace_bytes(nets, 1)
         return 2 * nets.networks * nets.depth * nets.width * nets.dtype.itemsize
 
     def loss_and_gradients(self, net, X, Y, loss):
@@ -435,10 +449,8 @@ class CupyBackend(Backend):
         return mirror_lower_tiles(self.xp, out, gram_micro_tile(nets.outputs) * GRAM_THREADS) if same else out
 
     def _fused_ntk_bytes_per_input(self, nets) -> int:
-        if nets.kind == "conv":  # every layer's input image, and the image's Jacobians
-            per_layer = (nets.width * nets.size**2
-                         + nets.outputs * (nets.width**2 * nets.filter_size**2 + nets.width))
-            return nets.networks * nets.depth * per_layer * nets.dtype.itemsize
+        if nets.kind == "conv":
+            return conv_trace_bytes(nets, nets.outputs)
         return nets.networks * nets.depth * nets.width * (1 + nets.outputs) * nets.dtype.itemsize
 
     def ntk_ensemble(self, nets, X1, X2=None):

@@ -237,10 +237,10 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
             images = mnist[:n] if d == 28 else average_pool(mnist[:n], 28 // d)
             sets.append((f"{d}×{d} MNIST", images[:, None]))
     bound, ceiling = root_bound(), kappa_loop_ceiling()
+    compiled = [("numba", fused_cnn_pair_sum)] + ([("cupy", cuda_cnn_pair_sum)] if cuda_available() else [])
     rows = []
     for name, X in sets:
         n, d = len(X), X.shape[-1]
-        compiled = [("numba", fused_cnn_pair_sum)] + ([("cupy", cuda_cnn_pair_sum)] if cuda_available() else [])
         for _, pair_sum in compiled:
             cnn_limit_kernel(X[:2], pair_sum=pair_sum)  # compile before timing
         # The reference evaluates κ for all d⁴ pixel pairs of an image pair, the fused kernel for the pairs of

@@ -71,8 +71,9 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_
         run.update({"task": task, "depth": spec.depth, "C_L": spec.C_L, "epochs": epochs, "note": data.note,
                     "chance": 0.5 if task == "binary" else 0.1, "paper_accuracy": PAPER_ACCURACY[name],
                     "steps": steps, "schedule_steps": schedule, "evaluated_images": settings.eval_points})
-        if max_steps is not None and clock.rate():
-            run.update({"steps_per_second": clock.rate(), "schedule_seconds_estimate": schedule / clock.rate()})
+        rate = clock.rate()
+        if max_steps is not None and rate:
+            run.update({"steps_per_second": rate, "schedule_seconds_estimate": schedule / rate})
         out["rows"].append(run)
     return out
 
