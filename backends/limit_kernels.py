@@ -86,15 +86,20 @@ def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetr
     sums = np.zeros((len(U1), N2))
     premapped = D <= PREMAPPED_MAX_PIXELS
     chunk = max(1, WEIGHTS_CHUNK_BYTES // (8 * D * D)) if premapped else N2
+    # M with zero columns up to the second set's rows (D rounded up to VECTOR_WIDTH), which an image without a
+    # zero patch reads in order.
+    M_wide = np.zeros((D, -(-D // VECTOR_WIDTH) * VECTOR_WIDTH))
+    M_wide[:, :D] = M
     for j0 in range(0, N2, chunk):
         U2, root2, live2, count2 = unit_patches(P2[j0:j0 + chunk], norm2[j0:j0 + chunk], t, beta_sq,
                                                 multiple=VECTOR_WIDTH)
         U2t = np.ascontiguousarray(U2.transpose(0, 2, 1))
+        in_order2 = (norm2[j0:j0 + chunk] > 0).all(axis=1)
         weights2 = np.empty((len(U2), D, U2.shape[1]) if premapped else (0, D, 0))
         if premapped:
             premapped_weights(M, live2, root2, weights2)
-        cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, M, symmetric, j0, sums,
-                             H_CONSTANTS)
+        cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, in_order2, M_wide,
+                             symmetric, j0, sums, H_CONSTANTS)
     return sums
 
 

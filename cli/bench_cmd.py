@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from deepntk.cli.common import CommandError, check_output_path, comma_list, progress, quiet_option, user_errors
@@ -42,7 +40,8 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     FLOP/s as a fraction of the measured float64 matmul peak.
     """
     from deepntk.backends.registry import availability, backend_names, get_backend
-    from deepntk.engine.experiments.benchmark import fig3_full_settings, matmul_peak, run_benchmark, standard_workloads
+    from deepntk.engine.experiments.benchmark import (describe_machine, fig3_full_settings, matmul_peak, run_benchmark,
+                                                      standard_workloads)
     from deepntk.engine.experiments.peers import PEERS
 
     check_output_path(output)
@@ -75,7 +74,7 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
             raise CommandError(f"no workload matches {workloads!r}")
 
     peak = matmul_peak()
-    click.echo(f"float64 matmul peak of this machine: {peak / 1e9:.1f} GFLOP/s ({os.cpu_count()} CPUs)")
+    click.echo(f"float64 matmul peak of this machine: {peak / 1e9:.1f} GFLOP/s ({describe_machine()})")
     header = (f"{'workload':<20} {'impl':<11} {'first s':>8} {'median s':>9} {'vs numpy':>9} {'vs numba':>9} "
               f"{'GFLOP/s':>8} {'%peak':>6} {'us/layer':>9} {'rel err':>8}")
     click.echo(header)
@@ -146,11 +145,12 @@ def _scale(mnist_gram, data_dir, output):
 
 def _cnn_limit(data_dir, output):
     """Pairs and arc-cosine evaluations per second of the CNN limit kernel, reference vs fused."""
-    from deepntk.engine.experiments.benchmark import cnn_limit_rates
+    from deepntk.engine.experiments.benchmark import cnn_limit_rates, describe_machine
 
     with user_errors():
         report = cnn_limit_rates(data_dir=data_dir)
     bound = report["root_bound_per_second"]
+    click.echo(f"CNN limit kernel's pixel-pair sum on {describe_machine()}")
     click.echo(f"{'images':<15} {'Gram':<9} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} "
                f"{'speed-up':>9} {'κ evaluated':>12} {'κ/s (numba)':>12} {'of bound':>9} {'of κ loop':>10}")
     for row in report["rows"]:
@@ -218,7 +218,8 @@ def _solvers(data_dir, output):
 
 def _write_report(output, report):
     if output:
+        from deepntk.engine.experiments.benchmark import machine
         from deepntk.engine.results import write_json
 
-        write_json(output, report)
+        write_json(output, {"machine": machine(), **report})
         click.echo(f"wrote {output}")

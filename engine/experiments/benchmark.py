@@ -143,6 +143,35 @@ def matmul_peak(dtype=np.float64, size: int = 2048, repeats: int = 5) -> float:
     return 2.0 * size**3 / best
 
 
+def machine(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """The CPU the benchmark ran on: its model name, the CPUs this process may use, and its widest float64 vector
+    instructions (the compiled kernels' vector width depends on them: AVX-512 holds 8 lanes, AVX2 4), read from
+    Linux's `cpuinfo` where it exists."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(cpuinfo) as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name":
+                    model = value.strip()
+                elif name.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+    except OSError:
+        pass
+    vector = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sve", "SVE"),
+                                             ("asimd", "NEON"), ("sse2", "SSE2")) if flag in flags), "unknown")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cpus": cpus, "vector": vector}
+
+
+def describe_machine() -> str:
+    m = machine()
+    return f"{m['cpu']}, {m['cpus']} CPUs, {m['vector']}"
+
+
 def _timed(fn):
     start = time.perf_counter()
     fn()

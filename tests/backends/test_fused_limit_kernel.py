@@ -120,19 +120,24 @@ def test_the_in_cache_kappa_loop_sums_the_arc_cosine_kernel():
 
 
 @pytest.mark.parametrize("d,threshold", [(11, None), (5, 0)])
-def test_large_images_gather_their_weights_from_M(d, threshold, monkeypatch):
-    """Images of more than PREMAPPED_MAX_PIXELS pixels (28×28 MNIST) take their pixel-pair weights from M through
-    the patch lists instead of per-image copies: 11×11 images (121 pixels), and 5×5 ones with the threshold
-    lowered to force that path, with zero backgrounds, against the reference's direct sum."""
+def test_large_images_take_their_weights_from_M(d, threshold, monkeypatch):
+    """Images of more than PREMAPPED_MAX_PIXELS pixels (28×28 MNIST) take their pixel-pair weights from M instead
+    of per-image copies: gathered through the patch list for an image with zero patches, read in order for one
+    without (pixel counts that are not a multiple of the vector width read M's zero padding). 11×11 images (121
+    pixels), and 5×5 ones with the threshold lowered to force that path, against the reference's direct sum."""
+    from deepntk.analytic.cnn import CNNTerms
     from deepntk.backends import limit_kernels
 
     if threshold is not None:
         monkeypatch.setattr(limit_kernels, "PREMAPPED_MAX_PIXELS", threshold)
-    assert d * d > limit_kernels.PREMAPPED_MAX_PIXELS
+    assert d * d > limit_kernels.PREMAPPED_MAX_PIXELS and d * d % limit_kernels.VECTOR_WIDTH != 0
     rng = np.random.default_rng(d)
-    X = rng.uniform(0.0, 1.0, size=(6, 1, d, d)) * (rng.uniform(size=(6, 1, d, d)) < 0.3)
+    X = rng.uniform(0.0, 1.0, size=(6, 1, d, d))
+    X[:3] *= rng.uniform(size=(3, 1, d, d)) < 0.15
+    zero = CNNTerms(X, None, 0.9, 3, "code").norm1 == 0
+    assert zero[:3].any(axis=1).all() and not zero[3:].any()
     options = dict(outputs=2, rho=0.9, beta=1.1, filter_size=3, filter_variance="code")
-    for A, B in ((X, None), (X[:2], X[1:])):
+    for A, B in ((X, None), (X[:2], X[1:]), (X[3:5], X)):
         assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "gathered weights")
 

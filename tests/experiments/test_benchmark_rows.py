@@ -61,3 +61,21 @@ def test_time_call_runs_the_reference_once_when_told_no_repeats():
     calls.clear()
     result, _, _ = time_call(lambda: calls.append(None) or len(calls), repeats=2)
     assert len(calls) == 3 and result == 1
+
+
+@pytest.mark.parametrize("lines,cpu,vector", [
+    (["model name\t: AMD EPYC 9654", "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq"], "AMD EPYC 9654", "AVX-512"),
+    (["model name\t: Intel(R) Xeon(R) CPU E5-2680 v4", "flags\t\t: fpu sse2 avx avx2 fma"],
+     "Intel(R) Xeon(R) CPU E5-2680 v4", "AVX2"),
+    (["processor\t: 0", "Features\t: fp asimd evtstrm crc32"], None, "NEON"),
+])
+def test_the_machine_line_names_the_widest_vector_instructions(tmp_path, lines, cpu, vector):
+    """Reports record the CPU: its model and widest vector instructions, from cpuinfo files of three machines."""
+    from deepntk.engine.experiments.benchmark import machine
+
+    path = tmp_path / "cpuinfo"
+    path.write_text("\n".join(lines) + "\n")
+    described = machine(str(path))
+    assert described["vector"] == vector and described["cpus"] >= 1
+    if cpu is not None:
+        assert described["cpu"] == cpu
