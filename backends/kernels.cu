@@ -496,9 +496,17 @@ __global__ void conv_backward(const T* __restrict__ W, const T* __restrict__ b, 
 // ---- The CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#the-correlation-form) ----------------------
 // h(ρ) = 2π·κ/√(s₁s₂) = √(1 − ρ²) + (π − arccos ρ)·ρ = πρ/2 + π/2 − πu + u^{3/2}·G(u), u = (1 − |ρ|)/2, with G the
 // degree-16 polynomial whose coefficients c[0..16] are H_CONSTANTS of deepntk.backends.limit_kernels
-// (c[17] = π/2, c[18] = π), by Estrin's scheme as there.
-template <typename T>
+// (c[17] = π/2, c[18] = π), by Estrin's scheme as there. NEAR_ONE: every ρ is at least 7/8, and G is the degree-7
+// polynomial c[0..7] of H_NEAR_ONE_CONSTANTS (same c[17], c[18]).
+template <typename T, int NEAR_ONE>
 __device__ __forceinline__ T correlation_h(T rho, const T* __restrict__ c) {
+    if constexpr (NEAR_ONE) {
+        T u = (T(1) - rho) * T(0.5);
+        u = u < T(0) ? T(0) : u;
+        const T u2 = u * u, u4 = u2 * u2;
+        const T g = (c[0] + c[1] * u) + (c[2] + c[3] * u) * u2 + ((c[4] + c[5] * u) + (c[6] + c[7] * u) * u2) * u4;
+        return c[17] * rho + (c[17] - c[18] * u) + u * sqrt(u) * g;
+    }
     rho = rho < T(-1) ? T(-1) : (rho > T(1) ? T(1) : rho);
     const T u = (T(1) - (rho < T(0) ? -rho : rho)) * T(0.5);
     const T u2 = u * u, u4 = u2 * u2, u8 = u4 * u4;
@@ -514,7 +522,8 @@ __device__ __forceinline__ T correlation_h(T rho, const T* __restrict__ c) {
 // deepntk.backends.limit_kernels.unit_patches), for image i of the first set and j of this chunk of the second.
 // One block per image pair (blockIdx.x = i, blockIdx.y = j); its threads take the patch pairs in turn and add up
 // their parts in shared memory (blockDim.x values). With `symmetric`, pairs with offset + j < i are skipped.
-template <typename T>
+// NEAR_ONE: as for correlation_h (c is then H_NEAR_ONE_CONSTANTS).
+template <typename T, int NEAR_ONE>
 __global__ void cnn_correlation_sums(const T* __restrict__ U1, const T* __restrict__ root1,
                                      const long long* __restrict__ live1, const long long* __restrict__ count1,
                                      int R1, const T* __restrict__ U2, const T* __restrict__ root2,
@@ -534,7 +543,7 @@ __global__ void cnn_correlation_sums(const T* __restrict__ U1, const T* __restri
         T rho = T(0);
         for (int g = 0; g < width; ++g) rho += u1[p * width + g] * u2[q * width + g];
         const T weight = M[(size_t)live1[(size_t)i * R1 + p] * D + live2[(size_t)j * R2 + q]];
-        total += weight * root1[(size_t)i * R1 + p] * root2[(size_t)j * R2 + q] * correlation_h(rho, c);
+        total += weight * root1[(size_t)i * R1 + p] * root2[(size_t)j * R2 + q] * correlation_h<T, NEAR_ONE>(rho, c);
     }
     partial[threadIdx.x] = total;
     for (int half = blockDim.x / 2; half > 0; half /= 2) {  // blockDim.x is a power of two

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from deepntk.backends.limit_kernels import H_CONSTANTS  # noqa: F401  (the kernels' argument c)
+from deepntk.backends.limit_kernels import H_CONSTANTS, H_NEAR_ONE_CONSTANTS  # noqa: F401  (the kernels' argument c)
 
 # Fused: no (N1, N2, d², d²) temporaries. The loops over q are written with selects and no calls so that LLVM
 # vectorizes them; 'reassoc' lets it reorder the sums over q (results move by ~1e-16 relative), and the inputs
@@ -38,6 +38,24 @@ def _h(rho, c):
 
 
 @njit(inline="always", fastmath=_VECTOR_MATH)
+def _h_near_one(rho, c):
+    """h(ρ) for ρ ≥ 7/8 (u ∈ [0, 1/16]), within 6e-16, with the degree-7 polynomial of `c` = H_NEAR_ONE_CONSTANTS;
+    finite (and multiplied by a zero weight) at the zero padding's ρ = 0."""
+    u = max((1.0 - rho) * 0.5, 0.0)
+    u2 = u * u
+    u4 = u2 * u2
+    g = (c[0] + c[1] * u) + (c[2] + c[3] * u) * u2 + ((c[4] + c[5] * u) + (c[6] + c[7] * u) * u2) * u4
+    return c[17] * rho + (c[17] - c[18] * u) + u * np.sqrt(u) * g
+
+
+@njit(inline="always", fastmath=_VECTOR_MATH)
+def _kappa(rho, c, near_one):
+    """h(ρ) by `_h_near_one` or `_h`; the kernel passes `near_one` as a compile-time constant, so only one of them
+    is in its loops."""
+    return _h_near_one(rho, c) if near_one else _h(rho, c)
+
+
+@njit(inline="always", fastmath=_VECTOR_MATH)
 def _correlations(U1, i, pp, U2t, j, q, width):
     """ρ of patches pp and pp + 1 of image i with patch q of image j."""
     rho = 0.0
@@ -50,18 +68,20 @@ def _correlations(U1, i, pp, U2t, j, q, width):
 
 
 @functools.cache
-def correlation_sums_kernel(width: int):
+def correlation_sums_kernel(width: int, near_one: bool = False):
     """The fused kernel for unit patch vectors of `width` = c·f² + 1 entries, compiled with the width as a
-    constant (one cached compilation per width): the inner products then unroll. The width is the closure's only
-    variable: Numba's cache key hashes the closure's values, and a dispatcher among them would differ between
-    processes."""
+    constant (one cached compilation per width and flag): the inner products then unroll. `near_one`: every
+    correlation is at least 7/8 (`deepntk.backends.limit_kernels.correlations_near_one`), and κ takes the shorter
+    polynomial of `_h_near_one` (c = H_NEAR_ONE_CONSTANTS). The width and that flag are the closure's only
+    variables, plain values: Numba's cache key hashes the closure's values, and a dispatcher among them would
+    differ between processes."""
 
     @njit(parallel=True, cache=True, fastmath=_VECTOR_MATH)
     def cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, in_order2, M, symmetric,
                              offset, out, c):
         """out[i, offset + j] = Σ_pq M_pq·2π·κ(φ_p, φ_q) = Σ_pq M_pq·√s_p·√s_q·h(ρ_pq) over the pixel pairs whose
         patches are both nonzero, for every image i of the first set and j of this chunk of the second
-        (offset + j >= i when `symmetric`); c is H_CONSTANTS.
+        (offset + j >= i when `symmetric`); c is H_CONSTANTS (H_NEAR_ONE_CONSTANTS when `near_one`).
 
         U1 (N1, R1, width) holds image i's nonzero patches first as unit vectors u_p = (√t·φ_p, β)/√s_p, so that
         ⟨u_p, u_q⟩ is the correlation ρ_pq = s₁₂/√(s₁s₂); root1 their √s_p and live1 their pixels. count1[i] is
@@ -97,18 +117,18 @@ def correlation_sums_kernel(width: int):
                     # One loop per access pattern of the weights: contiguous rows, M's rows in order, a gather.
                     if premapped:
                         for q in range(n2):
-                            part += weights2[j, p, q] * _h(rho[q], c)
-                            part2 += weights2[j, p2, q] * _h(rho2[q], c)
+                            part += weights2[j, p, q] * _kappa(rho[q], c, near_one)
+                            part2 += weights2[j, p2, q] * _kappa(rho2[q], c, near_one)
                     elif in_order:
                         for q in range(n2):
                             root = root2[j, q]
-                            part += M[p, q] * root * _h(rho[q], c)
-                            part2 += M[p2, q] * root * _h(rho2[q], c)
+                            part += M[p, q] * root * _kappa(rho[q], c, near_one)
+                            part2 += M[p2, q] * root * _kappa(rho2[q], c, near_one)
                     else:
                         for q in range(n2):
                             root, pixel = root2[j, q], live2[j, q]
-                            part += M[p, pixel] * root * _h(rho[q], c)
-                            part2 += M[p2, pixel] * root * _h(rho2[q], c)
+                            part += M[p, pixel] * root * _kappa(rho[q], c, near_one)
+                            part2 += M[p2, pixel] * root * _kappa(rho2[q], c, near_one)
                     total += root1[i, pp] * part + root1[i, pp + 1] * part2
                 out[i, offset + j] = total
 

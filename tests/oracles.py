@@ -171,3 +171,27 @@ def per_network_kernel(params, X1, X2):
         TX = np.einsum("imp,pq,jmq->ij", F1, M, F2)
         total = 1 + TX + (L - 1) * (1 + C**2 * (TX + k * M.sum())) + np.einsum("lip,pq,ljq->ij", r1, M, r2)
     return np.einsum("ij,ab->ijab", total / (L * C**2), np.eye(k))
+
+
+def correlation_h_grid(near_one: bool):
+    """Correlations ρ on which to check h(ρ) = √(1 − ρ²) + (π − arccos ρ)·ρ = 2π·κ(1, 1, ρ) (the correlation form of
+    the CNN limit kernels): a grid of [−1, 1] (of [7/8, 1] for the shorter polynomial of correlations near one),
+    within 10⁻¹⁶…10⁻¹ of the ends, the ends, and just outside (round-off in ρ, where h must clamp); and h there
+    from mpmath at 30 digits. None where mpmath is missing."""
+    try:
+        import mpmath
+    except ImportError:
+        return None
+    mpmath.mp.dps = 30
+    low = 7 / 8 if near_one else -1.0
+    near = 1.0 - np.logspace(-16, -1, 61)
+    rho = np.concatenate([np.linspace(low, 1.0, 2001), near[near >= low], [1.0, low]])
+    if not near_one:
+        rho = np.concatenate([rho, -near, [0.0]])
+
+    def exact(r):
+        r = mpmath.mpf(min(max(r, -1.0), 1.0))
+        return float(mpmath.sqrt(1 - r * r) + (mpmath.pi - mpmath.acos(r)) * r)
+
+    outside = [1.0 + 4e-16] + ([] if near_one else [-1.0 - 4e-16])
+    return np.concatenate([rho, outside]), np.array([exact(r) for r in rho] + [np.pi, 0.0][:len(outside)])

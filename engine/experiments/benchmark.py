@@ -241,8 +241,10 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     `deepntk.analytic` and the fused Numba kernel, timed in one run, for a symmetric Gram (the fused kernel
     computes the upper pairs only; the reference's blocks span the diagonal, so at 7×7 it computes all N²) and
     a cross Gram (a quarter of the images against the rest, like test × training: the same pairs for both).
-    Images: uniform random ones (no zero patch: the fused kernel's worst case) and, when `data_dir` (or
-    DEEPNTK_DATA) holds MNIST, MNIST training images (7×7: 4×4-pooled as Table 1's CNNs take them).
+    Images: uniform random ones with the default scales (no zero patch and correlations down to 0.1: the fused
+    kernel's worst case) and, when `data_dir` (or DEEPNTK_DATA) holds MNIST, MNIST training images at Table 1's
+    CNN settings (rho = 1/3 with the authors' tap variance; 7×7: 4×4-pooled as Table 1's CNNs take them), whose
+    correlations are all near one (`deepntk.backends.limit_kernels.correlations_near_one`).
 
     Beside them two limits, measured on every core in the same run: the rate of the square root each κ needs
     (`root_bound`), and of the kernel's whole κ arithmetic on in-cache arrays
@@ -255,35 +257,42 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     (kernels.cu) is timed too, as the median of three calls, and compared with the fused one."""
     from deepntk.analytic import cnn_limit_kernel
     from deepntk.analytic.cnn import CNNTerms
-    from deepntk.backends.limit_kernels import cuda_available, cuda_cnn_pair_sum, fused_cnn_pair_sum
+    from deepntk.backends.limit_kernels import (correlations_near_one, cuda_available, cuda_cnn_pair_sum,
+                                                fused_cnn_pair_sum)
 
-    sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d))) for d, n in sizes]
+    sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d)), {})
+            for d, n in sizes]
     mnist = _mnist_images(data_dir, max(n for _, n in sizes))
     if mnist is not None:
         from deepntk.engine.architectures.cnn import average_pool
 
         for d, n in sizes:
             images = mnist[:n] if d == 28 else average_pool(mnist[:n], 28 // d)
-            sets.append((f"{d}×{d} MNIST", images[:, None]))
+            sets.append((f"{d}×{d} MNIST", images[:, None], table1_cnn_scales()))
     bound, ceiling = root_bound(), kappa_loop_ceiling()
     compiled = [("numba", fused_cnn_pair_sum)] + ([("cupy", cuda_cnn_pair_sum)] if cuda_available() else [])
     rows = []
-    for name, X in sets:
+    for name, X, scales in sets:
         n, d = len(X), X.shape[-1]
         for _, pair_sum in compiled:
-            cnn_limit_kernel(X[:2], pair_sum=pair_sum)  # compile before timing
+            cnn_limit_kernel(X[:2], pair_sum=pair_sum, **scales)  # compile before timing
         # The reference evaluates κ for all d⁴ pixel pairs of an image pair, the fused kernel for the pairs of
         # nonzero patches only (docs/limit-kernels.md#zero-patches).
-        live = (CNNTerms(X, None, 1.0, 3, "code").norm1 > 0).sum(axis=1).astype(float)
+        terms = CNNTerms(X, None, scales.get("rho", 1.0), scales.get("filter_size", 3),
+                         scales.get("filter_variance", "paper"))
+        live = (terms.norm1 > 0).sum(axis=1).astype(float)
+        near_one = correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t,
+                                         scales.get("beta", 1.0) ** 2)
         quarter = n // 4
         grams = {"symmetric": ((X, None), n * (n + 1) / 2, (live.sum() ** 2 + (live**2).sum()) / 2),
                  "cross": ((X[:quarter], X[quarter:]), quarter * (n - quarter),
                            live[:quarter].sum() * live[quarter:].sum())}
         for gram, (images, pairs, fused_evaluations) in grams.items():
-            row = {"image": name, "gram": gram, "images": n, "pairs": pairs}
+            row = {"image": name, "gram": gram, "images": n, "pairs": pairs, "scales": scales,
+                   "polynomial": "near one" if near_one else "full"}
             evaluated = {"numpy": pairs * d**4, "numba": fused_evaluations, "cupy": fused_evaluations}
             for label, pair_sum, repeats in [("numpy", None, 0)] + [(label, f, 3) for label, f in compiled]:
-                call = functools.partial(cnn_limit_kernel, *images, pair_sum=pair_sum)
+                call = functools.partial(cnn_limit_kernel, *images, pair_sum=pair_sum, **scales)
                 _, _, median = time_call(call, repeats=repeats)
                 row[label] = {"seconds": median, "pairs_per_second": pairs / median,
                               "pixel_pairs_per_second": pairs * d**4 / median,
@@ -296,6 +305,16 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
                 row["cupy_speedup_over_numba"] = row["numba"]["seconds"] / row["cupy"]["seconds"]
             rows.append(row)
     return {"rows": rows, "root_bound_per_second": bound, "kappa_loop_per_second": ceiling}
+
+
+def table1_cnn_scales() -> dict:
+    """The options of Table 1's 10-class CNN (deepntk.engine.experiments.table1) that its limit kernel's κ
+    depends on."""
+    from deepntk.engine.experiments.table1 import table1_rows
+
+    spec = next(row[2] for row in table1_rows("paper")[0] if row[0] == "CNN")
+    return {"rho": spec.rho, "beta": spec.beta, "filter_size": spec.filter_size,
+            "filter_variance": spec.filter_variance}
 
 
 def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_iterations: int = 1000,

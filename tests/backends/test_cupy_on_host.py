@@ -14,12 +14,13 @@ import pytest
 
 import deepntk
 from deepntk.analytic import cnn_limit_kernel
+from deepntk.analytic.cnn import CNNTerms
 from deepntk.backends import cupy_backend, limit_kernels
 from deepntk.backends.cupy_backend import (CupyBackend, NARROW_WIDTH, SHARED_LIMIT, compiled_width, gram_layer_bytes,
                                            gram_micro_tile, mirror_lower_tiles)
 from deepntk.engine.errors import TrainingDiverged
 from deepntk.engine.packed import network_inputs, pack
-from oracles import perturbed
+from oracles import correlation_h_grid, perturbed
 from conftest import TOL, assert_close
 from cuda_emulation import compiler_missing_reason, emulated_kernel
 
@@ -231,10 +232,14 @@ def test_a_diverging_network_of_an_ensemble_is_named(on_host):
         deepntk.gradient_descent(deepntk.stack_params(members), X, Y, 2, eta=0.1, backend=on_host)
 
 
-@pytest.mark.parametrize("c,f,d,variance", [(1, 3, 7, "code"), (2, 3, 5, "paper"), (1, 5, 6, "code")])
-def test_cnn_limit_kernel_in_device_code_equals_the_reference(on_host, monkeypatch, c, f, d, variance):
+@pytest.mark.parametrize("c,f,d,variance,rho,beta,near_one", [
+    (1, 3, 7, "code", 0.8, 1.3, False), (2, 3, 5, "paper", 0.8, 1.3, False), (1, 5, 6, "code", 0.8, 1.3, True),
+    (1, 3, 7, "code", 1 / 3, 1.0, True)])
+def test_cnn_limit_kernel_in_device_code_equals_the_reference(on_host, monkeypatch, c, f, d, variance, rho, beta,
+                                                              near_one):
     """kernels.cu's pixel-pair sum against deepntk.analytic's direct sum: symmetric and cross Grams both ways,
-    images with zero backgrounds (like MNIST's), a blank image, and the second set sent in chunks of 3 images."""
+    images with zero backgrounds (like MNIST's), a blank image, and the second set sent in chunks of 3 images;
+    scales whose correlations are all near one (the last: Table 1's) take the shorter polynomial."""
     monkeypatch.setattr(limit_kernels, "CUDA_CHUNK_BYTES", 3 * d * d * (c * f * f + 3) * 8)
     pair_sum = functools.partial(limit_kernels.pair_sum_from_nonzero,
                                  nonzero_sums=functools.partial(limit_kernels.cuda_nonzero_pair_sums, xp=np))
@@ -242,11 +247,36 @@ def test_cnn_limit_kernel_in_device_code_equals_the_reference(on_host, monkeypat
     X = rng.uniform(0.0, 1.0, size=(8, c, d, d))
     X[:4] *= rng.uniform(size=(4, 1, d, d)) < 0.35  # sparse strokes: zero patches wherever a window misses them
     X[2] = 0.0
-    options = dict(outputs=2, rho=0.8, beta=1.3, filter_size=f, filter_variance=variance)
+    options = dict(outputs=2, rho=rho, beta=beta, filter_size=f, filter_variance=variance)
+    terms = CNNTerms(X, None, rho, f, variance)
+    assert limit_kernels.correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t,
+                                               options["beta"] ** 2) == near_one
     for A, B in ((X, None), (X[:3], X[1:]), (X[1:], X[:3])):
         assert_close(cnn_limit_kernel(A, B, pair_sum=pair_sum, **options), cnn_limit_kernel(A, B, **options),
                      TOL["identity"], "CNN limit kernel")
     assert on_host.launches["cnn_correlation_sums"] == 3 + 1 + 1  # the symmetric Gram's 8 images in chunks of 3
+
+
+@pytest.mark.parametrize("near_one", [False, True])
+def test_the_device_correlation_form_matches_a_30_digit_arc_cosine(on_host, near_one):
+    """kernels.cu's h(ρ) (both polynomials) against mpmath at 30 digits on `correlation_h_grid`: one patch per image,
+    unit roots and weight, so that out[i, 0] = h(⟨u_i, u⟩) = h(ρ_i) with u_i = (ρ_i, √(1 − ρ_i²)) and u = (1, 0)."""
+    grid = correlation_h_grid(near_one)
+    if grid is None:
+        pytest.skip("mpmath comes with the symbolic extra")
+    rho, expected = grid
+    n = len(rho)
+    U1 = np.stack([rho, np.sqrt(np.maximum(1.0 - rho**2, 0.0))], axis=1)[:, None, :]
+    constants = limit_kernels.H_NEAR_ONE_CONSTANTS if near_one else limit_kernels.H_CONSTANTS
+    out = np.zeros((n, 1))
+    kernel = cupy_backend._kernel("cnn_correlation_sums", "float64", int(near_one))
+    ones, zeros = np.ones((n, 1)), np.zeros((n, 1), dtype=np.int64)
+    kernel((n, 1), (limit_kernels.PAIR_THREADS,),
+           [U1, ones, zeros, np.ones(n, dtype=np.int64), np.int32(1), np.array([[[1.0, 0.0]]]), np.ones((1, 1)),
+            np.zeros((1, 1), dtype=np.int64), np.ones(1, dtype=np.int64), np.int32(1), np.int32(2), np.ones((1, 1)),
+            np.int32(1), np.int32(1), np.int32(0), np.int32(0), np.array(constants), out],
+           shared_mem=limit_kernels.PAIR_THREADS * 8)
+    assert_close(out[:, 0], expected, TOL["exact"], "h on the device")
 
 
 def test_the_device_is_preferred_for_the_cnn_limit_kernel(monkeypatch):

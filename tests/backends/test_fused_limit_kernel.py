@@ -12,6 +12,7 @@ import deepntk  # noqa: E402
 from deepntk.analytic import cnn_expected_kernel, cnn_limit_kernel  # noqa: E402
 from deepntk.backends.limit_kernels import fused_cnn_pair_sum  # noqa: E402
 from conftest import TOL, assert_close  # noqa: E402
+from oracles import correlation_h_grid  # noqa: E402
 
 
 @pytest.mark.parametrize("c,f,d,variance", [(1, 3, 7, "code"), (2, 3, 5, "paper"), (3, 5, 6, "paper"), (1, 1, 4, "code")])
@@ -69,39 +70,79 @@ def test_the_cnn_architecture_uses_the_fused_kernel():
     assert cnn_pair_sum() is fused_cnn_pair_sum
 
 
-def _evaluate_h(rho):
+def _evaluate_h(rho, near_one=False):
     from numba import njit
 
-    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, _h
+    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, H_NEAR_ONE_CONSTANTS, _kappa
 
     @njit
-    def evaluate(rho, c):
+    def evaluate(rho, c, near_one):
         out = np.empty_like(rho)
         for k in range(rho.size):
-            out[k] = _h(rho[k], c)
+            out[k] = _kappa(rho[k], c, near_one)
         return out
 
-    return evaluate(rho, H_CONSTANTS)
+    return evaluate(rho, H_NEAR_ONE_CONSTANTS if near_one else H_CONSTANTS, near_one)
 
 
-def test_the_correlation_form_matches_a_30_digit_arc_cosine():
-    """h(ρ) = √(1 − ρ²) + (π − arccos ρ)·ρ, the kernel's polynomial form, against mpmath at 30 digits: on a grid of
-    [−1, 1], within 10⁻¹⁶…10⁻¹ of both ends, at 0 and ±1, and just outside (round-off in ρ), where it must clamp."""
-    mpmath = pytest.importorskip("mpmath", reason="mpmath comes with the symbolic extra")
-    mpmath.mp.dps = 30
-    near = 1.0 - np.logspace(-16, -1, 61)
-    rho = np.concatenate([np.linspace(-1.0, 1.0, 2001), near, -near, [0.0, 1.0, -1.0]])
-
-    def exact(r):
-        r = mpmath.mpf(min(max(r, -1.0), 1.0))
-        return float(mpmath.sqrt(1 - r * r) + (mpmath.pi - mpmath.acos(r)) * r)
-
-    got = _evaluate_h(np.concatenate([rho, [1.0 + 4e-16, -1.0 - 4e-16]]))
-    expected = np.array([exact(r) for r in rho] + [np.pi, 0.0])
-    assert_close(got, expected, TOL["exact"], "h on [−1, 1]")
+@pytest.mark.parametrize("near_one", [False, True])
+def test_the_correlation_form_matches_a_30_digit_arc_cosine(near_one):
+    """h(ρ) = √(1 − ρ²) + (π − arccos ρ)·ρ, the kernel's polynomial form, against mpmath at 30 digits on
+    `correlation_h_grid`: all of [−1, 1], or [7/8, 1] for the shorter polynomial of correlations near one."""
+    grid = correlation_h_grid(near_one)
+    if grid is None:
+        pytest.skip("mpmath comes with the symbolic extra")
+    rho, expected = grid
+    got = _evaluate_h(rho, near_one)
+    assert_close(got, expected, TOL["exact"], "h")
     # Relative to each value where h is not small (it falls to 0 at ρ = −1 like (1 + ρ)^{3/2}).
     sizable = expected > 0.3
     assert_close(got[sizable] / expected[sizable], np.ones(sizable.sum()), TOL["exact"], "h relative")
+
+
+def test_correlations_near_one_is_a_true_bound():
+    """The shorter polynomial is taken only where every correlation is ≥ 7/8: at Table 1's settings (pixels in
+    [0, 1], rho = 1/3 with the authors' tap variance, β = 1) the bound holds, and the correlations computed
+    directly from the patches are all above 7/8; it does not hold at the paper's tap variance (rho = 1), with a
+    negative pixel, or with β = 0."""
+    from deepntk.analytic.cnn import CNNTerms
+    from deepntk.backends.limit_kernels import correlations_near_one
+
+    X = np.random.default_rng(8).uniform(0.0, 1.0, size=(6, 1, 7, 7))
+    X[:3] *= X[:3] > 0.6
+
+    def near_one(X, rho, beta_sq, variance="code"):
+        terms = CNNTerms(X[:4], X[2:], rho, 3, variance)
+        return terms, correlations_near_one(terms.P1, terms.norm1, terms.P2, terms.norm2, terms.t, beta_sq)
+
+    terms, holds = near_one(X, 1 / 3, 1.0)
+    s1, s2 = terms.t * terms.norm1 + 1.0, terms.t * terms.norm2 + 1.0
+    correlations = (terms.t * np.einsum("ipc,jqc->ijpq", terms.P1, terms.P2) + 1.0) / np.sqrt(
+        s1[:, None, :, None] * s2[None, :, None, :])
+    assert holds and correlations.min() >= 7 / 8
+    assert not near_one(X, 1.0, 1.0, "paper")[1]
+    negative = X.copy()
+    negative[4, 0, 3, 3] = -0.01
+    assert not near_one(negative, 1 / 3, 1.0)[1]
+    assert not near_one(X, 1 / 3, 0.0)[1]
+
+
+def test_table1_settings_take_the_near_one_polynomial():
+    """Table 1's CNN settings on 4×4-pooled images with zero backgrounds: the kernel with the shorter polynomial
+    (the path these settings take) against the reference, limit and finite-depth expectation (β² → C_L²β²)."""
+    from deepntk.analytic.cnn import CNNTerms
+    from deepntk.backends.limit_kernels import correlations_near_one
+
+    rng = np.random.default_rng(12)
+    X = rng.uniform(0.0, 1.0, size=(9, 1, 7, 7)) * (rng.uniform(size=(9, 1, 7, 7)) < 0.5)
+    options = dict(outputs=10, rho=1 / 3, beta=1.0, filter_size=3, filter_variance="code")
+    terms = CNNTerms(X, None, 1 / 3, 3, "code")
+    assert correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t, 1.0)
+    for A, B in ((X, None), (X[:3], X[2:])):
+        assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
+                     cnn_limit_kernel(A, B, **options), TOL["identity"], "limit near one")
+        assert_close(cnn_expected_kernel(A, B, depth=50, C_L=4.0, pair_sum=fused_cnn_pair_sum, **options),
+                     cnn_expected_kernel(A, B, depth=50, C_L=4.0, **options), TOL["identity"], "expected near one")
 
 
 def test_the_in_cache_kappa_loop_sums_the_arc_cosine_kernel():
@@ -143,9 +184,9 @@ def test_large_images_take_their_weights_from_M(d, threshold, monkeypatch):
 
 
 def test_the_width_specialized_kernel_is_loaded_from_numba_s_cache(tmp_path):
-    """`correlation_sums_kernel(width)` compiles a closure per width with cache=True: a second process finds it in
-    the on-disk cache (a closure over anything that pickles differently per process would miss it and pay the
-    ~6 s compile again)."""
+    """`correlation_sums_kernel(width, near_one)` compiles a closure per width and flag with cache=True: a second
+    process finds both flags' kernels in the on-disk cache (a closure over anything that pickles differently per
+    process would miss it and pay the ~6 s compile again)."""
     import os
     import subprocess
     import sys
@@ -153,12 +194,13 @@ def test_the_width_specialized_kernel_is_loaded_from_numba_s_cache(tmp_path):
     script = ("import numpy as np; from deepntk.analytic import cnn_limit_kernel; "
               "from deepntk.backends.limit_kernels import fused_cnn_pair_sum; "
               "from deepntk.backends.numba_limit_kernels import correlation_sums_kernel; "
-              "cnn_limit_kernel(np.ones((2, 1, 4, 4)), pair_sum=fused_cnn_pair_sum); "
-              "stats = correlation_sums_kernel(10).stats; print(sum(stats.cache_hits.values()), "
-              "sum(stats.cache_misses.values()))")
+              "X = np.ones((2, 1, 4, 4)); cnn_limit_kernel(X, pair_sum=fused_cnn_pair_sum); "
+              "cnn_limit_kernel(X, rho=1 / 3, filter_variance='code', pair_sum=fused_cnn_pair_sum); "
+              "stats = [correlation_sums_kernel(10, flag).stats for flag in (False, True)]; "
+              "print(*[sum(s.cache_hits.values()) for s in stats], *[sum(s.cache_misses.values()) for s in stats])")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
             for _ in range(2)]
     for run in runs:
         assert run.returncode == 0, run.stderr
-    assert [run.stdout.split() for run in runs] == [["0", "1"], ["1", "0"]]
+    assert [run.stdout.split() for run in runs] == [["0", "0", "1", "1"], ["1", "1", "0", "0"]]
