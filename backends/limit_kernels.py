@@ -179,13 +179,14 @@ def unit_patches(P, norms, t: float, beta_sq: float, multiple: int):
 
 
 # Images of up to this many pixels get per-image copies of M's columns (d⁴ values: 19 KB at 7×7); larger ones
-# gather from M, since their copies (4.9 MB each at 28×28) would stream from memory for every image pair.
+# take their weights from M, since their copies (4.9 MB each at 28×28) would stream from memory for every pair.
 PREMAPPED_MAX_PIXELS = 100
 # Bytes of those copies made at a time: the kernel passes every image of the first set over one chunk, which must
 # stay in the caches. With 64 MiB chunks a 2048² tile of Table 1's 7×7 Gram streamed them from memory and ran 1.8×
 # slower than with 4 MiB (1–4 MiB measured alike).
 WEIGHTS_CHUNK_BYTES = 4 << 20
-# Four float64 lanes of AVX2: the kernel's inner loops run over whole vectors.
+# The second set's patch lists are rounded up to whole vectors of AVX2's four float64 lanes. With AVX-512's eight,
+# each loop ends with a short remainder; rounding up to 8 or 16 instead measured no faster.
 VECTOR_WIDTH = 4
 # The CUDA kernel: threads per image pair (a power of two, for the reduction), the most images of the second set
 # on the grid's y axis, and the bytes of their unit patches sent to the device at a time.
