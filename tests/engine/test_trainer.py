@@ -109,6 +109,52 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, backend):
         assert np.all(np.isfinite(data["W"])) and np.all(np.isfinite(meta["history"]["batch_loss"]))
 
 
+def test_steps_run_while_a_checkpoint_is_written(tmp_path, monkeypatch):
+    """The checkpoint after step 5 is written while steps 6 … 10 run: its write waits (up to 30 s) until the run has
+    reported step 8, which a write on the training thread would never see, and the files are those of a run
+    whose writes wait for nothing (the final checkpoint bit for bit)."""
+    import threading
+
+    from deepntk.engine import trainer
+
+    params, X, Y = toy()
+    settings = TrainSettings(steps=10, batch_size=6, eta=1.0, seed=2, checkpoint_every=5)
+    plain = train(params, X, Y, settings, backend="numpy", checkpoint_dir=str(tmp_path / "plain"))
+    step_eight, seen, write = threading.Event(), [], trainer.write_npz
+
+    def slow_write(path, **arrays):
+        if not seen:  # the first checkpoint only
+            seen.append(step_eight.wait(timeout=30))
+        write(path, **arrays)
+
+    monkeypatch.setattr(trainer, "write_npz", slow_write)
+    overlapped = train(params, X, Y, settings, backend="numpy", checkpoint_dir=str(tmp_path / "overlapped"),
+                       on_step=lambda step, total, value: step == 8 and step_eight.set())
+    assert seen == [True]
+    for a, b in zip(plain.params.weights, overlapped.params.weights):
+        assert np.array_equal(a, b)
+    with np.load(tmp_path / "plain" / "checkpoint.npz") as first, \
+            np.load(tmp_path / "overlapped" / "checkpoint.npz") as second:
+        assert all(np.array_equal(first[name], second[name]) for name in ("W", "b", "order", "meta"))
+
+
+def test_a_failed_checkpoint_write_is_raised(tmp_path, monkeypatch):
+    """A write that fails in the background (here: no space left) stops the run with its error at the next
+    checkpoint, not silently."""
+    import errno
+
+    from deepntk.engine import trainer
+
+    def full_disk(path, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(trainer, "write_npz", full_disk)
+    params, X, Y = toy()
+    with pytest.raises(OSError, match="No space left"):
+        train(params, X, Y, TrainSettings(steps=10, eta=1.0, checkpoint_every=3), backend="numpy",
+              checkpoint_dir=str(tmp_path))
+
+
 def test_accuracy_conventions():
     Y = np.eye(3)[[0, 2, 1]]
     assert classification_kind(Y) == "onehot"
