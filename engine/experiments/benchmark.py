@@ -119,16 +119,19 @@ def run_deepntk(workload: Workload, backend: str, ensemble: bool = False):
     return np.concatenate([grads.W.ravel(), grads.b.ravel()])
 
 
-def time_call(fn, repeats: int, budget: float = 20.0):
-    """(result, first-call seconds, median of up to `repeats` more calls); slow calls repeat less, at least once,
-    except that `repeats=0` times the first call alone (a reference path that compiles nothing)."""
+def time_call(fn, repeats: int, budget: float = 20.0, min_seconds: float = 0.5, max_calls: int = 200):
+    """(result, first-call seconds, median of `repeats` or more calls after it); slow calls repeat less, at
+    least once, and fast ones go on until they have run `min_seconds` in all (at most `max_calls` calls): the
+    first few calls after a compilation or a BLAS call run slower, and three of them put the median of a
+    2-ms NTK Gram at 4 ms. `repeats=0` times the first call alone (a reference path that compiles nothing)."""
     start = time.perf_counter()
     result = fn()
     first = time.perf_counter() - start
     if repeats == 0:
         return result, first, first
     times = []
-    for _ in range(max(1, min(repeats, int(budget / max(first, 1e-9))))):
+    least = max(1, min(repeats, int(budget / max(first, 1e-9))))
+    while len(times) < least or (sum(times) < min_seconds and len(times) < max_calls):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -253,8 +256,8 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     second count d⁴ per image pair for both. The sizes make the per-call costs (packing the patches, waking the
     threads) small beside the pair sum, as in Table 1's Grams of thousands of images: at 160 7×7 images they
     were a third of the fused kernel's time. The reference is timed once (it compiles nothing and takes ~20 s
-    a set), the fused kernel as the median of three calls. Where CuPy reaches a CUDA device, the device's kernel
-    (kernels.cu) is timed too, as the median of three calls, and compared with the fused one."""
+    a set), the fused kernel as the median of `time_call`'s calls (at least three). Where CuPy reaches a CUDA
+    device, the device's kernel (kernels.cu) is timed too, in the same way, and compared with the fused one."""
     from deepntk.analytic import cnn_limit_kernel
     from deepntk.analytic.cnn import CNNTerms
     from deepntk.backends.limit_kernels import (correlations_near_one, cuda_available, cuda_cnn_pair_sum,

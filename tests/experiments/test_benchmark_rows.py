@@ -4,6 +4,7 @@ the numbers they report are checked against independent computations, not timed.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -59,8 +60,28 @@ def test_time_call_runs_the_reference_once_when_told_no_repeats():
     result, first, median = time_call(lambda: calls.append(None) or len(calls), repeats=0)
     assert (calls, result, median) == ([None], 1, first)
     calls.clear()
-    result, _, _ = time_call(lambda: calls.append(None) or len(calls), repeats=2)
+    result, _, _ = time_call(lambda: calls.append(None) or len(calls), repeats=2, min_seconds=0.0)
     assert len(calls) == 3 and result == 1
+
+
+def test_time_call_repeats_fast_calls_for_a_least_time():
+    """A call of ~2 ms is timed until 50 ms have passed (not 3 times); one of ~30 ms `repeats` times; neither past
+    `max_calls`."""
+    from deepntk.engine.experiments.benchmark import time_call
+
+    calls = []
+
+    def sleeper(seconds):
+        return lambda: calls.append(time.sleep(seconds))
+
+    time_call(sleeper(0.002), repeats=3, min_seconds=0.05)
+    assert 10 <= len(calls) - 1 <= 26, len(calls)
+    calls.clear()
+    time_call(sleeper(0.03), repeats=3, min_seconds=0.05)
+    assert len(calls) - 1 == 3
+    calls.clear()
+    time_call(sleeper(0.0), repeats=3, min_seconds=10.0, max_calls=7)
+    assert len(calls) - 1 == 7
 
 
 @pytest.mark.parametrize("lines,cpu,vector", [
