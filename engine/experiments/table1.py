@@ -60,14 +60,13 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_
         data = load_mnist(data_dir, task=task, **layout, **sizes)
         if lr is None:
             lr = stable_eta(spec, data.X_train) / (spec.depth * spec.C_L**2)
-        schedule = epochs * -(-len(data.X_train) // BATCH_SIZE)
+        schedule = schedule_steps(epochs, len(data.X_train))
         steps = schedule if max_steps is None else min(max_steps, schedule)
         settings = TrainSettings(steps=steps, batch_size=BATCH_SIZE, lr=lr, loss="mse",
                                  eval_points=None if max_steps is None else BOUNDED_EVAL_IMAGES)
         clock = StepClock(on_step)
         run = mnist_run(name, spec, data, settings, backend=backend, dtype=dtype, on_step=clock)
-        flow_time = steps * lr * spec.depth * spec.C_L**2 * 2.0 / spec.outputs  # MSELoss: 2η/k per step
-        run["theory"] = limit_kernel_reference(spec, data, flow_time)
+        run["theory"] = limit_kernel_reference(spec, data, flow_time(spec, lr, steps))
         run.update({"task": task, "depth": spec.depth, "C_L": spec.C_L, "epochs": epochs, "note": data.note,
                     "chance": 0.5 if task == "binary" else 0.1, "paper_accuracy": PAPER_ACCURACY[name],
                     "steps": steps, "schedule_steps": schedule, "evaluated_images": settings.eval_points})
@@ -83,26 +82,36 @@ class StepClock:
 
     def __init__(self, then=None):
         self.then = then
-        self.times = []
+        self.first = self.last = None  # (step, time) of the first and the latest step's end
 
     def __call__(self, step, total, value):
-        self.times.append((step, time.perf_counter()))
+        self.last = (step, time.perf_counter())
+        self.first = self.first or self.last
         if self.then:
             self.then(step, total, value)
 
     def rate(self) -> float | None:
         """Steps per second from the first step's end to the last's (None before two steps)."""
-        if len(self.times) < 2:
+        if self.first is None or self.last[0] == self.first[0]:
             return None
-        (first, began), (last, ended) = self.times[0], self.times[-1]
+        (first, began), (last, ended) = self.first, self.last
         return (last - first) / (ended - began) if ended > began else None
 
 
-def paper_flow_time(spec, lr: float, epochs: int, train_images: int) -> float:
-    """The kernel-flow time of the paper's schedule: steps × raw lr × L·C_L², × 2/k for MSELoss
-    (docs/training.md#step-sizes), with one step per batch of 512."""
-    steps = epochs * -(-train_images // BATCH_SIZE)
+def schedule_steps(epochs: int, train_images: int) -> int:
+    """SGD steps of `epochs` epochs with one step per batch of BATCH_SIZE (the last one short)."""
+    return epochs * -(-train_images // BATCH_SIZE)
+
+
+def flow_time(spec, lr: float, steps: int) -> float:
+    """The kernel-flow time of `steps` SGD steps: steps × raw lr × L·C_L², × 2/k for MSELoss
+    (docs/training.md#step-sizes)."""
     return steps * lr * spec.depth * spec.C_L**2 * 2.0 / spec.outputs
+
+
+def paper_flow_time(spec, lr: float, epochs: int, train_images: int) -> float:
+    """The kernel-flow time of the paper's schedule of `epochs` epochs over `train_images` images."""
+    return flow_time(spec, lr, schedule_steps(epochs, train_images))
 
 
 def network_slug(name: str) -> str:

@@ -33,8 +33,13 @@ def test_a_bounded_run_of_the_paper_schedule_reports_its_rate(tmp_path, monkeypa
     assert row["evaluated_images"] == 1000 and json.load(open("out/manifest.json"))["max_steps"] == 3
 
 
-def test_the_step_clock_measures_from_the_first_step_to_the_last():
-    clock = StepClock()
-    clock.times = [(1, 10.0), (2, 10.5), (5, 12.0)]
-    assert clock.rate() == pytest.approx(4 / 2.0)
+def test_the_step_clock_measures_from_the_first_step_to_the_last(monkeypatch):
+    from deepntk.engine.experiments import table1
+
+    ends, seen = iter([10.0, 10.5, 12.0]), []
+    monkeypatch.setattr(table1.time, "perf_counter", lambda: next(ends))
+    clock = StepClock(lambda step, total, value: seen.append(step))
+    for step in (1, 2, 5):
+        clock(step, 5, 0.0)
+    assert clock.rate() == pytest.approx(4 / 2.0) and seen == [1, 2, 5]
     assert StepClock().rate() is None
