@@ -131,7 +131,9 @@ class CheckpointWriter:
     `save` takes the state as it is now: the weight arrays themselves (every backend's `descend` returns new
     arrays and never changes them afterwards, so nothing is copied), a copy of the permutation, and the history
     and RNG state serialized at once. It first waits for the previous write, so an error in that write (a full
-    disk) is raised by the next `save` or by `close`, never lost. `close` waits for the last write."""
+    disk) is raised by the next `save` or by `close`, never lost. `close` waits for the last write. As a context
+    manager it closes on the way out; when the run raised, a write's error is dropped for the run's own (a
+    divergence, an interrupt): a failed write leaves the previous checkpoint in place, since writes are atomic."""
 
     def __init__(self, folder: str, key: dict):
         self.path = os.path.join(folder, CHECKPOINT)
@@ -156,6 +158,16 @@ class CheckpointWriter:
             self.wait()
         finally:
             self._pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.close()
+        else:
+            with contextlib.suppress(Exception):
+                self.close()
 
 
 def _load(folder, key: dict) -> _State:
@@ -204,21 +216,6 @@ def _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_di
                             exits)
 
 
-@contextlib.contextmanager
-def checkpoint_writer(folder: str, key: dict):
-    """A `CheckpointWriter` that is closed on the way out: its last write waited for, or, when the run raised, its
-    error dropped for the run's own (a divergence, an interrupt): a failed write leaves the previous checkpoint in
-    place, since writes are atomic."""
-    writer = CheckpointWriter(folder, key)
-    try:
-        yield writer
-    except BaseException:
-        with contextlib.suppress(Exception):
-            writer.close()
-        raise
-    writer.close()
-
-
 def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step, exits):
     from deepntk.engine.api import check_params, scaled_ntk
 
@@ -241,7 +238,7 @@ def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpo
     per_epoch = -(-N // batch)
     total = settings.steps if settings.steps is not None else settings.epochs * per_epoch
     key = run_key(params, settings, X, Y)
-    writer = exits.enter_context(checkpoint_writer(checkpoint_dir, key)) if checkpoint_dir else None
+    writer = exits.enter_context(CheckpointWriter(checkpoint_dir, key)) if checkpoint_dir else None
     rng = np.random.default_rng(settings.seed)
     if resume:
         if not checkpoint_dir:
@@ -332,7 +329,6 @@ def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpo
     if not history["eval_step"] or history["eval_step"][-1] != state.step:
         evaluate(state.step)
     if writer is not None:
-        writer.save(state)
-        writer.wait()
+        writer.save(state)  # waited for as the writer closes, before the result returns
     return TrainResult(params.with_packed(state.W, state.b), history, state.step, time.perf_counter() - started,
                        start_step)
