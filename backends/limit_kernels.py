@@ -90,7 +90,7 @@ def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetr
 
     U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=2)
     N2, D = norm2.shape
-    near_one = correlations_near_one(P1, norm1, P2, norm2, t, beta_sq)
+    near_one, constants = kappa_polynomial(P1, norm1, P2, norm2, t, beta_sq)
     cnn_correlation_sums = correlation_sums_kernel(U1.shape[2], near_one)
     sums = np.zeros((len(U1), N2))
     premapped = D <= PREMAPPED_MAX_PIXELS
@@ -108,8 +108,16 @@ def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetr
         if premapped:
             premapped_weights(M, live2, root2, weights2)
         cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, in_order2, M_wide,
-                             symmetric, j0, sums, H_NEAR_ONE_CONSTANTS if near_one else H_CONSTANTS)
+                             symmetric, j0, sums, constants)
     return sums
+
+
+def kappa_polynomial(P1, norm1, P2, norm2, t: float, beta_sq: float) -> tuple[bool, tuple]:
+    """(near_one, the kernels' constants c): which polynomial evaluates κ for these patch sets, the shorter one
+    where `correlations_near_one`, with its coefficients, chosen together so that the flag a kernel is compiled
+    with always meets its constants."""
+    near_one = correlations_near_one(P1, norm1, P2, norm2, t, beta_sq)
+    return near_one, H_NEAR_ONE_CONSTANTS if near_one else H_CONSTANTS
 
 
 def correlations_near_one(P1, norm1, P2, norm2, t: float, beta_sq: float) -> bool:
@@ -139,10 +147,9 @@ def cuda_nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, sy
     U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=1)
     N1, R1, width = U1.shape
     N2, D = norm2.shape
-    near_one = correlations_near_one(P1, norm1, P2, norm2, t, beta_sq)
+    near_one, constants = kappa_polynomial(P1, norm1, P2, norm2, t, beta_sq)
     first = [device(U1), device(root1), device(live1), device(count1), np.int32(R1)]
-    weights = device(M)
-    constants = device(np.array(H_NEAR_ONE_CONSTANTS if near_one else H_CONSTANTS))
+    weights, constants = device(M), device(np.array(constants))
     sums = xp.zeros((N1, N2))
     kernel = cupy_backend._kernel("cnn_correlation_sums", "float64", int(near_one))
     chunk = int(max(1, min(MAX_GRID_Y, CUDA_CHUNK_BYTES // (D * (width + 2) * 8))))

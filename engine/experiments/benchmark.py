@@ -263,8 +263,9 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     from deepntk.backends.limit_kernels import (correlations_near_one, cuda_available, cuda_cnn_pair_sum,
                                                 fused_cnn_pair_sum)
 
-    sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d)), {})
-            for d, n in sizes]
+    # Uniform images take a CNN's default scales (those of `cnn_limit_kernel` too).
+    sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d)),
+             kappa_scales(CNN(1, d, 1, 2, 1.0))) for d, n in sizes]
     mnist = _mnist_images(data_dir, max(n for _, n in sizes))
     if mnist is not None:
         from deepntk.engine.architectures.cnn import average_pool
@@ -281,11 +282,9 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
             cnn_limit_kernel(X[:2], pair_sum=pair_sum, **scales)  # compile before timing
         # The reference evaluates κ for all d⁴ pixel pairs of an image pair, the fused kernel for the pairs of
         # nonzero patches only (docs/limit-kernels.md#zero-patches).
-        terms = CNNTerms(X, None, scales.get("rho", 1.0), scales.get("filter_size", 3),
-                         scales.get("filter_variance", "paper"))
+        terms = CNNTerms(X, None, scales["rho"], scales["filter_size"], scales["filter_variance"])
         live = (terms.norm1 > 0).sum(axis=1).astype(float)
-        near_one = correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t,
-                                         scales.get("beta", 1.0) ** 2)
+        near_one = correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t, scales["beta"] ** 2)
         quarter = n // 4
         grams = {"symmetric": ((X, None), n * (n + 1) / 2, (live.sum() ** 2 + (live**2).sum()) / 2),
                  "cross": ((X[:quarter], X[quarter:]), quarter * (n - quarter),
@@ -310,14 +309,17 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     return {"rows": rows, "root_bound_per_second": bound, "kappa_loop_per_second": ceiling}
 
 
-def table1_cnn_scales() -> dict:
-    """The options of Table 1's 10-class CNN (deepntk.engine.experiments.table1) that its limit kernel's κ
-    depends on."""
-    from deepntk.engine.experiments.table1 import table1_rows
-
-    spec = next(row[2] for row in table1_rows("paper")[0] if row[0] == "CNN")
+def kappa_scales(spec) -> dict:
+    """The options of a CNN spec that its limit kernel's κ depends on."""
     return {"rho": spec.rho, "beta": spec.beta, "filter_size": spec.filter_size,
             "filter_variance": spec.filter_variance}
+
+
+def table1_cnn_scales() -> dict:
+    """`kappa_scales` of Table 1's 10-class CNN (deepntk.engine.experiments.table1)."""
+    from deepntk.engine.experiments.table1 import table1_rows
+
+    return kappa_scales(next(row[2] for row in table1_rows("paper")[0] if row[0] == "CNN"))
 
 
 def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_iterations: int = 1000,
