@@ -20,15 +20,20 @@ NARROW_WIDTH = 64
 MIN_CHUNK = 32
 # Activations one GD task keeps at once: one checkpoint segment, sized to stay in a core's L2 cache.
 GD_SEGMENT_BYTES = 256 << 10
-# A product whose narrower side has at most NARROW_PRODUCT columns (few inputs, or one input against many) does a
-# few FLOPs per byte of features: dense ones skip the features (`dense_narrow_gram`), conv ones keep them small
-# enough to be read back from the L3 cache (CACHED_FEATURE_BYTES). Wider products are compute-bound and run faster
-# on long segments (FEATURE_CHUNK_BYTES of features per BLAS call: a few hundred layers).
+# A conv product whose narrower side has at most NARROW_PRODUCT columns (few inputs, or one input against many) does
+# a few FLOPs per byte of features, so its features are kept small enough to be read back from the L3 cache
+# (CACHED_FEATURE_BYTES). Wider products are compute-bound and run faster on long segments (FEATURE_CHUNK_BYTES of
+# features per BLAS call: a few hundred layers).
 FEATURE_CHUNK_BYTES = 48 << 20
 CACHED_FEATURE_BYTES = 2 << 20
 NARROW_PRODUCT = 64
-# Wide-side inputs per task of `dense_narrow_gram`: with the narrow side's, a segment's inputs stay in cache.
-NARROW_TASK_INPUTS = 128
+# Inputs of a dense Gram tile (`dense_tiled_gram`, docs/ntk.md#tiled-grams): TILE_ROWS × TILE_COLUMNS, halved
+# (rows, then columns) while the tile's k²·rows·columns sums exceed TILE_BYTES, a core's L2 cache. Columns come in
+# multiples of COLUMN_VECTOR: the inner loop runs over them, and a remainder loop cost up to 1.5× in a tile.
+TILE_ROWS = 64
+TILE_COLUMNS = 128
+TILE_BYTES = 2 << 20
+COLUMN_VECTOR = 8
 # Layers per segment at least, so that many inputs or networks do not make a segment (a kernel call on every
 # thread and a product per network) per layer or two.
 MIN_SEGMENT_LAYERS = 32
@@ -63,10 +68,22 @@ def kernel_threads() -> int:
 
 
 def checkpoint_segment(depth: int, layer_bytes: int) -> int:
-    """Layers per checkpoint segment of a task that recomputes its activations (GD, narrow NTK Grams): at least
+    """Layers per checkpoint segment of a task that recomputes its activations (GD, dense NTK Gram tiles): at least
     √L (the fewer segments, the less memory for checkpoints), and as many as keep `layer_bytes` per layer within
     GD_SEGMENT_BYTES (the longer, the fewer recomputed layers; one segment: a single pass)."""
     return int(min(depth, max(np.ceil(np.sqrt(depth)), GD_SEGMENT_BYTES // layer_bytes)))
+
+
+def tile_shape(outputs: int, itemsize: int) -> tuple[int, int]:
+    """(rows, columns) of a dense Gram tile: TILE_ROWS × TILE_COLUMNS, halved while its sums take more than
+    TILE_BYTES (rows first, so a tile stays at least twice as wide as it is tall)."""
+    rows, cols = TILE_ROWS, TILE_COLUMNS
+    while outputs**2 * rows * cols * itemsize > TILE_BYTES and rows * cols > 1:
+        if 2 * rows >= cols and rows > 1:
+            rows //= 2
+        else:
+            cols //= 2
+    return rows, cols
 
 
 def run_in_parts(kernel, *args, parts: int) -> None:
@@ -84,59 +101,8 @@ def run_in_parts(kernel, *args, parts: int) -> None:
         future.result()
 
 
-class DenseKernels:
-    """The compiled kernels of dense layers, and how the NTK sweep lays out their features."""
-
-    forward = "dense_forward"
-    loss_gradients = "dense_loss_gradients"
-    checkpoints = "dense_checkpoints"
-
-    @staticmethod
-    def features_per_layer(net) -> int:
-        return (net.width + 1) * net.width
-
-    @staticmethod
-    def pixel_axes(net) -> tuple:
-        return ()
-
-    @staticmethod
-    def scratch(nets, every, N):
-        E, n, k = nets.networks, nets.width, nets.outputs
-        return np.empty((E, every, n, N), dtype=nets.dtype), np.empty((E, every, k, n, N), dtype=nets.dtype)
-
-    @staticmethod
-    def segment_features(kern, W, b, start, l0, l1, jac, phi, g_next, chunk, scratch, parts):
-        A, G = scratch
-        run_in_parts(kern.dense_segment_trace, W, b, start, l0, l1, jac, A, G, g_next, chunk, parts=parts)
-        run_in_parts(kern.dense_features, A, G, 0, l1 - l0, phi, parts=parts)
-
-
-class ConvKernels:
-    """The compiled kernels of conv layers (per-input filter gradients as features)."""
-
-    forward = "conv_forward"
-    loss_gradients = "conv_loss_gradients"
-    checkpoints = "conv_checkpoints"
-
-    @staticmethod
-    def features_per_layer(net) -> int:
-        return net.width * net.width * net.filter_size**2 + net.width
-
-    @staticmethod
-    def pixel_axes(net) -> tuple:
-        return (net.size, net.size)
-
-    @staticmethod
-    def scratch(nets, every, N):
-        return None
-
-    @staticmethod
-    def segment_features(kern, W, b, start, l0, l1, jac, phi, g_next, chunk, scratch, parts):
-        run_in_parts(kern.conv_segment_features, W, b, start, l0, l1, jac, phi, g_next, chunk, parts=parts)
-
-
-# layer kind → its fused kernels; kinds without an entry run the reference array code.
-FUSED_KERNELS = {"dense": DenseKernels, "conv": ConvKernels}
+# Layer kinds with fused kernels (`{kind}_forward`, `{kind}_loss_gradients`, …); others run the reference array code.
+FUSED_KINDS = ("dense", "conv")
 
 
 class NumbaBackend(Backend):
@@ -166,7 +132,7 @@ class NumbaBackend(Backend):
         return int(min(128, max(-(-N // self._threads()), min(N, MIN_CHUNK))))
 
     def _fused(self, net) -> bool:
-        return net.width <= NARROW_WIDTH and net.kind in FUSED_KERNELS
+        return net.width <= NARROW_WIDTH and net.kind in FUSED_KINDS
 
     # -- layouts ------------------------------------------------------------------------------------------
     @staticmethod
@@ -185,7 +151,7 @@ class NumbaBackend(Backend):
         if not self._fused(nets):
             return super().forward_ensemble(nets, X)
         out = np.empty((nets.networks, nets.outputs, len(X)), dtype=nets.dtype)
-        run_in_parts(fused_kernel(nets, FUSED_KERNELS[nets.kind].forward), nets.W, nets.b, self._inputs_last(X),
+        run_in_parts(fused_kernel(nets, f"{nets.kind}_forward"), nets.W, nets.b, self._inputs_last(X),
                      self._chunk(len(X)), out, parts=self._threads())
         return np.ascontiguousarray(out.transpose(0, 2, 1))
 
@@ -211,7 +177,7 @@ class NumbaBackend(Backend):
         out = np.empty((E, k, N), dtype=nets.dtype)
         dW = np.zeros((parts,) + nets.W.shape, dtype=nets.dtype)
         db = np.zeros((parts,) + nets.b.shape, dtype=nets.dtype)
-        run_in_parts(fused_kernel(nets, FUSED_KERNELS[nets.kind].loss_gradients), nets.W, nets.b,
+        run_in_parts(fused_kernel(nets, f"{nets.kind}_loss_gradients"), nets.W, nets.b,
                      self._inputs_last(X), np.ascontiguousarray(Y.T.astype(nets.dtype)),
                      output_gradient_coefficient(loss, N, k), chunk, every, out, dW, db, parts=parts)
         outputs = np.ascontiguousarray(out.transpose(0, 2, 1))
@@ -224,7 +190,8 @@ class NumbaBackend(Backend):
     def _ntk_bytes_per_input(self, net) -> int:
         if not self._fused(net):
             return super()._ntk_bytes_per_input(net)
-        # √L checkpoints and one segment of activations and Jacobians per input, beside the feature block.
+        # √L checkpoints and one segment of activations and Jacobians per input (for conv, beside the feature
+        # block; a dense tile holds them for its own inputs only).
         segment = int(np.ceil(np.sqrt(net.depth)))
         return 2 * segment * (1 + net.outputs) * net.width * net.size**2 * net.dtype.itemsize
 
@@ -242,27 +209,50 @@ class NumbaBackend(Backend):
         return self._gram_ensemble(nets, X1, X2)
 
     def _gram_ensemble(self, nets, X1, X2=None):
+        """(E, N1, N2, k, k): `_dense_gram` or `_conv_gram`, on inputs laid out for the kernels."""
+        sets = [self._inputs_last(X1)] + ([] if X2 is None else [self._inputs_last(X2)])
+        return self._dense_gram(nets, sets) if nets.kind == "dense" else self._conv_gram(nets, sets)
+
+    def _dense_gram(self, nets, sets):
+        """(E, N1, N2, k, k) for dense networks: `dense_tiled_gram` (or its version written out for the width) adds
+        each layer's term (ã·ã')(g·g') to a tile of Θ as its sweep reaches the layer, with no features and no BLAS
+        call (docs/ntk.md#tiled-grams). A task is one network and one tile (`tile_shape`), whose inputs it traces;
+        where there are fewer row blocks than threads, the columns are split only as far as it takes to give every
+        thread a task (a narrow side of a few inputs is traced once per task). A symmetric Gram computes the tiles
+        on and above the diagonal."""
+        E, k, n, L = nets.networks, nets.outputs, nets.width, nets.depth
+        symmetric = len(sets) == 1
+        rows_side, columns_side = (sets[0], sets[0]) if symmetric else sorted(sets, key=lambda X: X.shape[-1])
+        N1, N2 = rows_side.shape[-1], columns_side.shape[-1]
+        rows, cols = tile_shape(k, nets.dtype.itemsize)
+        rows = min(N1, rows)
+        splits = -(-self._threads() // (E * -(-N1 // rows)))  # column blocks that give every thread a task
+        cols = min(cols, COLUMN_VECTOR * -(-N2 // (splits * COLUMN_VECTOR)))
+        every = checkpoint_segment(L, n * (rows + cols) * nets.dtype.itemsize)
+        out = np.empty((E, k, k, N1, N2), dtype=nets.dtype)
+        run_in_parts(fused_kernel(nets, "dense_tiled_gram"), nets.W, nets.b, rows_side, columns_side, every, rows,
+                     cols, symmetric, out, parts=self._threads())
+        theta = out.transpose(0, 3, 4, 1, 2)  # (E, N1, N2, k, k)
+        if rows_side is not sets[0]:  # X2 was the narrower side
+            theta = theta.transpose(0, 2, 1, 4, 3)
+        return np.ascontiguousarray(theta)
+
+    def _conv_gram(self, nets, sets):
         """Checkpointed sweep: one forward pass keeps the input of every S-th layer; then, segment by segment
         from the top, the segment's activations are recomputed, the output Jacobians backpropagated through it,
-        and each layer's contribution written as per-input features whose inner products are that layer's NTK
-        term (dense: ã ⊗ G with ã = [a, 1]; conv: the per-input filter and bias gradients). One BLAS SYRK (or
-        GEMM for X1 ≠ X2) per network and segment adds them to its Gram. Memory per network:
-        O((L/S + S)·width·N) plus the features of one segment (FEATURE_CHUNK_BYTES); no per-layer N×N pass.
-        Dense products with a narrow side take `_narrow_dense_gram` instead. Returns (E, N1, N2, k, k)."""
+        and each layer's per-input filter and bias gradients written as features whose inner products are that
+        layer's NTK term. One BLAS SYRK (or GEMM for X1 ≠ X2) per network and segment adds them to its Gram.
+        Memory per network: O((L/S + S)·channels·d²·N) plus the features of one segment (FEATURE_CHUNK_BYTES); no
+        per-layer N×N pass. Returns (E, N1, N2, k, k)."""
         from scipy.linalg import blas
 
         kern = _kernels()
-        kernels = FUSED_KERNELS[nets.kind]
         E, k, n, L, dtype = nets.networks, nets.outputs, nets.width, nets.depth, nets.dtype
-        symmetric = X2 is None
-        sets = [self._inputs_last(X1)] + ([] if symmetric else [self._inputs_last(X2)])
+        symmetric = len(sets) == 1
         sizes = [X.shape[-1] for X in sets]
         narrow = k * min(sizes) <= NARROW_PRODUCT
-        if narrow and kernels is DenseKernels:
-            return self._narrow_dense_gram(nets, sets)
-        per_layer = kernels.features_per_layer(nets)
-        checkpoints = getattr(kern, kernels.checkpoints)
-        spatial = kernels.pixel_axes(nets)
+        per_layer = n * n * nets.filter_size**2 + n
+        spatial = (nets.size, nets.size)
         features_budget = self.memory_budget() // 2
         feature_bytes = min(CACHED_FEATURE_BYTES if narrow else FEATURE_CHUNK_BYTES, features_budget)
         layer_bytes = E * per_layer * k * sum(sizes) * dtype.itemsize
@@ -273,23 +263,22 @@ class NumbaBackend(Backend):
         starts = []
         for X, c in zip(sets, chunks):
             starts.append(np.empty(((L + every - 1) // every, E) + X.shape, dtype=dtype))
-            run_in_parts(checkpoints, nets.W, nets.b, X, every, c, starts[-1], parts=parts)
-        jac, g_next, phi, scratch = [], [], [], []
+            run_in_parts(kern.conv_checkpoints, nets.W, nets.b, X, every, c, starts[-1], parts=parts)
+        jac, g_next, phi = [], [], []
         for N in sizes:
             g = np.zeros((E, k, n) + spatial + (N,), dtype=dtype)
-            g[:, np.arange(k), np.arange(k)] = 1.0 / nets.size**2  # ∂f/∂z^L (global average pool for conv)
+            g[:, np.arange(k), np.arange(k)] = 1.0 / nets.size**2  # ∂f/∂z^L through the global average pool
             jac.append(g)
             g_next.append(np.empty_like(g))
             phi.append(np.empty((E, every * per_layer, k, N), dtype=dtype))
-            scratch.append(kernels.scratch(nets, every, N))
         grams = [np.zeros((k * sizes[0], k * sizes[-1]), dtype=dtype, order="F") for _ in range(E)]
         syrk = blas.dsyrk if dtype == np.float64 else blas.ssyrk
         for s in range((L + every - 1) // every - 1, -1, -1):
             l0, l1 = s * every, min(L, (s + 1) * every)
             rows = (l1 - l0) * per_layer
             for t in range(len(sets)):
-                kernels.segment_features(kern, nets.W, nets.b, starts[t][s], l0, l1, jac[t], phi[t], g_next[t],
-                                         chunks[t], scratch[t], parts)
+                run_in_parts(kern.conv_segment_features, nets.W, nets.b, starts[t][s], l0, l1, jac[t], phi[t],
+                             g_next[t], chunks[t], parts=parts)
                 jac[t], g_next[t] = g_next[t], jac[t]
             for e in range(E):
                 features = [phi[t][e, :rows].reshape(rows, k * N) for t, N in enumerate(sizes)]
@@ -301,22 +290,3 @@ class NumbaBackend(Backend):
         if symmetric:
             grams = [np.triu(gram) + np.triu(gram, 1).T for gram in grams]
         return np.stack([gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2) for gram in grams])
-
-    def _narrow_dense_gram(self, nets, sets):
-        """(E, N1, N2, k, k) for dense networks when one side has few inputs: `dense_narrow_gram` (or its version
-        written out for the width) adds each layer's term (ã·ã')(g·g') to Θ as its sweep reaches the layer, with
-        no features and no BLAS call (docs/ntk.md#narrow-products). A task is one network and a block of the wide
-        side's inputs and traces the narrow side too, so the wide side is split only as far as it takes to give
-        every thread a task."""
-        E, k, n, L = nets.networks, nets.outputs, nets.width, nets.depth
-        narrow, wide = (sets[0], sets[0]) if len(sets) == 1 else sorted(sets, key=lambda X: X.shape[-1])
-        N1, N2 = narrow.shape[-1], wide.shape[-1]
-        cols = int(min(NARROW_TASK_INPUTS, -(-N2 // -(-self._threads() // E))))
-        every = checkpoint_segment(L, n * (N1 + cols) * nets.dtype.itemsize)
-        out = np.empty((E, k, k, N1, N2), dtype=nets.dtype)
-        run_in_parts(fused_kernel(nets, "dense_narrow_gram"), nets.W, nets.b, narrow, wide, every, cols, out,
-                     parts=self._threads())
-        theta = out.transpose(0, 3, 4, 1, 2)  # (E, N1, N2, k, k)
-        if narrow is not sets[0]:  # X2 was the narrow side
-            theta = theta.transpose(0, 2, 1, 4, 3)
-        return np.ascontiguousarray(theta)

@@ -137,89 +137,10 @@ def dense_forward(W, b, X, chunk, out, part, parts):
 
 
 @njit(**KERNEL)
-def dense_checkpoints(W, b, X, every, chunk, CK, part, parts):
-    """CK (ceil(L/every), E, n, N): every network's inputs of layers 0, every, 2·every, …, from one forward pass."""
-    E, L, n, _ = W.shape
-    N = X.shape[1]
-    count = CK.shape[0]
-    chunks = (N + chunk - 1) // chunk
-    for task in range(part, E * chunks, parts):
-        e, i0, B = _chunk_of(task, chunks, chunk, N)
-        a = np.empty((n, B), dtype=W.dtype)
-        z = np.empty((n, B), dtype=W.dtype)
-        empty = np.empty((0, n, B), dtype=W.dtype)
-        _load_dense(X, i0, a)
-        for s in range(count):
-            _store_dense(a, CK[s, e], i0)
-            _dense_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), empty)
-
-
-@njit(**KERNEL)
-def dense_segment_trace(W, b, start, l0, l1, g_in, A, G, g_out, chunk, part, parts):
-    """Layers l0 … l1-1 of a checkpointed NTK sweep of every network e.
-
-    Recomputes their inputs A (E, l1-l0, n, N) from `start` (E, n, N: the input of layer l0), then
-    backpropagates the Jacobian g_in = ∂f/∂z^{l1-1} (E, k, n, N) down the segment, storing G (E, l1-l0, k, n, N)
-    and leaving ∂f/∂z^{l0-1} in g_out (when l0 > 0).
-    """
-    E, _, n, _ = W.shape
-    N = start.shape[2]
-    k = g_in.shape[1]
-    chunks = (N + chunk - 1) // chunk
-    for task in range(part, E * chunks, parts):
-        e, i0, B = _chunk_of(task, chunks, chunk, N)
-        a = np.empty((n, B), dtype=W.dtype)
-        z = np.empty((n, B), dtype=W.dtype)
-        Ac = np.empty((l1 - l0, n, B), dtype=W.dtype)
-        _load_dense(start[e], i0, a)
-        _dense_layers(W, b, e, a, z, l0, l1, Ac)
-        for layer in range(l1 - l0):
-            _store_dense(Ac[layer], A[e, layer], i0)
-        g = np.empty((n, B), dtype=W.dtype)
-        nxt = np.empty((n, B), dtype=W.dtype)
-        for j in range(k):
-            _load_dense(g_in[e, j], i0, g)
-            for layer in range(l1 - 1, l0 - 1, -1):
-                _store_dense(g, G[e, layer - l0, j], i0)
-                if layer > 0:
-                    _dense_backprop(W, e, layer, g, Ac[layer - l0], nxt)
-                    g, nxt = nxt, g
-            if l0 > 0:
-                _store_dense(g, g_out[e, j], i0)
-
-
-@njit(**KERNEL)
-def dense_features(A, G, l0, l1, phi, part, parts):
-    """Layer features whose inner products give the NTK terms of layers l0 … l1-1 of every network (one task per
-    network and layer).
-
-    (ã·ã')(g_x·g'_y) = ⟨ã ⊗ g_x, ã' ⊗ g'_y⟩ with ã = [a, 1], so
-    phi[e, ((l-l0)·(n+1) + p)·n + q, x, i] = ã[e, l, p, i]·G[e, l, x, q, i] and Θ = Σ_chunks phiᵀ phi (one GEMM
-    per chunk instead of one N×N pass per layer). phi is (E, F, k, N), inputs contiguous.
-    """
-    E, _, n, N = A.shape
-    k = G.shape[2]
-    layers = l1 - l0
-    for task in range(part, E * layers, parts):
-        e = task // layers
-        l = l0 + task % layers
-        base = (l - l0) * (n + 1) * n
-        for p in range(n + 1):
-            for q in range(n):
-                row = base + p * n + q
-                for x in range(k):
-                    if p < n:
-                        for i in range(N):
-                            phi[e, row, x, i] = A[e, l, p, i] * G[e, l, x, q, i]
-                    else:
-                        for i in range(N):
-                            phi[e, row, x, i] = G[e, l, x, q, i]
-
-
-@njit(**KERNEL)
 def _add_layer_term(a, g, N1, ad, gd, acc):
     """acc[x, y, i, j] += (ã_i·ã_{N1+j})·(g[x, :, i]·g[y, :, N1+j]) with ã = [a, 1]: one layer's NTK term between
-    the first N1 inputs of a batch and the rest, from their inputs a (n, M) and output Jacobians g (k, n, M).
+    the first N1 inputs of a batch (a tile's rows) and the rest (its columns), from their inputs a (n, M) and
+    output Jacobians g (k, n, M).
     The column index runs unsigned, so Numba emits no negative-index wraparound inside the loop (1.9× faster in
     a prototype of this loop)."""
     k, n, M = g.shape
@@ -260,63 +181,82 @@ def _add_layer_term(a, g, N1, ad, gd, acc):
 
 
 @njit(**KERNEL)
-def dense_narrow_gram(W, b, X1, X2, every, cols, out, part, parts):
-    """Every network's NTK Θ (out (E, k, k, N1, N2), unscaled) in one fused pass, for products with a narrow
-    side X1 (n, N1): a task is one network and `cols` columns of X2 (n, N2), traced as one batch with all of X1.
-    A forward pass keeps every `every`-th layer's input; then, segment by segment from the top, the segment's
-    inputs are recomputed and the output Jacobians backpropagated through it, and each layer's term
-    (ã·ã')(g_x·g'_y) is added to the task's block of Θ on the spot. No per-layer features are written and no
-    matrix product is called: at a few dozen inputs those cost more than the terms (docs/ntk.md#narrow-products)."""
+def dense_tiled_gram(W, b, X1, X2, every, rows, cols, upper, out, part, parts):
+    """Every network's NTK Θ (out (E, k, k, N1, N2), unscaled) in one fused pass per tile: a task is one network, a
+    block of `rows` inputs of X1 (n, N1) and `cols` inputs of X2 (n, N2), traced as one batch. A forward pass keeps
+    every `every`-th layer's input; then, segment by segment from the top, the segment's inputs are recomputed and
+    the output Jacobians backpropagated through it, and each layer's term (ã·ã')(g_x·g'_y) is added to the tile on
+    the spot. No per-layer features are written and no matrix product is called (docs/ntk.md#tiled-grams).
+
+    With `upper` (X2 is X1), a block's tiles start at its own first input, and each entry (i, j) with j > i is
+    written to both (i, j) and (j, i): the other triangle is not computed, and Θ comes out exactly symmetric."""
     E, L, n, _ = W.shape
     k = out.shape[1]
     N1, N2 = X1.shape[1], X2.shape[1]
     count = (L + every - 1) // every
-    chunks = (N2 + cols - 1) // cols
     dtype = W.dtype
     zero = np.int64(0)  # a literal 0 would compile _load_dense a second time
-    for task in range(part, E * chunks, parts):
-        e, j0, B = _chunk_of(task, chunks, cols, N2)
-        M = N1 + B
-        a, z = np.empty((n, M), dtype=dtype), np.empty((n, M), dtype=dtype)
-        for p in range(n):
-            for i in range(N1):
-                a[p, i] = X1[p, i]
-            for j in range(B):
-                a[p, N1 + j] = X2[p, j0 + j]
-        CK = np.empty((count, n, M), dtype=dtype)
-        keep_none = np.empty((0, n, M), dtype=dtype)
-        for s in range(count):
-            _load_dense(a, zero, CK[s])
-            _dense_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), keep_none)
-        A = np.empty((every, n, M), dtype=dtype)
-        g, nxt = np.empty((k, n, M), dtype=dtype), np.empty((k, n, M), dtype=dtype)
-        for x in range(k):  # ∂f_x/∂z^{L-1} = e_x
-            for q in range(n):
-                for i in range(M):
-                    g[x, q, i] = 1.0 if q == x else 0.0
-        ad, gd = np.empty(B, dtype=dtype), np.empty(B, dtype=dtype)
-        acc = np.empty((k, k, N1, B), dtype=dtype)  # cleared by loops: np.zeros is one more overload to compile
-        for x in range(k):
-            for y in range(k):
-                for i in range(N1):
+    task = -1
+    for e in range(E):
+        for i0 in range(0, N1, rows):
+            R = min(N1, i0 + rows) - i0
+            for j0 in range(i0 if upper else 0, N2, cols):
+                task += 1
+                if task % parts != part:
+                    continue
+                B = min(N2, j0 + cols) - j0
+                M = R + B
+                a, z = np.empty((n, M), dtype=dtype), np.empty((n, M), dtype=dtype)
+                for p in range(n):
+                    for i in range(R):
+                        a[p, i] = X1[p, i0 + i]
                     for j in range(B):
-                        acc[x, y, i, j] = 0.0
-        for s in range(count - 1, -1, -1):
-            l0 = s * every
-            l1 = min(L, l0 + every)
-            _load_dense(CK[s], zero, a)
-            _dense_layers(W, b, e, a, z, l0, l1, A)
-            for layer in range(l1 - 1, l0 - 1, -1):
-                _add_layer_term(A[layer - l0], g, N1, ad, gd, acc)
-                if layer > 0:
-                    for x in range(k):
-                        _dense_backprop(W, e, layer, g[x], A[layer - l0], nxt[x])
-                    g, nxt = nxt, g
-        for x in range(k):
-            for y in range(k):
-                for i in range(N1):
-                    for j in range(B):
-                        out[e, x, y, i, j0 + j] = acc[x, y, i, j]
+                        a[p, R + j] = X2[p, j0 + j]
+                CK = np.empty((count, n, M), dtype=dtype)
+                keep_none = np.empty((0, n, M), dtype=dtype)
+                for s in range(count):
+                    _load_dense(a, zero, CK[s])
+                    _dense_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), keep_none)
+                A = np.empty((every, n, M), dtype=dtype)
+                g, nxt = np.empty((k, n, M), dtype=dtype), np.empty((k, n, M), dtype=dtype)
+                for x in range(k):  # ∂f_x/∂z^{L-1} = e_x
+                    for q in range(n):
+                        for i in range(M):
+                            g[x, q, i] = 1.0 if q == x else 0.0
+                ad, gd = np.empty(B, dtype=dtype), np.empty(B, dtype=dtype)
+                acc = np.empty((k, k, R, B), dtype=dtype)  # cleared by loops: np.zeros is one more overload
+                for x in range(k):
+                    for y in range(k):
+                        for i in range(R):
+                            for j in range(B):
+                                acc[x, y, i, j] = 0.0
+                for s in range(count - 1, -1, -1):
+                    l0 = s * every
+                    l1 = min(L, l0 + every)
+                    _load_dense(CK[s], zero, a)
+                    _dense_layers(W, b, e, a, z, l0, l1, A)
+                    for layer in range(l1 - 1, l0 - 1, -1):
+                        _add_layer_term(A[layer - l0], g, R, ad, gd, acc)
+                        if layer > 0:
+                            for x in range(k):
+                                _dense_backprop(W, e, layer, g[x], A[layer - l0], nxt[x])
+                            g, nxt = nxt, g
+                _write_tile(acc, e, i0, j0, upper, out)
+
+
+@njit(**KERNEL)
+def _write_tile(acc, e, i0, j0, upper, out):
+    """out[e, x, y, i0 + i, j0 + j] = acc[x, y, i, j]; with `upper`, entries below the diagonal are skipped and
+    those above it also written to their mirror out[e, y, x, j0 + j, i0 + i]."""
+    k, _, R, B = acc.shape
+    for x in range(k):
+        for y in range(k):
+            for i in range(R):
+                for j in range(B):
+                    if not upper or j0 + j >= i0 + i:
+                        out[e, x, y, i0 + i, j0 + j] = acc[x, y, i, j]
+                    if upper and j0 + j > i0 + i:
+                        out[e, y, x, j0 + j, i0 + i] = acc[x, y, i, j]
 
 
 @njit(**KERNEL)

@@ -1,7 +1,7 @@
 """The dense kernels written out for one small width: Numba source generated for a width n <= MAX_WIDTH, in which
 every weight, input row and gradient sum of a layer is a named scalar (docs/backends.md#width-kernels). Three
 kernels, each with the name, arguments and results of its generic version in `numba_kernels`: dense_forward,
-dense_loss_gradients and dense_narrow_gram.
+dense_loss_gradients and dense_tiled_gram.
 
 At the paper's widths (n = d_in + 1 + d_out, 3 to 6) a layer is n² multiply-adds per input. The generic kernels
 loop over rows whose number is known only at run time, so a layer is several short passes over the inputs, each
@@ -88,7 +88,7 @@ def _width_module(width: int):
 
 
 def written_out_kernel(width: int, name: str):
-    """The kernel `name` of `numba_kernels` (dense_forward, dense_loss_gradients or dense_narrow_gram) written out
+    """The kernel `name` of `numba_kernels` (dense_forward, dense_loss_gradients or dense_tiled_gram) written out
     for `width`: same arguments, same results to rounding. None for widths above MAX_WIDTH, or when no folder can
     hold the source (a warning says so)."""
     if width > MAX_WIDTH:
@@ -167,10 +167,10 @@ def _gradient_sums(n: int) -> list[str]:
 
 
 def _layer_term(n: int) -> list[str]:
-    """acc[x, y, i, j] += (ã_i·ã_{N1+j})·(g[x, :, i]·g[y, :, N1+j]) with ã = [a, 1]: layer `layer`'s NTK term
-    between the narrow side's inputs i and the task's inputs j. The column index runs unsigned, so that Numba emits
+    """acc[x, y, i, j] += (ã_i·ã_{R+j})·(g[x, :, i]·g[y, :, R+j]) with ã = [a, 1]: layer `layer`'s NTK term
+    between the tile's R rows i and its columns j. The column index runs unsigned, so that Numba emits
     no negative-index wraparound inside the loop."""
-    lines = ["for x in range(k):", "    for y in range(k):", "        for i in range(N1):"]
+    lines = ["for x in range(k):", "    for y in range(k):", "        for i in range(R):"]
     hoisted = [f"p{m} = A[t, {m}, i]" for m in range(n)] + [f"q{m} = g[x, {m}, i]" for m in range(n)]
     inputs = " + ".join(f"p{m} * A[t, {m}, j]" for m in range(n))
     jacobians = " + ".join(f"q{m} * g[y, {m}, j]" for m in range(n))
@@ -258,50 +258,57 @@ def dense_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part,
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def dense_narrow_gram(W, b, X1, X2, every, cols, out, part, parts):
-    """`numba_kernels.dense_narrow_gram` for width {width}: same arguments, same results to rounding."""
+def dense_tiled_gram(W, b, X1, X2, every, rows, cols, upper, out, part, parts):
+    """`numba_kernels.dense_tiled_gram` for width {width}: same arguments, same results to rounding."""
     E, L, n, _ = W.shape
     k = out.shape[1]
     N1, N2 = X1.shape[1], X2.shape[1]
     count = (L + every - 1) // every
-    chunks = (N2 + cols - 1) // cols
-    for task in range(part, E * chunks, parts):
-        e = task // chunks
-        j0 = (task % chunks) * cols
-        B = min(N2, j0 + cols) - j0
-        M = N1 + B
-        first = np.uint64(N1)
-        last = np.uint64(M)
-        CK = np.empty((count, n, M), dtype=W.dtype)
-        A = np.empty((every + 1, n, M), dtype=W.dtype)
-        g = np.empty((k, n, M), dtype=W.dtype)
-        nxt = np.empty((k, n, M), dtype=W.dtype)
-        acc = np.empty((k, k, N1, B), dtype=W.dtype)
-        for p in range(n):
-            for i in range(N1):
-                CK[0, p, i] = X1[p, i]
-            for j in range(B):
-                CK[0, p, N1 + j] = X2[p, j0 + j]
-        for x in range(k):  # ∂f_x/∂z^{{L-1}} = e_x
-            for q in range(n):
-                for i in range(M):
-                    g[x, q, i] = 1.0 if q == x else 0.0
-            for y in range(k):
-                for i in range(N1):
+    task = -1
+    for e in range(E):
+        for i0 in range(0, N1, rows):
+            R = min(N1, i0 + rows) - i0
+            for j0 in range(i0 if upper else 0, N2, cols):
+                task += 1
+                if task % parts != part:
+                    continue
+                B = min(N2, j0 + cols) - j0
+                M = R + B
+                first = np.uint64(R)
+                last = np.uint64(M)
+                CK = np.empty((count, n, M), dtype=W.dtype)
+                A = np.empty((every + 1, n, M), dtype=W.dtype)
+                g = np.empty((k, n, M), dtype=W.dtype)
+                nxt = np.empty((k, n, M), dtype=W.dtype)
+                acc = np.empty((k, k, R, B), dtype=W.dtype)
+                for p in range(n):
+                    for i in range(R):
+                        CK[0, p, i] = X1[p, i0 + i]
                     for j in range(B):
-                        acc[x, y, i, j] = 0.0
-{_indent(_segment_sweep(width, "M"), 2)}
-            for layer in range(l1 - 1, l0 - 1, -1):
-                t = layer - l0
-{_indent(_layer_term(width), 4)}
-                if layer > 0:
-{_indent(_weights(width), 5)}
-                    for x in range(k):
-{_indent(_backprop(width, "g[x, {}, i]", "nxt[x, {}, i]", "M"), 6)}
-                    g, nxt = nxt, g
-        for x in range(k):
-            for y in range(k):
-                for i in range(N1):
-                    for j in range(B):
-                        out[e, x, y, i, j0 + j] = acc[x, y, i, j]
+                        CK[0, p, R + j] = X2[p, j0 + j]
+                for x in range(k):  # ∂f_x/∂z^{{L-1}} = e_x
+                    for q in range(n):
+                        for i in range(M):
+                            g[x, q, i] = 1.0 if q == x else 0.0
+                    for y in range(k):
+                        for i in range(R):
+                            for j in range(B):
+                                acc[x, y, i, j] = 0.0
+{_indent(_segment_sweep(width, "M"), 4)}
+                    for layer in range(l1 - 1, l0 - 1, -1):
+                        t = layer - l0
+{_indent(_layer_term(width), 6)}
+                        if layer > 0:
+{_indent(_weights(width), 7)}
+                            for x in range(k):
+{_indent(_backprop(width, "g[x, {}, i]", "nxt[x, {}, i]", "M"), 8)}
+                            g, nxt = nxt, g
+                for x in range(k):  # as numba_kernels._write_tile
+                    for y in range(k):
+                        for i in range(R):
+                            for j in range(B):
+                                if not upper or j0 + j >= i0 + i:
+                                    out[e, x, y, i0 + i, j0 + j] = acc[x, y, i, j]
+                                if upper and j0 + j > i0 + i:
+                                    out[e, y, x, j0 + j, i0 + i] = acc[x, y, i, j]
 '''

@@ -13,10 +13,10 @@ pytest.importorskip("numba", reason="the numba extra is not installed")
 from deepntk.backends import numba_backend  # noqa: E402
 
 
-# A narrow product of 0: no product counts as narrow, so the MLP's Grams take the feature path (else the fused
-# narrow kernel); the CNN's always do.
-@pytest.mark.parametrize("arch, narrow_product", [("mlp", numba_backend.NARROW_PRODUCT), ("mlp", 0),
-                                                  ("cnn", numba_backend.NARROW_PRODUCT)])
+# A narrow product of 0: no product counts as narrow, so the CNN's features take the long segments of wide
+# products (else the cached ones); the MLP's Grams take the tiled kernel either way.
+@pytest.mark.parametrize("arch, narrow_product", [("mlp", numba_backend.NARROW_PRODUCT),
+                                                  ("cnn", numba_backend.NARROW_PRODUCT), ("cnn", 0)])
 @pytest.mark.parametrize("fewest", [1, 5])
 def test_many_segments_match_numpy(monkeypatch, arch, narrow_product, fewest):
     monkeypatch.setattr(numba_backend, "NARROW_PRODUCT", narrow_product)

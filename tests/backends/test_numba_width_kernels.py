@@ -22,11 +22,14 @@ from deepntk.backends import numba_backend, numba_kernels, numba_width_kernels  
 @pytest.mark.parametrize("d_in, k", [(1, 1), (2, 1), (2, 2), (3, 2)])  # widths 3, 4, 5, 6
 def test_generated_kernels_match_numpy_on_an_ensemble_with_many_segments(monkeypatch, d_in, k):
     """Two networks, L = 23 in segments of 5 layers with a shorter last one. Forward pass and GD on 37 inputs (a
-    full chunk and a partial one per thread); the narrow NTK Gram of 5 inputs against 37, both ways round, and of
-    the 5 with themselves. Everything against the NumPy backend."""
+    full chunk and a partial one per thread); the NTK Gram of 5 inputs against 37, both ways round, of the 5 with
+    themselves, and of the 37 in tiles of 8 × 16 (several row blocks, a partial last one). Everything against the
+    NumPy backend."""
     monkeypatch.setattr(numba_backend, "GD_SEGMENT_BYTES", 1)  # segments of ceil(√L) = 5 layers
+    monkeypatch.setattr(numba_backend, "TILE_ROWS", 8)
+    monkeypatch.setattr(numba_backend, "TILE_COLUMNS", 16)
     spec = deepntk.MLP(d_in, k, 23, 4.0)
-    for name in ("dense_forward", "dense_loss_gradients", "dense_narrow_gram"):
+    for name in ("dense_forward", "dense_loss_gradients", "dense_tiled_gram"):
         assert numba_width_kernels.written_out_kernel(spec.width, name) is not None
     nets = deepntk.stack_params([perturbed(deepntk.init_params(spec, seed=s), scale=0.2) for s in (1, 2)])
     X = np.random.default_rng(3).uniform(0.1, 1, size=(37, d_in))
@@ -40,7 +43,7 @@ def test_generated_kernels_match_numpy_on_an_ensemble_with_many_segments(monkeyp
     assert_close(grads.W, ref_grads.W, TOL["identity"], "weight gradients")
     assert_close(grads.b, ref_grads.b, TOL["identity"], "bias gradients")
     few = X[:5] * 0.7 + 0.1
-    for X1, X2 in ((few, X), (X, few), (few, None)):
+    for X1, X2 in ((few, X), (X, few), (few, None), (X, None), (X, X[::-1])):
         assert_close(deepntk.scaled_ntk(nets, X1, X2, backend="numba"),
                      deepntk.scaled_ntk(nets, X1, X2, backend="numpy"), TOL["identity"], "NTK")
 
