@@ -394,6 +394,25 @@ def _conv_layers(W, b, e, a, z, l0, l1, A):
                 for q in range(row):
                     flat_z[o, y, q] = bo
             for m in range(n):
+                if f == 3:
+                    # The three taps of a filter column read rows y-1, y, y+1 into row y: one pass per output
+                    # row instead of three (first and last rows have two).
+                    for v in range(3):
+                        w0, w1, w2 = W[e, layer, o, m, 0, v], W[e, layer, o, m, 1, v], W[e, layer, o, m, 2, v]
+                        if w0 == 0.0 and w1 == 0.0 and w2 == 0.0:
+                            continue
+                        pixels, taps, span = _row_run(d, r, v, B)
+                        for q in range(span):
+                            flat_z[o, 0, pixels + q] += w1 * flat_a[m, 0, taps + q] + w2 * flat_a[m, 1, taps + q]
+                        for y in range(1, d - 1):
+                            for q in range(span):
+                                flat_z[o, y, pixels + q] += (w0 * flat_a[m, y - 1, taps + q]
+                                                             + w1 * flat_a[m, y, taps + q]
+                                                             + w2 * flat_a[m, y + 1, taps + q])
+                        for q in range(span):
+                            flat_z[o, d - 1, pixels + q] += (w0 * flat_a[m, d - 2, taps + q]
+                                                             + w1 * flat_a[m, d - 1, taps + q])
+                    continue
                 for u in range(f):
                     ylo, yhi = _window(d, r, u)
                     for v in range(f):
@@ -428,6 +447,24 @@ def _conv_backprop(W, e, layer, g, mask, out):
                 flat_out[m, y, q] = 0.0
     for o in range(n):
         for m in range(n):
+            if f == 3:
+                # Row ys of out gathers rows ys+1, ys, ys-1 of g through taps u = 0, 1, 2: one pass per row.
+                for v in range(3):
+                    w0, w1, w2 = W[e, layer, o, m, 0, v], W[e, layer, o, m, 1, v], W[e, layer, o, m, 2, v]
+                    if w0 == 0.0 and w1 == 0.0 and w2 == 0.0:
+                        continue
+                    pixels, taps, span = _row_run(d, r, v, B)
+                    for q in range(span):
+                        flat_out[m, 0, taps + q] += w0 * flat_g[o, 1, pixels + q] + w1 * flat_g[o, 0, pixels + q]
+                    for ys in range(1, d - 1):
+                        for q in range(span):
+                            flat_out[m, ys, taps + q] += (w0 * flat_g[o, ys + 1, pixels + q]
+                                                          + w1 * flat_g[o, ys, pixels + q]
+                                                          + w2 * flat_g[o, ys - 1, pixels + q])
+                    for q in range(span):
+                        flat_out[m, d - 1, taps + q] += (w1 * flat_g[o, d - 1, pixels + q]
+                                                         + w2 * flat_g[o, d - 2, pixels + q])
+                continue
             for u in range(f):
                 ylo, yhi = _window(d, r, u)
                 for v in range(f):
@@ -443,6 +480,81 @@ def _conv_backprop(W, e, layer, g, mask, out):
         for y in range(d):
             for q in range(row):
                 flat_out[m, y, q] = flat_out[m, y, q] if flat_mask[m, y, q] > 0 else 0.0
+
+
+@njit(**KERNEL)
+def _conv_layer_gradients(W, e, layer, delta, act, prev, dW, db):
+    """A GD step's work at one conv layer, given delta = ∂ℒ/∂z (n, d, d, B) and the layer's input act: adds the
+    sums over inputs Σ delta·act (per tap) to dW[e, layer] and Σ delta to db[e, layer], and writes
+    prev = (wᵀ ⋆ delta)·[act > 0], as `_conv_backprop`. A tap's gradient sum and its share of the backpropagated
+    delta read the same rows of delta, so both are done in one pass over them (docs/backends.md#conv-rows)."""
+    n, d, _, B = delta.shape
+    f = W.shape[4]
+    r = f // 2
+    row = np.uint64(d * B)
+    flat_delta = delta.reshape((n, d, d * B))
+    flat_act = act.reshape((n, d, d * B))
+    flat_prev = prev.reshape((n, d, d * B))
+    for m in range(n):
+        for y in range(d):
+            for q in range(row):
+                flat_prev[m, y, q] = 0.0
+    for o in range(n):
+        acc = 0.0
+        for y in range(d):
+            for q in range(row):
+                acc += flat_delta[o, y, q]
+        db[e, layer, o] += acc
+        for m in range(n):
+            if f == 3:
+                # As in `_conv_backprop`, row ys of prev gathers rows ys+1, ys, ys-1 of delta (taps u = 0, 1, 2);
+                # those rows times row ys of act are the three taps' terms of the gradient sums.
+                for v in range(3):
+                    w0, w1, w2 = W[e, layer, o, m, 0, v], W[e, layer, o, m, 1, v], W[e, layer, o, m, 2, v]
+                    pixels, taps, span = _row_run(d, r, v, B)
+                    acc0 = acc1 = acc2 = 0.0
+                    for q in range(span):
+                        g0, g1 = flat_delta[o, 1, pixels + q], flat_delta[o, 0, pixels + q]
+                        x = flat_act[m, 0, taps + q]
+                        acc0 += g0 * x
+                        acc1 += g1 * x
+                        flat_prev[m, 0, taps + q] += w0 * g0 + w1 * g1
+                    for ys in range(1, d - 1):
+                        for q in range(span):
+                            g0, g1 = flat_delta[o, ys + 1, pixels + q], flat_delta[o, ys, pixels + q]
+                            g2 = flat_delta[o, ys - 1, pixels + q]
+                            x = flat_act[m, ys, taps + q]
+                            acc0 += g0 * x
+                            acc1 += g1 * x
+                            acc2 += g2 * x
+                            flat_prev[m, ys, taps + q] += w0 * g0 + w1 * g1 + w2 * g2
+                    for q in range(span):
+                        g1, g2 = flat_delta[o, d - 1, pixels + q], flat_delta[o, d - 2, pixels + q]
+                        x = flat_act[m, d - 1, taps + q]
+                        acc1 += g1 * x
+                        acc2 += g2 * x
+                        flat_prev[m, d - 1, taps + q] += w1 * g1 + w2 * g2
+                    dW[e, layer, o, m, 0, v] += acc0
+                    dW[e, layer, o, m, 1, v] += acc1
+                    dW[e, layer, o, m, 2, v] += acc2
+                continue
+            for u in range(f):
+                ylo, yhi = _window(d, r, u)
+                for v in range(f):
+                    w = W[e, layer, o, m, u, v]
+                    pixels, taps, span = _row_run(d, r, v, B)
+                    acc = 0.0
+                    for y in range(ylo, yhi):
+                        ys = y + u - r
+                        for q in range(span):
+                            g = flat_delta[o, y, pixels + q]
+                            acc += g * flat_act[m, ys, taps + q]
+                            flat_prev[m, ys, taps + q] += w * g
+                    dW[e, layer, o, m, u, v] += acc
+    for m in range(n):
+        for y in range(d):
+            for q in range(row):
+                flat_prev[m, y, q] = flat_prev[m, y, q] if flat_act[m, y, q] > 0 else 0.0
 
 
 @njit(**KERNEL)
@@ -554,8 +666,6 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
     """Fused, checkpointed forward+backward for ∂ℒ/∂f = coeff·(f − y) for every network; X (n, d, d, N), Y (k, N).
     Writes out (E, k, N) and this part's gradient sums dW_part[part] (E, L, n, n, f, f), db_part[part] (E, L, n)."""
     E, L, n = b.shape
-    f = W.shape[4]
-    r = f // 2
     d = X.shape[1]
     N = X.shape[3]
     k = Y.shape[0]
@@ -565,7 +675,6 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
     db = db_part[part]
     for task in range(part, E * chunks, parts):
         e, i0, B = _chunk_of(task, chunks, chunk, N)
-        row = np.uint64(d * B)
         CK = np.empty((count, n, d, d, B), dtype=W.dtype)
         a = np.empty((n, d, d, B), dtype=W.dtype)
         z = np.empty((n, d, d, B), dtype=W.dtype)
@@ -598,26 +707,6 @@ def conv_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part, 
                 _load_conv(CK[s], np.int64(0), a)
                 _conv_layers(W, b, e, a, z, l0, l1, Aseg)
             for layer in range(l1 - 1, l0 - 1, -1):
-                act = Aseg[layer - l0]
-                flat_delta = delta.reshape((n, d, d * B))
-                flat_act = act.reshape((n, d, d * B))
-                for o in range(n):
-                    acc = 0.0
-                    for y in range(d):
-                        for q in range(row):
-                            acc += flat_delta[o, y, q]
-                    db[e, layer, o] += acc
-                    for m in range(n):
-                        for u in range(f):
-                            ylo, yhi = _window(d, r, u)
-                            for v in range(f):
-                                pixels, taps, span = _row_run(d, r, v, B)
-                                acc = 0.0
-                                for y in range(ylo, yhi):
-                                    ys = y + u - r
-                                    for q in range(span):
-                                        acc += flat_delta[o, y, pixels + q] * flat_act[m, ys, taps + q]
-                                dW[e, layer, o, m, u, v] += acc
-                if layer > 0:
-                    _conv_backprop(W, e, layer, delta, act, prev)
-                    delta, prev = prev, delta
+                # Layer 0's backpropagated delta is not needed; computing it anyway keeps one loop for every layer.
+                _conv_layer_gradients(W, e, layer, delta, Aseg[layer - l0], prev, dW, db)
+                delta, prev = prev, delta

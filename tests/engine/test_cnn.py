@@ -41,27 +41,33 @@ def test_fold_is_the_adjoint_of_patches():
     assert np.vdot(ops.patches(a), cols) == pytest.approx(np.vdot(a, ops.fold(cols, 5)), rel=TOL["reordering"])
 
 
-@pytest.mark.parametrize("f", [3, 5])
-def test_forward_matches_direct_conv(backend, f):
-    params = small_cnn(f=f, d=5)
-    X = images(4, d=5)
+# f = 3 takes the Numba kernels' three-row passes, f = 5 their general loops; d = 2 and 3 give the three-row
+# passes no inner row and one.
+FILTERS_AND_SIZES = [(3, 5), (5, 5), (3, 2), (3, 3)]
+
+
+@pytest.mark.parametrize("f, d", FILTERS_AND_SIZES)
+def test_forward_matches_direct_conv(backend, f, d):
+    params = small_cnn(f=f, d=d)
+    X = images(4, d=d)
     assert_close(deepntk.forward(params, X, backend=backend), reference_forward(params, X), TOL["oracle"])
 
 
 @pytest.mark.parametrize("loss", ["paper", "mse"])
-def test_backprop_matches_central_finite_differences(backend, loss):
-    params = small_cnn(depth=3)
-    X = images(3)
+@pytest.mark.parametrize("f, d", FILTERS_AND_SIZES)
+def test_backprop_matches_central_finite_differences(backend, loss, f, d):
+    params = small_cnn(depth=3, f=f, d=d)
+    X = images(3, d=d)
     Y = np.random.default_rng(4).normal(size=(3, 2))
     _, _, grads = deepntk.loss_and_gradients(params, X, Y, loss=loss, backend=backend)
     flat = np.concatenate([np.concatenate([w.ravel(), b.ravel()]) for w, b in zip(grads.weights, grads.biases)])
     assert_close(flat, finite_difference_gradient(params, X, Y, loss), TOL["finite_difference"], "backprop vs finite differences")
 
 
-@pytest.mark.parametrize("f", [3, 5])
-def test_ntk_matches_explicit_jacobian(backend, f):
-    params = small_cnn(f=f, d=4, depth=3)
-    X1, X2 = images(3, seed=2), images(2, seed=3)
+@pytest.mark.parametrize("f, d", FILTERS_AND_SIZES)
+def test_ntk_matches_explicit_jacobian(backend, f, d):
+    params = small_cnn(f=f, d=d, depth=3)
+    X1, X2 = images(3, d=d, seed=2), images(2, d=d, seed=3)
     J1, J2 = tangent_jacobian(params, X1), tangent_jacobian(params, X2)
     expected = np.einsum("iap,jbp->ijab", J1, J2) * params.ntk_scale
     assert_close(deepntk.scaled_ntk(params, X1, X2, backend=backend), expected, TOL["oracle"], "cross Gram")
