@@ -564,30 +564,62 @@ def _conv_sample_gradients(g, a, f, phi, row0, out_index, i0):
     then n bias rows phi[row0 + n·n·f·f + o, …] = Σ_pixels g[o, y, x, i]."""
     n, d, _, B = g.shape
     r = f // 2
-    acc = np.empty(B, dtype=g.dtype)
+    acc = np.empty((3, B), dtype=g.dtype)
     for o in range(n):
         for m in range(n):
+            if f == 3:
+                # The three taps u of a filter column v: row ys of a pairs with rows ys+1, ys, ys-1 of g, so each
+                # of its pixels is read once for all three (bottom and top rows: two).
+                for v in range(3):
+                    xlo, xhi = _window(d, r, v)
+                    for u in range(3):
+                        for i in range(B):
+                            acc[u, i] = 0.0
+                    for ys in range(d):
+                        for x in range(xlo, xhi):
+                            xs = x + v - r
+                            if ys == 0:
+                                for i in range(B):
+                                    pixel = a[m, 0, xs, i]
+                                    acc[0, i] += g[o, 1, x, i] * pixel
+                                    acc[1, i] += g[o, 0, x, i] * pixel
+                            elif ys == d - 1:
+                                for i in range(B):
+                                    pixel = a[m, ys, xs, i]
+                                    acc[1, i] += g[o, ys, x, i] * pixel
+                                    acc[2, i] += g[o, ys - 1, x, i] * pixel
+                            else:
+                                for i in range(B):
+                                    pixel = a[m, ys, xs, i]
+                                    acc[0, i] += g[o, ys + 1, x, i] * pixel
+                                    acc[1, i] += g[o, ys, x, i] * pixel
+                                    acc[2, i] += g[o, ys - 1, x, i] * pixel
+                    for u in range(3):
+                        row = row0 + ((o * n + m) * f + u) * f + v
+                        for i in range(B):
+                            phi[row, out_index, i0 + i] = acc[u, i]
+                continue
             for u in range(f):
                 ylo, yhi = _window(d, r, u)
                 for v in range(f):
                     xlo, xhi = _window(d, r, v)
                     for i in range(B):
-                        acc[i] = 0.0
+                        acc[0, i] = 0.0
                     for y in range(ylo, yhi):
                         for x in range(xlo, xhi):
                             for i in range(B):
-                                acc[i] += g[o, y, x, i] * a[m, y + u - r, x + v - r, i]
+                                acc[0, i] += g[o, y, x, i] * a[m, y + u - r, x + v - r, i]
                     row = row0 + ((o * n + m) * f + u) * f + v
                     for i in range(B):
-                        phi[row, out_index, i0 + i] = acc[i]
+                        phi[row, out_index, i0 + i] = acc[0, i]
         for i in range(B):
-            acc[i] = 0.0
+            acc[0, i] = 0.0
         for y in range(d):
             for x in range(d):
                 for i in range(B):
-                    acc[i] += g[o, y, x, i]
+                    acc[0, i] += g[o, y, x, i]
         for i in range(B):
-            phi[row0 + n * n * f * f + o, out_index, i0 + i] = acc[i]
+            phi[row0 + n * n * f * f + o, out_index, i0 + i] = acc[0, i]
 
 
 @njit(**KERNEL)
