@@ -86,6 +86,25 @@ def tile_shape(outputs: int, itemsize: int) -> tuple[int, int]:
     return rows, cols
 
 
+def gram_tiles(networks: int, N1: int, N2: int, outputs: int, itemsize: int, upper: bool, threads: int):
+    """(rows, cols, tiles) of a dense Gram: tiles (T, 3) lists each task's network, first row and first column,
+    largest first, so that threads taking every threads-th task get similar work.
+
+    Rows come in blocks of `tile_shape`'s rows (one block for a narrow side); each row block's columns (from the
+    block's first row when `upper`, else from 0) in equal blocks of at most `tile_shape`'s columns, rounded up to
+    a multiple of COLUMN_VECTOR, and in at least as many blocks as it takes to give every thread a task."""
+    rows, cols = tile_shape(outputs, itemsize)
+    rows = min(N1, rows)
+    row_tasks = networks * -(-N1 // rows)
+    blocks = max(-(-threads // row_tasks), -(-N2 // cols))
+    cols = COLUMN_VECTOR * -(-N2 // (blocks * COLUMN_VECTOR))
+    tiles = [(e, i0, j0) for e in range(networks) for i0 in range(0, N1, rows)
+             for j0 in range(i0 if upper else 0, N2, cols)]
+    work = [(min(N1, i0 + rows) - i0) * (min(N2, j0 + cols) - j0) for _, i0, j0 in tiles]
+    order = sorted(range(len(tiles)), key=lambda t: -work[t])
+    return rows, cols, np.array([tiles[t] for t in order], dtype=np.int64).reshape(-1, 3)
+
+
 def run_in_parts(kernel, *args, parts: int) -> None:
     """Call kernel(*args, part, parts) for part = 0 … parts-1 at once on `parts` threads (the kernels release the
     GIL), and wait for all of them; a kernel's exception is raised here."""
@@ -216,23 +235,22 @@ class NumbaBackend(Backend):
     def _dense_gram(self, nets, sets):
         """(E, N1, N2, k, k) for dense networks: `dense_tiled_gram` (or its version written out for the width) adds
         each layer's term (ã·ã')(g·g') to a tile of Θ as its sweep reaches the layer, with no features and no BLAS
-        call (docs/ntk.md#tiled-grams). A task is one network and one tile (`tile_shape`), whose inputs it traces;
-        where there are fewer row blocks than threads, the columns are split only as far as it takes to give every
-        thread a task (a narrow side of a few inputs is traced once per task). A symmetric Gram computes the tiles
-        on and above the diagonal."""
+        call (docs/ntk.md#tiled-grams). A task is one network and one tile (`gram_tiles`), whose inputs it traces.
+        A symmetric Gram computes the tiles on and above the diagonal and copies its upper triangle to the lower,
+        so that it is exactly symmetric."""
         E, k, n, L = nets.networks, nets.outputs, nets.width, nets.depth
         symmetric = len(sets) == 1
         rows_side, columns_side = (sets[0], sets[0]) if symmetric else sorted(sets, key=lambda X: X.shape[-1])
         N1, N2 = rows_side.shape[-1], columns_side.shape[-1]
-        rows, cols = tile_shape(k, nets.dtype.itemsize)
-        rows = min(N1, rows)
-        splits = -(-self._threads() // (E * -(-N1 // rows)))  # column blocks that give every thread a task
-        cols = min(cols, COLUMN_VECTOR * -(-N2 // (splits * COLUMN_VECTOR)))
+        rows, cols, tiles = gram_tiles(E, N1, N2, k, nets.dtype.itemsize, symmetric, self._threads())
         every = checkpoint_segment(L, n * (rows + cols) * nets.dtype.itemsize)
         out = np.empty((E, k, k, N1, N2), dtype=nets.dtype)
         run_in_parts(fused_kernel(nets, "dense_tiled_gram"), nets.W, nets.b, rows_side, columns_side, every, rows,
-                     cols, symmetric, out, parts=self._threads())
+                     cols, tiles, out, parts=self._threads())
         theta = out.transpose(0, 3, 4, 1, 2)  # (E, N1, N2, k, k)
+        if symmetric:
+            upper = np.triu(np.ones((N1, N1), dtype=bool))[None, :, :, None, None]
+            return np.where(upper, theta, theta.transpose(0, 2, 1, 4, 3))
         if rows_side is not sets[0]:  # X2 was the narrower side
             theta = theta.transpose(0, 2, 1, 4, 3)
         return np.ascontiguousarray(theta)

@@ -181,82 +181,64 @@ def _add_layer_term(a, g, N1, ad, gd, acc):
 
 
 @njit(**KERNEL)
-def dense_tiled_gram(W, b, X1, X2, every, rows, cols, upper, out, part, parts):
-    """Every network's NTK Θ (out (E, k, k, N1, N2), unscaled) in one fused pass per tile: a task is one network, a
-    block of `rows` inputs of X1 (n, N1) and `cols` inputs of X2 (n, N2), traced as one batch. A forward pass keeps
-    every `every`-th layer's input; then, segment by segment from the top, the segment's inputs are recomputed and
-    the output Jacobians backpropagated through it, and each layer's term (ã·ã')(g_x·g'_y) is added to the tile on
-    the spot. No per-layer features are written and no matrix product is called (docs/ntk.md#tiled-grams).
-
-    With `upper` (X2 is X1), a block's tiles start at its own first input, and each entry (i, j) with j > i is
-    written to both (i, j) and (j, i): the other triangle is not computed, and Θ comes out exactly symmetric."""
+def dense_tiled_gram(W, b, X1, X2, every, rows, cols, tiles, out, part, parts):
+    """Every network's NTK Θ (out (E, k, k, N1, N2), unscaled), tile by tile: a task is one row of `tiles` (T, 3):
+    network e, and the block of up to `rows` inputs of X1 (n, N1) from i0 by up to `cols` inputs of X2 (n, N2)
+    from j0, traced as one batch. A forward pass keeps every `every`-th layer's input; then, segment by segment
+    from the top, the segment's inputs are recomputed and the output Jacobians backpropagated through it, and each
+    layer's term (ã·ã')(g_x·g'_y) is added to the tile on the spot. No per-layer features are written and no
+    matrix product is called (docs/ntk.md#tiled-grams). Entries of out outside every tile are left as they were."""
     E, L, n, _ = W.shape
     k = out.shape[1]
     N1, N2 = X1.shape[1], X2.shape[1]
     count = (L + every - 1) // every
     dtype = W.dtype
     zero = np.int64(0)  # a literal 0 would compile _load_dense a second time
-    task = -1
-    for e in range(E):
-        for i0 in range(0, N1, rows):
-            R = min(N1, i0 + rows) - i0
-            for j0 in range(i0 if upper else 0, N2, cols):
-                task += 1
-                if task % parts != part:
-                    continue
-                B = min(N2, j0 + cols) - j0
-                M = R + B
-                a, z = np.empty((n, M), dtype=dtype), np.empty((n, M), dtype=dtype)
-                for p in range(n):
-                    for i in range(R):
-                        a[p, i] = X1[p, i0 + i]
-                    for j in range(B):
-                        a[p, R + j] = X2[p, j0 + j]
-                CK = np.empty((count, n, M), dtype=dtype)
-                keep_none = np.empty((0, n, M), dtype=dtype)
-                for s in range(count):
-                    _load_dense(a, zero, CK[s])
-                    _dense_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), keep_none)
-                A = np.empty((every, n, M), dtype=dtype)
-                g, nxt = np.empty((k, n, M), dtype=dtype), np.empty((k, n, M), dtype=dtype)
-                for x in range(k):  # ∂f_x/∂z^{L-1} = e_x
-                    for q in range(n):
-                        for i in range(M):
-                            g[x, q, i] = 1.0 if q == x else 0.0
-                ad, gd = np.empty(B, dtype=dtype), np.empty(B, dtype=dtype)
-                acc = np.empty((k, k, R, B), dtype=dtype)  # cleared by loops: np.zeros is one more overload
-                for x in range(k):
-                    for y in range(k):
-                        for i in range(R):
-                            for j in range(B):
-                                acc[x, y, i, j] = 0.0
-                for s in range(count - 1, -1, -1):
-                    l0 = s * every
-                    l1 = min(L, l0 + every)
-                    _load_dense(CK[s], zero, a)
-                    _dense_layers(W, b, e, a, z, l0, l1, A)
-                    for layer in range(l1 - 1, l0 - 1, -1):
-                        _add_layer_term(A[layer - l0], g, R, ad, gd, acc)
-                        if layer > 0:
-                            for x in range(k):
-                                _dense_backprop(W, e, layer, g[x], A[layer - l0], nxt[x])
-                            g, nxt = nxt, g
-                _write_tile(acc, e, i0, j0, upper, out)
-
-
-@njit(**KERNEL)
-def _write_tile(acc, e, i0, j0, upper, out):
-    """out[e, x, y, i0 + i, j0 + j] = acc[x, y, i, j]; with `upper`, entries below the diagonal are skipped and
-    those above it also written to their mirror out[e, y, x, j0 + j, i0 + i]."""
-    k, _, R, B = acc.shape
-    for x in range(k):
-        for y in range(k):
+    for task in range(part, tiles.shape[0], parts):
+        e, i0, j0 = tiles[task, 0], tiles[task, 1], tiles[task, 2]
+        R = min(N1, i0 + rows) - i0
+        B = min(N2, j0 + cols) - j0
+        M = R + B
+        a, z = np.empty((n, M), dtype=dtype), np.empty((n, M), dtype=dtype)
+        for p in range(n):
             for i in range(R):
-                for j in range(B):
-                    if not upper or j0 + j >= i0 + i:
+                a[p, i] = X1[p, i0 + i]
+            for j in range(B):
+                a[p, R + j] = X2[p, j0 + j]
+        CK = np.empty((count, n, M), dtype=dtype)
+        keep_none = np.empty((0, n, M), dtype=dtype)
+        for s in range(count):
+            _load_dense(a, zero, CK[s])
+            _dense_layers(W, b, e, a, z, s * every, min(L, (s + 1) * every), keep_none)
+        A = np.empty((every, n, M), dtype=dtype)
+        g, nxt = np.empty((k, n, M), dtype=dtype), np.empty((k, n, M), dtype=dtype)
+        for x in range(k):  # ∂f_x/∂z^{L-1} = e_x
+            for q in range(n):
+                for i in range(M):
+                    g[x, q, i] = 1.0 if q == x else 0.0
+        ad, gd = np.empty(B, dtype=dtype), np.empty(B, dtype=dtype)
+        acc = np.empty((k, k, R, B), dtype=dtype)  # cleared by loops: np.zeros is one more overload to compile
+        for x in range(k):
+            for y in range(k):
+                for i in range(R):
+                    for j in range(B):
+                        acc[x, y, i, j] = 0.0
+        for s in range(count - 1, -1, -1):
+            l0 = s * every
+            l1 = min(L, l0 + every)
+            _load_dense(CK[s], zero, a)
+            _dense_layers(W, b, e, a, z, l0, l1, A)
+            for layer in range(l1 - 1, l0 - 1, -1):
+                _add_layer_term(A[layer - l0], g, R, ad, gd, acc)
+                if layer > 0:
+                    for x in range(k):
+                        _dense_backprop(W, e, layer, g[x], A[layer - l0], nxt[x])
+                    g, nxt = nxt, g
+        for x in range(k):
+            for y in range(k):
+                for i in range(R):
+                    for j in range(B):
                         out[e, x, y, i0 + i, j0 + j] = acc[x, y, i, j]
-                    if upper and j0 + j > i0 + i:
-                        out[e, y, x, j0 + j, i0 + i] = acc[x, y, i, j]
 
 
 @njit(**KERNEL)

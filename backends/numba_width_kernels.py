@@ -258,57 +258,49 @@ def dense_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part,
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def dense_tiled_gram(W, b, X1, X2, every, rows, cols, upper, out, part, parts):
+def dense_tiled_gram(W, b, X1, X2, every, rows, cols, tiles, out, part, parts):
     """`numba_kernels.dense_tiled_gram` for width {width}: same arguments, same results to rounding."""
     E, L, n, _ = W.shape
     k = out.shape[1]
     N1, N2 = X1.shape[1], X2.shape[1]
     count = (L + every - 1) // every
-    task = -1
-    for e in range(E):
-        for i0 in range(0, N1, rows):
-            R = min(N1, i0 + rows) - i0
-            for j0 in range(i0 if upper else 0, N2, cols):
-                task += 1
-                if task % parts != part:
-                    continue
-                B = min(N2, j0 + cols) - j0
-                M = R + B
-                first = np.uint64(R)
-                last = np.uint64(M)
-                CK = np.empty((count, n, M), dtype=W.dtype)
-                A = np.empty((every + 1, n, M), dtype=W.dtype)
-                g = np.empty((k, n, M), dtype=W.dtype)
-                nxt = np.empty((k, n, M), dtype=W.dtype)
-                acc = np.empty((k, k, R, B), dtype=W.dtype)
-                for p in range(n):
-                    for i in range(R):
-                        CK[0, p, i] = X1[p, i0 + i]
+    for task in range(part, tiles.shape[0], parts):
+        e, i0, j0 = tiles[task, 0], tiles[task, 1], tiles[task, 2]
+        R = min(N1, i0 + rows) - i0
+        B = min(N2, j0 + cols) - j0
+        M = R + B
+        first = np.uint64(R)
+        last = np.uint64(M)
+        CK = np.empty((count, n, M), dtype=W.dtype)
+        A = np.empty((every + 1, n, M), dtype=W.dtype)
+        g = np.empty((k, n, M), dtype=W.dtype)
+        nxt = np.empty((k, n, M), dtype=W.dtype)
+        acc = np.empty((k, k, R, B), dtype=W.dtype)
+        for p in range(n):
+            for i in range(R):
+                CK[0, p, i] = X1[p, i0 + i]
+            for j in range(B):
+                CK[0, p, R + j] = X2[p, j0 + j]
+        for x in range(k):  # ∂f_x/∂z^{{L-1}} = e_x
+            for q in range(n):
+                for i in range(M):
+                    g[x, q, i] = 1.0 if q == x else 0.0
+            for y in range(k):
+                for i in range(R):
                     for j in range(B):
-                        CK[0, p, R + j] = X2[p, j0 + j]
-                for x in range(k):  # ∂f_x/∂z^{{L-1}} = e_x
-                    for q in range(n):
-                        for i in range(M):
-                            g[x, q, i] = 1.0 if q == x else 0.0
-                    for y in range(k):
-                        for i in range(R):
-                            for j in range(B):
-                                acc[x, y, i, j] = 0.0
-{_indent(_segment_sweep(width, "M"), 4)}
-                    for layer in range(l1 - 1, l0 - 1, -1):
-                        t = layer - l0
-{_indent(_layer_term(width), 6)}
-                        if layer > 0:
-{_indent(_weights(width), 7)}
-                            for x in range(k):
-{_indent(_backprop(width, "g[x, {}, i]", "nxt[x, {}, i]", "M"), 8)}
-                            g, nxt = nxt, g
-                for x in range(k):  # as numba_kernels._write_tile
-                    for y in range(k):
-                        for i in range(R):
-                            for j in range(B):
-                                if not upper or j0 + j >= i0 + i:
-                                    out[e, x, y, i0 + i, j0 + j] = acc[x, y, i, j]
-                                if upper and j0 + j > i0 + i:
-                                    out[e, y, x, j0 + j, i0 + i] = acc[x, y, i, j]
+                        acc[x, y, i, j] = 0.0
+{_indent(_segment_sweep(width, "M"), 2)}
+            for layer in range(l1 - 1, l0 - 1, -1):
+                t = layer - l0
+{_indent(_layer_term(width), 4)}
+                if layer > 0:
+{_indent(_weights(width), 5)}
+                    for x in range(k):
+{_indent(_backprop(width, "g[x, {}, i]", "nxt[x, {}, i]", "M"), 6)}
+                    g, nxt = nxt, g
+        for x in range(k):
+            for y in range(k):
+                for i in range(R):
+                    for j in range(B):
+                        out[e, x, y, i0 + i, j0 + j] = acc[x, y, i, j]
 '''

@@ -122,3 +122,24 @@ def test_tile_shape_keeps_the_sums_within_the_cache_budget():
             rows, cols = numba_backend.tile_shape(outputs, itemsize)
             assert rows >= 1 and cols >= rows
             assert outputs**2 * rows * cols * itemsize <= numba_backend.TILE_BYTES or rows * cols == 1
+
+
+@pytest.mark.parametrize("networks, N1, N2, upper", [(1, 512, 512, True), (3, 70, 70, True), (10, 1, 200, False),
+                                                      (2, 13, 300, False), (1, 16, 16, True)])
+def test_gram_tiles_cover_each_entry_once_largest_first(networks, N1, N2, upper):
+    rows, cols, tiles = numba_backend.gram_tiles(networks, N1, N2, 1, 8, upper, threads=2)
+    covered = np.zeros((networks, N1, N2), dtype=int)
+    for e, i0, j0 in tiles:
+        covered[e, i0:i0 + rows, j0:j0 + cols] += 1
+    needed = np.triu(np.ones((N1, N2), dtype=bool)) if upper else np.ones((N1, N2), dtype=bool)
+    assert (covered[:, needed] == 1).all()  # the upper triangle, or all of it, exactly once
+    assert cols % numba_backend.COLUMN_VECTOR == 0 and rows <= numba_backend.TILE_ROWS
+    sizes = [(min(N1, i0 + rows) - i0) * (min(N2, j0 + cols) - j0) for _, i0, j0 in tiles]
+    assert sizes == sorted(sizes, reverse=True)
+    assert len(tiles) >= 2  # a task for each of the two threads
+
+
+def test_a_narrow_side_s_columns_split_evenly():
+    # 200 columns in blocks of at most 128: 104 + 96, not 128 + 72, so ten networks' tasks split evenly.
+    rows, cols, tiles = numba_backend.gram_tiles(10, 1, 200, 1, 8, False, threads=2)
+    assert (rows, cols, len(tiles)) == (1, 104, 20)
