@@ -352,6 +352,24 @@ def _pixel_mean(z, j, i):
 
 
 @njit(**KERNEL)
+def _add_three_rows(out, o, out_start, source, m, source_start, span, c0, c1, c2):
+    """out[o, y, out_start + q] += c0·source[m, y-1, source_start + q] + c1·source[m, y, …] + c2·source[m, y+1, …]
+    for q < span and every row y of the flat (channels, d, d·B) arrays, rows outside the image counting as zero.
+    With 3×3 filters, the three taps of a filter column in one pass per row instead of three: the row added to is
+    loaded and stored once for three multiply-adds (docs/backends.md#conv-rows)."""
+    d = out.shape[1]
+    for q in range(span):
+        out[o, 0, out_start + q] += c1 * source[m, 0, source_start + q] + c2 * source[m, 1, source_start + q]
+    for y in range(1, d - 1):
+        for q in range(span):
+            out[o, y, out_start + q] += (c0 * source[m, y - 1, source_start + q] + c1 * source[m, y, source_start + q]
+                                         + c2 * source[m, y + 1, source_start + q])
+    for q in range(span):
+        out[o, d - 1, out_start + q] += (c0 * source[m, d - 2, source_start + q]
+                                         + c1 * source[m, d - 1, source_start + q])
+
+
+@njit(**KERNEL)
 def _conv_layers(W, b, e, a, z, l0, l1, A):
     """Run network e's conv layers l0 … l1-1 on a (n, d, d, B) in place; A (l1-l0, n, d, d, B) receives layer
     inputs if non-empty. On return z holds z^{l1-1} and, when l1 < L, a holds the input of layer l1.
@@ -376,24 +394,12 @@ def _conv_layers(W, b, e, a, z, l0, l1, A):
                 for q in range(row):
                     flat_z[o, y, q] = bo
             for m in range(n):
-                if f == 3:
-                    # The three taps of a filter column read rows y-1, y, y+1 into row y: one pass per output
-                    # row instead of three (first and last rows have two).
+                if f == 3:  # the three taps of a filter column read rows y-1, y, y+1 into row y
                     for v in range(3):
                         w0, w1, w2 = W[e, layer, o, m, 0, v], W[e, layer, o, m, 1, v], W[e, layer, o, m, 2, v]
-                        if w0 == 0.0 and w1 == 0.0 and w2 == 0.0:
-                            continue
-                        pixels, taps, span = _row_run(d, r, v, B)
-                        for q in range(span):
-                            flat_z[o, 0, pixels + q] += w1 * flat_a[m, 0, taps + q] + w2 * flat_a[m, 1, taps + q]
-                        for y in range(1, d - 1):
-                            for q in range(span):
-                                flat_z[o, y, pixels + q] += (w0 * flat_a[m, y - 1, taps + q]
-                                                             + w1 * flat_a[m, y, taps + q]
-                                                             + w2 * flat_a[m, y + 1, taps + q])
-                        for q in range(span):
-                            flat_z[o, d - 1, pixels + q] += (w0 * flat_a[m, d - 2, taps + q]
-                                                             + w1 * flat_a[m, d - 1, taps + q])
+                        if w0 != 0.0 or w1 != 0.0 or w2 != 0.0:
+                            pixels, taps, span = _row_run(d, r, v, B)
+                            _add_three_rows(flat_z, o, pixels, flat_a, m, taps, span, w0, w1, w2)
                     continue
                 for u in range(f):
                     ylo, yhi = _window(d, r, u)
@@ -429,23 +435,12 @@ def _conv_backprop(W, e, layer, g, mask, out):
                 flat_out[m, y, q] = 0.0
     for o in range(n):
         for m in range(n):
-            if f == 3:
-                # Row ys of out gathers rows ys+1, ys, ys-1 of g through taps u = 0, 1, 2: one pass per row.
+            if f == 3:  # row ys gathers rows ys+1, ys, ys-1 of g through taps u = 0, 1, 2
                 for v in range(3):
                     w0, w1, w2 = W[e, layer, o, m, 0, v], W[e, layer, o, m, 1, v], W[e, layer, o, m, 2, v]
-                    if w0 == 0.0 and w1 == 0.0 and w2 == 0.0:
-                        continue
-                    pixels, taps, span = _row_run(d, r, v, B)
-                    for q in range(span):
-                        flat_out[m, 0, taps + q] += w0 * flat_g[o, 1, pixels + q] + w1 * flat_g[o, 0, pixels + q]
-                    for ys in range(1, d - 1):
-                        for q in range(span):
-                            flat_out[m, ys, taps + q] += (w0 * flat_g[o, ys + 1, pixels + q]
-                                                          + w1 * flat_g[o, ys, pixels + q]
-                                                          + w2 * flat_g[o, ys - 1, pixels + q])
-                    for q in range(span):
-                        flat_out[m, d - 1, taps + q] += (w1 * flat_g[o, d - 1, pixels + q]
-                                                         + w2 * flat_g[o, d - 2, pixels + q])
+                    if w0 != 0.0 or w1 != 0.0 or w2 != 0.0:
+                        pixels, taps, span = _row_run(d, r, v, B)
+                        _add_three_rows(flat_out, m, taps, flat_g, o, pixels, span, w2, w1, w0)
                 continue
             for u in range(f):
                 ylo, yhi = _window(d, r, u)
