@@ -105,6 +105,20 @@ def gram_tiles(networks: int, N1: int, N2: int, outputs: int, itemsize: int, upp
     return rows, cols, np.array([tiles[t] for t in order], dtype=np.int64).reshape(-1, 3)
 
 
+def mirror_upper(theta: np.ndarray, rows: int) -> np.ndarray:
+    """theta (E, N, N, k, k) with its upper triangle (j ≥ i) copied to the lower, in place, a block of `rows` rows
+    at a time (no N × N mask): Θ[i, j] = Θ[j, i]ᵀ exactly."""
+    N = theta.shape[1]
+    swap = (0, 2, 1, 4, 3)
+    for i0 in range(0, N, rows):
+        i1 = min(N, i0 + rows)
+        theta[:, i0:i1, :i0] = theta[:, :i0, i0:i1].transpose(swap)
+        block = theta[:, i0:i1, i0:i1]
+        upper = np.triu(np.ones((i1 - i0, i1 - i0), dtype=bool))[None, :, :, None, None]
+        theta[:, i0:i1, i0:i1] = np.where(upper, block, block.transpose(swap))
+    return theta
+
+
 def run_in_parts(kernel, *args, parts: int) -> None:
     """Call kernel(*args, part, parts) for part = 0 … parts-1 at once on `parts` threads (the kernels release the
     GIL), and wait for all of them; a kernel's exception is raised here."""
@@ -249,8 +263,7 @@ class NumbaBackend(Backend):
                      cols, tiles, out, parts=self._threads())
         theta = out.transpose(0, 3, 4, 1, 2)  # (E, N1, N2, k, k)
         if symmetric:
-            upper = np.triu(np.ones((N1, N1), dtype=bool))[None, :, :, None, None]
-            return np.where(upper, theta, theta.transpose(0, 2, 1, 4, 3))
+            return mirror_upper(np.ascontiguousarray(theta), rows)
         if rows_side is not sets[0]:  # X2 was the narrower side
             theta = theta.transpose(0, 2, 1, 4, 3)
         return np.ascontiguousarray(theta)

@@ -143,3 +143,16 @@ def test_a_narrow_side_s_columns_split_evenly():
     # 200 columns in blocks of at most 128: 104 + 96, not 128 + 72, so ten networks' tasks split evenly.
     rows, cols, tiles = numba_backend.gram_tiles(10, 1, 200, 1, 8, False, threads=2)
     assert (rows, cols, len(tiles)) == (1, 104, 20)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 64])
+def test_mirror_upper_copies_the_upper_triangle(rows):
+    # Garbage (NaN) below the diagonal, as the kernel leaves it; the result is the symmetric matrix of the upper
+    # triangle, whatever the block of rows.
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(2, 10, 10, 2, 2))
+    full = full + full.transpose(0, 2, 1, 4, 3)
+    theta = full.copy()
+    i, j = np.tril_indices(10, -1)
+    theta[:, i, j] = np.nan
+    np.testing.assert_array_equal(numba_backend.mirror_upper(theta, rows), full)
