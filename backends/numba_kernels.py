@@ -188,7 +188,7 @@ def dense_tiled_gram(W, b, X1, X2, every, rows, cols, tiles, out, part, parts):
     from the top, the segment's inputs are recomputed and the output Jacobians backpropagated through it, and each
     layer's term (ã·ã')(g_x·g'_y) is added to the tile on the spot. No per-layer features are written and no
     matrix product is called (docs/ntk.md#tiled-grams). Entries of out outside every tile are left as they were."""
-    E, L, n, _ = W.shape
+    _, L, n, _ = W.shape  # the network of a task is in `tiles`
     k = out.shape[1]
     N1, N2 = X1.shape[1], X2.shape[1]
     count = (L + every - 1) // every

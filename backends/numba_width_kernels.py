@@ -260,7 +260,7 @@ def dense_loss_gradients(W, b, X, Y, coeff, chunk, every, out, dW_part, db_part,
 @njit(cache=True, nogil=True, fastmath=FAST)
 def dense_tiled_gram(W, b, X1, X2, every, rows, cols, tiles, out, part, parts):
     """`numba_kernels.dense_tiled_gram` for width {width}: same arguments, same results to rounding."""
-    E, L, n, _ = W.shape
+    _, L, n, _ = W.shape  # the network of a task is in `tiles`
     k = out.shape[1]
     N1, N2 = X1.shape[1], X2.shape[1]
     count = (L + every - 1) // every
