@@ -25,7 +25,14 @@ def user_errors():
     try:
         yield
     except (DeepNTKError, ValueError, MemoryError, OSError) as exc:
-        raise CommandError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        text = exc.in_words(cli_words) if isinstance(exc, DeepNTKError) else str(exc)
+        raise CommandError(text.splitlines()[0] if text else type(exc).__name__) from None
+
+
+def cli_words(name: str, value: str | None) -> str:
+    """A parameter that an engine error names (deepntk.engine.errors.option), as its command-line flag."""
+    flag = "--" + name.replace("_", "-")
+    return flag if value in (None, "True") else f"{flag} {value}"
 
 
 def comma_list(text: str, name: str | None, convert=int, minimum=None, what: str = "values") -> list:
@@ -148,13 +155,26 @@ def check_output_folder(path: str, name: str = "-o") -> str:
         raise CommandError(f"{name}: cannot use {path!r} as a results folder ({exc.strerror or exc})") from None
 
 
-def hold_output_folder(path: str, name: str = "-o") -> str:
-    """Create the results folder and hold it until the command ends; a folder another run holds is refused."""
-    from deepntk.engine.results import exclusive_folder
+def hold_output_folder(path: str | None, command: str, config: dict, *, resume: bool | None = None,
+                       overwrite: bool = False, name: str = "-o") -> str:
+    """Hold the results folder of this run until the command ends (deepntk.engine.results.run_folder), before any
+    work: a folder another run holds, or one that holds another configuration's results (or this one's, without
+    --resume or --overwrite), is refused with one line. `path` None: the configuration's default folder."""
+    from deepntk.engine.results import default_folder, run_folder
 
-    check_output_folder(path, name)
+    path = path or default_folder(command, config)
     with user_errors():
-        return click.get_current_context().with_resource(exclusive_folder(path))
+        try:
+            click.get_current_context().with_resource(
+                run_folder(path, command, config, resume=resume, overwrite=overwrite))
+        except OSError as exc:
+            raise CommandError(f"{name}: cannot use {path!r} as a results folder ({exc.strerror or exc})") from None
+    return path
+
+
+overwrite_option = click.option("--overwrite", is_flag=True,
+                                help="Replace the results an earlier run left in the results folder (only the files "
+                                     "it recorded), whatever its configuration.")
 
 
 def format_duration(seconds: float) -> str:

@@ -7,7 +7,7 @@ import os
 import click
 
 from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
-                                maybe_cluster, progress, quiet_option, user_errors)
+                                maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
 from deepntk.engine.results import environment, write_json
 
 
@@ -21,8 +21,11 @@ def _finish(out_dir, name, payload, plot, plotter):
         click.echo(f"figure in {png}")
 
 
-out_option = click.option("-o", "--out", "out_dir", default="deepntk-results/compare", show_default=True,
-                          type=click.Path(file_okay=False), help="Results folder.")
+def out_option(func):
+    """-o (default: one folder per subcommand and settings) and --overwrite."""
+    func = overwrite_option(func)
+    return click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
+                        help="Results folder [deepntk-results/compare-<subcommand>-<hash of the settings>].")(func)
 plot_option = click.option("--plot", is_flag=True, help="Also write a PNG figure (needs the plot extra).")
 
 
@@ -42,11 +45,13 @@ def command():
 @plot_option
 @cluster_options
 @quiet_option
-def depth_command(depths, rules, seeds, points, backend, out_dir, plot, cluster, workers, cluster_config, quiet):
+def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plot, cluster, workers, cluster_config,
+                  quiet):
     """Error of Θ̃ against Θ̃^∞ and E Θ̃ over depths × C_L rules, with 95% CIs and the fitted rate."""
     from deepntk.engine.experiments.compare import as_dicts, depth_study
 
-    hold_output_folder(out_dir)
+    out_dir = hold_output_folder(out_dir, "compare depth", {"depths": depths, "rules": rules, "seeds": seeds,
+                                                            "points": points}, overwrite=overwrite)
     with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
         bar = progress(len(depths) * len(rules) * seeds, "networks", quiet)
         rows, fits = depth_study(depths, rules, seeds, points, backend, on_seed=bar.update, client=client)
@@ -76,13 +81,15 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, plot, cluster,
 @backend_option
 @out_option
 @plot_option
-def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, plot):
+def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, overwrite, plot):
     """Trained network outputs vs the kernel-flow prediction from Θ̃^∞ and from the initial Θ̃₀."""
     from deepntk.engine.experiments.compare import as_dicts, trained_study
 
     if not 0 < eta < float("inf"):
         raise CommandError(f"--eta must be a finite number > 0, got {eta}")
-    hold_output_folder(out_dir)
+    out_dir = hold_output_folder(out_dir, "compare trained", {"depths": depths, "rule": rule, "steps": steps, "eta": eta,
+                                                              "train_points": train_points, "seed": seed},
+                                 overwrite=overwrite)
     with user_errors():
         rows = trained_study(depths, rule, steps, eta, train_points, seed=seed, backend=backend)
     click.echo(f"{'L':>7} {'C_L':>10} {'t':>7} {'train loss':>11} {'gap vs Θ∞ flow':>15} {'gap vs Θ̃₀ flow':>16} "
@@ -103,11 +110,12 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
 @backend_option
 @out_option
 @plot_option
-def spectrum_command(depths, rule, points, seed, backend, out_dir, plot):
+def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, plot):
     """Eigenvalues and condition number of the Gram on the Fig. 3 arc: limit vs finite depth."""
     from deepntk.engine.experiments.compare import as_dicts, spectrum_study
 
-    hold_output_folder(out_dir)
+    out_dir = hold_output_folder(out_dir, "compare spectrum", {"depths": depths, "rule": rule, "points": points,
+                                                               "seed": seed}, overwrite=overwrite)
     with user_errors():
         rows = spectrum_study(depths, rule, points, seed, backend)
     click.echo(f"{'kernel':>10} {'λ1':>10} {'λ2':>10} {'λ3':>10} {'λmin':>10} {'condition':>10} {'spectrum err':>13}")

@@ -20,7 +20,10 @@ def pyplot():
 
 def save(fig, path):
     """Lay out, write as a 130-dpi PNG, and release the figure."""
+    from deepntk.engine.results import record_file
+
     fig.tight_layout()
+    record_file(path)  # a figure in a results folder is one of its run's files
     fig.savefig(path, dpi=130)
     pyplot().close(fig)
 

@@ -9,10 +9,11 @@ import click
 import numpy as np
 
 from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, format_duration,
-                                hold_output_folder, maybe_cluster, progress, solver_options, user_errors)
+                                hold_output_folder, maybe_cluster, overwrite_option, progress, solver_options,
+                                user_errors)
 from deepntk.engine.experiments import PAPER_EXPERIMENTS
 from deepntk.engine.experiments.table1 import TABLE1_NETWORKS, check_networks
-from deepntk.engine.results import environment, write_json, write_npz
+from deepntk.engine.results import environment, record_file, write_json, write_npz
 
 
 def _summary(result) -> list[str]:
@@ -56,7 +57,10 @@ def _summary(result) -> list[str]:
 @click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA] (fig4, table1).")
 @backend_option
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Results folder [deepntk-results/<experiment>-<scale>].")
+              help="Results folder [deepntk-results/reproduce-<experiment>-<hash of the settings>].")
+@overwrite_option
+@click.option("--resume", is_flag=True, help="With --predict: continue an interrupted run of the same settings in "
+                                             "--out (its Gram stores are completed, not recomputed).")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="PNG figure when matplotlib is installed.")
 @click.option("--predict", "predict_size", default=None, metavar="N|full",
               help="table1 only: instead of training, the limit kernel's flow and regression on N (or every) "
@@ -72,8 +76,8 @@ def _summary(result) -> list[str]:
                    "whole schedule would take at that rate (a bounded run of --scale paper).")
 @solver_options("--predict")
 @cluster_options
-def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, test_size, store_dir, networks,
-            max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config):
+def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, plot, predict_size, test_size, store_dir,
+            networks, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config):
     """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
     from deepntk.engine.experiments import run_experiment
 
@@ -81,22 +85,31 @@ def command(experiment, scale, data_dir, backend, out_dir, plot, predict_size, t
         raise CommandError(f"{'--networks' if networks is not None else '--max-steps'} goes with table1")
     if predict_size is not None and max_steps is not None:
         raise CommandError("--max-steps bounds training; --predict trains nothing")
+    if resume and predict_size is None:
+        raise CommandError("--resume goes with table1 --predict")
     if predict_size is not None:
         if experiment != "table1":
             raise CommandError("--predict goes with table1")
         train_size = _predict_size(predict_size)
         with user_errors():
             check_networks(networks)  # before any output
-        out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"table1-predict-{predict_size}"))
-        return _table1_predict(train_size, test_size, data_dir, store_dir or os.path.join(out_dir, "grams"), out_dir,
-                               plot, (cluster or "local", workers, cluster_config),
-                               dict(networks=networks, max_iterations=max_iterations, rank=nystrom_rank))
+        options = dict(networks=networks, max_iterations=max_iterations, rank=nystrom_rank)
+        out_dir = hold_output_folder(out_dir, "reproduce table1 --predict",
+                                     {"train_size": train_size, "test_size": test_size, **options}, resume=resume,
+                                     overwrite=overwrite)
+        if store_dir is None:  # inside the results folder, so the folder's record lists it (--overwrite removes it)
+            store_dir = os.path.join(out_dir, "grams")
+            record_file(store_dir)
+        if resume:
+            click.echo(f"resuming: the Gram stores in {store_dir} are completed, not recomputed")
+        return _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot,
+                               (cluster or "local", workers, cluster_config), options)
     options = {}
     if experiment == "table1":
         with user_errors():
             check_networks(networks)  # before any output
         options = dict(networks=networks, max_steps=max_steps)
-    out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results", f"{experiment}-{scale}"))
+    out_dir = hold_output_folder(out_dir, f"reproduce {experiment}", {"scale": scale, **options}, overwrite=overwrite)
     start = time.perf_counter()
     with user_errors():
         result = run_experiment(experiment, scale, data_dir=data_dir, backend=backend, **options)

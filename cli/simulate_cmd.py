@@ -9,7 +9,7 @@ import click
 
 from deepntk.cli.arch import with_arch
 from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
-                                maybe_cluster, progress, quiet_option, user_errors)
+                                maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
 from deepntk.engine.experiments.convergence import DEFAULT_DEPTHS, DEFAULT_POINTS, FIG3_INPUT_DIMENSION
 from deepntk.engine.results import environment, write_json
 
@@ -32,16 +32,17 @@ def _defaults(table: dict) -> str:
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @backend_option
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Results folder [deepntk-results/simulate-<arch>-<time>].")
-@click.option("--resume", is_flag=True, help="Reuse depths already stored in --out with the same settings.")
+              help="Results folder [deepntk-results/simulate-<hash of the settings>].")
+@click.option("--resume", is_flag=True, help="Reuse the depths an earlier run of the same settings stored in --out.")
+@overwrite_option
 @click.option("--train", "train_too", is_flag=True,
               help="Fig. 3 complete: also train each network (full-batch GD, MSELoss, lr = 1/(4·L·C_L²)) on "
                    "y = x₁x₂ and compare the kernel before and after training.")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="GD steps with --train.")
 @cluster_options
 @quiet_option
-def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_dir, resume, train_too, steps, cluster,
-            workers, cluster_config, quiet):
+def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_dir, resume, overwrite, train_too, steps,
+            cluster, workers, cluster_config, quiet):
     """Scaled NTK at initialization vs its infinite-depth limit, over depths and seeds.
 
     With no options: the paper's Fig. 3 kernel Θ̃(x₀, x(γ)) on 200 arc points, at L = 100 … 10000 with
@@ -52,15 +53,16 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
     from deepntk.engine.experiments.convergence import ConvergenceConfig
 
     name = arch["arch"]
-    if resume and out_dir is None:
-        raise CommandError("--resume needs --out, the folder of the run to resume")
     if "d_in" in arch["given"] and arch["d_in"] != FIG3_INPUT_DIMENSION:
         raise CommandError(f"simulate's MLP is the Fig. 3 network on the unit arc (--d-in {FIG3_INPUT_DIMENSION})")
     depths = tuple(depths or DEFAULT_DEPTHS.get(name, DEFAULT_DEPTHS["cnn"]))
     if train_too:
         if name != "mlp":
             raise CommandError("--train runs the Fig. 3 MLP experiment; use deepntk train for the CNN")
-        return _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, (cluster, workers, cluster_config))
+        if resume:
+            raise CommandError("--resume reuses stored depths of simulate without --train")
+        return _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, (cluster, workers, cluster_config),
+                                  overwrite)
     with user_errors():
         config = ConvergenceConfig(arch=name, depths=depths, C_L=C_L, seeds=seeds, first_seed=first_seed,
                                    points=points or DEFAULT_POINTS.get(name, DEFAULT_POINTS["cnn"]),
@@ -69,8 +71,7 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
                                    filter_size=arch["filter_size"], pool=arch["pool"],
                                    filter_variance=arch["filter_variance"])
         backend_name = get_backend(backend).name
-    out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results",
-                                                         f"simulate-{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    out_dir = hold_output_folder(out_dir, "simulate", config.key(), resume=resume, overwrite=overwrite)
     with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
         _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet, client)
 
@@ -84,8 +85,10 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
               f"{'err vs E[Θ̃]':>13} {'max':>9} {'time s':>7}")
     click.echo(header)
     bar = progress(len(config.depths) * seeds, "networks", quiet)
+    reused = []
 
     def on_depth(r):
+        reused.append(r.reused)
         bar.clear()
         click.echo(f"{r.depth:>7} {r.C_L:>10.4g} {len(r.seeds):>5} {r.mean_error_limit:>13.3e} "
                    f"{r.max_error_limit:>9.2e} {r.mean_error_expected:>13.3e} {r.max_error_expected:>9.2e} "
@@ -96,6 +99,9 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
         results, slope, se = run_convergence(config, out_dir, resume, on_seed=bar.update, on_depth=on_depth,
                                              client=client)
     bar.close()
+    if resume:
+        click.echo(f"{sum(reused)} {'depth' if sum(reused) == 1 else 'depths'} reused, {len(reused) - sum(reused)} "
+                   f"computed")
     if len(results) >= 2:
         ci = f" ± {1.96 * se:.2f} (95%)" if se == se else ""
         click.echo(f"fitted slope of mean error vs limit against L: {slope:+.3f}{ci}  (theory: −0.5 while the "
@@ -108,14 +114,15 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
     click.echo(f"results in {out_dir}")
 
 
-def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, cluster):
+def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, cluster, overwrite):
     """Fig. 3 complete: kernel at init and after training, kernel drift and fit, per depth over seeds."""
     from deepntk.engine.rules import C_L_values
 
     with user_errors():
         pairs = list(zip(depths, C_L_values(C_L, depths)))
-    out_dir = hold_output_folder(out_dir or os.path.join("deepntk-results",
-                                                         f"simulate-train-{time.strftime('%Y%m%d-%H%M%S')}"))
+    out_dir = hold_output_folder(out_dir, "simulate --train",
+                                 {"depths": list(depths), "C_L": C_L, "seeds": seeds, "steps": steps},
+                                 overwrite=overwrite)
     with user_errors(), maybe_cluster(*cluster) as client:
         _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, client)
 

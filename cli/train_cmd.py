@@ -40,12 +40,13 @@ from deepntk.engine.results import environment, write_json
 @click.option("--checkpoint-dir", default=None, help="Folder for atomic checkpoints.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
+@click.option("--overwrite", is_flag=True, help="Replace the checkpoint an earlier run left in --checkpoint-dir.")
 @backend_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Trained params (.npz).")
 @quiet_option
 def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype, steps, epochs, batch_size, eta, lr,
             loss, seed, data_dir, train_size, test_size, eval_every, probe_every, checkpoint_dir, checkpoint_every, resume,
-            backend, output, quiet):
+            overwrite, backend, output, quiet):
     """Train with plain SGD (the paper's §3.2/§5), writing the trained params and a metrics JSON beside them."""
     from deepntk.engine.architectures import architecture
     from deepntk.engine.experiments.datasets import load_dataset
@@ -90,13 +91,15 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
         try:
             result = train(params, X, Y, settings, backend=backend, X_test=X_test, Y_test=Y_test,
                            probe=X[:16] if probe_every else None, checkpoint_dir=checkpoint_dir, resume=resume,
-                           on_step=on_step)
+                           overwrite=overwrite, on_step=on_step)
         except FloatingPointError as exc:
             raise CommandError(str(exc)) from None
         finally:
             bar.close()
         result.params.save(output)
     h = result.history
+    if resume:
+        click.echo(f"resumed from step {result.resumed_from} of {result.steps}")
     line = f"trained {result.steps} steps in {result.seconds:.1f} s: train loss {h['train_loss'][-1]:.4e}"
     if h["train_accuracy"] and h["train_accuracy"][-1] == h["train_accuracy"][-1]:
         line += f", train accuracy {h['train_accuracy'][-1]:.4f}"

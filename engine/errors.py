@@ -1,8 +1,34 @@
 """Exceptions raised at deepntk's boundaries (specs, inputs, files, backends, training)."""
 
+from __future__ import annotations
+
+import re
+
+# How a message names a parameter the user should set: written by `option`, shown by `DeepNTKError.in_words`.
+_OPTION = re.compile(r"\{option:(\w+)(?:=(\w+))?\}")
+
+
+def option(name: str, value: str | None = "True") -> str:
+    """A parameter that an error message tells the user to set, in words the reader's interface renders:
+    "resume=True" from the Python API (str(error)), "--resume" on the command line (cli.common.user_errors).
+    `value` None names the parameter alone ("checkpoint_dir" / "--checkpoint-dir")."""
+    return f"{{option:{name}{'' if value is None else '=' + value}}}"
+
+
+def api_words(name: str, value: str | None) -> str:
+    return name if value is None else f"{name}={value}"
+
 
 class DeepNTKError(Exception):
-    """Base class of every error deepntk raises on purpose."""
+    """Base class of every error deepntk raises on purpose. Its message names parameters through `option`, so
+    that str(error) speaks the Python API and the command line can speak its flags (`in_words`)."""
+
+    def __str__(self):
+        return self.in_words(api_words)
+
+    def in_words(self, words) -> str:
+        """The message with each option written as `words(name, value)`."""
+        return _OPTION.sub(lambda match: words(match.group(1), match.group(2)), super().__str__())
 
 
 class SpecError(DeepNTKError, ValueError):
@@ -35,6 +61,11 @@ class ClusterError(DeepNTKError, RuntimeError):
 
 class FolderInUseError(DeepNTKError, RuntimeError):
     """A results or checkpoint folder that another running deepntk process holds."""
+
+
+class FolderConfigError(InputError):
+    """A results or checkpoint folder that holds another configuration's results, or this configuration's when
+    the run would neither resume nor overwrite them (the message names the differing keys and the way out)."""
 
 
 class MemoryBudgetError(DeepNTKError, MemoryError):

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from deepntk.engine.errors import FileFormatError, InputError
+from deepntk.engine.errors import FileFormatError, InputError, option
 
 KERNELS = ("limit", "expected", "ntk")
 STORE_FORMAT = 1
@@ -215,7 +215,7 @@ class GramStore:
         """Gram entries as a NumPy array; for a symmetric Gram the lower tiles are read from their mirror."""
         if not self.complete:
             missing = sum(1 for i, j in self.tiles() if self.recorded()[i, j] < 0)
-            raise GramStoreError(f"Gram store {self.path!r} is incomplete ({missing} tiles missing); resume it")
+            raise GramStoreError(f"Gram store {self.path!r} is incomplete ({missing} tiles missing); complete it with {option('resume')}")
         gram = self.group["gram"]
         if not self.symmetric:
             return gram[rows, cols]
@@ -265,8 +265,8 @@ def create_store(path, kernel: GramKernel, X1: np.ndarray, X2: np.ndarray | None
               "tile": tile, "symmetric": X2 is None, "x1": digest(X1), "x2": None if X2 is None else digest(X2)}
     if os.path.exists(path):
         if not resume:
-            raise GramStoreError(f"Gram store {path!r} already exists; pass --resume to complete it, or choose "
-                                 f"another path")
+            raise GramStoreError(f"Gram store {path!r} already exists; pass {option('resume')} to complete it, or "
+                                 f"choose another path")
         store = open_store(path)
         # JSON round trip: the stored configuration is JSON, so compare like with like.
         wanted = json.loads(json.dumps(config))

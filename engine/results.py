@@ -1,22 +1,29 @@
-"""Result folders: atomic writes of JSON and `.npz`, and a manifest describing the run."""
+"""Result folders: atomic writes of JSON and `.npz`, a record of the run that owns a folder (its configuration and
+the files it wrote, docs/files.md#results-folders), and a manifest describing the run."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
+import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
 
-from deepntk.engine.errors import FolderInUseError
+from deepntk.engine.errors import FileFormatError, FolderConfigError, FolderInUseError, option
 
 # Held by the run writing a folder (see exclusive_folder).
 LOCK_FILE = ".deepntk.lock"
+# A run folder's record: the command and configuration that own it and the files deepntk wrote there (RunFolder).
+RUN_RECORD = "run.json"
+RUN_RECORD_FORMAT = 1
 
 
 def file_mode(path: str) -> int:
@@ -34,6 +41,7 @@ def atomic_write(path: str, write, suffix: str = "") -> None:
     half-written file under the final name; the file gets the permissions a plain write would give it."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    record_file(path)
     mode = file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     try:
@@ -105,3 +113,188 @@ def ensure_writable_folder(path: str) -> str:
     if not os.access(path, os.W_OK):
         raise PermissionError(f"output folder {path!r} is not writable")
     return path
+
+
+def canonical(config) -> dict:
+    """`config` as its JSON round trip (tuples become lists, NumPy scalars numbers), to compare like with like."""
+    return json.loads(json.dumps(config, sort_keys=True, default=_jsonable))
+
+
+def differing_keys(old, new, prefix: str = "") -> list[str]:
+    """The keys whose values differ between two configurations, nested keys dotted ("settings.eta")."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix.rstrip(".") or "configuration"]
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        if key not in old or key not in new:
+            keys += [] if old.get(key) == new.get(key) else [prefix + key]
+        else:
+            keys += differing_keys(old[key], new[key], f"{prefix}{key}.")
+    return keys
+
+
+def default_folder(command: str, config) -> str:
+    """deepntk-results/<command>-<first 8 hex digits of the configuration's SHA-1>: runs of different
+    configurations never share a default folder, and a rerun of the same configuration finds its results."""
+    text = json.dumps({"command": command, "config": canonical(config)}, sort_keys=True)
+    stem = "-".join("".join(c if c.isalnum() else " " for c in command).split())
+    return os.path.join("deepntk-results", f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}")
+
+
+# The run folders this process holds, by absolute path (record_file finds them there).
+_HELD: dict = {}
+
+
+class RunFolder:
+    """A results folder held by one run of one configuration. Its record (RUN_RECORD) names the command, the
+    configuration and every file deepntk wrote there; it is written with the first file, and each file is added
+    before it is written, so a killed run's record still lists what it may have left."""
+
+    def __init__(self, path: str, command: str, config: dict, files=(), resumed: bool = False):
+        self.path = path
+        self.command = command
+        self.config = config
+        self.files = list(files)
+        self.resumed = resumed  # the record of an earlier run of this configuration is continued
+        self._lock = threading.Lock()
+
+    def record(self, name: str) -> None:
+        """Add `name` (a file or folder inside this folder) to the record, writing the record if it changes."""
+        if name in (RUN_RECORD, LOCK_FILE):
+            return
+        with self._lock:
+            if name in self.files:
+                return
+            self.files.append(name)
+            write_json(os.path.join(self.path, RUN_RECORD),
+                       {"format": RUN_RECORD_FORMAT, "command": self.command, "config": self.config,
+                        "files": self.files})
+
+
+def record_file(path) -> None:
+    """Note `path` in the record of the run folder this process holds around it, if any (atomic_write calls this
+    before every write, so every file deepntk writes in a run folder is recorded)."""
+    folder = _HELD.get(os.path.dirname(os.path.abspath(os.fspath(path))))
+    if folder is not None:
+        folder.record(os.path.basename(os.fspath(path)))
+
+
+def read_record(path: str) -> dict | None:
+    """The run record of folder `path`, None if it has none.
+
+    Raises:
+        FileFormatError: the record is damaged (named, with what is wrong).
+    """
+    record_path = os.path.join(path, RUN_RECORD)
+    if not os.path.exists(record_path):
+        return None
+    try:
+        with open(record_path, encoding="utf-8") as handle:
+            record = json.load(handle)
+        if not (isinstance(record, dict) and isinstance(record.get("command"), str) and "config" in record
+                and isinstance(record.get("files"), list) and all(isinstance(f, str) for f in record["files"])):
+            raise ValueError("not a run record")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"run record {record_path!r} is damaged ({exc}); remove it to reuse the folder") from None
+    return record
+
+
+def _remove_recorded(path: str, files) -> None:
+    """Remove the files an earlier run recorded in `path`, and nothing else (names that would leave the folder
+    are skipped)."""
+    for name in files:
+        if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] in ("..", ".", ""):
+            continue
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        elif os.path.lexists(target):
+            os.unlink(target)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(path, RUN_RECORD))
+
+
+def _claim(path: str, command: str, config: dict, resume, overwrite: bool, what: str) -> RunFolder:
+    """The RunFolder for this run, after checking what `path` holds against `command` and `config`."""
+    old = read_record(path)
+    if old is None:
+        foreign = sorted(name for name in os.listdir(path) if name != LOCK_FILE)
+        if foreign and not overwrite:
+            shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+            raise FolderConfigError(f"{what} {path!r} holds files that no deepntk run recorded ({shown}); choose "
+                                    f"another folder, or pass {option('overwrite')} to write beside them")
+        return RunFolder(path, command, config)
+    differing = differing_keys({"command": old["command"], "config": old["config"]},
+                               {"command": command, "config": config})
+    if differing:
+        if not overwrite:
+            raise FolderConfigError(f"{what} {path!r} holds the results of a different configuration (differs in: "
+                                    f"{', '.join(k.removeprefix('config.') for k in differing)}); pass "
+                                    f"{option('overwrite')} to replace them, or choose another folder")
+    elif old["files"] and not resume and not overwrite:
+        again = f"{option('resume')} to reuse them, " if resume is not None else ""
+        raise FolderConfigError(f"{what} {path!r} already holds the results of this configuration; pass {again}"
+                                f"{option('overwrite')} to compute them again, or choose another folder")
+    if overwrite:
+        _remove_recorded(path, old["files"])
+        return RunFolder(path, command, config)
+    return RunFolder(path, command, config, old["files"], resumed=True)
+
+
+@contextlib.contextmanager
+def run_folder(path, command: str, config: dict, *, resume: bool | None = False, overwrite: bool = False,
+               what: str = "results folder"):
+    """Hold folder `path` for a run of `command` with `config` and yield its RunFolder
+    (docs/files.md#results-folders).
+
+    A folder whose record names another command or configuration is refused, naming the differing keys, unless
+    `overwrite`; so is one that already holds this configuration's results, unless `resume` (continue from them)
+    or `overwrite`. `overwrite` first removes the files the earlier run recorded, and only those. `resume` None:
+    the command cannot resume, and the refusal does not offer it. A run that records no file leaves the folder as
+    it found it: one this call created is removed again.
+
+    Raises:
+        FolderConfigError: the folder holds another configuration, or this one's results (see above).
+        FolderInUseError: another deepntk run holds the folder.
+        OSError: the folder cannot be created or written.
+    """
+    if resume and overwrite:
+        raise FolderConfigError(f"{option('resume')} continues a run and {option('overwrite')} replaces it; give "
+                                f"one of them")
+    path = os.fspath(path)
+    absolute = os.path.abspath(path)
+    if absolute in _HELD:  # held already by this process: the command line around the engine, for this same run
+        held = _HELD[absolute]
+        if held.command != command or held.config != canonical(config):
+            raise FolderInUseError(f"{what} {path!r} is in use by another run in this process")
+        yield held
+        return
+    created = absolute
+    while not os.path.exists(os.path.dirname(created)) and os.path.dirname(created) != created:
+        created = os.path.dirname(created)  # the outermost folder that makedirs will create
+    created = None if os.path.exists(absolute) else created
+    os.makedirs(path, exist_ok=True)
+    try:
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{what} {path!r} is not writable")
+        with exclusive_folder(path, what):
+            folder = _claim(path, command, canonical(config), resume, overwrite, what)
+            _HELD[absolute] = folder
+            try:
+                yield folder
+            finally:
+                del _HELD[absolute]
+                if not folder.files:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(path, LOCK_FILE))
+    finally:
+        if created is not None:  # remove what makedirs made, from the inside out, while it is empty
+            current = absolute
+            while True:
+                try:
+                    os.rmdir(current)
+                except OSError:
+                    break
+                if current == created:
+                    break
+                current = os.path.dirname(current)

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from deepntk.backends.registry import get_backend
-from deepntk.engine.errors import FileFormatError, InputError, TrainingDiverged
+from deepntk.engine.errors import FileFormatError, InputError, TrainingDiverged, option
 from deepntk.engine.files import json_entry, read_npz
 from deepntk.engine.losses import check_loss, loss_value
 from deepntk.engine.packed import network_inputs, pack
-from deepntk.engine.results import exclusive_folder, write_npz
+from deepntk.engine.results import run_folder, write_npz
 from deepntk.engine.training import raw_learning_rate
 from deepntk.engine.validate import check_targets, warn_if_unresolved
 
@@ -173,7 +173,7 @@ class CheckpointWriter:
 def _load(folder, key: dict) -> _State:
     path = os.path.join(folder, CHECKPOINT)
     if not os.path.exists(path):
-        raise InputError(f"--resume: no checkpoint in {folder!r}")
+        raise InputError(f"{option('resume')}: no checkpoint in {folder!r}")
     data = read_npz(path, "checkpoint")
     meta = json_entry(data, "meta", path, "checkpoint")
     missing = [name for name in ("W", "b", "order") if name not in data] + \
@@ -182,7 +182,7 @@ def _load(folder, key: dict) -> _State:
         raise FileFormatError(f"checkpoint {path!r} is missing {', '.join(missing)}")
     if meta["key"] != key:
         changed = [k for k in key if not isinstance(meta["key"], dict) or meta["key"].get(k) != key[k]]
-        raise InputError(f"--resume: the checkpoint in {folder!r} belongs to a different configuration "
+        raise InputError(f"{option('resume')}: the checkpoint in {folder!r} belongs to a different configuration "
                          f"(differs in: {', '.join(changed)})")
     W, b, order = data["W"], data["b"], data["order"]
     step = meta["step"]
@@ -192,31 +192,30 @@ def _load(folder, key: dict) -> _State:
 
 
 def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y_test=None, probe=None,
-          checkpoint_dir: str | None = None, resume: bool = False, on_step=None) -> TrainResult:
+          checkpoint_dir: str | None = None, resume: bool = False, overwrite: bool = False,
+          on_step=None) -> TrainResult:
     """Train `params` on (X, Y) with plain SGD; returns the trained params and the history.
 
     History lists (all JSON-friendly): "step", "batch_loss" every step; at every `eval_every` steps and at the
     end "eval_step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"; at every `probe_every`
     steps "probe_step" and "kernel_change" = ‖Θ̃_t − Θ̃_0‖/‖Θ̃_0‖ on the probe inputs (Theorem 2's invariance).
 
+    `checkpoint_dir` is a run folder (docs/files.md#results-folders): `resume` continues the checkpoint a run of
+    the same configuration left there, `overwrite` replaces whatever run left one.
+
     Raises:
         TrainingDiverged (a FloatingPointError): the loss became NaN or infinite; the last good state is
             checkpointed first.
+        FolderConfigError: `checkpoint_dir` holds another configuration's checkpoint (the differing keys named),
+            or this one's without `resume` or `overwrite`.
     """
-    if checkpoint_dir:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        with exclusive_folder(checkpoint_dir, "checkpoint folder"):
-            return _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step)
-    return _train(params, X, Y, settings, backend, X_test, Y_test, probe, None, resume, on_step)
+    with contextlib.ExitStack() as exits:  # holds the checkpoint folder and writer, once the inputs are checked
+        return _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, overwrite,
+                            on_step, exits)
 
 
-def _train(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step):
-    with contextlib.ExitStack() as exits:  # holds the checkpoint writer, once the inputs are checked
-        return _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step,
-                            exits)
-
-
-def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, on_step, exits):
+def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, overwrite, on_step,
+                 exits):
     from deepntk.engine.api import check_params, scaled_ntk
 
     spec = check_params(params, ensembles=False).spec
@@ -238,11 +237,14 @@ def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpo
     per_epoch = -(-N // batch)
     total = settings.steps if settings.steps is not None else settings.epochs * per_epoch
     key = run_key(params, settings, X, Y)
+    if resume and not checkpoint_dir:
+        raise InputError(f"{option('resume')} needs {option('checkpoint_dir', None)}, the folder of the run to resume")
+    if checkpoint_dir:  # a run folder (docs/files.md#results-folders): another run's checkpoint is never replaced
+        exits.enter_context(run_folder(checkpoint_dir, "train", key, resume=resume, overwrite=overwrite,
+                                       what="checkpoint folder"))
     writer = exits.enter_context(CheckpointWriter(checkpoint_dir, key)) if checkpoint_dir else None
     rng = np.random.default_rng(settings.seed)
     if resume:
-        if not checkpoint_dir:
-            raise InputError("--resume needs a checkpoint folder")
         state = _load(checkpoint_dir, key)
         try:
             rng.bit_generator.state = state.rng_state

@@ -23,7 +23,7 @@ from deepntk.engine.experiments.stats import fit_power_law, relative_block_error
 from deepntk.engine.files import json_entry, read_npz
 from deepntk.engine.memory import require_memory
 from deepntk.engine.params import init_params
-from deepntk.engine.results import exclusive_folder, write_json, write_npz
+from deepntk.engine.results import run_folder, write_json, write_npz
 from deepntk.engine.rules import C_L_values
 
 
@@ -138,9 +138,10 @@ class DepthResult:
     kernels: np.ndarray = field(repr=False)
     limit: np.ndarray = field(repr=False)
     expected: np.ndarray = field(repr=False)
+    reused: bool = False  # read from the folder of an earlier run (resume), not computed by this one
 
     def summary(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("kernels", "limit", "expected")}
+        return {k: v for k, v in asdict(self).items() if k not in ("kernels", "limit", "expected", "reused")}
 
 
 def depth_file(folder: str, depth: int) -> str:
@@ -205,14 +206,18 @@ def save_depth(folder: str, config: ConvergenceConfig, result: DepthResult) -> N
 
 
 def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume: bool = False, on_seed=None,
-                    on_depth=None, client=None):
-    """Run every depth (reusing stored ones with `resume`), write results, and return (results, slope, se).
+                    on_depth=None, client=None, overwrite: bool = False):
+    """Run every depth, write results into `folder` (a run folder, docs/files.md#results-folders), and return
+    (results, slope, se). With `resume`, the depths an earlier run of this configuration stored in `folder` are
+    reused (their results say `reused`); with `overwrite`, an earlier run's files there are replaced.
 
     Raises:
+        FolderConfigError: `folder` holds another configuration, or this one's results without `resume` or
+            `overwrite` (the message names the differing keys).
         FolderInUseError: another run is writing `folder`.
     """
     if folder:
-        with exclusive_folder(folder):
+        with run_folder(folder, "simulate", config.key(), resume=resume, overwrite=overwrite):
             return _run_convergence(config, folder, resume, on_seed, on_depth, client)
     return _run_convergence(config, None, False, on_seed, on_depth, client)
 
@@ -224,6 +229,7 @@ def _run_convergence(config, folder, resume, on_seed, on_depth, client):
         stored = load_depth(folder, config, depth) if (folder and resume) else None
         if stored is not None:
             result = stored
+            result.reused = True
             if on_seed:
                 for _ in range(config.seeds):
                     on_seed()

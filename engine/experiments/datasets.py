@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepntk.engine.architectures import average_pool
-from deepntk.engine.errors import InputError
+from deepntk.engine.errors import InputError, option
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {
@@ -100,7 +100,7 @@ def _download(folder: str, base: str, md5: str) -> str:
 def mnist_folder(data_dir: str | None) -> str:
     folder = data_dir or os.environ.get("DEEPNTK_DATA")
     if not folder:
-        raise DataError("no MNIST folder: pass --data-dir or set DEEPNTK_DATA")
+        raise DataError(f"no MNIST folder: pass {option('data_dir', None)} or set DEEPNTK_DATA")
     return folder
 
 

@@ -105,7 +105,8 @@ def test_simulate_cnn_small(tmp_path, capsys):
     (["simulate", "--depths", "1,10"], "every depth must be >= 2"),
     (["simulate", "--C-L", "L^x"], "cannot read C_L rule"),
     (["simulate", "--depths", "10,20", "--C-L", "5,6,7"], "3 C_L values for 2 depths"),
-    (["simulate", "--resume"], "--resume needs --out"),
+    (["simulate", "--train", "--resume"], "--resume reuses stored depths of simulate without --train"),
+    (["simulate", "--resume", "--overwrite"], "--resume continues a run and --overwrite replaces it"),
 ])
 def test_usage_errors_are_one_line_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -171,9 +172,9 @@ def test_compare_commands_end_to_end(tmp_path, capsys):
     for row in rows:  # the measured offset agrees with its exact expectation (|z| < 4 with the seeds' CI)
         assert abs(row["offset"] - row["expected_offset"]) < 4 / 1.96 * row["offset_ci"], row
     code, stdout, _ = run(["compare", "trained", "--depths", "20,60", "--steps", "20", "--train-points", "6",
-                           "-o", out], capsys)
+                           "-o", out + "-trained"], capsys)
     assert code == 0 and "kernel drift" in stdout
-    code, stdout, _ = run(["compare", "spectrum", "--depths", "20", "--points", "6", "-o", out], capsys)
+    code, stdout, _ = run(["compare", "spectrum", "--depths", "20", "--points", "6", "-o", out + "-spectrum"], capsys)
     assert code == 0 and "condition" in stdout
 
 

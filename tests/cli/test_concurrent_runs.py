@@ -32,7 +32,8 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_a_killed_run_leaves_no
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+    # --overwrite: the killed run may have recorded a first depth of its own settings there.
     third = subprocess.run(deepntk("simulate", "--depths", "10,20", "--seeds", "1", "--points", "4", "-o", out,
-                                   "--quiet"), capture_output=True, text=True, timeout=120)
+                                   "--quiet", "--overwrite"), capture_output=True, text=True, timeout=120)
     assert third.returncode == 0, third.stderr
     assert os.path.exists(os.path.join(out, "depth-20.npz"))

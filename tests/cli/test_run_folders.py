@@ -1,0 +1,127 @@
+"""Results folders on the command line (docs/files.md#results-folders): a folder of another configuration is
+refused naming the differing keys, --overwrite replaces only the earlier run's files, --resume says what it reused,
+default folders differ between configurations, and a run that fails before writing leaves no folder behind."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from deepntk.cli.main import main
+
+SIMULATE = ["simulate", "--points", "8", "--backend", "numpy", "--quiet"]
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def simulate(out, depths, seeds, capsys, *extra):
+    return run(SIMULATE + ["--depths", depths, "--seeds", str(seeds)] + (["-o", out] if out else []) + list(extra),
+               capsys)
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_the_keys_and_keeps_the_results(tmp_path, capsys):
+    out = str(tmp_path / "big")
+    assert simulate(out, "20,40", 2, capsys)[0] == 0
+    with open(os.path.join(out, "results.json"), "rb") as handle:
+        before = handle.read()
+    for extra in ([], ["--resume"]):
+        code, stdout, err = simulate(out, "20", 1, capsys, *extra)
+        assert code == 2 and stdout == "", (extra, stdout, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "different configuration" in lines[0], err
+        assert "depths" in lines[0] and "seeds" in lines[0] and "--overwrite" in lines[0], err
+        assert "points" not in lines[0], err  # only the keys that differ
+    with open(os.path.join(out, "results.json"), "rb") as handle:
+        assert handle.read() == before
+    assert sorted(f for f in os.listdir(out) if f.startswith("depth-")) == ["depth-20.npz", "depth-40.npz"]
+
+
+def test_overwrite_replaces_the_earlier_runs_files_and_nothing_else(tmp_path, capsys):
+    out = str(tmp_path / "big")
+    assert simulate(out, "20,40", 2, capsys)[0] == 0
+    with open(os.path.join(out, "notes.txt"), "w") as handle:  # the user's own file, not the run's
+        handle.write("keep me")
+    code, stdout, err = simulate(out, "20", 1, capsys, "--overwrite")
+    assert code == 0, err
+    assert not os.path.exists(os.path.join(out, "depth-40.npz"))  # no stale depth beside the new results
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert [d["depth"] for d in results["depths"]] == [20] and results["config"]["seeds"] == 1
+    assert open(os.path.join(out, "notes.txt")).read() == "keep me"
+    record = json.load(open(os.path.join(out, "run.json")))
+    assert record["config"]["seeds"] == 1 and "depth-40.npz" not in record["files"]
+    assert "depth-20.npz" in record["files"] and "notes.txt" not in record["files"]
+
+
+def test_resume_continues_the_same_settings_and_says_what_it_reused(tmp_path, capsys):
+    out = str(tmp_path / "sim")
+    assert simulate(out, "20,40,80", 2, capsys)[0] == 0
+    os.unlink(os.path.join(out, "depth-80.npz"))  # as if the run had been killed before its last depth
+    stamp = os.path.getmtime(os.path.join(out, "depth-20.npz"))
+    code, stdout, err = simulate(out, "20,40,80", 2, capsys)
+    assert code == 2 and "already holds the results of this configuration" in err and "--resume" in err, err
+    code, stdout, err = simulate(out, "20,40,80", 2, capsys, "--resume")
+    assert code == 0, err
+    assert "2 depths reused, 1 computed" in stdout.splitlines()
+    assert os.path.getmtime(os.path.join(out, "depth-20.npz")) == stamp
+    assert os.path.exists(os.path.join(out, "depth-80.npz"))
+
+
+def test_default_folders_differ_between_settings_and_subcommands(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for seeds in (1, 2):
+        assert simulate(None, "20", seeds, capsys)[0] == 0
+    spectrum = ["compare", "spectrum", "--depths", "20", "--points", "6", "--backend", "numpy"]
+    for seed in ("0", "1"):
+        assert run(spectrum + ["--seed", seed], capsys)[0] == 0
+    assert run(["compare", "trained", "--depths", "20", "--steps", "2", "--train-points", "4", "--backend", "numpy"],
+               capsys)[0] == 0
+    folders = sorted(os.listdir("deepntk-results"))
+    assert len(folders) == 5, folders
+    seeds = sorted(json.load(open(os.path.join("deepntk-results", f, "results.json")))["config"]["seeds"]
+                   for f in folders if f.startswith("simulate"))
+    assert seeds == [1, 2]
+    assert sum(os.path.exists(os.path.join("deepntk-results", f, "compare-spectrum.json")) for f in folders) == 2
+    assert sum(os.path.exists(os.path.join("deepntk-results", f, "compare-trained.json")) for f in folders) == 1
+    code, _, err = simulate(None, "20", 2, capsys)  # the same settings again find their own folder
+    assert code == 2 and "already holds the results of this configuration" in err, err
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte",
+                 "train-labels-idx1-ubyte"):
+        (mnist / name).write_bytes(b"not an IDX file")  # damaged files: refused without any download
+    out = tmp_path / "runs" / "R"
+    code, stdout, err = run(["reproduce", "fig4", "-o", str(out), "--data-dir", str(mnist), "--no-plot"], capsys)
+    assert code == 2 and "not an IDX file" in err, err
+    assert not os.path.exists(out) and not os.path.exists(tmp_path / "runs")
+
+
+def test_train_resume_says_where_it_resumed_and_checkpoint_folders_keep_their_configuration(tmp_path, capsys):
+    p = str(tmp_path / "p.npz")
+    assert run(["init", "--depth", "20", "--C-L", "400", "-o", p], capsys)[0] == 0
+    X = np.random.default_rng(0).uniform(0.1, 1, size=(12, 2))
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", X[:, :1] * X[:, 1:])
+    ck = str(tmp_path / "ck")
+    base = ["train", p, "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"), "--batch-size", "4",
+            "--checkpoint-every", "3", "--quiet", "-o", str(tmp_path / "t.npz")]
+    code, _, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", str(tmp_path / "none"),
+                               "--resume"], capsys)
+    assert code == 2 and "--resume: no checkpoint" in err and "resume=True" not in err, err
+    assert not os.path.exists(tmp_path / "none")  # refused: no folder left behind
+    assert run(base + ["--eta", "0.5", "--steps", "6", "--checkpoint-dir", ck], capsys)[0] == 0
+    code, _, err = run(base + ["--eta", "0.25", "--steps", "9", "--checkpoint-dir", ck], capsys)
+    assert code == 2 and "different configuration" in err and "settings.eta" in err, err
+    code, _, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", ck], capsys)
+    assert code == 2 and "already holds" in err and "--resume" in err, err
+    code, stdout, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", ck, "--resume"], capsys)
+    assert code == 0, err
+    assert "resumed from step 6 of 9" in stdout.splitlines()
