@@ -145,16 +145,6 @@ def check_output_path(path: str | None, name: str = "-o") -> str | None:
     return path
 
 
-def check_output_folder(path: str, name: str = "-o") -> str:
-    """Create the results folder now (before any work), or refuse with one line."""
-    from deepntk.engine.results import ensure_writable_folder
-
-    try:
-        return ensure_writable_folder(path)
-    except OSError as exc:
-        raise CommandError(f"{name}: cannot use {path!r} as a results folder ({exc.strerror or exc})") from None
-
-
 def hold_output_folder(path: str | None, command: str, config: dict, *, resume: bool | None = None,
                        overwrite: bool = False, name: str = "-o") -> str:
     """Hold the results folder of this run until the command ends (deepntk.engine.results.run_folder), before any

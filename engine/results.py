@@ -107,14 +107,6 @@ def exclusive_folder(path: str, what: str = "results folder"):
         lock.release()
 
 
-def ensure_writable_folder(path: str) -> str:
-    """Create `path` if needed and check that files can be written there; raise OSError otherwise."""
-    os.makedirs(path, exist_ok=True)
-    if not os.access(path, os.W_OK):
-        raise PermissionError(f"output folder {path!r} is not writable")
-    return path
-
-
 def canonical(config) -> dict:
     """`config` as its JSON round trip (tuples become lists, NumPy scalars numbers), to compare like with like."""
     return json.loads(json.dumps(config, sort_keys=True, default=_jsonable))
