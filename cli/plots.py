@@ -39,7 +39,7 @@ def label_axes(ax, xlabel: str, ylabel: str, title: str, legend_size: float = 7,
 def save(fig, path):
     """Lay out and write as a 130-dpi PNG."""
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")  # "tight": legends placed outside the axes stay in
 
 
 def rule_tex(rule: str) -> str:
@@ -64,24 +64,28 @@ def joined_curves(x, curves):
 
 def depth_figure(rows, fits, seeds=None, points=None):
     """Error of Θ̃ against E Θ̃ (with 95% intervals over seeds) and against Θ̃^∞ per C_L rule, with the theory's
-    L^{−1/2} rate drawn through each rule's first point."""
-    fig, (ax,) = new_figure()
+    L^{−1/2} rate drawn through each rule's first point. Rules differ in colour and marker (filled, hollow):
+    their fluctuations can coincide."""
+    fig, (ax,) = new_figure(height=5.6)
+    handles = []
     for i, rule in enumerate(fits):
-        colour = f"C{i}"
+        look = dict(color=f"C{i}", marker="os^vD"[i % 5], ms=6 + 2 * (i % 2), mfc="none" if i % 2 else None)
         mine = [r for r in rows if r.rule == rule]
         depths = np.array([r.depth for r in mine], dtype=float)
         expected = [r.error_expected for r in mine]
         name = f"$C_L = {rule_tex(rule)}$"
-        ax.errorbar(depths, expected, yerr=[r.error_expected_ci for r in mine], marker="o", capsize=3, color=colour,
-                    label=rf"{name}: vs $\mathbb{{E}}\,{THETA}$ (fitted slope {fits[rule]['slope']:+.2f})")
-        ax.plot(depths, [r.error_limit for r in mine], ls="--", marker="x", color=colour,
-                label=rf"{name}: vs ${THETA}^\infty$")
-        ax.plot(depths, expected[0] * (depths / depths[0]) ** -0.5, ls=":", color=colour, lw=1,
-                label=rf"$\propto L^{{-1/2}}$ (theory) through {name}'s first point")
+        handles.append(ax.errorbar(depths, expected, yerr=[r.error_expected_ci for r in mine], capsize=3, **look,
+                                   label=rf"{name}: vs $\mathbb{{E}}\,{THETA}$ (fitted slope "
+                                         f"{fits[rule]['slope']:+.2f})"))
+        handles += ax.plot(depths, [r.error_limit for r in mine], ls="--", **{**look, "marker": "x", "mfc": None},
+                           label=rf"{name}: vs ${THETA}^\infty$")
+        handles += ax.plot(depths, expected[0] * (depths / depths[0]) ** -0.5, ls=":", color=look["color"], lw=1.2,
+                           label=rf"$\propto L^{{-1/2}}$ (theory) through {name}'s first point")
     ax.set(xscale="log", yscale="log")
     what = ", ".join(part for part in (seeds and f"{seeds} seeds per depth", points and f"{points} arc points") if part)
     label_axes(ax, "depth $L$", rf"mean relative error of ${THETA}$",
-               "Scaled NTK at initialization vs theory" + (f"\n{what}; bars: 95% interval over seeds" if what else ""))
+               "Scaled NTK at initialization vs theory" + (f"\n{what}; bars: 95% interval over seeds" if what else ""),
+               handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     return fig
 
 
@@ -234,8 +238,8 @@ def table1_predict_figure(result):
     fig, (ax,) = new_figure(width=6.5, height=4.6)
     for row in result["rows"]:
         times, acc = row["flow_times"][:-1], row["test_accuracy"][:-1]
-        line, = ax.semilogx(times, acc, "o-", label=f"{row['run']} (N = {row['train_images']}, "
-                                                     f"{row['test_images']} test images)")
+        line, = ax.semilogx(times, acc, "o-", label=f"{row['run']}: limit kernel's flow ({row['train_images']} "
+                                                     f"training, {row['test_images']} test images)")
         ax.axhline(row["regression_accuracy"], color=line.get_color(), ls="--", lw=0.8)
         ax.plot([row["paper_flow_time"]], [row["paper_accuracy"]], "*", ms=12, color=line.get_color())
     handles, _ = ax.get_legend_handles_labels()
@@ -246,7 +250,7 @@ def table1_predict_figure(result):
     ax.set_xlabel("flow time $t$")
     ax.set_ylabel("test accuracy")
     ax.set_title("Table 1 from the limit kernels: flow of the limit kernel vs flow time\n"
-                 + ("all MNIST training images" if train_size is None else
+                 + ("every MNIST training image of each network's task" if train_size is None else
                     f"reduced: {train_size} MNIST training images per network"), fontsize=9)
     ax.legend(handles=handles, fontsize=7)
     return fig
