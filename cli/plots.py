@@ -197,8 +197,11 @@ def fig4_figure(result):
         if run["diverged"]:  # no curve: a legend entry (no data) says so
             ax.plot([], [], ls="none", marker="x", color="0.4", label=f"{run['run']}: diverged")
         else:
-            ax.plot(run["eval_step"], run["test_accuracy"], marker=FIG4_MARKERS[i % len(FIG4_MARKERS)], ms=4,
-                    lw=2 if run.get("init") == "paper" else 1, label=run["run"])
+            paper = run.get("init") == "paper"
+            # hollow markers shrinking run by run: runs stuck at the same accuracy stay visible, nested
+            ax.plot(run["eval_step"], run["test_accuracy"], marker=FIG4_MARKERS[i % len(FIG4_MARKERS)],
+                    ms=4 if paper else max(11 - 1.3 * i, 3), mfc=None if paper else "none", lw=2 if paper else 1,
+                    label=run["run"])
     ax.axhline(1 / CHANCE_CLASSES, color="k", ls=":", lw=1, label=f"chance ({CHANCE_CLASSES} classes)")
     ax.set_ylim(0, 1)
     label_axes(ax, "SGD step", "test accuracy",
