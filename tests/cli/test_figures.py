@@ -247,3 +247,15 @@ def test_table1_predict_explains_the_regression_lines_and_stars():
     assert any("paper" in text and handle.get_marker() == "*" for text, handle in entries.items())
     assert "2000" in ax.get_title()
     assert len(ax.lines) == 3 * 2  # per network: flow curve, regression line, star
+
+
+def test_compare_spectrum_draws_one_floor_per_kernel_where_the_floors_differ():
+    rows = spectrum_rows()
+    scaled = resolve_spectrum(1e3 * np.asarray(rows[1].eigenvalues))  # λ_max 1e3 times larger: floor too
+    rows[1] = SpectrumRow(100, scaled.eigenvalues.tolist(), scaled.floor, scaled.resolved, scaled.condition,
+                          scaled.condition_is_lower_bound, 0.01)
+    fig = plots.spectrum_figure(rows, rule="L^2", points=30, seed=0)
+    assert_readable(fig)
+    ax, = fig.axes
+    floors = labelled(ax, "float64 floor")
+    assert sorted(np.asarray(line.get_ydata())[0] for line in floors) == pytest.approx(sorted(r.floor for r in rows))
