@@ -68,7 +68,7 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
     from deepntk.cli import plots
 
     _finish(out_dir, "compare-depth", {"rows": as_dicts(rows), "fits": fits, "seeds": seeds, "points": points},
-            plot, lambda path: plots.depth_plot(rows, fits, path))
+            plot, lambda path: plots.depth_plot(rows, fits, path, seeds=seeds, points=points))
 
 
 @command.command("trained")
@@ -99,7 +99,8 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
                    f"{r.gap_empirical:>16.3e} {r.kernel_drift:>13.3e}")
     from deepntk.cli import plots
 
-    _finish(out_dir, "compare-trained", {"rows": as_dicts(rows)}, plot, lambda path: plots.trained_plot(rows, path))
+    _finish(out_dir, "compare-trained", {"rows": as_dicts(rows)}, plot,
+            lambda path: plots.trained_plot(rows, path, rule=rule, seed=seed))
 
 
 @command.command("spectrum")
@@ -113,17 +114,24 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
 def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, plot):
     """Eigenvalues and condition number of the Gram on the Fig. 3 arc: limit vs finite depth."""
     from deepntk.engine.experiments.compare import as_dicts, spectrum_study
+    from deepntk.engine.spectrum import format_condition
 
     out_dir = hold_output_folder(out_dir, "compare spectrum", {"depths": depths, "rule": rule, "points": points,
                                                                "seed": seed}, overwrite=overwrite)
     with user_errors():
         rows = spectrum_study(depths, rule, points, seed, backend)
-    click.echo(f"{'kernel':>10} {'λ1':>10} {'λ2':>10} {'λ3':>10} {'λmin':>10} {'condition':>10} {'spectrum err':>13}")
+    click.echo(f"{'kernel':>10} {'λ1':>10} {'λ2':>10} {'λ3':>10} {'λ resolved':>10} {'float64 floor':>13} "
+               f"{'resolved':>8} {'condition':>11} {'spectrum err':>13}")
     for r in rows:
         name = "limit" if r.depth is None else f"L={r.depth}"
         e = r.eigenvalues
-        click.echo(f"{name:>10} {e[0]:>10.4g} {e[1]:>10.4g} {e[2]:>10.4g} {e[-1]:>10.3g} {r.condition:>10.3g} "
+        smallest = f"{e[r.resolved - 1]:.3g}" if r.resolved else "none"
+        click.echo(f"{name:>10} {e[0]:>10.4g} {e[1]:>10.4g} {e[2]:>10.4g} {smallest:>10} {r.floor:>13.2e} "
+                   f"{f'{r.resolved}/{len(e)}':>8} {format_condition(r.condition, r.condition_is_lower_bound):>11} "
                    f"{r.eig_rel_error:>13.3e}")
+    click.echo("λ resolved: the smallest eigenvalue above the float64 floor n·ε·λ_max. Eigenvalues below the floor "
+               "are round-off; where λ_min is one of them, the condition is the lower bound λ_max/floor.")
     from deepntk.cli import plots
 
-    _finish(out_dir, "compare-spectrum", {"rows": as_dicts(rows)}, plot, lambda path: plots.spectrum_plot(rows, path))
+    _finish(out_dir, "compare-spectrum", {"rows": as_dicts(rows)}, plot,
+            lambda path: plots.spectrum_plot(rows, path, rule=rule, points=points, seed=seed))

@@ -1,126 +1,266 @@
-"""PNG figures for the CLI's results (the `plot` extra; matplotlib is imported only here)."""
+"""PNG figures for the CLI's results (the `plot` extra; matplotlib is imported only here, inside the functions).
+
+Each figure has a builder `<name>_figure(...)` that returns the matplotlib Figure (what the tests inspect) and a
+`<name>_plot(..., path)` that builds and saves it. Every axes gets labelled axes, mathtext for the symbols, a
+legend entry for every curve and a title that says what was computed and what was reduced."""
 
 from __future__ import annotations
+
+import re
+import textwrap
 
 import numpy as np
 
 from deepntk.cli.common import CommandError
 
+CHANCE_CLASSES = 10  # MNIST digits: the Fig. 4 runs classify 10 classes
+THETA = r"\tilde\Theta"
+FLOOR = r"$n\,\varepsilon\,\lambda_{\mathrm{max}}$"
 
-def pyplot():
+
+def new_figure(panels: int = 1, width: float = 5.5, height: float = 4.2):
+    """A Figure (no pyplot state) with `panels` axes side by side; (figure, list of axes)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise CommandError("plots need matplotlib: pip install 'deepntk[plot]'") from None
-    return plt
+    fig = Figure(figsize=(width * panels, height))
+    return fig, list(fig.subplots(1, panels, squeeze=False)[0])
+
+
+def label_axes(ax, xlabel: str, ylabel: str, title: str, legend_size: float = 7, **legend):
+    """Axis labels, title and a legend of every labelled curve."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=legend_size, **legend)
 
 
 def save(fig, path):
-    """Lay out, write as a 130-dpi PNG, and release the figure."""
+    """Lay out and write as a 130-dpi PNG."""
     from deepntk.engine.results import record_file
 
     fig.tight_layout()
     record_file(path)  # a figure in a results folder is one of its run's files
-    fig.savefig(path, dpi=130)
-    pyplot().close(fig)
+    fig.savefig(path, dpi=130, bbox_inches="tight")  # "tight": legends placed outside the axes stay in
 
 
-def depth_plot(rows, fits, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for rule in fits:
+def rule_tex(rule: str) -> str:
+    """A C_L rule as mathtext: "0.5*L^1.5" → "0.5 \\cdot L^{1.5}" (exponents braced, so all of "1.5" is raised)."""
+    return re.sub(r"\^([0-9.eE+-]+)", r"^{\1}", str(rule)).replace("*", r" \cdot ")
+
+
+def reduction_note(reduced: str, width: int = 80) -> str:
+    """The experiment's 'reduced' entry as title lines: what the small scale changed, or the paper's settings."""
+    if not reduced:
+        return "the paper's settings"
+    return textwrap.fill("small scale, reduced: " + reduced, width)
+
+
+def joined_curves(x, curves):
+    """Several curves over the same x as one polyline broken by NaN: one line, one legend entry per kind."""
+    curves = np.atleast_2d(np.asarray(curves, dtype=float))
+    gap = np.full((curves.shape[0], 1), np.nan)
+    xs = np.concatenate([np.broadcast_to(np.asarray(x, dtype=float), curves.shape), gap], axis=1).ravel()
+    return xs, np.concatenate([curves, gap], axis=1).ravel()
+
+
+def depth_figure(rows, fits, seeds=None, points=None):
+    """Error of Θ̃ against E Θ̃ (with 95% intervals over seeds) and against Θ̃^∞ per C_L rule, with the theory's
+    L^{−1/2} rate drawn through each rule's first point. Rules differ in colour and marker (filled, hollow):
+    their fluctuations can coincide."""
+    fig, (ax,) = new_figure(height=5.6)
+    handles = []
+    for i, rule in enumerate(fits):
+        look = dict(color=f"C{i}", marker="os^vD"[i % 5], ms=6 + 2 * (i % 2), mfc="none" if i % 2 else None)
         mine = [r for r in rows if r.rule == rule]
-        depths = [r.depth for r in mine]
-        ax.errorbar(depths, [r.error_expected for r in mine], yerr=[r.error_expected_ci for r in mine], marker="o",
-                    capsize=3, label=f"C_L = {rule}: vs E[Θ̃] (slope {fits[rule]['slope']:+.2f})")
-        ax.plot(depths, [r.error_limit for r in mine], ls="--", marker="x", label=f"C_L = {rule}: vs Θ̃∞")
-    ax.set(xscale="log", yscale="log", xlabel="depth L", ylabel="mean relative error",
-           title="Scaled NTK at initialization vs theory")
-    ax.legend(fontsize=7)
-    save(fig, path)
+        depths = np.array([r.depth for r in mine], dtype=float)
+        expected = [r.error_expected for r in mine]
+        name = f"$C_L = {rule_tex(rule)}$"
+        handles.append(ax.errorbar(depths, expected, yerr=[r.error_expected_ci for r in mine], capsize=3, **look,
+                                   label=rf"{name}: vs $\mathbb{{E}}\,{THETA}$ (fitted slope "
+                                         f"{fits[rule]['slope']:+.2f})"))
+        handles += ax.plot(depths, [r.error_limit for r in mine], ls="--", **{**look, "marker": "x", "mfc": None},
+                           label=rf"{name}: vs ${THETA}^\infty$")
+        handles += ax.plot(depths, expected[0] * (depths / depths[0]) ** -0.5, ls=":", color=look["color"], lw=1.2,
+                           label=rf"$\propto L^{{-1/2}}$ (theory) through {name}'s first point")
+    ax.set(xscale="log", yscale="log")
+    what = ", ".join(part for part in (seeds and f"{seeds} seeds per depth", points and f"{points} arc points") if part)
+    label_axes(ax, "depth $L$", rf"mean relative error of ${THETA}$",
+               "Scaled NTK at initialization vs theory" + (f"\n{what}; bars: 95% interval over seeds" if what else ""),
+               handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
+    return fig
 
 
-def spectrum_plot(rows, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+def depth_plot(rows, fits, path, seeds=None, points=None):
+    save(depth_figure(rows, fits, seeds, points), path)
+
+
+SPECTRUM_STYLES = [dict(marker="o"), dict(marker="s"), dict(marker="^"), dict(marker="v"), dict(marker="D")]
+
+
+def spectrum_figure(rows, rule=None, points=None, seed=None):
+    """The eigenvalues above the float64 floor (log scale) per kernel, and the floor n·ε·λ_max: dashed, one line
+    shared where the floors are within a factor 1.5 (indistinguishable on the axis), else one per kernel."""
+    fig, (ax,) = new_figure(height=4.6)
+    finite = 0
+    colours = {}
     for r in rows:
-        ax.semilogy(range(1, len(r.eigenvalues) + 1), [max(e, 1e-300) for e in r.eigenvalues],
-                    label="limit" if r.depth is None else f"L = {r.depth}", lw=2 if r.depth is None else 1)
-    ax.set(xlabel="index", ylabel="eigenvalue", title="Spectrum of the scaled NTK Gram")
-    ax.legend(fontsize=8)
-    save(fig, path)
+        values = np.asarray(r.eigenvalues[:r.resolved])
+        index = np.arange(1, len(values) + 1)
+        name = "limit" if r.depth is None else f"L = {r.depth}"
+        label = (rf"limit ${THETA}^\infty$" if r.depth is None else f"$L = {r.depth}$") + \
+            f": {r.resolved} of {len(r.eigenvalues)} above the floor"
+        if r.depth is None:
+            line, = ax.semilogy(index, values, color="k", lw=2.4, alpha=0.6, label=label)
+        else:
+            line, = ax.semilogy(index, values, lw=1, ms=4, markevery=3, mfc="none",
+                                **SPECTRUM_STYLES[finite % len(SPECTRUM_STYLES)], label=label)
+            finite += 1
+        colours[name] = line.get_color()
+    floors = [r.floor for r in rows]
+    if max(floors) <= 1.5 * min(floors):
+        spread = f"{min(floors):.1e}" if max(floors) == min(floors) else f"{min(floors):.1e} … {max(floors):.1e}"
+        ax.axhline(max(floors), color="0.3", ls="--", lw=1, label=f"float64 floor {FLOOR} ({spread})")
+    else:
+        for r, (name, colour) in zip(rows, colours.items()):
+            ax.axhline(r.floor, color=colour, ls="--", lw=1,
+                       label=f"float64 floor {FLOOR} of {name} ({r.floor:.1e})")
+    n = len(rows[0].eigenvalues)
+    networks = ", ".join(part for part in (seed is not None and f"one network (seed {seed}) per depth",
+                                           rule and f"$C_L = {rule_tex(rule)}$") if part)
+    label_axes(ax, r"index $i$ (largest first)", r"eigenvalue $\lambda_i$",
+               f"Spectrum of the scaled NTK Gram on {points or n} Fig. 3 arc points"
+               + (f"\n{networks}" if networks else "") + "\nonly eigenvalues above the float64 floor are drawn")
+    return fig
 
 
-def trained_plot(rows, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+def spectrum_plot(rows, path, rule=None, points=None, seed=None):
+    save(spectrum_figure(rows, rule, points, seed), path)
+
+
+def trained_figure(rows, rule=None, seed=None):
+    """Relative gap of the trained network's outputs to the kernel-flow predictions, and the kernel drift."""
+    fig, (ax,) = new_figure()
     depths = [r.depth for r in rows]
-    ax.loglog(depths, [r.gap_limit for r in rows], "o-", label="vs flow with Θ̃∞")
-    ax.loglog(depths, [r.gap_empirical for r in rows], "s-", label="vs flow with Θ̃₀")
-    ax.loglog(depths, [r.kernel_drift for r in rows], "^--", label="kernel drift")
-    ax.set(xlabel="depth L", ylabel="relative gap", title="Trained network vs kernel-flow prediction")
-    ax.legend(fontsize=8)
-    save(fig, path)
+    ax.loglog(depths, [r.gap_limit for r in rows], "o-", label=rf"$f_T$ vs flow with ${THETA}^\infty$")
+    ax.loglog(depths, [r.gap_empirical for r in rows], "s-", label=rf"$f_T$ vs flow with ${THETA}_0$")
+    ax.loglog(depths, [r.kernel_drift for r in rows], "^--",
+              label=rf"kernel drift $\|{THETA}_T - {THETA}_0\| / \|{THETA}_0\|$")
+    first = rows[0]
+    setting = ", ".join(part for part in (seed is not None and f"one network (seed {seed}) per depth",
+                                          rule and f"$C_L = {rule_tex(rule)}$") if part)
+    label_axes(ax, "depth $L$", "relative gap / relative drift",
+               f"Trained network vs kernel-flow prediction\n{first.steps} GD steps of η = {first.eta:g} "
+               f"(flow time t = {first.t:g})" + (f"; {setting}" if setting else ""), legend_size=8)
+    return fig
+
+
+def trained_plot(rows, path, rule=None, seed=None):
+    save(trained_figure(rows, rule, seed), path)
+
+
+def fig3_figure(result):
+    """Per depth, Θ̃(x₀, x(γ)) of every seed at init (solid) and after training (dotted, hollow markers: the two
+    coincide at large depth), with the limit; last panel, the trained networks' fits against the target."""
+    gamma = np.asarray(result["gamma"])
+    rows = result["depths"]
+    fig, axes = new_figure(len(rows) + 1, width=4.4, height=4.0)
+    for ax, row in zip(axes, rows):
+        seeds = len(row["kernel_init"])
+        ax.plot(*joined_curves(gamma, row["kernel_init"]), color="tab:blue", lw=1, alpha=0.7,
+                label=f"at initialization ({seeds} seeds)")
+        ax.plot(*joined_curves(gamma, row["kernel_trained"]), color="tab:orange", lw=1.4, ls=":", marker="o",
+                ms=3.5, mfc="none", markevery=17, label=f"after {row['steps']} GD steps ({seeds} seeds)")
+        ax.plot(gamma, result["limit"], color="k", lw=1.3, ls="--", label=rf"limit ${THETA}^\infty$")
+        label_axes(ax, r"$\gamma$", rf"${THETA}(x_0, x(\gamma))$", f"$L = {row['depth']}$, $C_L = {row['C_L']:g}$")
+    ax = axes[-1]
+    ax.plot(gamma, result["target"], "k", lw=1.5, label=r"target $y = x_1 x_2$")
+    for row, style in zip(rows, ["--", "-.", ":", (0, (5, 1, 1, 1))] * len(rows)):
+        ax.plot(*joined_curves(gamma, row["fit"]), ls=style, lw=1,
+                label=f"network after training, $L = {row['depth']}$ ({len(row['fit'])} seeds)")
+    label_axes(ax, r"$\gamma$", r"$f(x(\gamma))$", "fit after training")
+    seeds = sorted({len(row["kernel_init"]) for row in rows})
+    fig.suptitle(f"Fig. 3: scaled NTK at initialization and after training, {'/'.join(map(str, seeds))} seeds per "
+                 f"depth\n{reduction_note(result.get('reduced', ''), 140)}", fontsize=9)
+    return fig
 
 
 def fig3_plot(result, path):
-    plt = pyplot()
-    gamma = np.asarray(result["gamma"])
-    fig, axes = plt.subplots(1, len(result["depths"]) + 1, figsize=(4.2 * (len(result["depths"]) + 1), 3.6))
-    for ax, row in zip(axes, result["depths"]):
-        for k0, kt in zip(row["kernel_init"], row["kernel_trained"]):
-            ax.plot(gamma, k0, color="tab:blue", alpha=0.5, lw=0.8)
-            ax.plot(gamma, kt, color="tab:orange", alpha=0.5, lw=0.8, ls="--")
-        ax.plot(gamma, result["limit"], color="k", lw=1.5, label="limit Θ̃∞")
-        ax.plot([], [], color="tab:blue", label="init")
-        ax.plot([], [], color="tab:orange", ls="--", label="after training")
-        ax.set(title=f"L = {row['depth']}, C_L = {row['C_L']:g}", xlabel="γ", ylabel="Θ̃(x₀, x(γ))")
-        ax.legend(fontsize=7)
-    ax = axes[-1]
-    ax.plot(gamma, result["target"], "k", lw=1.5, label="y = x₁x₂")
-    for row in result["depths"]:
-        ax.plot(gamma, row["fit"][0], ls="--", label=f"network, L = {row['depth']}")
-    ax.set(title="fit after training", xlabel="γ")
-    ax.legend(fontsize=7)
-    save(fig, path)
+    save(fig3_figure(result), path)
+
+
+FIG4_MARKERS = "os^vD<>ph*"
+
+
+def fig4_figure(result):
+    """Test accuracy over SGD steps per run, the diverged runs named in the legend, and chance level."""
+    fig, (ax,) = new_figure(width=6.5, height=5.0)
+    for i, run in enumerate(result["runs"]):
+        if run["diverged"]:  # no curve: a legend entry (no data) says so
+            ax.plot([], [], ls="none", marker="x", color="0.4", label=f"{run['run']}: diverged")
+        else:
+            paper = run.get("init") == "paper"
+            # hollow markers shrinking run by run: runs stuck at the same accuracy stay visible, nested
+            ax.plot(run["eval_step"], run["test_accuracy"], marker=FIG4_MARKERS[i % len(FIG4_MARKERS)],
+                    ms=4 if paper else max(11 - 1.3 * i, 3), mfc=None if paper else "none", lw=2 if paper else 1,
+                    label=run["run"])
+    ax.axhline(1 / CHANCE_CLASSES, color="k", ls=":", lw=1, label=f"chance ({CHANCE_CLASSES} classes)")
+    ax.set_ylim(0, 1)
+    label_axes(ax, "SGD step", "test accuracy",
+               f"Fig. 4: MNIST, depth {result['depth']}, paper init vs Kaiming-uniform\n"
+               + reduction_note(result.get("reduced", "")))
+    return fig
 
 
 def fig4_plot(result, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for run in result["runs"]:
-        if not run["diverged"]:
-            ax.plot(run["eval_step"], run["test_accuracy"], marker="o", label=run["run"])
-    ax.set(xlabel="SGD step", ylabel="test accuracy", title=f"MNIST, depth {result['depth']}")
-    ax.legend(fontsize=7)
-    save(fig, path)
+    save(fig4_figure(result), path)
+
+
+def fig5_figure(result):
+    """σ(z^l)_last − C_L over the layers l < L of the trained network, its output at l = L, and the target."""
+    fig, (ax,) = new_figure()
+    values = result["carrier_minus_C"]
+    L = len(values)
+    ax.plot(range(1, L), values[:-1], lw=1, label=r"$\sigma(z^l)_{\mathrm{last}} - C_L$, $l < L$")
+    ax.plot([L], [values[-1]], "*", ms=11, color="tab:red", label=r"output $f(x)$ at $l = L$")
+    ax.axhline(result["target"], color="k", ls=":", label=r"target $y = x_1 x_2$")
+    C_L = f", $C_L = {result['C_L']:g}$" if "C_L" in result else ""
+    label_axes(ax, "layer $l$", r"$\sigma(z^l)_{\mathrm{last}} - C_L$",
+               f"Fig. 5: per-layer accumulation after training, $L = {result['depth']}${C_L}\n"
+               + reduction_note(result.get("reduced", "")), legend_size=8)
+    return fig
 
 
 def fig5_plot(result, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    values = result["carrier_minus_C"]
-    ax.plot(range(1, len(values) + 1), values, lw=1)
-    ax.axhline(result["target"], color="k", ls=":", label="target y")
-    ax.set(xlabel="layer l", ylabel="σ(z^l)_last − C_L", title=f"Per-layer accumulation, L = {result['depth']}")
-    ax.legend()
-    save(fig, path)
+    save(fig5_figure(result), path)
+
+
+def table1_predict_figure(result):
+    """Test accuracy of the limit kernel's flow against flow time per network; the paper's trained accuracy at
+    its flow time as a star, regression (t = ∞) as a dashed line, both explained by legend entries of their own."""
+    from matplotlib.lines import Line2D
+
+    fig, (ax,) = new_figure(width=6.5, height=4.6)
+    for row in result["rows"]:
+        times, acc = row["flow_times"][:-1], row["test_accuracy"][:-1]
+        line, = ax.semilogx(times, acc, "o-", label=f"{row['run']}: limit kernel's flow ({row['train_images']} "
+                                                     f"training, {row['test_images']} test images)")
+        ax.axhline(row["regression_accuracy"], color=line.get_color(), ls="--", lw=0.8)
+        ax.plot([row["paper_flow_time"]], [row["paper_accuracy"]], "*", ms=12, color=line.get_color())
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.4", ls="--", lw=0.8, label=r"limit kernel, regression ($t = \infty$)"),
+                Line2D([], [], color="0.4", ls="none", marker="*", ms=12,
+                       label="the paper's trained network, at its schedule's $t$")]
+    train_size = result.get("train_size")
+    ax.set_xlabel("flow time $t$")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Table 1 from the limit kernels: flow of the limit kernel vs flow time\n"
+                 + ("every MNIST training image of each network's task" if train_size is None else
+                    f"reduced: {train_size} MNIST training images per network"), fontsize=9)
+    ax.legend(handles=handles, fontsize=7)
+    return fig
 
 
 def table1_predict_plot(result, path):
-    """Test accuracy of the limit kernel's flow against flow time per network; the paper's trained accuracy at
-    its flow time as a marker, regression (t = ∞) as a dashed line."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in result["rows"]:
-        times, acc = row["flow_times"][:-1], row["test_accuracy"][:-1]
-        line, = ax.semilogx(times, acc, "o-", label=f"{row['run']} (limit kernel, N = {row['train_images']})")
-        ax.axhline(row["regression_accuracy"], color=line.get_color(), ls="--", lw=0.8)
-        ax.plot([row["paper_flow_time"]], [row["paper_accuracy"]], "*", ms=12, color=line.get_color())
-    ax.set_xlabel("flow time t (★: the paper's trained network at its schedule's t)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=7)
-    save(fig, path)
+    save(table1_predict_figure(result), path)

@@ -14,6 +14,7 @@ from deepntk.engine.experiments.fig3 import fig3_network
 from deepntk.engine.experiments.stats import Z95, fit_power_law, mean_and_ci
 from deepntk.engine.params import init_params
 from deepntk.engine.rules import parse_C_L_rule
+from deepntk.engine.spectrum import resolve_spectrum
 from deepntk.engine.training import gradient_descent
 
 
@@ -111,22 +112,33 @@ def trained_study(depths, rule: str = "L^2", steps: int = 300, eta: float = 0.05
 class SpectrumRow:
     depth: int | None
     eigenvalues: list
+    floor: float
+    resolved: int
     condition: float
+    condition_is_lower_bound: bool
     eig_rel_error: float
 
 
+def _spectrum_row(depth, eigenvalues, reference=None) -> SpectrumRow:
+    spectrum = resolve_spectrum(eigenvalues)
+    eig = spectrum.eigenvalues
+    error = 0.0 if reference is None else float(np.linalg.norm(eig - reference) / np.linalg.norm(reference))
+    return SpectrumRow(depth, eig.tolist(), spectrum.floor, spectrum.resolved, spectrum.condition,
+                       spectrum.condition_is_lower_bound, error)
+
+
 def spectrum_study(depths, rule: str = "L^2", points: int = 40, seed: int = 0, backend=None):
-    """Eigenvalues and condition number of the Gram on the Fig. 3 arc points: the limit (depth None) and one
-    network per depth, with the relative error of the sorted spectrum against the limit's."""
+    """Eigenvalues of the Gram on the Fig. 3 arc points: the limit (depth None) and one network per depth, with
+    the relative error of the sorted spectrum against the limit's. Each row carries the float64 floor n·ε·λ_max,
+    how many eigenvalues lie above it, and the condition number, or its lower bound λ_max/floor when λ_min is
+    round-off (`deepntk.engine.spectrum`; docs/numerical-traps.md#eigenvalues-below-the-float64-floor)."""
     _, X, _ = fig3_inputs(points)
     C = parse_C_L_rule(rule)
-    lim = np.sort(np.linalg.eigvalsh(mlp_limit_kernel(X)))[::-1]
-    rows = [SpectrumRow(None, lim.tolist(), float(lim[0] / lim[-1]), 0.0)]
+    limit = _spectrum_row(None, np.linalg.eigvalsh(mlp_limit_kernel(X)))
+    rows = [limit]
     for L in depths:
         K = scaled_ntk(init_params(fig3_network(L, C(L)), "paper", seed), X, backend=backend)[..., 0, 0]
-        eig = np.sort(np.linalg.eigvalsh(0.5 * (K + K.T)))[::-1]
-        rows.append(SpectrumRow(L, eig.tolist(), float(eig[0] / eig[-1]),
-                                float(np.linalg.norm(eig - lim) / np.linalg.norm(lim))))
+        rows.append(_spectrum_row(L, np.linalg.eigvalsh(0.5 * (K + K.T)), reference=np.asarray(limit.eigenvalues)))
     return rows
 
 
