@@ -47,10 +47,9 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, plot, cluster,
     from deepntk.engine.experiments.compare import as_dicts, depth_study
 
     hold_output_folder(out_dir)
-    with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
-        bar = progress(len(depths) * len(rules) * seeds, "networks", quiet)
+    with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client, \
+            progress(len(depths) * len(rules) * seeds, "networks", quiet) as bar:
         rows, fits = depth_study(depths, rules, seeds, points, backend, on_seed=bar.update, client=client)
-        bar.close()
     click.echo(f"{'C_L rule':<9} {'L':>7} {'C_L':>10} {'err vs Θ∞ (95% CI)':>22} {'err vs E[Θ̃] (95% CI)':>24} "
                f"{'offset (95% CI)':>20} {'E offset':>10} {'1/C_L²':>10}")
     for r in rows:
@@ -76,15 +75,17 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, plot, cluster,
 @backend_option
 @out_option
 @plot_option
-def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, plot):
+@quiet_option
+def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, plot, quiet):
     """Trained network outputs vs the kernel-flow prediction from Θ̃^∞ and from the initial Θ̃₀."""
     from deepntk.engine.experiments.compare import as_dicts, trained_study
 
     if not 0 < eta < float("inf"):
         raise CommandError(f"--eta must be a finite number > 0, got {eta}")
     hold_output_folder(out_dir)
-    with user_errors():
-        rows = trained_study(depths, rule, steps, eta, train_points, seed=seed, backend=backend)
+    with user_errors(), progress(len(depths), "depths", quiet) as bar:
+        rows = trained_study(depths, rule, steps, eta, train_points, seed=seed, backend=backend,
+                             on_depth=bar.update)
     click.echo(f"{'L':>7} {'C_L':>10} {'t':>7} {'train loss':>11} {'gap vs Θ∞ flow':>15} {'gap vs Θ̃₀ flow':>16} "
                f"{'kernel drift':>13}")
     for r in rows:
@@ -103,13 +104,14 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
 @backend_option
 @out_option
 @plot_option
-def spectrum_command(depths, rule, points, seed, backend, out_dir, plot):
+@quiet_option
+def spectrum_command(depths, rule, points, seed, backend, out_dir, plot, quiet):
     """Eigenvalues and condition number of the Gram on the Fig. 3 arc: limit vs finite depth."""
     from deepntk.engine.experiments.compare import as_dicts, spectrum_study
 
     hold_output_folder(out_dir)
-    with user_errors():
-        rows = spectrum_study(depths, rule, points, seed, backend)
+    with user_errors(), progress(len(depths), "depths", quiet) as bar:
+        rows = spectrum_study(depths, rule, points, seed, backend, on_depth=bar.update)
     click.echo(f"{'kernel':>10} {'λ1':>10} {'λ2':>10} {'λ3':>10} {'λmin':>10} {'condition':>10} {'spectrum err':>13}")
     for r in rows:
         name = "limit" if r.depth is None else f"L={r.depth}"

@@ -81,10 +81,11 @@ class TrainedRow:
 
 
 def trained_study(depths, rule: str = "L^2", steps: int = 300, eta: float = 0.05, train_points: int = 30,
-                  test_points: int = 20, seed: int = 0, backend=None):
+                  test_points: int = 20, seed: int = 0, backend=None, on_depth=None):
     """Train the Fig. 3 network (paper loss, scaled step η) and compare its outputs at test points with the
     kernel-flow prediction f_{t = steps·η} from the limit kernel and from the initial empirical kernel
-    (Theorems 2–3: the gaps shrink with depth). Also reports the kernel drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖."""
+    (Theorems 2–3: the gaps shrink with depth). Also reports the kernel drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖.
+    `on_depth()` is called as each depth ends."""
     _, X, _ = fig3_inputs(train_points)
     gamma_test = np.linspace(0.1, np.pi / 2 - 0.1, test_points)
     X_test = np.stack([np.cos(gamma_test), np.sin(gamma_test)], axis=1)
@@ -104,6 +105,8 @@ def trained_study(depths, rule: str = "L^2", steps: int = 300, eta: float = 0.05
         gap = lambda pred: float(np.linalg.norm(f_net - pred) / np.linalg.norm(pred))
         rows.append(TrainedRow(L, C(L), steps, eta, t, float(result.losses[-1]), gap(pred_limit), gap(pred_empirical),
                                float(np.linalg.norm(KT - K0) / np.linalg.norm(K0))))
+        if on_depth:
+            on_depth()
     return rows
 
 
@@ -115,9 +118,10 @@ class SpectrumRow:
     eig_rel_error: float
 
 
-def spectrum_study(depths, rule: str = "L^2", points: int = 40, seed: int = 0, backend=None):
+def spectrum_study(depths, rule: str = "L^2", points: int = 40, seed: int = 0, backend=None, on_depth=None):
     """Eigenvalues and condition number of the Gram on the Fig. 3 arc points: the limit (depth None) and one
-    network per depth, with the relative error of the sorted spectrum against the limit's."""
+    network per depth, with the relative error of the sorted spectrum against the limit's; `on_depth()` is
+    called as each depth ends."""
     _, X, _ = fig3_inputs(points)
     C = parse_C_L_rule(rule)
     lim = np.sort(np.linalg.eigvalsh(mlp_limit_kernel(X)))[::-1]
@@ -127,6 +131,8 @@ def spectrum_study(depths, rule: str = "L^2", points: int = 40, seed: int = 0, b
         eig = np.sort(np.linalg.eigvalsh(0.5 * (K + K.T)))[::-1]
         rows.append(SpectrumRow(L, eig.tolist(), float(eig[0] / eig[-1]),
                                 float(np.linalg.norm(eig - lim) / np.linalg.norm(lim))))
+        if on_depth:
+            on_depth()
     return rows
 
 
