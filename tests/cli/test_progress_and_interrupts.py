@@ -128,8 +128,6 @@ def test_ctrl_c_in_simulate_keeps_the_finished_depths_and_resume_reuses_them(tmp
 def test_sigterm_in_train_names_the_last_checkpoint_and_resume_continues_from_it(tmp_path):
     import json
 
-    from deepntk.engine.trainer import checkpoint_step
-
     argv = ["train", "--dataset", "toy", "--depth", "100", "--C-L", "50", "--eta", "0.5", "--steps", "400",
             "--backend", "numpy", "-o", "t.npz", "--checkpoint-dir", "ck", "--checkpoint-every", "20"]
     run = Running(*argv, cwd=tmp_path, interval=0.1)
@@ -137,6 +135,8 @@ def test_sigterm_in_train_names_the_last_checkpoint_and_resume_continues_from_it
     run.process.send_signal(signal.SIGTERM)  # `kill PID`, a batch system's notice
     status, _, stderr = run.finish()
     assert status == 143, stderr
+    from deepntk.engine.trainer import checkpoint_step
+
     step = int(assert_one_interrupt_line(
         stderr, r"interrupted: the checkpoint of step (\d+) is kept in ck; rerun with --resume to continue from "
                 r"there").group(1))
