@@ -94,11 +94,10 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, 
 
 def kept_tiles(store: str) -> str:
     """What an interrupted run leaves in `store`, read from the store itself."""
-    from deepntk.engine.gram import GramStoreError, open_store
-
-    try:
-        gram_store = open_store(store)
-    except GramStoreError:  # interrupted before the store was made
+    if not os.path.isdir(store):  # interrupted before the store was made (perhaps while Zarr was imported)
         return NOTHING_KEPT
+    from deepntk.engine.gram import open_store
+
+    gram_store = open_store(store)
     kept = int(sum(gram_store.recorded()[i, j] >= 0 for i, j in gram_store.tiles()))
     return f"{kept} of {len(gram_store.tiles())} tiles kept in {store}; rerun with --resume"
