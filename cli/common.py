@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import warnings
 
 import click
 import numpy as np
 
+from deepntk.cli.progress import Progress, format_duration  # noqa: F401 (format_duration: for the commands)
 from deepntk.engine.errors import DeepNTKError
 
 
@@ -167,20 +167,12 @@ overwrite_option = click.option("--overwrite", is_flag=True,
                                      "it recorded), whatever its configuration.")
 
 
-def format_duration(seconds: float) -> str:
-    """A duration in the largest unit that keeps it at least 1: "42 s", "3.5 min", "7.2 h", "12.3 days"."""
-    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
-
-
-def progress(total: int, description: str, quiet: bool):
-    """A tqdm bar on stderr; disabled with --quiet or when stderr is not a terminal."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, file=sys.stderr, disable=quiet or not sys.stderr.isatty(),
-                leave=False, dynamic_ncols=True)
+def progress(total: int | None, description: str, quiet: bool) -> Progress:
+    """Progress of a loop on stderr: a bar in a terminal, a plain line every 30 s off one (cli/progress.py)."""
+    try:
+        return Progress(description, total, quiet)
+    except ValueError as exc:  # a malformed $DEEPNTK_PROGRESS_INTERVAL
+        raise CommandError(str(exc)) from None
 
 
 def show_warnings_briefly():

@@ -52,10 +52,9 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
 
     out_dir = hold_output_folder(out_dir, "compare depth", {"depths": depths, "rules": rules, "seeds": seeds,
                                                             "points": points}, overwrite=overwrite)
-    with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
-        bar = progress(len(depths) * len(rules) * seeds, "networks", quiet)
+    with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client, \
+            progress(len(depths) * len(rules) * seeds, "networks", quiet) as bar:
         rows, fits = depth_study(depths, rules, seeds, points, backend, on_seed=bar.update, client=client)
-        bar.close()
     click.echo(f"{'C_L rule':<9} {'L':>7} {'C_L':>10} {'err vs Θ∞ (95% CI)':>22} {'err vs E[Θ̃] (95% CI)':>24} "
                f"{'offset (95% CI)':>20} {'E offset':>10} {'1/C_L²':>10}")
     for r in rows:
@@ -81,7 +80,8 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
 @backend_option
 @out_option
 @plot_option
-def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, overwrite, plot):
+@quiet_option
+def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, overwrite, plot, quiet):
     """Trained network outputs vs the kernel-flow prediction from Θ̃^∞ and from the initial Θ̃₀."""
     from deepntk.engine.experiments.compare import as_dicts, trained_study
 
@@ -90,8 +90,9 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
     out_dir = hold_output_folder(out_dir, "compare trained", {"depths": depths, "rule": rule, "steps": steps, "eta": eta,
                                                               "train_points": train_points, "seed": seed},
                                  overwrite=overwrite)
-    with user_errors():
-        rows = trained_study(depths, rule, steps, eta, train_points, seed=seed, backend=backend)
+    with user_errors(), progress(len(depths), "depths", quiet) as bar:
+        rows = trained_study(depths, rule, steps, eta, train_points, seed=seed, backend=backend,
+                             on_depth=bar.update)
     click.echo(f"{'L':>7} {'C_L':>10} {'t':>7} {'train loss':>11} {'gap vs Θ∞ flow':>15} {'gap vs Θ̃₀ flow':>16} "
                f"{'kernel drift':>13}")
     for r in rows:
@@ -111,15 +112,16 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
 @backend_option
 @out_option
 @plot_option
-def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, plot):
+@quiet_option
+def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, plot, quiet):
     """Eigenvalues and condition number of the Gram on the Fig. 3 arc: limit vs finite depth."""
     from deepntk.engine.experiments.compare import as_dicts, spectrum_study
     from deepntk.engine.spectrum import format_condition
 
     out_dir = hold_output_folder(out_dir, "compare spectrum", {"depths": depths, "rule": rule, "points": points,
                                                                "seed": seed}, overwrite=overwrite)
-    with user_errors():
-        rows = spectrum_study(depths, rule, points, seed, backend)
+    with user_errors(), progress(len(depths), "depths", quiet) as bar:
+        rows = spectrum_study(depths, rule, points, seed, backend, on_depth=bar.update)
     click.echo(f"{'kernel':>10} {'λ1':>10} {'λ2':>10} {'λ3':>10} {'λ resolved':>10} {'float64 floor':>13} "
                f"{'resolved':>8} {'condition':>11} {'spectrum err':>13}")
     for r in rows:

@@ -9,6 +9,7 @@ import click
 from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
                                 user_errors)
+from deepntk.cli.interrupts import NOTHING_KEPT, keeps
 
 
 @click.command("gram")
@@ -80,17 +81,23 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, 
             sizes = {"depth": depth, "C_L": C_L} if kind == "expected" else {}
             spec = spec_from_data(arch, X1.shape, "--x1", **sizes)
             gram_kernel = GramKernel.for_spec(kind, spec)
-        bar = progress(1, "tiles", quiet)
-
-        def on_tile(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-
-        with dask_client(None, cluster, workers, cluster_config, timeout=connect_timeout) as client:
+        keeps(lambda: kept_tiles(store))
+        with dask_client(None, cluster, workers, cluster_config, timeout=connect_timeout) as client, \
+                progress(None, "tiles", quiet) as bar:
             report = gram(gram_kernel, X1, X2, store=store, tile=tile, client=client, resume=resume, verify=verify,
-                          on_tile=on_tile)
-        bar.close()
+                          on_tile=bar.set)
     shape = "×".join(map(str, report.store.shape))
     click.echo(f"{kind} Gram {shape} in {store}: {report.tiles} tiles of {report.store.tile} "
                f"({report.computed} computed, {report.reused} already complete), {report.seconds:.1f} s, "
                f"{report.gflops:.2f} GFLOP/s, {report.bytes_written / 2**20:.1f} MiB written")
+
+
+def kept_tiles(store: str) -> str:
+    """What an interrupted run leaves in `store`, read from the store itself."""
+    if not os.path.isdir(store):  # interrupted before the store was made (perhaps while Zarr was imported)
+        return NOTHING_KEPT
+    from deepntk.engine.gram import open_store
+
+    gram_store = open_store(store)
+    kept = int(sum(gram_store.recorded()[i, j] >= 0 for i, j in gram_store.tiles()))
+    return f"{kept} of {len(gram_store.tiles())} tiles kept in {store}; rerun with --resume"

@@ -8,6 +8,7 @@ import click
 
 from deepntk import __version__
 from deepntk.cli.common import show_warnings_briefly
+from deepntk.cli.interrupts import report_interrupt, terminate_as_interrupt
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,9 +31,17 @@ _register()
 
 
 def main(argv=None) -> int:
-    """Run the CLI; every usage error prints one line `Error: …` and exits with status 2."""
+    """Run the CLI; every usage error prints one line `Error: …` and exits with status 2; Ctrl-C and SIGTERM
+    print one line saying what is kept and exit with status 130 and 143 (deepntk.cli.interrupts)."""
+    ctx = None
     try:
-        cli.main(args=argv, prog_name="deepntk", standalone_mode=False)
+        with terminate_as_interrupt():
+            # Not cli.main(): it turns an interrupt into Abort after printing a blank line.
+            ctx = cli.make_context("deepntk", list(sys.argv[1:] if argv is None else argv))
+            with ctx:
+                cli.invoke(ctx)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM raised as Terminated
+        return report_interrupt(ctx, exc)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:

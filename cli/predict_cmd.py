@@ -6,8 +6,9 @@ import click
 import numpy as np
 
 from deepntk.cli.arch import spec_from_data, with_arch
-from deepntk.cli.common import (CommaList, CommandError, backend_option, check_output_path, load_npy, save_npy,
-                                solver_options, user_errors)
+from deepntk.cli.common import (CommaList, CommandError, backend_option, check_output_path, load_npy, quiet_option,
+                                save_npy, solver_options, user_errors)
+from deepntk.cli.progress import Stages
 
 
 @click.command("predict")
@@ -29,15 +30,16 @@ from deepntk.cli.common import (CommaList, CommandError, backend_option, check_o
 @with_arch(arch_default=None)
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")
+@quiet_option
 def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol,
-            max_iterations, nystrom_rank, arch, backend, output):
+            max_iterations, nystrom_rank, arch, backend, output, quiet):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
     from deepntk.engine.predict import predict
 
     check_output_path(output)
     if gram_path is not None:
         return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output,
-                                    dict(tol=tol, max_iterations=max_iterations, rank=nystrom_rank))
+                                    dict(tol=tol, max_iterations=max_iterations, rank=nystrom_rank), quiet)
     if x_train is None or x_test is None:
         raise CommandError("give --x-train and --x-test, or --gram and --gram-test")
     if kernel_kind == "empirical" and params_path is None:
@@ -73,7 +75,7 @@ def _report(result, output, solves=None):
         click.echo(f"wrote {output}")
 
 
-def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output, options):
+def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output, options, quiet):
     """Kernel flow and regression with Gram stores too large for memory (conjugate gradients, Lanczos)."""
     from deepntk.engine.gram import open_store
     from deepntk.engine.solvers import predict_from_stores
@@ -82,8 +84,10 @@ def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, outp
         raise CommandError("--gram needs --gram-test, the test × training Gram store")
     Y = load_npy(y_train, "--y-train")
     Yt = None if y_test is None else load_npy(y_test, "--y-test")
-    with user_errors():
+    with user_errors(), Stages(quiet) as stages:
         result, solves = predict_from_stores(open_store(gram_path), open_store(gram_test_path), Y, times, Y_test=Yt,
+                                             on_iteration=lambda solver, j: stages.show(
+                                                 f"{solver}: iterations", j, options["max_iterations"]),
                                              **options)
     unconverged = [t for t, s in zip(result.times, solves) if not s.converged]
     _report(result, output, solves)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -9,8 +10,10 @@ import click
 import numpy as np
 
 from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, format_duration,
-                                hold_output_folder, maybe_cluster, overwrite_option, progress, solver_options,
-                                user_errors)
+                                hold_output_folder, maybe_cluster, overwrite_option, progress, quiet_option,
+                                solver_options, user_errors)
+from deepntk.cli.interrupts import NOTHING_KEPT, keeps
+from deepntk.cli.progress import Stages
 from deepntk.engine.experiments import PAPER_EXPERIMENTS
 from deepntk.engine.experiments.table1 import TABLE1_NETWORKS, check_networks
 from deepntk.engine.results import environment, record_file, write_json, write_npz
@@ -76,8 +79,9 @@ def _summary(result) -> list[str]:
                    "whole schedule would take at that rate (a bounded run of --scale paper).")
 @solver_options("--predict")
 @cluster_options
+@quiet_option
 def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, plot, predict_size, test_size, store_dir,
-            networks, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config):
+            networks, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config, quiet):
     """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
     from deepntk.engine.experiments import run_experiment
 
@@ -103,7 +107,7 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
         if resume:
             click.echo(f"resuming: the Gram stores in {store_dir} are completed, not recomputed")
         return _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot,
-                               (cluster or "local", workers, cluster_config), options)
+                               (cluster or "local", workers, cluster_config), options, quiet)
     options = {}
     if experiment == "table1":
         with user_errors():
@@ -111,8 +115,8 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
         options = dict(networks=networks, max_steps=max_steps)
     out_dir = hold_output_folder(out_dir, f"reproduce {experiment}", {"scale": scale, **options}, overwrite=overwrite)
     start = time.perf_counter()
-    with user_errors():
-        result = run_experiment(experiment, scale, data_dir=data_dir, backend=backend, **options)
+    with user_errors(), _experiment_progress(experiment, scale, quiet) as callbacks:
+        result = run_experiment(experiment, scale, data_dir=data_dir, backend=backend, **options, **callbacks)
     if result.get("reduced"):
         click.echo(f"{experiment} ({scale}): reduced from the paper's settings: {result['reduced']}")
     for line in _summary(result):
@@ -148,7 +152,22 @@ def _predict_size(text: str) -> int | None:
     return size
 
 
-def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options):
+@contextlib.contextmanager
+def _experiment_progress(experiment, scale, quiet):
+    """The progress callbacks of an experiment's long loops: the networks of Fig. 3, the SGD steps of each
+    training of Fig. 4, Table 1 and Fig. 5."""
+    if experiment == "fig3":
+        from deepntk.engine.experiments.fig3 import fig3_scale
+
+        depths, seeds, _ = fig3_scale(scale)
+        with progress(len(depths) * seeds, "networks", quiet) as bar:
+            yield {"on_seed": bar.update}
+    else:
+        with Stages(quiet) as stages:
+            yield {"on_step": stages.on_step}
+
+
+def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
     from deepntk.engine.experiments.table1 import table1_predict
 
@@ -157,24 +176,15 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     click.echo(f"{'network':<11} {'train':>6} {'test':>6} {'flow time':>10} {'flow acc':>9} {'regression':>11} "
                f"{'paper':>7} {'CG its':>7} {'residual':>9} {'time s':>7}")
 
-    bar = {}
+    stages = Stages(quiet)
 
     def on_progress(network, stage, done, total):
-        if bar.get("stage") != (network, stage):
-            close_bar()
-            bar.update(stage=(network, stage), bar=progress(total, f"{network}: {stage}", quiet=False))
-        bar["bar"].n = done
-        bar["bar"].refresh()
-
-    def close_bar():
-        if "bar" in bar:
-            bar.pop("bar").close()
-            bar.pop("stage")
+        stages.show(f"{network}: {stage}", done, total)
 
     finished = []
 
     def on_row(row, arrays):
-        close_bar()
+        stages.close()
         finished.append(row)  # written as each row ends: a killed run keeps its finished rows (and the Grams)
         write_json(os.path.join(out_dir, "results.json"), {"experiment": "table1-predict", "rows": finished,
                                                            "complete": False})
@@ -183,12 +193,10 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
                    f"{row['flow_accuracy']:>9.4f} {row['regression_accuracy']:>11.4f} {row['paper_accuracy']:>7.4f} "
                    f"{row['iterations'][-1]:>7} {max(row['residuals']):>9.1e} {row['seconds']:>7.1f}")
 
-    with user_errors(), maybe_cluster(*cluster) as client:
-        try:
-            result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row,
-                                    on_progress=on_progress, **options)
-        finally:
-            close_bar()
+    keeps(lambda: _kept_grams(store_dir))
+    with user_errors(), maybe_cluster(*cluster) as client, stages:
+        result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row,
+                                on_progress=on_progress, **options)
     for row in result["rows"]:
         if row["note"]:
             click.echo(f"{row['run']}: {row['note']}", err=True)
@@ -209,3 +217,12 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
             click.echo(f"figure in {os.path.join(out_dir, 'table1-predict.png')}")
         except CommandError as exc:
             click.echo(f"no figure: {exc.format_message()}", err=True)
+
+
+def _kept_grams(store_dir: str) -> str:
+    """What an interrupted `reproduce table1 --predict` keeps: the Gram stores, each with its finished tiles."""
+    stores = [name for name in os.listdir(store_dir) if name.endswith(".zarr")] if os.path.isdir(store_dir) else []
+    if not stores:
+        return NOTHING_KEPT
+    return (f"the finished tiles of {len(stores)} Gram stores are kept in {store_dir}; rerun the same command to "
+            f"reuse them")

@@ -10,6 +10,7 @@ import click
 from deepntk.cli.arch import with_arch
 from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
                                 maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
+from deepntk.cli.interrupts import NOTHING_KEPT, keeps
 from deepntk.engine.experiments.convergence import DEFAULT_DEPTHS, DEFAULT_POINTS, FIG3_INPUT_DIMENSION
 from deepntk.engine.results import environment, write_json
 
@@ -72,6 +73,7 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
                                    filter_variance=arch["filter_variance"])
         backend_name = get_backend(backend).name
     out_dir = hold_output_folder(out_dir, "simulate", config.key(), resume=resume, overwrite=overwrite)
+    keeps(lambda: kept_depths(config, out_dir))
     with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
         _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet, client)
 
@@ -84,7 +86,6 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
     header = (f"{'L':>7} {'C_L':>10} {'seeds':>5} {'err vs limit':>13} {'max':>9} "
               f"{'err vs E[Θ̃]':>13} {'max':>9} {'time s':>7}")
     click.echo(header)
-    bar = progress(len(config.depths) * seeds, "networks", quiet)
     reused = []
 
     def on_depth(r):
@@ -95,10 +96,9 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
                    f"{r.seconds:>7.2f}")
 
     started = time.perf_counter()
-    with user_errors():
+    with user_errors(), progress(len(config.depths) * seeds, "networks", quiet) as bar:
         results, slope, se = run_convergence(config, out_dir, resume, on_seed=bar.update, on_depth=on_depth,
                                              client=client)
-    bar.close()
     if resume:
         click.echo(f"{sum(reused)} {'depth' if sum(reused) == 1 else 'depths'} reused, {len(reused) - sum(reused)} "
                    f"computed")
@@ -130,10 +130,8 @@ def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, clust
 def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, client):
     from deepntk.engine.experiments.fig3 import fig3_training, training_summary
 
-    with user_errors():
-        bar = progress(len(pairs) * seeds, "networks", quiet)
+    with user_errors(), progress(len(pairs) * seeds, "networks", quiet) as bar:
         result = fig3_training(pairs, seeds, steps, backend, on_seed=bar.update, client=client)
-        bar.close()
     click.echo(f"Fig. 3 with training: {steps} GD steps (MSELoss, lr = 1/(4·L·C_L²)), {seeds} seeds")
     click.echo(f"{'L':>7} {'C_L':>10} {'init vs limit':>14} {'trained vs limit':>17} {'kernel drift':>13} "
                f"{'fit RMSE':>10} {'time s':>7}")
@@ -146,3 +144,13 @@ def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, cli
                                                         "steps": steps, "backend": backend,
                                                         "environment": environment()})
     click.echo(f"results in {out_dir}")
+
+
+def kept_depths(config, out_dir: str) -> str:
+    """What an interrupted run leaves in `out_dir`: the depths stored there with this configuration."""
+    from deepntk.engine.experiments.convergence import load_depth
+
+    kept = [depth for depth in config.depths if load_depth(out_dir, config, depth) is not None]
+    if not kept:
+        return NOTHING_KEPT
+    return f"{len(kept)} of {len(config.depths)} depths kept in {out_dir}; rerun with -o {out_dir} --resume"

@@ -9,6 +9,7 @@ import click
 from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
                                 user_errors)
+from deepntk.cli.interrupts import NOTHING_KEPT, keeps
 from deepntk.engine.results import environment, write_json
 
 
@@ -81,21 +82,19 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
         settings = TrainSettings(steps=steps, epochs=epochs, batch_size=batch_size, eta=eta, lr=lr, loss=loss,
                                  seed=seed, eval_every=eval_every, probe_every=probe_every,
                                  checkpoint_every=checkpoint_every)
-        bar = progress(1, "training", quiet)
+        keeps(lambda: kept_checkpoint(checkpoint_dir))
 
         def on_step(step, total, value):
-            bar.total = total
-            bar.set_postfix(loss=f"{value:.3e}", refresh=False)
-            bar.update(step - bar.n)
+            bar.note(f"loss {value:.3e}")
+            bar.set(step, total)
 
         try:
-            result = train(params, X, Y, settings, backend=backend, X_test=X_test, Y_test=Y_test,
-                           probe=X[:16] if probe_every else None, checkpoint_dir=checkpoint_dir, resume=resume,
-                           overwrite=overwrite, on_step=on_step)
+            with progress(None, "SGD steps", quiet) as bar:
+                result = train(params, X, Y, settings, backend=backend, X_test=X_test, Y_test=Y_test,
+                               probe=X[:16] if probe_every else None, checkpoint_dir=checkpoint_dir, resume=resume,
+                               overwrite=overwrite, on_step=on_step)
         except FloatingPointError as exc:
             raise CommandError(str(exc)) from None
-        finally:
-            bar.close()
         result.params.save(output)
     h = result.history
     if resume:
@@ -112,3 +111,15 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
     write_json(metrics, {"history": h, "steps": result.steps, "seconds": result.seconds,
                          "resumed_from": result.resumed_from, "environment": environment()})
     click.echo(f"wrote {output} and {metrics}")
+
+
+def kept_checkpoint(checkpoint_dir: str | None) -> str:
+    """What an interrupted run keeps: the step of the checkpoint in `checkpoint_dir`, if there is one."""
+    from deepntk.engine.trainer import checkpoint_step
+
+    step = None if checkpoint_dir is None else checkpoint_step(checkpoint_dir)
+    if step is None:
+        hint = "" if checkpoint_dir else " (--checkpoint-dir and --checkpoint-every keep a run's progress)"
+        return NOTHING_KEPT + hint
+    return (f"the checkpoint of step {step} is kept in {checkpoint_dir}; rerun with --resume to continue from "
+            f"there")

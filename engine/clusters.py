@@ -170,24 +170,106 @@ def dask_client(client=None, cluster: str = "local", workers: int | None = None,
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"cannot reach the Dask scheduler at {cluster} within {timeout:g} s "
                                f"({type(exc).__name__})") from None
-        with active:
+        with _closing(active):
             yield active
         return
     started = _start(cluster, workers, config_path, distributed)
     try:
-        with distributed.Client(started, timeout=timeout) as active:
-            if cluster in ("slurm", "pbs"):
-                active.wait_for_workers(1, timeout=None)
-            yield active
-    finally:
+        active = distributed.Client(started, timeout=timeout)
+    except BaseException:
         started.close()
+        raise
+    with _closing(active, started, workers_here=cluster in ("local", "local-cuda")):
+        if cluster in ("slurm", "pbs"):
+            active.wait_for_workers(1, timeout=None)
+        yield active
+
+
+@contextlib.contextmanager
+def _closing(client, *resources, workers_here: bool = False):
+    """Close the client (and the cluster) after the block. After an interrupt (Ctrl-C, or SIGTERM raised as one
+    by deepntk.cli.interrupts) quietly: closing a cluster under tasks in flight makes distributed log warnings
+    and tracebacks about each, here and in the workers (told first when they are this machine's, sharing its
+    terminal), which the user, who stopped the run, does not need; and a failure to close must not replace the
+    interrupt."""
+    resources = (client,) + resources
+    try:
+        yield
+    except KeyboardInterrupt:
+        with _distributed_silenced():
+            if workers_here:
+                with contextlib.suppress(Exception):
+                    client.run(_silence_distributed)
+            for resource in resources:
+                with contextlib.suppress(Exception):
+                    resource.close()
+        raise
+    except BaseException:
+        _close_all(resources)
+        raise
+    _close_all(resources)
+
+
+def _close_all(resources):
+    """Close each in turn (the client before its cluster), every one even when one fails."""
+    with contextlib.ExitStack() as stack:
+        for resource in reversed(resources):
+            stack.callback(resource.close)
+
+
+NOISY_LOGGERS = ("distributed", "asyncio", "tornado")
+
+
+def _silence_distributed() -> list[int]:
+    """Set distributed's, asyncio's and tornado's loggers to CRITICAL; returns their previous levels."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    return levels
+
+
+@contextlib.contextmanager
+def _distributed_silenced():
+    """`_silence_distributed` in this process for the duration of the block."""
+    import logging
+
+    levels = _silence_distributed()
+    try:
+        yield
+    finally:
+        for name, level in zip(NOISY_LOGGERS, levels):
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts():
+    """Start worker processes with SIGINT ignored (a disposition they inherit): a Ctrl-C in a terminal reaches
+    the whole process group, and each worker would print a KeyboardInterrupt traceback; the client stops the
+    work and closes the cluster instead. SIGINT is also blocked here meanwhile, so a Ctrl-C during the start is
+    held, not lost, and raised as soon as the cluster has started."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _start(kind: str, workers, config_path, distributed):
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ClusterError(f"workers must be a positive integer, got {workers!r}")
     if kind == "local":
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _workers_ignore_interrupts():
             # With the dashboard off the scheduler still serves /health on 8787, or on a free port when another
             # local cluster holds it, and says so: nothing the user of a private local cluster needs to hear.
             warnings.filterwarnings("ignore", message="Port 8787 is already in use", category=UserWarning)
@@ -199,7 +281,8 @@ def _start(kind: str, workers, config_path, distributed):
         except ImportError:
             raise ClusterError("dask-cuda is not installed: pip install 'deepntk[gpu-cluster]'") from None
         try:
-            return LocalCUDACluster(dashboard_address=None, threads_per_worker=1)
+            with _workers_ignore_interrupts():
+                return LocalCUDACluster(dashboard_address=None, threads_per_worker=1)
         except Exception as exc:  # no GPU, no driver: say so in one line
             raise ClusterError(f"cannot start a LocalCUDACluster: {type(exc).__name__}: {exc}") from None
     config = read_jobqueue_config(config_path)

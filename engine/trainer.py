@@ -170,6 +170,18 @@ class CheckpointWriter:
                 self.close()
 
 
+def checkpoint_step(folder: str) -> int | None:
+    """The step of the checkpoint in `folder`, None where there is none (or it cannot be read)."""
+    path = os.path.join(folder, CHECKPOINT)
+    if not os.path.exists(path):
+        return None
+    try:
+        step = json_entry(read_npz(path, "checkpoint"), "meta", path, "checkpoint")["step"]
+    except (FileFormatError, OSError, KeyError, TypeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
 def _load(folder, key: dict) -> _State:
     path = os.path.join(folder, CHECKPOINT)
     if not os.path.exists(path):

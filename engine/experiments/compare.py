@@ -82,10 +82,11 @@ class TrainedRow:
 
 
 def trained_study(depths, rule: str = "L^2", steps: int = 300, eta: float = 0.05, train_points: int = 30,
-                  test_points: int = 20, seed: int = 0, backend=None):
+                  test_points: int = 20, seed: int = 0, backend=None, on_depth=None):
     """Train the Fig. 3 network (paper loss, scaled step η) and compare its outputs at test points with the
     kernel-flow prediction f_{t = steps·η} from the limit kernel and from the initial empirical kernel
-    (Theorems 2–3: the gaps shrink with depth). Also reports the kernel drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖."""
+    (Theorems 2–3: the gaps shrink with depth). Also reports the kernel drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖.
+    `on_depth()` is called as each depth ends."""
     _, X, _ = fig3_inputs(train_points)
     gamma_test = np.linspace(0.1, np.pi / 2 - 0.1, test_points)
     X_test = np.stack([np.cos(gamma_test), np.sin(gamma_test)], axis=1)
@@ -105,6 +106,8 @@ def trained_study(depths, rule: str = "L^2", steps: int = 300, eta: float = 0.05
         gap = lambda pred: float(np.linalg.norm(f_net - pred) / np.linalg.norm(pred))
         rows.append(TrainedRow(L, C(L), steps, eta, t, float(result.losses[-1]), gap(pred_limit), gap(pred_empirical),
                                float(np.linalg.norm(KT - K0) / np.linalg.norm(K0))))
+        if on_depth:
+            on_depth()
     return rows
 
 
@@ -127,11 +130,12 @@ def _spectrum_row(depth, eigenvalues, reference=None) -> SpectrumRow:
                        spectrum.condition_is_lower_bound, error)
 
 
-def spectrum_study(depths, rule: str = "L^2", points: int = 40, seed: int = 0, backend=None):
+def spectrum_study(depths, rule: str = "L^2", points: int = 40, seed: int = 0, backend=None, on_depth=None):
     """Eigenvalues of the Gram on the Fig. 3 arc points: the limit (depth None) and one network per depth, with
     the relative error of the sorted spectrum against the limit's. Each row carries the float64 floor n·ε·λ_max,
     how many eigenvalues lie above it, and the condition number, or its lower bound λ_max/floor when λ_min is
-    round-off (`deepntk.engine.spectrum`; docs/numerical-traps.md#eigenvalues-below-the-float64-floor)."""
+    round-off (`deepntk.engine.spectrum`; docs/numerical-traps.md#eigenvalues-below-the-float64-floor).
+    `on_depth()` is called as each depth ends."""
     _, X, _ = fig3_inputs(points)
     C = parse_C_L_rule(rule)
     limit = _spectrum_row(None, np.linalg.eigvalsh(mlp_limit_kernel(X)))
@@ -139,6 +143,8 @@ def spectrum_study(depths, rule: str = "L^2", points: int = 40, seed: int = 0, b
     for L in depths:
         K = scaled_ntk(init_params(fig3_network(L, C(L)), "paper", seed), X, backend=backend)[..., 0, 0]
         rows.append(_spectrum_row(L, np.linalg.eigvalsh(0.5 * (K + K.T)), reference=np.asarray(limit.eigenvalues)))
+        if on_depth:
+            on_depth()
     return rows
 
 

@@ -61,13 +61,17 @@ def fig3_training(depths, seeds: int, steps: int = PAPER_STEPS, backend=None, on
     return out
 
 
+def fig3_scale(scale: str = "small") -> tuple:
+    """The (L, C_L) pairs, the seeds, and what was reduced from the paper's settings, at `scale`."""
+    if scale == "paper":
+        return PAPER_DEPTHS, PAPER_SEEDS, ""
+    return (((100, 5.0), (1000, 500.0)), 3,
+            "L = 1000 with C_L = 500 instead of L = 10000 with C_L = 5·10⁴; 3 seeds instead of 10")
+
+
 def fig3(scale: str = "small", backend=None, on_seed=None) -> dict:
     """Fig. 3 complete: the kernel curve at init and after training, and the fit, per depth over seeds."""
-    if scale == "paper":
-        depths, seeds, reduced = PAPER_DEPTHS, PAPER_SEEDS, ""
-    else:
-        depths, seeds = ((100, 5.0), (1000, 500.0)), 3
-        reduced = "L = 1000 with C_L = 500 instead of L = 10000 with C_L = 5·10⁴; 3 seeds instead of 10"
+    depths, seeds, reduced = fig3_scale(scale)
     return {"experiment": "fig3", "scale": scale, "reduced": reduced,
             **fig3_training(depths, seeds, PAPER_STEPS, backend, on_seed)}
 

@@ -12,13 +12,15 @@ from deepntk.engine.params import init_params
 from deepntk.engine.training import gradient_descent
 
 
-def fig5(scale: str = "small", backend=None) -> dict:
-    """σ(z^l)_last − C_L, l = 1 … L−1, and the output at l = L, for x = (cos π/3, sin π/3) after training."""
+def fig5(scale: str = "small", backend=None, on_step=None) -> dict:
+    """σ(z^l)_last − C_L, l = 1 … L−1, and the output at l = L, for x = (cos π/3, sin π/3) after training;
+    `on_step(step, total, loss)` after each GD step."""
     L, C, reduced = (10000, 5e4, "") if scale == "paper" else (1000, 500.0, "L = 1000 (C_L = 500) instead of 10000")
     _, X, _ = fig3_inputs(TRAINING_POINTS)
     params = init_params(fig3_network(L, C), "paper", 0)
+    report = None if on_step is None else lambda step, value: on_step(step + 1, PAPER_STEPS, value)
     trained = gradient_descent(params, X, fig3_target(X), PAPER_STEPS, lr=fig3_learning_rate(L, C), loss="mse",
-                               backend=backend).params
+                               backend=backend, on_step=report).params
     x = np.array([[np.cos(np.pi / 3), np.sin(np.pi / 3)]])
     acts = activations(trained, x, backend=backend)
     carrier = acts[1:, 0, -1] - C  # σ(z^l) of the last output carrier, l = 1 … L-1

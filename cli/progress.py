@@ -1,0 +1,195 @@
+"""Progress of the long loops of every command, on stderr (docs/files.md#progress-and-interrupts).
+
+In a terminal, a tqdm bar with rate and ETA. Off a terminal (nohup, Slurm, CI logs) a bar would be one
+unreadable line of carriage returns, so a plain line "what: done/total, rate, ETA" is printed instead, at most
+once every DEEPNTK_PROGRESS_INTERVAL seconds (default 30) and also when nothing completes in that time (a
+96-second depth still says it is running), plus a final line when the loop ends. The engine only calls back
+(on_tile, on_seed, on_step, on_iteration); what is shown is decided here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+INTERVAL_VARIABLE = "DEEPNTK_PROGRESS_INTERVAL"
+DEFAULT_INTERVAL = 30.0
+
+
+def progress_interval() -> float:
+    """Seconds between two plain progress lines: $DEEPNTK_PROGRESS_INTERVAL, or 30.
+
+    Raises:
+        ValueError: the variable is set to something other than a number of seconds > 0.
+    """
+    text = os.environ.get(INTERVAL_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"${INTERVAL_VARIABLE} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    """A duration in the largest unit that keeps it at least 1: "42 s", "3.5 min", "7.2 h", "12.3 days"."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+class Progress:
+    """How far one loop of `total` items (tiles, networks, steps, …) has come, named `what`.
+
+    `update(n)` adds n done items, `set(done, total)` states them; `note(text)` adds a remark (the loss);
+    `clear()` before printing a table row on stdout; `close()` at the end (a `with` block closes it, and an
+    exception, an interrupt above all, closes it without a final line). `quiet` shows nothing.
+    """
+
+    def __init__(self, what: str, total: int | None, quiet: bool = False):
+        self.what = what
+        self.total = total
+        self.done = 0
+        self.remark = ""
+        self._bar = self._thread = self._first = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        if quiet:
+            return
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=what, file=sys.stderr, leave=False, dynamic_ncols=True)
+            return
+        self.interval = progress_interval()
+        self._started = self._last_line = time.monotonic()
+        # self._first: (done, time) at the first update, from which the rate leaves out start-up and reused work
+        self._thread = threading.Thread(target=self._heartbeat, name="deepntk-progress", daemon=True)
+        self._thread.start()
+
+    def update(self, n: int = 1) -> None:
+        self.set(self.done + n)
+
+    def set(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = total
+        self.done = done
+        if self._first is None and self._thread is not None:
+            self._first = (done, time.monotonic())
+        if self._bar is not None:
+            if total is not None:
+                self._bar.total = total
+            self._bar.update(done - self._bar.n)
+        elif self._thread is not None and time.monotonic() - self._last_line >= self.interval:
+            self._line()
+
+    def note(self, text: str) -> None:
+        self.remark = text
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+
+    def clear(self) -> None:
+        if self._bar is not None:
+            self._bar.clear()
+
+    def close(self, final: bool = True) -> None:
+        """End the display: on a terminal the bar goes; off it, with `final`, one last line."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._bar is not None:
+            self._bar.close()
+        if self._thread is not None:
+            self._thread.join()
+            if final:
+                self._line(final=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        self.close(final=exc_type is None)
+
+    def rate(self) -> float | None:
+        """Items per second since the first update (or since the start, before a second one)."""
+        now = time.monotonic()
+        first_done, first_time = self._first if self._first is not None else (0, self._started)
+        if self.done > first_done and now > first_time:
+            return (self.done - first_done) / (now - first_time)
+        elapsed = now - self._started
+        return self.done / elapsed if self.done and elapsed > 0 else None
+
+    def status(self, final: bool = False) -> str:
+        """The plain line: "tiles: 12/55 (22%), 3.1/s, ETA 14 s, loss 1.2e-3"."""
+        elapsed = time.monotonic() - self._started
+        parts = [f"{self.done}/{self.total} ({100 * self.done / self.total:.0f}%)" if self.total else f"{self.done}"]
+        rate = self.rate()
+        if rate:
+            parts.append(f"{rate:.3g}/s" if rate >= 1 else f"{format_duration(1 / rate)} each")
+        if final:
+            parts.append(f"{format_duration(elapsed)} in all")
+        elif rate and self.total:
+            parts.append(f"ETA {format_duration(max(self.total - self.done, 0) / rate)}")
+        else:
+            parts.append(f"{format_duration(elapsed)} so far")
+        if self.remark:
+            parts.append(self.remark)
+        return f"{self.what}: {', '.join(parts)}"
+
+    def _line(self, final: bool = False) -> None:
+        with self._lock:
+            self._last_line = time.monotonic()
+            print(self.status(final), file=sys.stderr, flush=True)
+
+    def _heartbeat(self) -> None:
+        """A line every `interval` even while no item completes (one depth can take minutes)."""
+        while not self._closed.wait(max(0.0, self._last_line + self.interval - time.monotonic())):
+            if time.monotonic() - self._last_line >= self.interval:
+                self._line()
+
+
+class Stages:
+    """Loops one after another, each its own `Progress`, the previous one closed when the next starts: the
+    trainings of an experiment (`on_step`), the Grams and solves of each Table 1 row (`show`). A `with` block
+    closes the last one."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.current = self.label = None
+        self.runs = 0
+
+    def show(self, label: str, done: int, total: int | None, remark: str = "") -> None:
+        """`done` of `total` in the stage `label`; a new label, or a count that starts over, is a new stage."""
+        if self.current is None or label != self.label or done < self.current.done:
+            self.close()
+            self.current, self.label = Progress(label, total, self.quiet), label
+        if remark:
+            self.current.note(remark)
+        self.current.set(done, total)
+
+    def on_step(self, step: int, total: int, value) -> None:
+        """The trainer's callback: step `step` of `total` ended with batch loss `value`; step 1 starts a run."""
+        if self.current is None or step <= self.current.done:
+            self.runs += 1
+        try:
+            remark = f"loss {float(value):.3e}"
+        except (TypeError, ValueError):  # an ensemble's losses
+            remark = ""
+        self.show(f"run {self.runs}: SGD steps", step, total, remark)
+
+    def close(self, final: bool = True) -> None:
+        if self.current is not None:
+            self.current.close(final)
+            self.current = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        self.close(final=exc_type is None)

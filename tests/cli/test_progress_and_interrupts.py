@@ -1,0 +1,175 @@
+"""Progress off a terminal and interrupts, with real signals to real `deepntk` processes (docs/files.md#progress-and-
+interrupts): a plain progress line at the configured interval; SIGINT (Ctrl-C, sent to the process group as a
+terminal does) and SIGTERM end a command with exit status 130 and 143, one line saying what is kept, no traceback,
+a Dask LocalCluster shut down without a word, and a --resume rerun that completes with what was kept."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import wait_for
+
+INTERVAL = 0.3  # $DEEPNTK_PROGRESS_INTERVAL in these tests
+
+
+class Running:
+    """A `deepntk` process in its own session (its own process group, as a terminal's foreground job), its
+    stderr lines collected with their arrival times."""
+
+    def __init__(self, *argv, cwd, interval: float = INTERVAL):
+        env = {**os.environ, "DEEPNTK_PROGRESS_INTERVAL": str(interval)}
+        self.process = subprocess.Popen([sys.executable, "-m", "deepntk.cli.main", *argv], cwd=cwd, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+        self.lines, self.out = [], []
+        self._readers = [threading.Thread(target=self._read, args=(self.process.stderr, self.lines), daemon=True),
+                         threading.Thread(target=self._read, args=(self.process.stdout, self.out), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, into):
+        for line in stream:
+            into.append((time.monotonic(), line.rstrip("\n")))
+
+    def saw(self, pattern: str, where: str = "stderr") -> bool:
+        return any(re.search(pattern, line) for _, line in (self.lines if where == "stderr" else self.out))
+
+    def signal_group(self, signum) -> None:
+        os.killpg(self.process.pid, signum)
+
+    def finish(self, timeout: float = 120.0) -> tuple[int, str, str]:
+        try:
+            status = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return status, "\n".join(line for _, line in self.out), "\n".join(line for _, line in self.lines)
+
+
+def assert_one_interrupt_line(stderr: str, pattern: str) -> re.Match:
+    """Exactly one 'interrupted: …' line, matching `pattern`, and nothing of a traceback or of Dask."""
+    lines = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
+    assert len(lines) == 1, stderr
+    for noise in ("Traceback", "Aborted", "distributed.", "WARNING", "ERROR", "KeyboardInterrupt", "leaked"):
+        assert noise not in stderr, stderr
+    match = re.fullmatch(pattern, lines[0])
+    assert match, lines[0]
+    return match
+
+
+def test_progress_off_a_terminal_is_a_plain_line_at_the_configured_interval(tmp_path):
+    run = Running("train", "--dataset", "toy", "--depth", "100", "--C-L", "50", "--eta", "0.5", "--steps", "200",
+                  "--backend", "numpy", "-o", "t.npz", cwd=tmp_path)
+    status, _, stderr = run.finish()
+    assert status == 0, stderr
+    progress = [(t, line) for t, line in run.lines if line.startswith("SGD steps: ")]
+    assert re.fullmatch(r"SGD steps: 200/200 \(100%\), [0-9.]+/s, .* in all, loss .*", progress[-1][1]), stderr
+    during = progress[:-1]
+    assert len(during) >= 2, stderr  # a run of over a second at 0.3 s: several lines before the end
+    for _, line in during:
+        assert re.fullmatch(r"SGD steps: \d+/200 \(\d+%\), [0-9.]+/s, ETA [0-9.]+ (s|min), loss [0-9.e+-]+", line), line
+    gaps = np.diff([t for t, _ in during])
+    assert gaps.min() > 0.5 * INTERVAL, gaps  # bounded rate (read through a pipe: some slack)
+    assert "\r" not in stderr  # no bar redrawn in place in a log
+
+
+def test_quiet_silences_progress_and_a_silent_loop_still_reports(tmp_path, capsys):
+    quiet = Running("train", "--dataset", "toy", "--depth", "50", "--C-L", "25", "--eta", "0.5", "--steps", "50",
+                    "--backend", "numpy", "-o", "t.npz", "--quiet", cwd=tmp_path)
+    status, _, stderr = quiet.finish()
+    assert status == 0 and "SGD steps" not in stderr, stderr
+    # A loop that completes nothing for a while (one long depth) still prints a line every interval.
+    from deepntk.cli.progress import Progress
+
+    os.environ["DEEPNTK_PROGRESS_INTERVAL"] = "0.1"
+    try:
+        with Progress("networks", 4):
+            time.sleep(0.55)
+    finally:
+        del os.environ["DEEPNTK_PROGRESS_INTERVAL"]
+    lines = capsys.readouterr().err.splitlines()
+    assert 3 <= len(lines) <= 7 and all(line.startswith("networks: 0/4 (0%), ") for line in lines), lines
+    assert lines[-1].endswith("in all"), lines
+
+
+def test_ctrl_c_in_simulate_keeps_the_finished_depths_and_resume_reuses_them(tmp_path):
+    depths = "20,1000,1001,1002"
+    argv = ["simulate", "--depths", depths, "--seeds", "8", "--points", "40", "--backend", "numpy", "-o", "out"]
+    run = Running(*argv, cwd=tmp_path)
+    assert wait_for(lambda: run.saw(r"^\s+20\s", "stdout") or run.process.poll() is not None, 120)
+    run.signal_group(signal.SIGINT)
+    status, _, stderr = run.finish()
+    assert status == 130, stderr
+    kept = int(assert_one_interrupt_line(
+        stderr, r"interrupted: (\d) of 4 depths kept in out; rerun with -o out --resume").group(1))
+    assert 1 <= kept < 4
+    stored = os.path.join(tmp_path, "out", "depth-20.npz")
+    written = os.stat(stored).st_mtime_ns
+    resumed = subprocess.run([sys.executable, "-m", "deepntk.cli.main", *argv, "--resume", "--quiet"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(re.search(rf"^\s+{depth}\s", resumed.stdout, re.M) for depth in depths.split(",")), resumed.stdout
+    assert os.stat(stored).st_mtime_ns == written  # reused, not recomputed
+
+
+def test_sigterm_in_train_names_the_last_checkpoint_and_resume_continues_from_it(tmp_path):
+    import json
+
+    argv = ["train", "--dataset", "toy", "--depth", "100", "--C-L", "50", "--eta", "0.5", "--steps", "400",
+            "--backend", "numpy", "-o", "t.npz", "--checkpoint-dir", "ck", "--checkpoint-every", "20"]
+    run = Running(*argv, cwd=tmp_path, interval=0.1)
+    assert wait_for(lambda: run.saw(r"SGD steps: (4[0-9]|[5-9][0-9]|[0-9]{3,})/") or run.process.poll() is not None)
+    run.process.send_signal(signal.SIGTERM)  # `kill PID`, a batch system's notice
+    status, _, stderr = run.finish()
+    assert status == 143, stderr
+    from deepntk.engine.trainer import checkpoint_step
+
+    step = int(assert_one_interrupt_line(
+        stderr, r"interrupted: the checkpoint of step (\d+) is kept in ck; rerun with --resume to continue from "
+                r"there").group(1))
+    assert 40 <= step < 400 and step % 20 == 0 and step == checkpoint_step(os.path.join(tmp_path, "ck"))
+    resumed = subprocess.run([sys.executable, "-m", "deepntk.cli.main", *argv, "--resume", "--quiet"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    with open(tmp_path / "t.metrics.json") as handle:
+        metrics = json.load(handle)
+    assert metrics["resumed_from"] == step and metrics["steps"] == 400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_gram_on_a_local_cluster_keeps_its_tiles_and_resumes(tmp_path, signum, status):
+    pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
+    import deepntk
+    from deepntk.engine.gram import open_store
+
+    deepntk.init_params(deepntk.MLP(2, 1, 2000, 50.0), seed=3).save(tmp_path / "deep.npz")
+    np.save(tmp_path / "x.npy", np.random.default_rng(7).uniform(0.1, 1, size=(100, 2)))
+    argv = ["gram", "--kernel", "ntk", "--params", "deep.npz", "--backend", "numpy", "--x1", "x.npy", "--store",
+            "K.zarr", "--tile", "10", "--cluster", "local", "--workers", "1"]
+    run = Running(*argv, cwd=tmp_path)
+    assert wait_for(lambda: run.saw(r"^tiles: [1-9]") or run.process.poll() is not None, 300)
+    run.signal_group(signum)
+    code, _, stderr = run.finish()
+    assert code == status, stderr
+    kept = int(assert_one_interrupt_line(
+        stderr, r"interrupted: (\d+) of 55 tiles kept in K.zarr; rerun with --resume").group(1))
+    store = open_store(tmp_path / "K.zarr")
+    assert kept == int(sum(store.recorded()[i, j] >= 0 for i, j in store.tiles())) and 1 <= kept < 55
+    resumed = subprocess.run([sys.executable, "-m", "deepntk.cli.main", *argv, "--resume", "--quiet"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({55 - kept} computed, {kept} already complete)" in resumed.stdout
