@@ -50,24 +50,33 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
     """Error of Θ̃ against Θ̃^∞ and E Θ̃ over depths × C_L rules, with 95% CIs and the fitted rate."""
     from deepntk.engine.experiments.compare import as_dicts, depth_study
 
+    if len(set(depths)) < 2:
+        raise CommandError(f"--depths: the study fits a rate, give at least two distinct depths, got {depths}")
     out_dir = hold_output_folder(out_dir, "compare depth", {"depths": depths, "rules": rules, "seeds": seeds,
                                                             "points": points}, overwrite=overwrite)
     with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client, \
             progress(len(depths) * len(rules) * seeds, "networks", quiet) as bar:
         rows, fits = depth_study(depths, rules, seeds, points, backend, on_seed=bar.update, client=client)
-    click.echo(f"{'C_L rule':<9} {'L':>7} {'C_L':>10} {'err vs Θ∞ (95% CI)':>22} {'err vs E[Θ̃] (95% CI)':>24} "
-               f"{'offset (95% CI)':>20} {'E offset':>10} {'1/C_L²':>10}")
+    click.echo(f"{'C_L rule':<9} {'L':>7} {'C_L':>10} {'err vs Θ∞ [95% interval]':>31} "
+               f"{'err vs E[Θ̃] [95% interval]':>31} {'offset (95% CI)':>20} {'E offset':>10} {'1/C_L²':>10}")
     for r in rows:
-        click.echo(f"{r.rule:<9} {r.depth:>7} {r.C_L:>10.3g} {r.error_limit:>12.3e} ± {r.error_limit_ci:.1e} "
-                   f"{r.error_expected:>14.3e} ± {r.error_expected_ci:.1e} {r.offset:>10.2e} ± {r.offset_ci:.1e} "
-                   f"{r.expected_offset:>10.2e} {r.predicted_offset:>10.2e}")
+        click.echo(f"{r.rule:<9} {r.depth:>7} {r.C_L:>10.3g} {_with_interval(r.error_limit, r.error_limit_interval)} "
+                   f"{_with_interval(r.error_expected, r.error_expected_interval)} {r.offset:>10.2e} ± "
+                   f"{r.offset_ci:.1e} {r.expected_offset:>10.2e} {r.predicted_offset:>10.2e}")
     for rule, fit in fits.items():
         click.echo(f"C_L = {rule}: fitted rate of the fluctuation L^{fit['slope']:+.3f} ± {fit['slope_ci']:.3f} "
-                   f"(95%; theory −0.5); against the limit itself L^{fit['slope_vs_limit']:+.3f}")
+                   f"(95% over {seeds} seeds; theory −0.5); against the limit itself L^{fit['slope_vs_limit']:+.3f} "
+                   f"± {fit['slope_vs_limit_ci']:.3f}")
     from deepntk.cli import plots
 
     _finish(out_dir, "compare-depth", {"rows": as_dicts(rows), "fits": fits, "seeds": seeds, "points": points},
             plot, lambda path: plots.depth_plot(rows, fits, path, seeds=seeds, points=points))
+
+
+def _with_interval(value, interval) -> str:
+    """"2.123e-02 [1.1e-02, 3.9e-02]", 31 characters wide: a mean error and its (asymmetric) interval."""
+    low, high = interval
+    return f"{value:>10.3e} [{low:.1e}, {high:.1e}]".rjust(31)
 
 
 @command.command("trained")

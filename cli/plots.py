@@ -77,7 +77,9 @@ def depth_figure(rows, fits, seeds=None, points=None):
         depths = np.array([r.depth for r in mine], dtype=float)
         expected = [r.error_expected for r in mine]
         name = f"$C_L = {rule_tex(rule)}$"
-        handles.append(ax.errorbar(depths, expected, yerr=[r.error_expected_ci for r in mine], capsize=3, **look,
+        below_above = [[r.error_expected - r.error_expected_interval[0] for r in mine],
+                       [r.error_expected_interval[1] - r.error_expected for r in mine]]  # the interval is asymmetric
+        handles.append(ax.errorbar(depths, expected, yerr=below_above, capsize=3, **look,
                                    label=rf"{name}: vs $\mathbb{{E}}\,{THETA}$ (fitted slope "
                                          f"{fits[rule]['slope']:+.2f})"))
         handles += ax.plot(depths, [r.error_limit for r in mine], ls="--", **{**look, "marker": "x", "mfc": None},

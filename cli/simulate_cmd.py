@@ -97,14 +97,13 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
 
     started = time.perf_counter()
     with user_errors(), progress(len(config.depths) * seeds, "networks", quiet) as bar:
-        results, slope, se = run_convergence(config, out_dir, resume, on_seed=bar.update, on_depth=on_depth,
-                                             client=client)
+        results, fit = run_convergence(config, out_dir, resume, on_seed=bar.update, on_depth=on_depth,
+                                       client=client)
     if resume:
         click.echo(f"{sum(reused)} {'depth' if sum(reused) == 1 else 'depths'} reused, {len(reused) - sum(reused)} "
                    f"computed")
-    if len(results) >= 2:
-        ci = f" ± {1.96 * se:.2f} (95%)" if se == se else ""
-        click.echo(f"fitted slope of mean error vs limit against L: {slope:+.3f}{ci}  (theory: −0.5 while the "
+    if fit is not None:
+        click.echo(f"fitted slope of the error vs limit against L: {fit.describe()}  (theory: −0.5 while the "
                    f"1/C_L² bias is negligible)")
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "simulate", "config": config.key(), "backend": backend_name,

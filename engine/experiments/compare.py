@@ -9,9 +9,9 @@ import numpy as np
 
 from deepntk.analytic import fig3_inputs, fig3_target, kernel_flow, mlp_limit_kernel
 from deepntk.engine.api import forward, scaled_ntk
-from deepntk.engine.experiments.convergence import ConvergenceConfig, run_depth
+from deepntk.engine.experiments.convergence import ConvergenceConfig, error_rate, run_depth
 from deepntk.engine.experiments.fig3 import fig3_network
-from deepntk.engine.experiments.stats import Z95, fit_power_law, mean_and_ci
+from deepntk.engine.experiments.stats import SLOPE_METHOD, error_means_and_intervals, mean_and_ci
 from deepntk.engine.params import init_params
 from deepntk.engine.rules import parse_C_L_rule
 from deepntk.engine.spectrum import resolve_spectrum
@@ -24,9 +24,9 @@ class DepthRow:
     depth: int
     C_L: float
     error_limit: float
-    error_limit_ci: float
+    error_limit_interval: tuple
     error_expected: float
-    error_expected_ci: float
+    error_expected_interval: tuple
     offset: float
     offset_ci: float
     expected_offset: float
@@ -36,35 +36,41 @@ class DepthRow:
 def depth_study(depths, rules, seeds: int = 5, points: int = 50, backend=None, on_seed=None, client=None):
     """Finite-depth Θ̃ (Fig. 3 kernel at init) against Θ̃^∞ and E Θ̃ over depths × C_L rules.
 
-    The error against E Θ̃ is the fluctuation alone (expected ∝ L^{−1/2}); the measured offset
-    mean(Θ̃ − Θ̃^∞) (with its 95% interval over seeds) is reported beside its exact expectation at this (L, C_L),
+    The error against E Θ̃ is the fluctuation alone (expected ∝ L^{−1/2}); the mean errors carry 95% intervals
+    over seeds (`stats.error_means_and_intervals`); the measured offset mean(Θ̃ − Θ̃^∞) (with its 95% t
+    interval over seeds) is reported beside its exact expectation at this (L, C_L),
     mean(E Θ̃ − Θ̃^∞), and beside the asymptotic 1/C_L², so the bias and the rate are separated
     (docs/finite-depth.md).
 
     Returns:
-        (rows, fits) with fits[rule] = {slope, slope_ci, slope_vs_limit} from log-log least squares. With a
-        `client`, each (depth, seed) network is one task on its workers.
+        (rows, fits) with fits[rule] = {slope, slope_ci, slope_vs_limit, slope_vs_limit_ci, method}: the
+        rates of the error against E Θ̃ and against Θ̃^∞ with their 95% half-widths over seeds
+        (`stats.fit_power_law`). With a `client`, each (depth, seed) network is one task on its workers.
+
+    Raises:
+        ValueError: fewer than two distinct depths (no rate to fit).
     """
+    if len(set(depths)) < 2:
+        raise ValueError(f"the depth study fits a rate: give at least two distinct depths, got {list(depths)}")
     rows, fits = [], {}
     for rule in rules:
         config = ConvergenceConfig(depths=tuple(depths), C_L=rule, seeds=seeds, points=points, backend=backend)
         X1, X2, _ = config.inputs()
         C = parse_C_L_rule(rule)
-        rule_rows = []
-        for L in depths:
-            r = run_depth(config, L, C(L), X1, X2, on_seed, client)
-            el, el_ci = mean_and_ci(r.seed_errors_limit)
-            ee, ee_ci = mean_and_ci(r.seed_errors_expected)
+        depth_results = [run_depth(config, L, C(L), X1, X2, on_seed, client) for L in depths]
+        limit = error_means_and_intervals(np.array([r.seed_errors_limit for r in depth_results]).T)
+        expected = error_means_and_intervals(np.array([r.seed_errors_expected for r in depth_results]).T)
+        for d, r in enumerate(depth_results):
             k = r.kernels.shape[-1]
             seed_offsets = np.mean(np.trace(r.kernels, axis1=-2, axis2=-1) / k - r.limit, axis=(1, 2))
             offset, offset_ci = mean_and_ci(seed_offsets)
-            rule_rows.append(DepthRow(rule, L, r.C_L, el, el_ci, ee, ee_ci, offset, offset_ci,
-                                      float(np.mean(r.expected - r.limit)), 1.0 / r.C_L**2))
-        slope, se = fit_power_law(depths, [row.error_expected for row in rule_rows])
-        slope_limit, _ = fit_power_law(depths, [row.error_limit for row in rule_rows])
-        fits[rule] = {"slope": slope, "slope_ci": Z95 * se if se == se else float("nan"),
-                      "slope_vs_limit": slope_limit}
-        rows.extend(rule_rows)
+            rows.append(DepthRow(rule, r.depth, r.C_L, float(limit[0][d]), (float(limit[1][d]), float(limit[2][d])),
+                                 float(expected[0][d]), (float(expected[1][d]), float(expected[2][d])), offset,
+                                 offset_ci, float(np.mean(r.expected - r.limit)), 1.0 / r.C_L**2))
+        fluctuation, vs_limit = error_rate(depth_results, "expected"), error_rate(depth_results, "limit")
+        fits[rule] = {"slope": fluctuation.slope, "slope_ci": fluctuation.half_width,
+                      "slope_vs_limit": vs_limit.slope, "slope_vs_limit_ci": vs_limit.half_width,
+                      "method": SLOPE_METHOD}
     return rows, fits
 
 

@@ -208,8 +208,10 @@ def save_depth(folder: str, config: ConvergenceConfig, result: DepthResult) -> N
 def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume: bool = False, on_seed=None,
                     on_depth=None, client=None, overwrite: bool = False):
     """Run every depth, write results into `folder` (a run folder, docs/files.md#results-folders), and return
-    (results, slope, se). With `resume`, the depths an earlier run of this configuration stored in `folder` are
-    reused (their results say `reused`); with `overwrite`, an earlier run's files there are replaced.
+    (results, fit): the per-depth results and the fitted rate of the error against the limit
+    (`stats.fit_power_law`; None for one depth). With `resume`, the depths an earlier run of this configuration
+    stored in `folder` are reused (their results say `reused`); with `overwrite`, an earlier run's files there
+    are replaced.
 
     Raises:
         FolderConfigError: `folder` holds another configuration, or this one's results without `resume` or
@@ -240,14 +242,23 @@ def _run_convergence(config, folder, resume, on_seed, on_depth, client):
         results.append(result)
         if on_depth:
             on_depth(result)
-    slope, se = fit_power_law([r.depth for r in results], [r.mean_error_limit for r in results])
+    fit = error_rate(results)
     if folder:
         write_json(os.path.join(folder, "results.json"),
                    {"experiment": "kernel-convergence-at-init", "config": config.key(),
-                    "depths": [r.summary() for r in results], "fitted_slope": slope, "slope_stderr": se})
+                    "depths": [r.summary() for r in results], "fit": None if fit is None else fit.to_dict()})
         _, _, axis = config.inputs()
         write_npz(os.path.join(folder, "arrays.npz"), depths=np.array([r.depth for r in results]),
                   C_L=np.array([r.C_L for r in results]), axis=axis,
                   kernels=np.array([r.kernels for r in results]), limit=results[-1].limit,
                   expected=np.array([r.expected for r in results]))
-    return results, slope, se
+    return results, fit
+
+
+def error_rate(results: list[DepthResult], against: str = "limit"):
+    """The fitted exponent of the error against the limit (or "expected") over depths, with its interval over
+    seeds; None with fewer than two depths."""
+    if len({r.depth for r in results}) < 2:
+        return None
+    return fit_power_law([r.depth for r in results],
+                         np.array([getattr(r, f"seed_errors_{against}") for r in results]).T)

@@ -73,9 +73,9 @@ def depth_rows():
     for rule in ("L^2", "5"):
         for L in (100, 300, 1000):
             e = 0.3 * L**-0.5 * (1 + 0.1 * rng.standard_normal())
-            rows.append(DepthRow(rule, L, L**2 if rule == "L^2" else 5.0, 1.2 * e, 0.1 * e, e, 0.1 * e, 1e-4, 1e-5,
-                                 1e-4, 1e-4))
-        fits[rule] = {"slope": -0.49, "slope_ci": 0.1, "slope_vs_limit": -0.45}
+            rows.append(DepthRow(rule, L, L**2 if rule == "L^2" else 5.0, 1.2 * e, (1.1 * e, 1.4 * e), e,
+                                 (0.8 * e, 1.3 * e), 1e-4, 1e-5, 1e-4, 1e-4))
+        fits[rule] = {"slope": -0.49, "slope_ci": 0.1, "slope_vs_limit": -0.45, "slope_vs_limit_ci": 0.12}
     return rows, fits
 
 
