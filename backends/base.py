@@ -14,7 +14,7 @@ import numpy as np
 from deepntk.backends.layers import LAYER_OPS
 from deepntk.engine.errors import TrainingDiverged
 from deepntk.engine.losses import loss_value_and_output_gradient
-from deepntk.engine.memory import input_blocks, memory_budget, require_memory
+from deepntk.engine.memory import gram_blocks, input_blocks, memory_budget, require_memory
 
 
 def diverged(step: int, value, W, b, losses) -> TrainingDiverged:
@@ -164,25 +164,28 @@ class Backend:
         return np.array(values), np.stack(outputs), np.stack(dW), np.stack(db)
 
     def ntk_ensemble(self, nets, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
-        """Unscaled NTK (E, N1, N2, k, k) of every network."""
-        return np.stack([self.ntk(net, X1, X2) for net in nets.members()])
+        """Unscaled NTK (E, N1, N2, k, k) of every network, each written into its slice of the result."""
+        theta = np.empty((nets.networks, len(X1), len(X1) if X2 is None else len(X2), nets.outputs, nets.outputs),
+                         dtype=nets.dtype)
+        for net, out in zip(nets.members(), theta):
+            self._blocked_ntk(net, X1, X2, out)
+        return theta
 
     def ntk(self, net, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
         """Unscaled NTK Θ(X1, X2) of shape (N1, N2, k, k), summed layer by layer (docs/ntk.md).
 
         Inputs are taken in blocks whose working memory fits the budget (`memory_budget`, beside the Gram
-        itself); each pair of blocks is one `_gram` call, and with X2 None only the blocks on and above the
-        diagonal are computed, the rest mirrored.
+        itself; docs/ntk.md#memory); each pair of blocks is one `_gram` call, and with X2 None only the blocks
+        on and above the diagonal are computed, the rest mirrored.
         """
+        N2 = len(X1) if X2 is None else len(X2)
+        return self._blocked_ntk(net, X1, X2, np.empty((len(X1), N2, net.outputs, net.outputs), dtype=net.dtype))
+
+    def _blocked_ntk(self, net, X1, X2, theta: np.ndarray) -> np.ndarray:
+        """`ntk` written into `theta` (N1, N2, k, k), a block pair at a time (`gram_blocks`)."""
         symmetric = X2 is None
-        N1, N2 = len(X1), len(X1) if symmetric else len(X2)
-        per_input = self._ntk_bytes_per_input(net)
-        budget = self.memory_budget()
-        if (N1 + (0 if symmetric else N2)) * per_input <= budget:
-            return self._gram(net, X1, X2)
-        blocks1 = input_blocks(N1, per_input, budget // 2)
-        blocks2 = blocks1 if symmetric else input_blocks(N2, per_input, budget // 2)
-        theta = np.empty((N1, N2, net.outputs, net.outputs), dtype=net.dtype)
+        blocks1, blocks2 = gram_blocks(len(X1), len(theta[0]), self._ntk_bytes_per_input(net),
+                                       self._ntk_bytes_per_pair(net), self.memory_budget(), symmetric)
         for i, rows in enumerate(blocks1):
             for j, columns in enumerate(blocks2):
                 if symmetric and j < i:
@@ -197,6 +200,11 @@ class Backend:
         """Working memory `_gram` needs per input: every layer's activations and the output Jacobians."""
         # A conv layer's per-input filter gradients take f² numbers per channel pair (1 for a dense layer).
         return (net.depth + 2 * net.outputs * net.filter_size**2) * net.width * net.size**2 * net.dtype.itemsize
+
+    def _ntk_bytes_per_pair(self, net) -> int:
+        """Working memory `_gram` needs per entry (pair of inputs) of its Gram block: the block's k² sums, a
+        layer's term (k², `ntk_term`) and the pair's activation product."""
+        return (2 * net.outputs**2 + 1) * net.dtype.itemsize
 
     def _gram(self, net, X1: np.ndarray, X2: np.ndarray | None = None) -> np.ndarray:
         """Θ(X1, X2) in one piece: one backward sweep for both input sets; per layer only (N1, k, N2, k) is

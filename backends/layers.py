@@ -46,9 +46,11 @@ class DenseOps:
         """(a1·a2 + 1) G1 G2ᵀ, the layer's contribution (paper Lemma 8), as (N1, k, N2, k)."""
         N1, k, n = G1.shape
         N2 = G2.shape[0]
-        pair = a1 @ a2.T + 1.0
+        pair = a1 @ a2.T
+        pair += 1.0
         jac = (G1.reshape(N1 * k, n) @ G2.reshape(N2 * k, n).T).reshape(N1, k, N2, k)
-        return jac * pair[:, None, :, None]
+        jac *= pair[:, None, :, None]  # in place: a term takes two Gram-sized arrays, not three
+        return jac
 
 
 class ConvOps:

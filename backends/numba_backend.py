@@ -34,6 +34,8 @@ TILE_ROWS = 64
 TILE_COLUMNS = 128
 TILE_BYTES = 2 << 20
 COLUMN_VECTOR = 8
+# Rows of a symmetric Gram mirrored at a time (`mirror_upper` on the conv Gram).
+MIRROR_ROWS = 256
 # Layers per segment at least, so that many inputs or networks do not make a segment (a kernel call on every
 # thread and a product per network) per layer or two.
 MIN_SEGMENT_LAYERS = 32
@@ -228,6 +230,13 @@ class NumbaBackend(Backend):
         segment = int(np.ceil(np.sqrt(net.depth)))
         return 2 * segment * (1 + net.outputs) * net.width * net.size**2 * net.dtype.itemsize
 
+    def _ntk_bytes_per_pair(self, net) -> int:
+        if not self._fused(net):
+            return super()._ntk_bytes_per_pair(net)
+        # The kernels' sums in their own layout (dense (k, k, N1, N2); conv (k·N1, k·N2)) and the Gram block in
+        # the (N1, N2, k, k) layout made from them.
+        return 2 * net.outputs**2 * net.dtype.itemsize
+
     def _gram(self, net, X1, X2=None):
         if not self._fused(net):
             return super()._gram(net, X1, X2)
@@ -236,8 +245,10 @@ class NumbaBackend(Backend):
     def ntk_ensemble(self, nets, X1, X2=None):
         """Every network's NTK in one sweep (kernels over networks × chunks of inputs) where all their working
         memory fits the budget; else network by network, each blocked by `ntk`."""
-        N = len(X1) + (0 if X2 is None else len(X2))
-        if not self._fused(nets) or nets.networks * N * self._ntk_bytes_per_input(nets) > self.memory_budget():
+        N1, N2 = len(X1), len(X1) if X2 is None else len(X2)
+        working = (N1 + (0 if X2 is None else N2)) * self._ntk_bytes_per_input(nets)
+        working += N1 * N2 * self._ntk_bytes_per_pair(nets)
+        if not self._fused(nets) or nets.networks * working > self.memory_budget():
             return super().ntk_ensemble(nets, X1, X2)
         return self._gram_ensemble(nets, X1, X2)
 
@@ -318,6 +329,7 @@ class NumbaBackend(Backend):
                     grams[e] = syrk(1.0, features[0].T, beta=1.0, c=grams[e], overwrite_c=True)
                 else:
                     grams[e] += features[0].T @ features[1]
-        if symmetric:
-            grams = [np.triu(gram) + np.triu(gram, 1).T for gram in grams]
+        if symmetric:  # in place: np.triu(gram) + np.triu(gram, 1).T took three more Gram-sized arrays
+            for gram in grams:
+                mirror_upper(gram[None, :, :, None, None], MIRROR_ROWS)
         return np.stack([gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2) for gram in grams])

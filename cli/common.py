@@ -176,10 +176,15 @@ def progress(total: int | None, description: str, quiet: bool) -> Progress:
 
 
 def show_warnings_briefly():
-    """Print warnings as one 'Warning: …' line on stderr (no source line dumps)."""
+    """Print warnings as one 'Warning: …' line on stderr (no source line dumps), once per command and cause: a
+    deepntk warning's category and `cause` (its counts and names may differ between calls), else its text."""
+    shown = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
-        click.echo(f"Warning: {message}", err=True)
+        cause = (category, getattr(message, "cause", None) or str(message))
+        if cause not in shown:
+            shown.add(cause)
+            click.echo(f"Warning: {message}", err=True)
 
     warnings.showwarning = show
 

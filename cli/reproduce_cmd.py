@@ -32,6 +32,8 @@ def _summary(result) -> list[str]:
         for run in result.get("runs", result.get("rows", [])):
             acc = run["final_test_accuracy"]
             status = "diverged" if run["diverged"] else f"test accuracy {acc:.4f}"
+            if run.get("loss_growth"):
+                status += f" (loss {run['loss_growth']['factor']:.2g} × its start at step {run['loss_growth']['step']})"
             line = f"{run['run']:<28} {status}  ({run['seconds']:.1f} s)"
             if "theory" in run:
                 th = run["theory"]

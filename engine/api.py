@@ -98,4 +98,8 @@ def scaled_ntk(params, X1, X2=None, *, backend=None) -> np.ndarray:
     net, X1p = _prepared(params, X1, "X1")
     X2p = None if X2 is None else network_inputs(net, params.spec, X2, "X2")
     theta = engine.ntk_ensemble(net, X1p, X2p) if net.ensemble else engine.ntk(net, X1p, X2p)
-    return theta * np.asarray(params.ntk_scale, dtype=theta.dtype)
+    scale = np.asarray(params.ntk_scale, dtype=theta.dtype)
+    if not theta.flags.writeable:  # scaled in place where allowed: a copy would double the Gram's memory
+        return theta * scale
+    theta *= scale
+    return theta

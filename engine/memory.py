@@ -3,6 +3,7 @@ holds at once stays under a byte budget (DEEPNTK_MEMORY_BUDGET)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 from deepntk.engine.errors import InputError, MemoryBudgetError
@@ -66,3 +67,29 @@ def input_blocks(count: int, bytes_per_input: int, budget: int | None = None) ->
                                 f"budget of {format_bytes(budget)} (set DEEPNTK_MEMORY_BUDGET to raise it)")
     size = max(1, min(count, budget // max(1, bytes_per_input)))
     return [slice(start, min(count, start + size)) for start in range(0, count, size)]
+
+
+def gram_blocks(N1: int, N2: int, bytes_per_input: int, bytes_per_pair: int, budget: int | None = None,
+                symmetric: bool = False) -> tuple[list[slice], list[slice]]:
+    """Blocks of rows (of N1 inputs) and columns (of N2) for a Gram computed a block pair at a time, so that one
+    block pair's working memory, bytes_per_input per input of its blocks (their activations, once for a
+    symmetric Gram's diagonal) plus bytes_per_pair per entry of its Gram block (the block and the temporaries
+    that build it), fits the budget (docs/ntk.md#memory). One block each when everything fits.
+
+    Raises MemoryBudgetError with the numbers when even one pair of inputs does not fit.
+    """
+    budget = memory_budget() if budget is None else budget
+    p, q = max(1, bytes_per_input), max(1, bytes_per_pair)
+    if (N1 + (0 if symmetric else N2)) * p + N1 * N2 * q <= budget:
+        return [slice(0, N1)], [slice(0, N2)]
+    if 2 * p + q > budget:
+        raise MemoryBudgetError(f"a pair of inputs needs {format_bytes(2 * p + q)} of working memory, more than the "
+                                f"budget of {format_bytes(budget)} (set DEEPNTK_MEMORY_BUDGET to raise it)")
+    # Square blocks of side b: 2·b·p + b²·q <= budget; a side with fewer inputs is taken whole and the other
+    # side's blocks widened to what is left.
+    side = int((math.sqrt(p * p + q * budget) - p) // q)
+    columns = N1 if symmetric else N2
+    cols = min(columns, side) if symmetric else min(columns, max(side, (budget - N1 * p) // (p + N1 * q)))
+    rows = side if symmetric else max(1, min(N1, (budget - cols * p) // (p + cols * q)))
+    return ([slice(i, min(N1, i + rows)) for i in range(0, N1, rows)],
+            [slice(j, min(columns, j + cols)) for j in range(0, columns, cols)])

@@ -27,7 +27,7 @@ from deepntk.engine.files import json_entry, read_npz
 from deepntk.engine.losses import check_loss, loss_value
 from deepntk.engine.packed import network_inputs, pack
 from deepntk.engine.results import run_folder, write_npz
-from deepntk.engine.training import raw_learning_rate
+from deepntk.engine.training import raw_learning_rate, warn_if_loss_grew
 from deepntk.engine.validate import check_targets, warn_if_unresolved
 
 CHECKPOINT = "checkpoint.npz"
@@ -311,6 +311,7 @@ def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpo
     if start_step == 0 and settings.probe_every and probe is not None:
         probe_change(0)
     step = start_step
+    grew = False  # the loss-growth warning is given once per run
     while step < total:
         if step % per_epoch == 0:
             state.order = rng.permutation(N) if batch < N else np.arange(N)
@@ -333,6 +334,7 @@ def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpo
                                    state.step, exc.W, exc.b, history["batch_loss"], exc.value) from None
         history["step"].extend(range(step, stop))
         history["batch_loss"].extend(float(v) for v in losses)
+        grew = grew or warn_if_loss_grew(losses, history["batch_loss"][0], step)
         step = state.step = stop
         if settings.eval_every and step % settings.eval_every == 0:
             evaluate(step)

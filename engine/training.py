@@ -11,6 +11,7 @@ the paper's Table 1 lists). `raw_learning_rate` converts.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,7 +19,50 @@ from deepntk.backends.registry import get_backend
 from deepntk.engine.errors import InputError, TrainingDiverged
 from deepntk.engine.losses import check_loss, loss_value
 from deepntk.engine.packed import network_inputs, pack
-from deepntk.engine.validate import check_targets, warn_if_unresolved
+from deepntk.engine.validate import DeepNTKWarning, check_targets, warn_if_unresolved
+
+# A loss above this many times its first value means the steps diverge, though it is still finite
+# (docs/training.md#divergence).
+LOSS_GROWTH_LIMIT = 1e3
+
+
+class LossGrowthWarning(DeepNTKWarning):
+    """The loss grew far above its start (LOSS_GROWTH_LIMIT ×) while staying finite: the steps diverge."""
+
+    cause = "loss growth"
+
+
+def loss_growth(losses, start=None, first_step: int = 0) -> dict | None:
+    """The first of `losses` above LOSS_GROWTH_LIMIT × `start` (default: the first of them), as {"step", "factor",
+    "loss", "start", "network" (None for one network)}, where losses[i] is step first_step + i; None if there is
+    none. `losses` holds one loss per step, (steps,) or (steps, E) for an ensemble; a start of 0 (exact targets)
+    gives no reference."""
+    values = np.asarray(losses, dtype=np.float64)
+    if not len(values):
+        return None
+    start = values[0] if start is None else np.asarray(start, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        factors = np.where(start > 0, values / np.where(start > 0, start, 1.0), 0.0)
+    over = np.argwhere(factors > LOSS_GROWTH_LIMIT)
+    if not len(over):
+        return None
+    index = tuple(int(i) for i in over[0])
+    network = index[1:]
+    return {"step": first_step + index[0], "factor": float(factors[index]), "loss": float(values[index]),
+            "start": float(start[network]), "network": network[0] if network else None}
+
+
+def warn_if_loss_grew(losses, start=None, first_step: int = 0) -> bool:
+    """Warn (`LossGrowthWarning`, naming the step and the factor) where `loss_growth` finds a loss far above its
+    start; return whether it did, so that a run warns once."""
+    growth = loss_growth(losses, start, first_step)
+    if growth is None:
+        return False
+    network = "" if growth["network"] is None else f" of network {growth['network']}"
+    warnings.warn(f"the loss{network} grew to {growth['loss']:.3g} at step {growth['step']}, {growth['factor']:.3g} × "
+                  f"its start ({growth['start']:.3g}): the steps diverge; try a smaller learning rate",
+                  LossGrowthWarning, stacklevel=3)
+    return True
 
 
 def raw_learning_rate(spec, *, eta: float | None = None, lr: float | None = None) -> float:
@@ -80,4 +124,5 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
         raise TrainingDiverged(f"loss became {final} after step {steps - 1}; try a smaller learning rate", steps,
                                losses=losses)
     losses = np.concatenate([np.reshape(losses, (steps,) + final.shape), final[None]])
+    warn_if_loss_grew(losses)
     return DescentResult(params.with_packed(W, b), losses)

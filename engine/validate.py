@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import numpy as np
 
@@ -12,12 +13,50 @@ from deepntk.engine.errors import InputError
 FLOAT32_RESOLUTION_LIMIT = 1e-3
 
 
-class TheoryAssumptionWarning(UserWarning):
+class DeepNTKWarning(UserWarning):
+    """Base of deepntk's warnings. `cause` names what a warning is about, whatever its numbers: the CLI shows
+    one line per category and cause (`deepntk.cli.common.show_warnings_briefly`)."""
+
+    cause = "deepntk"
+
+
+class TheoryAssumptionWarning(DeepNTKWarning):
     """Inputs outside what the theory assumes (x > 0); the computation still runs."""
 
+    cause = "inputs <= 0"
 
-class PrecisionWarning(UserWarning):
+
+class PrecisionWarning(DeepNTKWarning):
     """The chosen dtype cannot resolve the network output at this C_L."""
+
+    cause = "unresolved output"
+
+
+# The arrays deepntk's own loaders made (by identity of the array owning the data; weak, so they can be freed).
+_PACKAGE_INPUTS = weakref.WeakValueDictionary()
+
+
+def _owner(array: np.ndarray) -> np.ndarray:
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def mark_package_inputs(array: np.ndarray) -> np.ndarray:
+    """Mark inputs that deepntk's own loaders made (MNIST, whose zero pixels are the paper's setting), and every
+    view of them: `check_inputs` does not warn about zeros the user did not choose
+    (docs/numerical-traps.md#zero-inputs). Returns `array`."""
+    owner = _owner(array)
+    _PACKAGE_INPUTS[id(owner)] = owner
+    return array
+
+
+def is_package_inputs(X) -> bool:
+    """Whether X is (a view of) an array marked by `mark_package_inputs`."""
+    if not isinstance(X, np.ndarray):
+        return False
+    owner = _owner(X)
+    return _PACKAGE_INPUTS.get(id(owner)) is owner
 
 
 def output_resolution(C_L: float, dtype) -> float:
@@ -41,8 +80,10 @@ def check_inputs(X, spec, name: str = "X", pool: bool = True) -> np.ndarray:
 
     A single point of shape `spec.input_shape` is accepted as N = 1. With `pool`, the inputs are prepared as
     the first layer sees them (`spec.prepare_inputs`: the CNN's fixed input average pool, giving
-    (N, c, d, d) with d = spec.inner_size).
+    (N, c, d, d) with d = spec.inner_size). Entries <= 0 in the user's inputs raise a TheoryAssumptionWarning
+    (not in deepntk's own datasets, `mark_package_inputs`: docs/numerical-traps.md#zero-inputs).
     """
+    own = is_package_inputs(X)
     try:
         array = np.asarray(X)
     except (TypeError, ValueError) as exc:
@@ -60,10 +101,10 @@ def check_inputs(X, spec, name: str = "X", pool: bool = True) -> np.ndarray:
     array = array.astype(np.float64, copy=False)
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name} contains NaN or infinite values")
-    if np.any(array <= 0):
+    if not own and np.any(array <= 0):
         warnings.warn(
-            f"{name} has {int(np.sum(array <= 0))} entries <= 0; the theory assumes inputs x > 0 "
-            f"(shift them by a small ε to be safe)",
+            f"{name} has {int(np.sum(array <= 0))} entries <= 0; the theory assumes inputs x > 0 (zeros are "
+            f"harmless at initialization, not once training moves the weights; shift them by a small ε to be safe)",
             TheoryAssumptionWarning,
             stacklevel=3,
         )

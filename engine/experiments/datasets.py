@@ -19,6 +19,7 @@ import numpy as np
 
 from deepntk.engine.architectures import average_pool
 from deepntk.engine.errors import InputError, option
+from deepntk.engine.validate import mark_package_inputs
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {
@@ -180,6 +181,7 @@ def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str
         images, labels = images[order], labels[order]
         X = average_pool(images.astype(np.float64) / 255.0, pool) + shift
         X = X.reshape(len(X), -1) if layout == "flat" else X[:, None]
+        mark_package_inputs(X)  # MNIST's zero pixels are the paper's setting: no warning about them
         Y = labels.astype(np.float64)[:, None] if task == "binary" else np.eye(10)[labels]
         return X, Y, labels
 

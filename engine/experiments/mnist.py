@@ -4,12 +4,14 @@ the limit-kernel prediction beside a trained network (docs/experiments.md#mnist)
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
 from deepntk.engine.params import init_params
 from deepntk.engine.predict import limit_kernel_matrices
 from deepntk.engine.trainer import accuracy, classification_kind, train
+from deepntk.engine.training import LossGrowthWarning, loss_growth
 
 # Batch size of every MNIST run in the paper.
 BATCH_SIZE = 512
@@ -46,17 +48,21 @@ def limit_kernel_reference(spec, data, t: float, n_train: int = 300, n_test: int
 
 
 def mnist_run(name, spec, data, settings, init="paper", seed=0, backend=None, dtype="float64", on_step=None):
-    """Train one network on `data` and record its accuracy curves (or that it diverged)."""
+    """Train one network on `data` and record its accuracy curves (or that it diverged: its loss became NaN, or
+    "loss_growth" records where it grew far above its start, which the studies' learning-rate grids provoke on
+    purpose and so record beside the run instead of warning)."""
     params = init_params(spec, init, seed, dtype)
     start = time.perf_counter()
     try:
-        result = train(params, data.X_train, data.Y_train, settings, backend=backend, X_test=data.X_test,
-                       Y_test=data.Y_test, on_step=on_step)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossGrowthWarning)
+            result = train(params, data.X_train, data.Y_train, settings, backend=backend, X_test=data.X_test,
+                           Y_test=data.Y_test, on_step=on_step)
         h = result.history
         return {"run": name, "init": init, "lr": settings.lr, "train_accuracy": h["train_accuracy"],
                 "test_accuracy": h["test_accuracy"], "train_loss": h["train_loss"], "eval_step": h["eval_step"],
                 "final_test_accuracy": h["test_accuracy"][-1], "diverged": False,
-                "seconds": time.perf_counter() - start}
+                "loss_growth": loss_growth(h["batch_loss"]), "seconds": time.perf_counter() - start}
     except FloatingPointError as exc:
         return {"run": name, "init": init, "lr": settings.lr, "diverged": True, "error": str(exc),
                 "final_test_accuracy": float("nan"), "seconds": time.perf_counter() - start}

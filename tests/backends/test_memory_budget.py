@@ -3,6 +3,10 @@ computed in blocks of inputs (upper blocks only for a symmetric Gram) and equals
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -53,6 +57,47 @@ def test_the_budget_bounds_the_reference_backends_working_memory(monkeypatch):
     bounded = peak(lambda: deepntk.scaled_ntk(params, X, backend="numpy"))
     assert unbounded - gram_bytes > 3 * budget, unbounded
     assert bounded - 2 * gram_bytes < 2 * budget, bounded
+
+
+# Peak RSS of scaled_ntk in a fresh process, beside its result: the growth of ru_maxrss over the call (after a
+# warm-up that compiles Numba's kernels and starts its threads), and the blocked result against the one-piece one.
+PEAK_RSS_SCRIPT = """
+import json, os, resource, sys
+import numpy as np
+import deepntk
+
+backend, N, budget = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+params = deepntk.init_params(deepntk.MLP(2, 1, 10, 4.0), seed=0)
+X = np.random.default_rng(0).uniform(0.1, 1, size=(N, 2))
+os.environ["DEEPNTK_MEMORY_BUDGET"] = budget
+deepntk.scaled_ntk(params, X[:600], backend=backend)
+deepntk.scaled_ntk(params, X[:300], X[300:600], backend=backend)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+theta = deepntk.scaled_ntk(params, X, backend=backend)
+growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 - theta.nbytes
+os.environ["DEEPNTK_MEMORY_BUDGET"] = str(1 << 40)
+whole = deepntk.scaled_ntk(params, X, backend=backend)
+error = float(np.max(np.abs(theta - whole)) / np.max(np.abs(whole)))
+print(json.dumps({"growth": growth, "output": theta.nbytes, "error": error}))
+"""
+# What the allocator and a backend's threads may take beside the budgeted working memory (docs/ntk.md#memory).
+RSS_CONSTANT = 16 << 20
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_peak_rss_of_a_blocked_gram_stays_within_twice_the_budget(name):
+    """N = 2500: the result is 48 MiB, 12 × a 4 MiB budget. Before the Gram block's entries were counted, the
+    NumPy backend's temporaries grew the peak RSS by 3 results beyond the result, Numba's by one."""
+    if name == "numba":
+        pytest.importorskip("numba", reason="the numba backend needs numba")
+    budget = 4 << 20
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, name, "2500", str(budget)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "NUMBA_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["output"] > 10 * budget
+    assert measured["growth"] <= 2 * budget + RSS_CONSTANT, measured
+    assert measured["error"] <= TOL["roundoff"], measured
 
 
 @pytest.mark.parametrize("value", ["lots", "-5", "0"])

@@ -11,7 +11,7 @@ from deepntk.engine.training import gradient_descent
 from deepntk.engine.errors import BackendUnavailableError, InputError, UnknownBackendError
 from deepntk.engine.validate import PrecisionWarning, TheoryAssumptionWarning
 from deepntk.backends import registry
-from conftest import TOL
+from conftest import TOL, assert_close, relative_error
 
 
 @pytest.fixture
@@ -103,3 +103,35 @@ def test_cnn_fixed_pool_is_applied_to_inputs():
     X_small = X.reshape(2, 1, 4, 2, 4, 2).mean(axis=(3, 5))
     np.testing.assert_allclose(deepntk.scaled_ntk(p_pooled, X, backend="numpy"),
                                deepntk.scaled_ntk(p_plain, X_small, backend="numpy"), rtol=TOL["roundoff"])
+
+
+def test_zero_inputs_are_harmless_at_initialization():
+    """docs/numerical-traps.md#zero-inputs: at initialization no gradient passes through an input carrier, so Θ̃ at
+    inputs with zero entries (and an all-zero input) is the Gram of the central-difference Jacobian, which takes no
+    side on σ'(0), and the limit of Θ̃(x + ε) as ε → 0 (here within 2ε, relative)."""
+    L, C_L = 20, 20.0
+    params = deepntk.init_params(deepntk.MLP(3, 1, L, C_L), seed=1)
+    X = np.random.default_rng(0).uniform(0.1, 1, size=(5, 3))
+    X[:3, 0] = 0.0
+    X[1, 2] = 0.0
+    X[4] = 0.0
+    with pytest.warns(TheoryAssumptionWarning):
+        theta = deepntk.scaled_ntk(params, X, backend="numpy")[..., 0, 0]
+    W, b = params.W, params.b
+    h = 1e-5
+    columns = []
+    for array in (W, b):
+        for index in np.ndindex(array.shape):
+            outputs = []
+            for sign in (1, -1):
+                moved = array.copy()
+                moved[index] += sign * h
+                shifted = params.with_packed(moved, b) if array is W else params.with_packed(W, moved)
+                with pytest.warns(TheoryAssumptionWarning):
+                    outputs.append(deepntk.forward(shifted, X, backend="numpy")[:, 0])
+            columns.append((outputs[0] - outputs[1]) / (2 * h))
+    J = np.array(columns).T
+    assert_close(theta, J @ J.T / (L * C_L**2), TOL["finite_difference"], "Θ̃ at zero inputs vs finite differences")
+    for eps in (1e-4, 1e-6):
+        shifted = deepntk.scaled_ntk(params, X + eps, backend="numpy")[..., 0, 0]
+        assert relative_error(shifted, theta) < 2 * eps
