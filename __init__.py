@@ -34,6 +34,30 @@ def gram(kernel, X1, X2=None, **options):
 
     return tiled_gram(kernel, X1, X2, **options)
 
+
+def compare_with_theory(params, X1, X2=None, *, backend=None):
+    """A network's Θ̃ against Θ̃^∞ and E Θ̃ at its own (L, C_L), per k×k block, with 95% intervals: see
+    `deepntk.engine.experiments.compare_params.compare_with_theory` (docs/finite-depth.md)."""
+    from deepntk.engine.experiments.compare_params import compare_with_theory as compare
+
+    return compare(params, X1, X2, backend=backend)
+
+
+def open_store(path):
+    """Open a Gram store that `deepntk gram` or `deepntk.gram` wrote (a `.zarr` folder), for reading or resuming.
+
+    Returns a `deepntk.engine.gram.GramStore`: `.read(rows, cols)` gives entries as a NumPy array (a symmetric
+    Gram's lower tiles from their mirror), `.shape`, `.complete` and `.config` describe it, and
+    `deepntk.engine.solvers.KernelOperator.from_store` solves with it tile by tile (docs/training.md#kernel-flow).
+    Needs the distributed extra (Zarr).
+
+    Raises:
+        GramStoreError: the folder is missing, is not a deepntk Gram store, or has another format.
+    """
+    from deepntk.engine.gram import open_store as open_gram_store
+
+    return open_gram_store(path)
+
 __all__ = [
     "MLP",
     "CNN",
@@ -49,6 +73,8 @@ __all__ = [
     "gradient_descent",
     "get_backend",
     "gram",
+    "open_store",
+    "compare_with_theory",
     "available_backends",
     "__version__",
 ]

@@ -146,3 +146,8 @@ def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, pl
 
     _finish(out_dir, "compare-spectrum", {"rows": as_dicts(rows)}, plot,
             lambda path: plots.spectrum_plot(rows, path, rule=rule, points=points, seed=seed))
+
+
+from deepntk.cli.compare_params_cmd import command as params_command  # noqa: E402  (its own module)
+
+command.add_command(params_command)

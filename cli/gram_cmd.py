@@ -23,7 +23,9 @@ from deepntk.cli.interrupts import NOTHING_KEPT, keeps
 @click.option("--dataset", type=click.Choice(["mnist", "mnist-binary"]), default=None,
               help="The inputs of a built-in dataset instead of --x1.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
-@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA].")
+@click.option("--subset", type=click.IntRange(min=1), default=None,
+              help="With --dataset: the first N images of the split, after a seeded shuffle [all].")
+@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist].")
 @click.option("--params", "params_path", default=None, help="With --kernel ntk: the network (.npz).")
 @backend_option
 @click.option("--store", required=True, type=click.Path(file_okay=False), help="The Zarr store (a folder, K.zarr).")
@@ -40,7 +42,7 @@ from deepntk.cli.interrupts import NOTHING_KEPT, keeps
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="On --resume, re-read every recorded tile and recompute those that do not match their CRC.")
 @quiet_option
-def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, params_path, backend, store, tile,
+def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, data_dir, params_path, backend, store, tile,
             cluster, workers, cluster_config, dry_run, connect_timeout, resume, verify, quiet):
     """Compute a Gram larger than memory into a Zarr store, one Dask task per tile (upper tiles of a symmetric
     Gram only); a killed run continues with --resume and recomputes only the missing or damaged tiles."""
@@ -56,6 +58,8 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, 
         return
     if (x1_path is None) == (dataset is None):
         raise CommandError("give --x1 (and optionally --x2) or --dataset")
+    if subset is not None and dataset is None:
+        raise CommandError("--subset takes the first N images of --dataset; with --x1, pass the rows you want")
     if (kind == "ntk") != (params_path is not None):
         raise CommandError("--kernel ntk needs --params, and only it takes one")
     if kind == "expected" and (depth is None or C_L is None):
@@ -67,7 +71,8 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, data_dir, 
             from deepntk.engine.experiments.datasets import load_dataset
 
             cls = architecture(arch["arch"] or "mlp")
-            data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir)
+            subset_size = {"train_size" if split == "train" else "test_size": subset}
+            data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir, **subset_size)
             if data.note:
                 click.echo(data.note, err=True)
             X1 = data.X_train if split == "train" else data.X_test

@@ -59,7 +59,7 @@ def _summary(result) -> list[str]:
 @click.argument("experiment", type=click.Choice(list(PAPER_EXPERIMENTS)))
 @click.option("--scale", type=click.Choice(["small", "paper"]), default="small", show_default=True,
               help="small: minutes on 2 CPU cores (what it reduces is printed); paper: the authors' settings.")
-@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA] (fig4, table1).")
+@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist] (fig4, table1).")
 @backend_option
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Results folder [deepntk-results/reproduce-<experiment>-<hash of the settings>].")

@@ -32,7 +32,7 @@ from deepntk.engine.results import environment, write_json
 @click.option("--loss", type=click.Choice(["paper", "mse"]), default="paper", show_default=True,
               help="paper: (1/2N)Σ‖f−y‖²; mse: PyTorch's MSELoss.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Init and shuffling seed.")
-@click.option("--data-dir", default=None, help="Folder with MNIST IDX files [$DEEPNTK_DATA].")
+@click.option("--data-dir", default=None, help="Folder with MNIST IDX files [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist].")
 @click.option("--train-size", type=click.IntRange(min=1), default=None)
 @click.option("--test-size", type=click.IntRange(min=1), default=None)
 @click.option("--eval-every", type=click.IntRange(min=0), default=0, help="Evaluate every K steps (0: at the end).")

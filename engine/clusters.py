@@ -268,13 +268,19 @@ def _workers_ignore_interrupts():
 def _start(kind: str, workers, config_path, distributed):
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ClusterError(f"workers must be a positive integer, got {workers!r}")
+    if kind in ("local", "local-cuda"):
+        check_main_guard()
     if kind == "local":
         with warnings.catch_warnings(), _workers_ignore_interrupts():
             # With the dashboard off the scheduler still serves /health on 8787, or on a free port when another
             # local cluster holds it, and says so: nothing the user of a private local cluster needs to hear.
             warnings.filterwarnings("ignore", message="Port 8787 is already in use", category=UserWarning)
-            return distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                            processes=True, dashboard_address=None, env=dict(SINGLE_THREADED))
+            try:
+                return distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                                processes=True, dashboard_address=None, env=dict(SINGLE_THREADED))
+            except RuntimeError as exc:  # "Nanny failed to start": the workers said why on stderr
+                raise ClusterError(f"the local cluster's worker processes failed to start ({exc}); their "
+                                   f"message is above") from None
     if kind == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster
@@ -289,3 +295,91 @@ def _start(kind: str, workers, config_path, distributed):
     cluster = jobqueue_cluster(kind, config)
     cluster.scale(jobs=int(config.get("jobs", 1)))
     return cluster
+
+
+GUARD = 'if __name__ == "__main__":'
+
+
+def check_main_guard() -> None:
+    """Refuse to start local worker processes from the unguarded top level of a script, before any starts.
+
+    Dask starts local workers with multiprocessing's "spawn" (or "forkserver"): each new process runs the main
+    script again from the top, so a script that starts a cluster outside the `if __name__ == "__main__":` guard
+    makes every worker redo its work and start clusters of its own (108 lines of tracebacks from the README's
+    snippet). Here the main script's source tells whether the call comes from its top level outside the guard;
+    a worker process that gets here while it re-runs the script is refused too.
+
+    Raises:
+        ClusterError: one sentence naming the script, the line and the guard.
+    """
+    import multiprocessing
+    import sys
+
+    # multiprocessing's own flag for "this process is still re-running the parent's main module": a worker of
+    # a cluster the parent started. It exits with the sentence alone (a traceback from each worker is what the
+    # sentence replaces), and the parent reports that its workers failed to start.
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(f"deepntk: a worker process re-running the main script was asked to start a local "
+                         f"cluster: put the script's work under `{GUARD}`")
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or _start_method() == "fork":
+        return  # interactive sessions, `python -c`, notebooks: the workers have no script to re-run
+    line = _top_level_line(main)
+    if line is None or _guarded(path, line):
+        return
+    raise ClusterError(f"a local cluster started from the top level of {path} (line {line}) makes each worker "
+                       f"process run that script again: put the call under `{GUARD}`")
+
+
+def _start_method() -> str:
+    try:
+        import dask
+
+        return str(dask.config.get("distributed.worker.multiprocessing-method", "spawn"))
+    except ImportError:
+        return "spawn"
+
+
+def _top_level_line(main) -> int | None:
+    """The line of the main script's module-level code that led to this call, None if it did not (a thread, an
+    import hook)."""
+    import sys
+
+    frame, line = sys._getframe(1), None
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back
+    return line
+
+
+def _guarded(path: str, line: int) -> bool:
+    """Whether `line` of the script lies in a top-level `if __name__ == "__main__":` block (True when the source
+    cannot be read: nothing to refuse on)."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return True
+    for node in tree.body:
+        # The guard's body only: an `else:` branch runs in the workers too.
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.lineno <= line <= node.body[-1].end_lineno:
+            return True
+    return False
+
+
+def _is_main_test(test) -> bool:
+    """`__name__ == "__main__"` in either order, possibly inside an `and`."""
+    import ast
+
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return any(_is_main_test(value) for value in test.values)
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [side.id for side in sides if isinstance(side, ast.Name)]
+    constants = [side.value for side in sides if isinstance(side, ast.Constant)]
+    return names == ["__name__"] and constants == ["__main__"]

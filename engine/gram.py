@@ -363,6 +363,10 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
     """
     from deepntk.engine.validate import check_inputs
 
+    if client is None and cluster in ("local", "local-cuda"):
+        from deepntk.engine.clusters import check_main_guard
+
+        check_main_guard()  # before the store exists, so the corrected script starts afresh
     spec = kernel.architecture()
     A = check_inputs(X1, spec, "X1", pool=False)
     B = None if X2 is None else check_inputs(X2, spec, "X2", pool=False)

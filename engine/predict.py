@@ -12,13 +12,13 @@ from deepntk.engine.errors import InputError
 from deepntk.engine.validate import check_inputs, check_targets
 
 
-def limit_kernel_matrices(spec, X_train, X_test):
-    """The limit kernel as stacked matrices (docs/training.md#kernel-flow): K (N·k, N·k) on the training inputs
-    and K_test_train (M·k, N·k), for inputs as the user gives them (the spec prepares them)."""
+def limit_kernel_factors(spec, X_train, X_test):
+    """The limit kernel's scalar factors (Θ̃^∞ = K·I_k; docs/training.md#kernel-flow): K (N, N) on the training
+    inputs and K_test_train (M, N), for inputs as the user gives them (the spec prepares them). `kernel_flow`
+    takes them with (N, k) targets as it would K ⊗ I_k, at an eigendecomposition of size N instead of N·k."""
     A = spec.prepare_inputs(np.asarray(X_train, dtype=np.float64))
     B = spec.prepare_inputs(np.asarray(X_test, dtype=np.float64))
-    eye = np.eye(spec.outputs)
-    return np.kron(spec.limit_kernel(A), eye), np.kron(spec.limit_kernel(B, A), eye)
+    return spec.limit_kernel(A), spec.limit_kernel(B, A)
 
 
 def check_times(times) -> list[float]:
@@ -75,7 +75,7 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
 
         K, Kx = scaled_ntk(params, X, backend=backend), scaled_ntk(params, Xt, X, backend=backend)
     else:
-        K, Kx = limit_kernel_matrices(spec, X, Xt)
+        K, Kx = limit_kernel_factors(spec, X, Xt)
     train, test = [], []
     for t in times:
         train.append(kernel_flow(K, Y, t))

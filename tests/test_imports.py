@@ -65,3 +65,8 @@ def test_openblas_spin_is_short_before_numpy_loads():
 
     assert probe() == ["16", "16"]
     assert probe(OPENBLAS_THREAD_TIMEOUT="28") == ["28", "28"]
+
+
+def test_open_store_is_exported_and_light():
+    """`from deepntk import open_store` (the README names it) works without loading Zarr or Dask until called."""
+    assert loaded_heavy_modules("from deepntk import open_store\nassert open_store.__doc__") == "HEAVY="

@@ -1,7 +1,8 @@
 """Datasets: MNIST from IDX files in any folder (plain or .gz), and the toy data of the paper's Fig. 3.
 
-MNIST is looked for in `data_dir`, else $DEEPNTK_DATA. Missing files are downloaded from the canonical mirror
-with MD5 verification when the network allows; otherwise the error says where to put them. When only the
+MNIST is looked for in `data_dir`, else $DEEPNTK_DATA, else the user's cache folder ($XDG_CACHE_HOME or
+~/.cache)/deepntk/mnist. Missing files are downloaded there from the canonical mirror with MD5 verification
+when the network allows, so later runs find them; otherwise the error says where to put them. When only the
 test files are present (e.g. a folder holding just the 10,000-image test set), a seeded split of them gives
 the training and test sets.
 """
@@ -89,7 +90,8 @@ def _download(folder: str, base: str, md5: str) -> str:
             payload = response.read()
     except Exception as exc:  # no network, DNS failure, HTTP error: all mean "not available here"
         raise DataError(f"MNIST file {base} is not in {folder!r} and could not be downloaded from {url} "
-                        f"({type(exc).__name__}); put {base}[.gz] there or set DEEPNTK_DATA") from None
+                        f"({type(exc).__name__}); put {base}[.gz] there, or name the folder that holds it with "
+                        f"{option('data_dir', None)} or DEEPNTK_DATA") from None
     if hashlib.md5(payload).hexdigest() != md5:
         raise DataError(f"downloaded {url} has the wrong MD5 checksum; not saved")
     os.makedirs(folder, exist_ok=True)
@@ -98,11 +100,16 @@ def _download(folder: str, base: str, md5: str) -> str:
     return target
 
 
+def default_data_dir() -> str:
+    """The per-user folder MNIST is downloaded to and read from by default: ($XDG_CACHE_HOME or ~/.cache)/deepntk/
+    mnist, the cache convention deepntk's compiled kernels follow too (docs/experiments.md#mnist)."""
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache_home, "deepntk", "mnist")
+
+
 def mnist_folder(data_dir: str | None) -> str:
-    folder = data_dir or os.environ.get("DEEPNTK_DATA")
-    if not folder:
-        raise DataError(f"no MNIST folder: pass {option('data_dir', None)} or set DEEPNTK_DATA")
-    return folder
+    """Where MNIST is read from (and downloaded to): `data_dir`, else $DEEPNTK_DATA, else `default_data_dir()`."""
+    return os.fspath(data_dir) if data_dir else os.environ.get("DEEPNTK_DATA") or default_data_dir()
 
 
 def read_mnist_pair(folder: str, split: str, download: bool = True):
@@ -162,6 +169,10 @@ def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str
     folder = mnist_folder(data_dir)
     rng = np.random.default_rng(split_seed)
     test = read_mnist_pair(folder, "test", download)
+    if test is None:
+        raise DataError(f"no MNIST test files ({MNIST_FILES['test-images'][0]}[.gz], "
+                        f"{MNIST_FILES['test-labels'][0]}[.gz]) in {folder!r}; put them there, or name the folder that "
+                        f"holds them with {option('data_dir', None)} or DEEPNTK_DATA")
     train = read_mnist_pair(folder, "train", download=False)
     note = ""
     if train is None:

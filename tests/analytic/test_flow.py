@@ -87,3 +87,43 @@ def test_bad_arguments():
         kernel_flow(K, Y, -1.0)
     with pytest.raises(ValueError, match="symmetric"):
         kernel_flow(stack_kernel(K) + np.triu(np.ones((16, 16)), 1), Y, 1.0)
+
+
+@pytest.mark.parametrize("t", [0.7, 25.0, np.inf])
+def test_scalar_kernel_factor_with_k_column_targets(t):
+    """The (N, N) factor of a scalar kernel (the limit Gram, Θ̃ = K·I_k) with (N, k) targets, as the README's
+    10-class runs give it, predicts what the explicit block kernel K ⊗ I_k with Y stacked predicts, and what
+    an ODE solve of the flow with K ⊗ I_k gives (docs/training.md#kernel-flow)."""
+    rng = np.random.default_rng(7)
+    N, M, k = 12, 5, 10
+    X, Xt = rng.uniform(0.1, 1, size=(N, 3)), rng.uniform(0.1, 1, size=(M, 3))
+    K, Kx = mlp_limit_kernel(X, d_out=k), mlp_limit_kernel(Xt, X, d_out=k)
+    Y = np.eye(k)[rng.integers(0, k, N)]
+    f0, f0t = rng.normal(size=(N, k)) * 0.1, rng.normal(size=(M, k)) * 0.1
+    eye = np.eye(k)
+    # The stacked (N·k)×(N·k) matrix with Y's N·k entries stacked likewise (its (N, k) shape says k).
+    block_train = kernel_flow(np.kron(K, eye), Y, t, f0_train=f0)
+    block_test = kernel_flow(np.kron(K, eye), Y, t, K_test_train=np.kron(Kx, eye), f0_train=f0, f0_test=f0t)
+    train = kernel_flow(K, Y, t, f0_train=f0)
+    test = kernel_flow(K, Y, t, K_test_train=Kx, f0_train=f0, f0_test=f0t)
+    assert train.shape == (N, k) and test.shape == (M, k)
+    # At t = ∞ both are pseudo-inverse solves with K's condition: TOL["solve"], as for every regression here.
+    tol = TOL["oracle"] if np.isfinite(t) else TOL["solve"]
+    assert_close(train, block_train, tol, "train, factor vs K ⊗ I_k")
+    assert_close(test, block_test, tol, "test, factor vs K ⊗ I_k")
+    if np.isfinite(t):
+        blocks = np.einsum("ij,ab->ijab", K, eye)
+        train_ode, test_ode = ode_solution(blocks, np.einsum("ij,ab->ijab", Kx, eye), Y, t, f0, f0t)
+        assert_close(train, train_ode, TOL["oracle"], "train vs ODE")
+        assert_close(test, test_ode, TOL["oracle"], "test vs ODE")
+    else:
+        direct = Kx @ np.linalg.solve(K, Y)
+        assert_close(kernel_regression(K, Y, Kx), direct, TOL["solve"], "regression vs a direct solve")
+
+
+def test_scalar_kernel_factor_refuses_targets_of_another_size():
+    K = mlp_limit_kernel(np.random.default_rng(0).uniform(0.1, 1, size=(6, 2)))
+    with pytest.raises(ValueError, match="Y has 15 entries, the kernel expects 6"):
+        kernel_flow(K, np.ones((5, 3)), 1.0)
+    with pytest.raises(ValueError, match="K_test_train has 5 columns, K_train has 6"):
+        kernel_flow(K, np.ones((6, 3)), 1.0, K_test_train=np.ones((2, 5)))

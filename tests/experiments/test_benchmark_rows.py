@@ -11,9 +11,9 @@ import pytest
 
 from conftest import TOL
 
-SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "mnist")
-needs_mnist = pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
-                                 reason="the shared MNIST files are not beside the checkout")
+from mnist_data import mnist_data_dir, needs_mnist
+
+SHARED_MNIST = mnist_data_dir()
 
 
 @needs_mnist

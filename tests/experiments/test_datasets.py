@@ -9,7 +9,9 @@ import pytest
 
 from deepntk.engine.experiments.datasets import DataError, load_mnist, read_idx, toy_dataset, write_idx
 
-SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "mnist")
+from mnist_data import mnist_data_dir, needs_mnist
+
+SHARED_MNIST = mnist_data_dir()
 
 
 @pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
@@ -61,8 +63,26 @@ def test_label_count_mismatch_and_missing_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="60 images but 59 labels"):
         load_mnist(str(tmp_path), download=False)
     monkeypatch.delenv("DEEPNTK_DATA", raising=False)
-    with pytest.raises(DataError, match="pass --data-dir or set DEEPNTK_DATA"):
-        load_mnist(None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(DataError, match="no MNIST test files .* in '.*empty-cache/deepntk/mnist'; put them there"):
+        load_mnist(None, download=False)
+
+
+def test_the_data_folder_is_the_argument_then_deepntk_data_then_the_user_cache(tmp_path, monkeypatch):
+    """Without --data-dir and $DEEPNTK_DATA, MNIST is read from (and downloaded to) the per-user cache folder."""
+    from deepntk.engine.experiments.datasets import default_data_dir, mnist_folder
+
+    monkeypatch.delenv("DEEPNTK_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "deepntk" / "mnist"
+    assert default_data_dir() == str(cache) == mnist_folder(None)
+    os.makedirs(cache)
+    fake_mnist(str(cache))
+    assert load_mnist(download=False).X_train.shape == (50, 784)
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_data_dir() == os.path.join(os.path.expanduser("~"), ".cache", "deepntk", "mnist")
+    monkeypatch.setenv("DEEPNTK_DATA", str(tmp_path / "elsewhere"))
+    assert mnist_folder(None) == str(tmp_path / "elsewhere") and mnist_folder(str(tmp_path)) == str(tmp_path)
 
 
 def test_missing_files_without_network_say_where_to_put_them(tmp_path, monkeypatch):
@@ -72,11 +92,12 @@ def test_missing_files_without_network_say_where_to_put_them(tmp_path, monkeypat
         raise OSError("network unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(DataError, match="put t10k-images-idx3-ubyte\\[.gz\\] there or set DEEPNTK_DATA"):
+    with pytest.raises(DataError, match="put t10k-images-idx3-ubyte\\[.gz\\] there, or name the folder that holds "
+                                        "it with data_dir or DEEPNTK_DATA"):
         load_mnist(str(tmp_path))
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_MNIST), reason="the shared MNIST files are not beside the checkout")
+@needs_mnist
 def test_real_mnist_is_the_canonical_set(tmp_path):
     """The shared files are the canonical MNIST: the MD5s deepntk checks downloads against, 60,000 + 10,000
     images, every class present in both splits; only the test files present → the seeded 8333/1667 split."""
@@ -108,3 +129,32 @@ def test_idx_files_with_a_valid_header_and_no_images_are_refused(tmp_path):
     write_idx(str(tmp_path / "t10k-labels-idx1-ubyte"), np.zeros((0,), dtype=np.uint8))
     with pytest.raises(DataError, match="hold no images"):
         load_mnist(str(tmp_path), download=False)
+
+
+def test_a_download_goes_to_the_user_cache_where_the_next_run_finds_it(tmp_path, monkeypatch):
+    """The mirror is replaced by a local one serving gzip IDX files (with their MD5s): the files land in the
+    cache folder, and a second load reads them there without the network."""
+    import gzip
+    import hashlib
+    import io
+    import urllib.request
+
+    from deepntk.engine.experiments import datasets
+
+    source = tmp_path / "mirror"
+    os.makedirs(source)
+    fake_mnist(str(source))
+    with open(source / "t10k-labels-idx1-ubyte", "rb") as handle:
+        payloads = {"t10k-labels-idx1-ubyte.gz": gzip.compress(handle.read())}
+    payloads["t10k-images-idx3-ubyte.gz"] = (source / "t10k-images-idx3-ubyte.gz").read_bytes()
+    files = {key: (base, hashlib.md5(payloads[base + ".gz"]).hexdigest() if base + ".gz" in payloads else md5)
+             for key, (base, md5) in datasets.MNIST_FILES.items()}
+    monkeypatch.setattr(datasets, "MNIST_FILES", files)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(payloads[url.rsplit("/", 1)[1]]))
+    monkeypatch.delenv("DEEPNTK_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = load_mnist()
+    cache = tmp_path / "cache" / "deepntk" / "mnist"
+    assert sorted(os.listdir(cache)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    monkeypatch.setattr(urllib.request, "urlopen", None)  # no network the second time
+    assert np.array_equal(load_mnist().X_train, first.X_train)

@@ -1,0 +1,91 @@
+"""The user's own network against the theory (`deepntk compare params`, `deepntk.compare_with_theory`): its
+scaled NTK Θ̃ against the limit Θ̃^∞ and the exact expectation E Θ̃ at its own (L, C_L), block by block, with
+the statistics of `compare depth` (docs/finite-depth.md#comparing-a-network-with-the-theory)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from deepntk.engine.api import check_params, scaled_ntk
+from deepntk.engine.errors import InputError
+from deepntk.engine.experiments.convergence import limit_and_expected
+from deepntk.engine.experiments.stats import mean_and_ci, relative_block_errors
+from deepntk.engine.params import Ensemble
+from deepntk.engine.validate import check_inputs
+
+
+@dataclass
+class TheoryComparison:
+    """Relative errors ‖Θ̃(x, x') − r(x, x')·I_k‖_F / ‖r(x, x')·I_k‖_F of every k×k block, for r = Θ̃^∞ (`limit`)
+    and r = E Θ̃ at the network's (L, C_L) (`expected`): the mean with its 95% interval (`mean_and_ci`) and the
+    largest. The interval is over the networks of an ensemble (each network's mean over the pairs), or, for one
+    network, over its input pairs: then it describes the spread over the inputs, not over draws of the network.
+    `offset` is mean(tr Θ̃/k − Θ̃^∞) with its interval the same way, beside its expectation mean(E Θ̃ − Θ̃^∞)
+    and the asymptotic 1/C_L²."""
+
+    arch: str
+    depth: int
+    C_L: float
+    outputs: int
+    networks: int
+    pairs: int
+    interval_over: str
+    error_limit: float
+    error_limit_ci: float
+    max_error_limit: float
+    error_expected: float
+    error_expected_ci: float
+    max_error_expected: float
+    offset: float
+    offset_ci: float
+    expected_offset: float
+    predicted_offset: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_with_theory(params, X1, X2=None, *, backend=None) -> TheoryComparison:
+    """Compare a network's scaled NTK with the infinite-depth theory at its own depth and C_L.
+
+    Args:
+        params: a `Params` (e.g. `deepntk.load_params("params.npz")`) or an `Ensemble` of networks.
+        X1, X2: inputs as the architecture takes them ((N, d_in) or (N, c, d, d)); X2 None: the Gram of X1 with
+            itself, each unordered pair counted once.
+        backend: the backend that computes Θ̃ (None: the best installed).
+
+    Returns:
+        A `TheoryComparison` (docs/finite-depth.md#comparing-a-network-with-the-theory).
+    """
+    try:
+        check_params(params)
+    except TypeError as exc:
+        raise InputError(str(exc)) from None
+    spec = params.spec
+    A = check_inputs(X1, spec, "X1", pool=False)
+    B = None if X2 is None else check_inputs(X2, spec, "X2", pool=False)
+    theta = np.asarray(scaled_ntk(params, A, B, backend=backend), dtype=np.float64)
+    ensemble = isinstance(params, Ensemble)
+    if not ensemble:
+        theta = theta[None]
+    limit, expected = limit_and_expected(spec, A, B)
+    # The pairs: all of X1 × X2, or the upper triangle (diagonal included) of a symmetric Gram.
+    keep = np.triu(np.ones(limit.shape, dtype=bool)) if B is None else np.ones(limit.shape, dtype=bool)
+    k = theta.shape[-1]
+    err_limit = np.array([relative_block_errors(K, limit)[keep] for K in theta])
+    err_expected = np.array([relative_block_errors(K, expected)[keep] for K in theta])
+    offsets = np.array([(np.trace(K, axis1=-2, axis2=-1) / k - limit)[keep] for K in theta])
+
+    def summary(values):
+        """(mean, 95% half-width): over the networks' means for an ensemble, over the pairs for one network."""
+        return mean_and_ci(values.mean(axis=1) if ensemble else values[0])
+
+    el, el_ci = summary(err_limit)
+    ee, ee_ci = summary(err_expected)
+    offset, offset_ci = summary(offsets)
+    return TheoryComparison(spec.arch, spec.depth, float(spec.C_L), k, len(theta), int(keep.sum()),
+                            "networks" if ensemble else "pairs", el, el_ci, float(err_limit.max()), ee, ee_ci,
+                            float(err_expected.max()), offset, offset_ci, float(np.mean((expected - limit)[keep])),
+                            1.0 / float(spec.C_L) ** 2)

@@ -1,0 +1,103 @@
+"""`deepntk compare params` and `deepntk.compare_with_theory`: a saved network against Θ̃^∞ and E Θ̃ at its own
+(L, C_L), the numbers recomputed here from the scaled NTK and the closed-form kernels block by block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deepntk
+from deepntk.analytic import mlp_expected_kernel, mlp_limit_kernel
+from deepntk.cli.main import main
+from deepntk.engine.errors import InputError
+from deepntk.engine.experiments.stats import mean_and_ci
+from conftest import TOL
+
+L, C_L, K_OUT = 12, 30.0, 2
+
+
+def block_errors(theta, reference):
+    """‖Θ̃(x, x') − r·I_k‖_F / ‖r·I_k‖_F, written out pair by pair."""
+    out = np.empty(reference.shape)
+    for i in range(reference.shape[0]):
+        for j in range(reference.shape[1]):
+            target = reference[i, j] * np.eye(theta.shape[-1])
+            out[i, j] = np.sqrt(np.sum((theta[i, j] - target) ** 2)) / np.sqrt(np.sum(target**2))
+    return out
+
+
+@pytest.fixture
+def saved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--arch", "mlp", "--d-in", "2", "--d-out", str(K_OUT), "--depth", str(L), "--C-L", str(C_L),
+                 "--seed", "3", "-o", "params.npz"]) == 0
+    X = np.random.default_rng(5).uniform(0.1, 1, size=(5, 2))
+    np.save("X.npy", X)
+    np.save("X2.npy", X[:3] + 0.05)
+    np.save("bad.npy", np.ones((4, 3)))
+    return deepntk.load_params("params.npz"), X
+
+
+def test_one_network_against_numbers_computed_here(saved):
+    params, X = saved
+    theta = deepntk.scaled_ntk(params, X, backend="numpy")
+    upper = np.triu_indices(len(X))  # each unordered pair once
+    limit = mlp_limit_kernel(X, d_out=K_OUT)
+    expected = mlp_expected_kernel(X, depth=L, C_L=C_L, d_out=K_OUT)
+    err_limit = block_errors(theta, limit)[upper]
+    err_expected = block_errors(theta, expected)[upper]
+    offsets = (np.einsum("ijaa->ij", theta) / K_OUT - limit)[upper]
+    result = deepntk.compare_with_theory(params, X, backend="numpy")
+    assert (result.depth, result.C_L, result.outputs, result.pairs, result.interval_over) == (L, C_L, K_OUT, 15, "pairs")
+    for got, values in (((result.error_limit, result.error_limit_ci), err_limit),
+                        ((result.error_expected, result.error_expected_ci), err_expected),
+                        ((result.offset, result.offset_ci), offsets)):
+        np.testing.assert_allclose(got, mean_and_ci(values), rtol=TOL["identity"])
+    np.testing.assert_allclose([result.max_error_limit, result.max_error_expected],
+                               [err_limit.max(), err_expected.max()], rtol=TOL["identity"])
+    np.testing.assert_allclose(result.expected_offset, np.mean((expected - limit)[upper]), rtol=TOL["identity"])
+    assert result.predicted_offset == 1 / C_L**2
+    # A network this shallow is visibly off the limit, and the interval is a real one.
+    assert 1e-3 < result.error_limit < 1 and 0 < result.error_limit_ci < result.error_limit
+
+
+def test_an_ensemble_gives_intervals_over_its_networks(saved):
+    _, X = saved
+    spec = deepntk.MLP(d_in=2, d_out=K_OUT, depth=L, C_L=C_L)
+    seeds = deepntk.init_params(spec, seeds=range(4))
+    X2 = X[:3] + 0.05
+    thetas = deepntk.scaled_ntk(seeds, X, X2, backend="numpy")
+    limit = mlp_limit_kernel(X, X2, d_out=K_OUT)
+    per_network = [block_errors(theta, limit).mean() for theta in thetas]
+    result = deepntk.compare_with_theory(seeds, X, X2, backend="numpy")
+    assert (result.networks, result.pairs, result.interval_over) == (4, 15, "networks")
+    np.testing.assert_allclose((result.error_limit, result.error_limit_ci), mean_and_ci(per_network),
+                               rtol=TOL["identity"])
+
+
+def test_the_command_prints_the_comparison(saved, capsys):
+    params, X = saved
+    assert main(["compare", "params", "params.npz", "--x1", "X.npy", "--x2", "X2.npy", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    result = deepntk.compare_with_theory(params, X, np.load("X2.npy"), backend="numpy")
+    assert f"L = {L}, C_L = 30, k = {K_OUT}; 15 input pairs" in out
+    assert f"{result.error_limit:.3e} ± {result.error_limit_ci:.1e}" in out
+    assert f"{result.error_expected:.3e} ± {result.error_expected_ci:.1e}" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["params.npz", "--x1", "bad.npy"], "X1 has shape (4, 3); this MLP expects (N, 2)"),
+    (["params.npz", "--x1", "X.npy", "--x2", "bad.npy"], "X2 has shape (4, 3)"),
+    (["missing.npz", "--x1", "X.npy"], "params file 'missing.npz' does not exist"),
+    (["params.npz", "--x1", "missing.npy"], "missing.npy"),
+])
+def test_bad_input_is_one_line_and_exit_2(saved, capsys, argv, message):
+    code = main(["compare", "params"] + argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err, (code, out, err)
+
+
+def test_the_api_refuses_what_is_not_a_network(saved):
+    _, X = saved
+    with pytest.raises(InputError, match="params must be a deepntk.Params"):
+        deepntk.compare_with_theory({"W1": 1}, X)
