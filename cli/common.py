@@ -175,6 +175,15 @@ def progress(total: int | None, description: str, quiet: bool) -> Progress:
         raise CommandError(str(exc)) from None
 
 
+def format_with_interval(value: float, interval) -> str:
+    """"2.123e-02 [1.1e-02, 3.9e-02]", 31 characters wide: a mean and its (possibly asymmetric) interval, or the
+    mean alone where there is no interval (nan bounds: one draw)."""
+    low, high = interval
+    if low != low or high != high:
+        return f"{value:>10.3e}".ljust(20).rjust(31)
+    return f"{value:>10.3e} [{low:.1e}, {high:.1e}]".rjust(31)
+
+
 def show_warnings_briefly():
     """Print warnings as one 'Warning: …' line on stderr (no source line dumps), once per command and cause: a
     deepntk warning's category and `cause` (its counts and names may differ between calls), else its text."""

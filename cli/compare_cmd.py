@@ -6,8 +6,9 @@ import os
 
 import click
 
-from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
-                                maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
+from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, format_with_interval,
+                                hold_output_folder, maybe_cluster, overwrite_option, progress, quiet_option,
+                                user_errors)
 from deepntk.engine.results import environment, write_json
 
 
@@ -60,8 +61,8 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
     click.echo(f"{'C_L rule':<9} {'L':>7} {'C_L':>10} {'err vs Θ∞ [95% interval]':>31} "
                f"{'err vs E[Θ̃] [95% interval]':>31} {'offset (95% CI)':>20} {'E offset':>10} {'1/C_L²':>10}")
     for r in rows:
-        click.echo(f"{r.rule:<9} {r.depth:>7} {r.C_L:>10.3g} {_with_interval(r.error_limit, r.error_limit_interval)} "
-                   f"{_with_interval(r.error_expected, r.error_expected_interval)} {r.offset:>10.2e} ± "
+        click.echo(f"{r.rule:<9} {r.depth:>7} {r.C_L:>10.3g} {format_with_interval(r.error_limit, r.error_limit_interval)} "
+                   f"{format_with_interval(r.error_expected, r.error_expected_interval)} {r.offset:>10.2e} ± "
                    f"{r.offset_ci:.1e} {r.expected_offset:>10.2e} {r.predicted_offset:>10.2e}")
     for rule, fit in fits.items():
         click.echo(f"C_L = {rule}: fitted rate of the fluctuation L^{fit['slope']:+.3f} ± {fit['slope_ci']:.3f} "
@@ -71,12 +72,6 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
 
     _finish(out_dir, "compare-depth", {"rows": as_dicts(rows), "fits": fits, "seeds": seeds, "points": points},
             plot, lambda path: plots.depth_plot(rows, fits, path, seeds=seeds, points=points))
-
-
-def _with_interval(value, interval) -> str:
-    """"2.123e-02 [1.1e-02, 3.9e-02]", 31 characters wide: a mean error and its (asymmetric) interval."""
-    low, high = interval
-    return f"{value:>10.3e} [{low:.1e}, {high:.1e}]".rjust(31)
 
 
 @command.command("trained")

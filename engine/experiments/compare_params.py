@@ -11,7 +11,7 @@ import numpy as np
 from deepntk.engine.api import check_params, scaled_ntk
 from deepntk.engine.errors import InputError
 from deepntk.engine.experiments.convergence import limit_and_expected
-from deepntk.engine.experiments.stats import mean_and_ci, relative_block_errors
+from deepntk.engine.experiments.stats import error_means_and_intervals, mean_and_ci, relative_block_errors
 from deepntk.engine.params import Ensemble
 from deepntk.engine.validate import check_inputs
 
@@ -19,11 +19,13 @@ from deepntk.engine.validate import check_inputs
 @dataclass
 class TheoryComparison:
     """Relative errors ‖Θ̃(x, x') − r(x, x')·I_k‖_F / ‖r(x, x')·I_k‖_F of every k×k block, for r = Θ̃^∞ (`limit`)
-    and r = E Θ̃ at the network's (L, C_L) (`expected`): the mean with its 95% interval (`mean_and_ci`) and the
-    largest. The interval is over the networks of an ensemble (each network's mean over the pairs), or, for one
-    network, over its input pairs: then it describes the spread over the inputs, not over draws of the network.
-    `offset` is mean(tr Θ̃/k − Θ̃^∞) with its interval the same way, beside its expectation mean(E Θ̃ − Θ̃^∞)
-    and the asymptotic 1/C_L²."""
+    and r = E Θ̃ at the network's (L, C_L) (`expected`): their mean over the pairs and networks and the largest.
+    `offset` is mean(tr Θ̃/k − Θ̃^∞), beside its expectation mean(E Θ̃ − Θ̃^∞) and the asymptotic 1/C_L².
+
+    The 95% intervals are over the networks of an ensemble, as in `compare depth` (each network's mean over the
+    pairs is one draw; errors: `stats.error_means_and_intervals`, offsets: `stats.mean_and_ci`). One network is
+    one draw: its intervals are nan, since the spread over its correlated input pairs says nothing about how
+    another draw of the network would come out (docs/finite-depth.md#comparing-a-network-with-the-theory)."""
 
     arch: str
     depth: int
@@ -31,12 +33,11 @@ class TheoryComparison:
     outputs: int
     networks: int
     pairs: int
-    interval_over: str
     error_limit: float
-    error_limit_ci: float
+    error_limit_interval: tuple
     max_error_limit: float
     error_expected: float
-    error_expected_ci: float
+    error_expected_interval: tuple
     max_error_expected: float
     offset: float
     offset_ci: float
@@ -78,14 +79,13 @@ def compare_with_theory(params, X1, X2=None, *, backend=None) -> TheoryCompariso
     err_expected = np.array([relative_block_errors(K, expected)[keep] for K in theta])
     offsets = np.array([(np.trace(K, axis1=-2, axis2=-1) / k - limit)[keep] for K in theta])
 
-    def summary(values):
-        """(mean, 95% half-width): over the networks' means for an ensemble, over the pairs for one network."""
-        return mean_and_ci(values.mean(axis=1) if ensemble else values[0])
+    def error_summary(errors):
+        """(mean, (low, high)): the networks' mean errors and the 95% interval over networks (nan for one)."""
+        mean, low, high = error_means_and_intervals(errors.mean(axis=1)[:, None])
+        return float(mean[0]), (float(low[0]), float(high[0]))
 
-    el, el_ci = summary(err_limit)
-    ee, ee_ci = summary(err_expected)
-    offset, offset_ci = summary(offsets)
+    offset, offset_ci = mean_and_ci(offsets.mean(axis=1))
     return TheoryComparison(spec.arch, spec.depth, float(spec.C_L), k, len(theta), int(keep.sum()),
-                            "networks" if ensemble else "pairs", el, el_ci, float(err_limit.max()), ee, ee_ci,
+                            *error_summary(err_limit), float(err_limit.max()), *error_summary(err_expected),
                             float(err_expected.max()), offset, offset_ci, float(np.mean((expected - limit)[keep])),
                             1.0 / float(spec.C_L) ** 2)

@@ -148,8 +148,11 @@ def error_means_and_intervals(seed_errors, level: float = CONFIDENCE):
         t_stats = (draws.mean(axis=1) - 1.0) / (draws.std(axis=1, ddof=1) / math.sqrt(seeds))
     t_stats = np.nan_to_num(t_stats, nan=0.0)  # a resample of identical values that equal the mean
     low_quantile, high_quantile = np.quantile(t_stats, [(1 - level) / 2, (1 + level) / 2])
-    # An error is positive: a bound below zero says nothing more than zero does.
-    return means, np.maximum(means - high_quantile * stderrs, 0.0), means - low_quantile * stderrs
+    # With 3 seeds a quantile can be infinite (resamples of one value): the interval is then unbounded, as it
+    # should be. An error is positive: a lower bound below zero says nothing more than zero does.
+    with np.errstate(over="ignore", invalid="ignore"):
+        low, high = means - high_quantile * stderrs, means - low_quantile * stderrs
+    return means, np.maximum(np.nan_to_num(low, nan=0.0, neginf=0.0), 0.0), np.nan_to_num(high, nan=np.inf)
 
 
 def mean_and_ci(values, level: float = CONFIDENCE) -> tuple[float, float]:

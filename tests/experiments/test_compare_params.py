@@ -10,7 +10,6 @@ import deepntk
 from deepntk.analytic import mlp_expected_kernel, mlp_limit_kernel
 from deepntk.cli.main import main
 from deepntk.engine.errors import InputError
-from deepntk.engine.experiments.stats import mean_and_ci
 from conftest import TOL
 
 L, C_L, K_OUT = 12, 30.0, 2
@@ -48,17 +47,16 @@ def test_one_network_against_numbers_computed_here(saved):
     err_expected = block_errors(theta, expected)[upper]
     offsets = (np.einsum("ijaa->ij", theta) / K_OUT - limit)[upper]
     result = deepntk.compare_with_theory(params, X, backend="numpy")
-    assert (result.depth, result.C_L, result.outputs, result.pairs, result.interval_over) == (L, C_L, K_OUT, 15, "pairs")
-    for got, values in (((result.error_limit, result.error_limit_ci), err_limit),
-                        ((result.error_expected, result.error_expected_ci), err_expected),
-                        ((result.offset, result.offset_ci), offsets)):
-        np.testing.assert_allclose(got, mean_and_ci(values), rtol=TOL["identity"])
+    assert (result.depth, result.C_L, result.outputs, result.pairs, result.networks) == (L, C_L, K_OUT, 15, 1)
+    np.testing.assert_allclose([result.error_limit, result.error_expected, result.offset],
+                               [err_limit.mean(), err_expected.mean(), offsets.mean()], rtol=TOL["identity"])
     np.testing.assert_allclose([result.max_error_limit, result.max_error_expected],
                                [err_limit.max(), err_expected.max()], rtol=TOL["identity"])
     np.testing.assert_allclose(result.expected_offset, np.mean((expected - limit)[upper]), rtol=TOL["identity"])
     assert result.predicted_offset == 1 / C_L**2
-    # A network this shallow is visibly off the limit, and the interval is a real one.
-    assert 1e-3 < result.error_limit < 1 and 0 < result.error_limit_ci < result.error_limit
+    assert 1e-3 < result.error_limit < 1  # a network this shallow is visibly off the limit
+    # One network is one draw: the spread over its correlated input pairs is no interval for another draw.
+    assert np.all(np.isnan([*result.error_limit_interval, *result.error_expected_interval, result.offset_ci]))
 
 
 def test_an_ensemble_gives_intervals_over_its_networks(saved):
@@ -70,9 +68,11 @@ def test_an_ensemble_gives_intervals_over_its_networks(saved):
     limit = mlp_limit_kernel(X, X2, d_out=K_OUT)
     per_network = [block_errors(theta, limit).mean() for theta in thetas]
     result = deepntk.compare_with_theory(seeds, X, X2, backend="numpy")
-    assert (result.networks, result.pairs, result.interval_over) == (4, 15, "networks")
-    np.testing.assert_allclose((result.error_limit, result.error_limit_ci), mean_and_ci(per_network),
-                               rtol=TOL["identity"])
+    assert (result.networks, result.pairs) == (4, 15)
+    np.testing.assert_allclose(result.error_limit, np.mean(per_network), rtol=TOL["identity"])
+    low, high = result.error_limit_interval  # over the 4 networks: around their mean, not degenerate
+    assert 0 <= low < result.error_limit < high < np.inf
+    assert result.offset_ci > 0
 
 
 def test_the_command_prints_the_comparison(saved, capsys):
@@ -80,9 +80,22 @@ def test_the_command_prints_the_comparison(saved, capsys):
     assert main(["compare", "params", "params.npz", "--x1", "X.npy", "--x2", "X2.npy", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
     result = deepntk.compare_with_theory(params, X, np.load("X2.npy"), backend="numpy")
-    assert f"L = {L}, C_L = 30, k = {K_OUT}; 15 input pairs" in out
-    assert f"{result.error_limit:.3e} ± {result.error_limit_ci:.1e}" in out
-    assert f"{result.error_expected:.3e} ± {result.error_expected_ci:.1e}" in out
+    assert f"L = {L}, C_L = 30, k = {K_OUT}; 15 input pairs" in out and "one network, so no interval" in out
+    assert f"{result.error_limit:.3e}" in out and f"{result.error_expected:.3e}" in out and "interval]" not in out
+
+
+def test_several_params_files_are_one_ensemble_with_intervals(saved, capsys):
+    _, X = saved
+    for seed in (4, 5):
+        assert main(["init", "--arch", "mlp", "--d-in", "2", "--d-out", str(K_OUT), "--depth", str(L), "--C-L",
+                     str(C_L), "--seed", str(seed), "-o", f"p{seed}.npz"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "params", "params.npz", "p4.npz", "p5.npz", "--x1", "X.npy", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    networks = [deepntk.load_params(p) for p in ("params.npz", "p4.npz", "p5.npz")]
+    result = deepntk.compare_with_theory(deepntk.stack_params(networks), X, backend="numpy")
+    low, high = result.error_limit_interval
+    assert "3 networks, 95% intervals over them" in out and f"{result.error_limit:.3e} [{low:.1e}, {high:.1e}]" in out
 
 
 @pytest.mark.parametrize("argv,message", [
