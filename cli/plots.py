@@ -81,7 +81,7 @@ def depth_figure(rows, fits, seeds=None, points=None):
                        [r.error_expected_interval[1] - r.error_expected for r in mine]]  # the interval is asymmetric
         handles.append(ax.errorbar(depths, expected, yerr=below_above, capsize=3, **look,
                                    label=rf"{name}: vs $\mathbb{{E}}\,{THETA}$ (fitted slope "
-                                         f"{fits[rule]['slope']:+.2f})"))
+                                         f"{fits[rule]['slope']:+.2f} ± {fits[rule]['slope_ci']:.2f}, 95%)"))
         handles += ax.plot(depths, [r.error_limit for r in mine], ls="--", **{**look, "marker": "x", "mfc": None},
                            label=rf"{name}: vs ${THETA}^\infty$")
         handles += ax.plot(depths, expected[0] * (depths / depths[0]) ** -0.5, ls=":", color=look["color"], lw=1.2,
