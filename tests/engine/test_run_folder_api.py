@@ -32,9 +32,9 @@ def test_run_convergence_refusals_name_the_keys_in_api_words(tmp_path):
         run_convergence(config(), folder)
     message = str(refused.value)
     assert "resume=True" in message and "overwrite=True" in message and "--" not in message
-    results, _, _ = run_convergence(config(), folder, resume=True)
+    results, _ = run_convergence(config(), folder, resume=True)
     assert [r.reused for r in results] == [True, True]
-    results, _, _ = run_convergence(config(depths=(20,), seeds=1), folder, overwrite=True)
+    results, _ = run_convergence(config(depths=(20,), seeds=1), folder, overwrite=True)
     assert [r.reused for r in results] == [False]
     assert not os.path.exists(os.path.join(folder, "depth-40.npz"))
 
