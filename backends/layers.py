@@ -1,5 +1,6 @@
 """The layer kinds of the recurrence, written once against an array namespace `xp` (NumPy or CuPy), and the
-table `LAYER_OPS` that maps an architecture's `layer_kind` to them.
+table `LAYER_OPS` that maps an architecture's `layer_kind` to them (a new kind: a `LayerOps` subclass added
+there; docs/networks.md#adding-an-architecture).
 
 Shapes (N inputs, k outputs, n channels, d×d pixels, f×f filters):
   dense: activations a (N, n); Jacobians G = ∂f/∂z (N, k, n); W (n, n).
@@ -10,15 +11,45 @@ A "Jacobian" with k = 1 also carries the loss gradient δ = ∂ℒ/∂z during b
 from __future__ import annotations
 
 
-class DenseOps:
-    """z = W a + b."""
+class LayerOps:
+    """What the reference path (`deepntk.backends.base.Backend`) asks of a layer kind; a new kind implements it and
+    is added to `LAYER_OPS` (docs/networks.md#adding-an-architecture). The activation is always the ReLU."""
 
     def __init__(self, xp):
         self.xp = xp
 
     @classmethod
     def for_net(cls, xp, net):
+        """The ops for a `PackedNet` (which carries what they may need: sizes, filter side)."""
         return cls(xp)
+
+    def apply(self, W, b, a):
+        """z = the layer's affine map of its input activations a."""
+        raise NotImplementedError
+
+    def backprop(self, W, G):
+        """∂f/∂a from ∂f/∂z (G carries a Jacobian's output axis, or the loss gradient with k = 1)."""
+        raise NotImplementedError
+
+    def output_jacobian(self, N, outputs, width, dtype, size=1):
+        """∂f/∂z^L of the read-out: (N, k, n[, d, d])."""
+        raise NotImplementedError
+
+    def read_output(self, z, outputs):
+        """The network outputs (N, k) from the last layer's z."""
+        raise NotImplementedError
+
+    def summed_gradients(self, delta, a):
+        """Σ_i ∂ℒ/∂W and Σ_i ∂ℒ/∂b for delta = ∂ℒ/∂z (N, 1, n[, d, d])."""
+        raise NotImplementedError
+
+    def ntk_term(self, a1, G1, a2, G2):
+        """The layer's contribution ⟨∂f/∂θ^l(x), ∂f/∂θ^l(x')⟩ to the NTK, as (N1, k, N2, k)."""
+        raise NotImplementedError
+
+
+class DenseOps(LayerOps):
+    """z = W a + b."""
 
     def apply(self, W, b, a):
         return a @ W.T + b
@@ -53,7 +84,7 @@ class DenseOps:
         return jac
 
 
-class ConvOps:
+class ConvOps(LayerOps):
     """z = w ⋆ a + b: stride-1 cross-correlation with zero padding (f-1)/2, as a matrix product over patches."""
 
     def __init__(self, xp, filter_size: int):

@@ -1,45 +1,71 @@
-"""Architecture options shared by every command that takes them (init, limit, simulate, train, predict), and
-the spec they build through the architecture registry."""
+"""Architecture options shared by every command that takes them (init, limit, simulate, train, predict, gram), and
+the spec they build through the architecture registry.
+
+The options are generated from the registered spec classes' fields (`option_fields`: name, type, preset, help
+and choices from each field's `spec_field`), one option per name over all architectures (the MLP's d_out and
+the CNN's outputs are both --outputs), so that a new architecture brings its options with it
+(docs/networks.md#adding-an-architecture). They are built when a command module is imported: an architecture
+registered later has no options of its own on that command.
+"""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import click
 
 from deepntk.cli.common import user_errors
-from deepntk.engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, spec_field_names,
+from deepntk.engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, option_fields,
                                           spec_for_data)
 
 ARCH_DEFAULT = "mlp"
 
-_ARCH_OPTIONS = [
-    click.option("--d-in", type=int, default=2, show_default=True, help="MLP input dimension."),
-    click.option("--outputs", "--d-out", "outputs", type=int, default=1, show_default=True,
-                 help="Outputs k (the MLP's d_out)."),
-    click.option("--in-channels", type=int, default=1, show_default=True, help="CNN input channels c."),
-    click.option("--size", type=int, default=5, show_default=True, help="CNN image side d (before --pool)."),
-    click.option("--filter-size", type=int, default=3, show_default=True, help="CNN odd filter side f."),
-    click.option("--pool", type=int, default=1, show_default=True,
-                 help="Fixed input average pool (4 for the paper's MNIST: 28×28 → 7×7)."),
-    click.option("--filter-variance", type=click.Choice(["paper", "code"]), default="paper", show_default=True,
-                 help="CNN random-filter tap variance: ρ²/c (paper) or ρ²/(c·f²) (authors' code)."),
-    click.option("--rho", type=float, default=1.0, show_default=True, help="ρ, std scale of the random unit's weights."),
-    click.option("--beta", type=float, default=1.0, show_default=True, help="β, std scale of the random unit's bias."),
-]
 
-ARCH_KEYS = ("arch", "d_in", "outputs", "in_channels", "size", "filter_size", "pool", "filter_variance", "rho",
-             "beta")
+def merged_options() -> dict:
+    """{option name: OptionField} over every registered architecture, in registry then declaration order. An
+    option that several architectures declare must agree in type, preset and choices (its help and flags are
+    the first declaration's, with every architecture's aliases).
+
+    Raises:
+        TypeError: two architectures declare one option differently (a programming error of the second).
+    """
+    merged = {}
+    for cls in ARCHITECTURES.values():
+        for option in option_fields(cls):
+            first = merged.get(option.name)
+            if first is None:
+                merged[option.name] = option
+                continue
+            if (first.type, first.preset, first.choices) != (option.type, option.preset, option.choices):
+                raise TypeError(f"{cls.arch}'s {option.flags[0]} ({option.type.__name__}, preset {option.preset!r}) "
+                                f"differs from another architecture's ({first.type.__name__}, preset "
+                                f"{first.preset!r})")
+            aliases = first.aliases + tuple(a for a in option.aliases if a not in first.aliases)
+            merged[option.name] = replace(first, aliases=aliases)
+    return merged
+
+
+def _click_option(option):
+    kind = click.Choice(list(option.choices)) if option.choices else option.type
+    return click.option(*option.flags, option.name, type=kind, default=option.preset, show_default=True,
+                        help=option.help)
+
+
+def _names(cls) -> dict:
+    """{option name: field name} of `cls`'s option fields."""
+    return {option.name: option.field for option in option_fields(cls)}
 
 
 def spec_options(cls, options: dict) -> dict:
-    """The parsed options as `cls`'s field names (`--outputs` is the MLP's d_out)."""
-    return {**options, cls.outputs_field: options["outputs"]}
+    """The parsed options that are `cls`'s fields, under the field names (`--outputs` is the MLP's d_out)."""
+    return {field: options[name] for name, field in _names(cls).items()}
 
 
 def given_fields(cls, options: dict) -> set:
     """The spec fields the user set on the command line (not defaults)."""
-    return {cls.outputs_field if key == "outputs" else key for key in options.get("given", ())}
+    names = _names(cls)
+    return {names[name] for name in options.get("given", ()) if name in names}
 
 
 def spec_from_data(options: dict, input_shape: tuple, name: str, outputs: int | None = None, depth: int = 2,
@@ -56,27 +82,30 @@ def build_spec(options: dict, depth: int, C_L: float):
     """The spec of `options["arch"]` from the parsed options (one-line error on invalid values)."""
     with user_errors():
         cls = architecture(options["arch"])
-        fields = {**spec_options(cls, options), "depth": depth, "C_L": C_L}
-        return cls(**{name: fields[name] for name in spec_field_names(cls)})
+        return cls(**spec_options(cls, options), depth=depth, C_L=C_L)
 
 
 def with_arch(func=None, *, arch_default: str | None = ARCH_DEFAULT):
-    """Collect the architecture options into one `arch` dict argument; `arch["given"]` names those set on the
-    command line. With arch_default None, `--arch` is inferred from the data when not given."""
+    """Collect the architecture options into one `arch` dict argument (keyed by option name, with "arch");
+    `arch["given"]` names those set on the command line. With arch_default None, `--arch` is inferred from the
+    data when not given."""
 
     def decorate(func):
+        options = merged_options()
+        keys = ("arch",) + tuple(options)
+
         @functools.wraps(func)
         def wrapper(**kwargs):
             ctx = click.get_current_context()
-            arch = {key: kwargs.pop(key) for key in ARCH_KEYS}
-            arch["given"] = frozenset(key for key in ARCH_KEYS
+            arch = {key: kwargs.pop(key) for key in keys}
+            arch["given"] = frozenset(key for key in keys
                                       if ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT)
             return func(arch=arch, **kwargs)
 
-        for option in reversed(_ARCH_OPTIONS):
-            wrapper = option(wrapper)
+        for option in reversed(list(options.values())):
+            wrapper = _click_option(option)(wrapper)
         help_default = f" [{arch_default}]" if arch_default else " [from the data]"
         return click.option("--arch", type=click.Choice(list(ARCHITECTURES)), default=arch_default,
-                            help=f"Deep narrow MLP (paper §3) or CNN (paper §4){help_default}.")(wrapper)
+                            help=f"Network architecture{help_default}.")(wrapper)
 
     return decorate(func) if func is not None else decorate

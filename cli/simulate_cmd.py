@@ -7,29 +7,29 @@ import time
 
 import click
 
-from deepntk.cli.arch import with_arch
+from deepntk.cli.arch import given_fields, spec_options, with_arch
 from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
                                 maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
 from deepntk.cli.interrupts import NOTHING_KEPT, keeps
-from deepntk.engine.experiments.convergence import DEFAULT_DEPTHS, DEFAULT_POINTS, FIG3_INPUT_DIMENSION
+from deepntk.engine.architectures import ARCHITECTURES, architecture
 from deepntk.engine.results import environment, write_json
 
 
-def _defaults(table: dict) -> str:
-    return "; ".join(f"{arch}: {','.join(map(str, value)) if isinstance(value, tuple) else value}"
-                     for arch, value in table.items())
+def _study_defaults(describe) -> str:
+    """Each registered architecture's study default, as `describe(study)` gives it: "mlp: …; cnn: …"."""
+    return "; ".join(f"{name}: {describe(cls.study)}" for name, cls in ARCHITECTURES.items())
 
 
 @click.command("simulate")
 @with_arch
 @click.option("--depths", type=CommaList(int, 2, "depths"), default=None,
-              help=f"Comma-separated depths L [{_defaults(DEFAULT_DEPTHS)}].")
+              help=f"Comma-separated depths L [{_study_defaults(lambda study: ','.join(map(str, study.depths)))}].")
 @click.option("--C-L", "C_L", type=CLRule(), default="L^2", show_default=True,
               help="C_L as a rule in L (L^2, 5L, 0.5*L^1.5), a constant (5), or one value per depth (5,5e4).")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Networks per depth.")
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--points", type=click.IntRange(min=1), default=None,
-              help=f"Inputs: arc points of Fig. 3 (MLP) or random images (CNN) [{_defaults(DEFAULT_POINTS)}].")
+              help=f"Inputs [{_study_defaults(lambda study: f'{study.points} {study.inputs_name}')}].")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @backend_option
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
@@ -54,23 +54,20 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
     from deepntk.engine.experiments.convergence import ConvergenceConfig
 
     name = arch["arch"]
-    if "d_in" in arch["given"] and arch["d_in"] != FIG3_INPUT_DIMENSION:
-        raise CommandError(f"simulate's MLP is the Fig. 3 network on the unit arc (--d-in {FIG3_INPUT_DIMENSION})")
-    depths = tuple(depths or DEFAULT_DEPTHS.get(name, DEFAULT_DEPTHS["cnn"]))
+    cls = architecture(name)
     if train_too:
         if name != "mlp":
-            raise CommandError("--train runs the Fig. 3 MLP experiment; use deepntk train for the CNN")
+            raise CommandError(f"--train runs the Fig. 3 MLP experiment; use deepntk train for the {name.upper()}")
         if resume:
             raise CommandError("--resume reuses stored depths of simulate without --train")
-        return _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, (cluster, workers, cluster_config),
-                                  overwrite)
+        return _simulate_training(tuple(depths or cls.study.depths), C_L, seeds, steps, backend, out_dir, quiet,
+                                  (cluster, workers, cluster_config), overwrite)
+    given = given_fields(cls, arch)
     with user_errors():
-        config = ConvergenceConfig(arch=name, depths=depths, C_L=C_L, seeds=seeds, first_seed=first_seed,
-                                   points=points or DEFAULT_POINTS.get(name, DEFAULT_POINTS["cnn"]),
-                                   rho=arch["rho"], beta=arch["beta"], dtype=dtype, backend=backend,
-                                   in_channels=arch["in_channels"], size=arch["size"], outputs=arch["outputs"],
-                                   filter_size=arch["filter_size"], pool=arch["pool"],
-                                   filter_variance=arch["filter_variance"])
+        # The fields the user set; the rest come from the architecture's study and presets.
+        network = {field: value for field, value in spec_options(cls, arch).items() if field in given}
+        config = ConvergenceConfig(arch=name, depths=depths and tuple(depths), C_L=C_L, seeds=seeds,
+                                   first_seed=first_seed, points=points, dtype=dtype, backend=backend, network=network)
         backend_name = get_backend(backend).name
     out_dir = hold_output_folder(out_dir, "simulate", config.key(), resume=resume, overwrite=overwrite)
     keeps(lambda: kept_depths(config, out_dir))

@@ -1,8 +1,10 @@
 """The architectures deepntk simulates, one module each, and the registry that names them.
 
-Adding an architecture: write its module here (a frozen dataclass mixing in `Architecture`), add it to
-`ARCHITECTURES`, and give the backends a layer-ops class for its `layer_kind` (`deepntk.backends.layers`)
-and, optionally, fused kernels. Nothing else branches on the architecture's name.
+Adding an architecture (docs/networks.md#adding-an-architecture): write its module here (a frozen dataclass
+mixing in `Architecture`, its fields declared with `spec_field`), add it to `ARCHITECTURES`, and give the
+backends a layer-ops class for its `layer_kind` in `deepntk.backends.layers.LAYER_OPS` and, optionally, fused
+kernels. Nothing else branches on the architecture's name: the commands' options are its fields and `deepntk
+simulate`'s defaults its `study`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 
 from deepntk.engine.architectures.cnn import CNN, average_pool
-from deepntk.engine.architectures.common import Architecture
+from deepntk.engine.architectures.common import (COMMAND_FIELDS, Architecture, OptionField, Study, option_fields,
+                                                 preset_fields, spec_field)
 from deepntk.engine.architectures.mlp import MLP
 from deepntk.engine.errors import InputError, SpecError
 
@@ -72,4 +75,5 @@ def spec_for_data(cls, options: dict, input_shape: tuple[int, ...], outputs: int
 
 
 __all__ = ["ARCHITECTURES", "Architecture", "MLP", "CNN", "architecture", "spec_from_meta", "average_pool",
-           "spec_field_names", "architecture_for_inputs", "spec_for_data"]
+           "spec_field_names", "architecture_for_inputs", "spec_for_data", "spec_field", "option_fields",
+           "preset_fields", "OptionField", "Study", "COMMAND_FIELDS"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepntk.engine.architectures.common import Architecture, check_int
+from deepntk.engine.architectures.common import Architecture, Study, check_int, spec_field
 from deepntk.engine.errors import InputError, SpecError
 
 FILTER_VARIANCES = ("paper", "code")
@@ -42,22 +42,25 @@ class CNN(Architecture):
             public code's rho²/(c·f²).
     """
 
-    in_channels: int
-    size: int
-    outputs: int
+    in_channels: int = spec_field("CNN input channels c.", preset=1)
+    size: int = spec_field("CNN image side d (before --pool).", preset=5)
+    outputs: int = spec_field("Outputs k.", preset=1)
     depth: int
     C_L: float
-    rho: float = 1.0
-    beta: float = 1.0
-    filter_size: int = 3
-    pool: int = 1
-    filter_variance: str = "paper"
+    rho: float = spec_field("ρ, std scale of the random unit's weights.", 1.0)
+    beta: float = spec_field("β, std scale of the random unit's bias.", 1.0)
+    filter_size: int = spec_field("CNN odd filter side f.", 3)
+    pool: int = spec_field("Fixed input average pool (4 for the paper's MNIST: 28×28 → 7×7).", 1)
+    filter_variance: str = spec_field("CNN random-filter tap variance: ρ²/c (paper) or ρ²/(c·f²) (authors' code).",
+                                      "paper", choices=FILTER_VARIANCES)
 
     arch = "cnn"
     layer_kind = "conv"
     weight_prefix = "w"
     outputs_field = "outputs"
     dataset_layout = "image"
+    # Deep CNNs cost d² more per layer than the MLP: fewer depths and inputs by default.
+    study = Study(depths=(100, 300, 1000, 3000), points=6, inputs_name="random images")
 
     def __post_init__(self):
         for name in ("in_channels", "size", "outputs", "filter_size", "pool"):

@@ -4,14 +4,17 @@ An architecture is a frozen dataclass (its spec) that also knows everything spec
 initialization (`paper_weights`), how its inputs are prepared (`prepare_inputs`), which layer kind the
 backends run (`layer_kind`, a key of `deepntk.backends.layers.LAYER_OPS`), its params-file keys
 (`weight_prefix`) and its closed-form kernels (`limit_kernel`, `expected_kernel`, delegating to
-`deepntk.analytic`). The rest of deepntk asks the spec instead of branching on its name.
+`deepntk.analytic`). The rest of deepntk asks the spec instead of branching on its name: the commands' options
+are its fields (`spec_field`, `option_fields`) and `deepntk simulate`'s defaults its `study` (`Study`). Adding an
+architecture: docs/networks.md#adding-an-architecture.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -44,17 +47,126 @@ def check_positive_real(name: str, value) -> float:
     return as_float
 
 
+# Fields every architecture has, which each command sets its own way (--depth, --depths, --C-L as a rule in L):
+# never generated as architecture options.
+COMMAND_FIELDS = ("depth", "C_L")
+OPTION_TYPES = (int, float, str)
+
+
+def spec_field(help: str, default=MISSING, *, preset=MISSING, option: str | None = None, aliases=(),
+               choices=None):
+    """A field of an architecture's spec dataclass, with what the commands need to offer it as an option.
+
+    Args:
+        help: the option's help text.
+        default: the field's default; none makes the field required in the Python API.
+        preset: for a required field, the value the commands and `deepntk simulate` use when the user gives none.
+        option: the option's name where it is not the field's (the MLP's d_out is --outputs, like the CNN's
+            outputs).
+        aliases: further flags of the option ("--d-out").
+        choices: the values a string field accepts (a choice option).
+    """
+    if default is MISSING and preset is MISSING:
+        raise TypeError(f"a required spec field needs a preset, the value the commands use for it ({help!r})")
+    return field(default=default, metadata={"help": help, "preset": default if preset is MISSING else preset,
+                                            "option": option, "aliases": tuple(aliases),
+                                            "choices": None if choices is None else tuple(choices)})
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """A spec field as the commands offer it: option `name` (its flag is --name with _ as -) sets `field`."""
+
+    field: str
+    name: str
+    type: type
+    preset: object
+    help: str
+    aliases: tuple = ()
+    choices: tuple | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return ("--" + self.name.replace("_", "-"),) + self.aliases
+
+
+def option_fields(cls) -> list[OptionField]:
+    """The fields of the spec class `cls` that the commands offer as options, in declaration order: every field
+    but COMMAND_FIELDS, each declared with `spec_field`."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for declared in fields(cls):
+        if declared.name in COMMAND_FIELDS:
+            continue
+        meta = declared.metadata
+        if "help" not in meta:
+            raise TypeError(f"{cls.__name__}.{declared.name} is not declared with spec_field (its option needs "
+                            f"a help text and a preset)")
+        kind = hints[declared.name]
+        if kind not in OPTION_TYPES:
+            raise TypeError(f"{cls.__name__}.{declared.name} has type {kind}; an option field is one of "
+                            f"{', '.join(t.__name__ for t in OPTION_TYPES)}")
+        found.append(OptionField(declared.name, meta["option"] or declared.name, kind, meta["preset"],
+                                 meta["help"], meta["aliases"], meta["choices"]))
+    return found
+
+
+def preset_fields(cls) -> dict:
+    """Every option field of `cls` at its preset (its default, or the commands' value for a required field)."""
+    return {option.field: option.preset for option in option_fields(cls)}
+
+
+@dataclass(frozen=True)
+class Study:
+    """What `deepntk simulate` measures on an architecture unless told otherwise: the scaled NTK of the networks
+    drawn at each of `depths`, on `points` inputs, against its limit and its finite-depth expectation
+    (docs/networks.md#adding-an-architecture).
+
+    This base study is a Gram of seeded random inputs in [0.05, 1) of the architecture's input shape; an
+    architecture with another study (the MLP's Fig. 3 arc) gives its spec class a subclass.
+
+    Attributes:
+        depths: the depths L it runs by default.
+        points: the number of inputs it takes by default.
+        inputs_name: what the inputs are, in words ("random images").
+        fixed: spec fields the study fixes, as {field: value}; `why` says why, for the error on another value.
+    """
+
+    depths: tuple = (100, 300, 1000, 3000)
+    points: int = 6
+    inputs_name: str = "random inputs"
+    fixed: dict = field(default_factory=dict)
+    why: str = ""
+
+    def inputs(self, spec, points: int, seed: int):
+        """(X1, X2, axis): the kernel's inputs, X2 None for a Gram of X1, and the x-axis of its plots."""
+        rng = np.random.default_rng(seed)
+        return rng.uniform(0.05, 1.0, size=(points,) + tuple(spec.input_shape)), None, np.arange(points)
+
+    def kernel_entries(self, points: int) -> int:
+        """Input pairs of the kernel of `points` inputs (for the memory check before anything is drawn)."""
+        return points * points
+
+    def describe(self, spec, points: int) -> str:
+        return f"Gram of {points} {self.inputs_name}"
+
+
 class Architecture:
     """Mixin of the spec dataclasses: the generic parts, written against `weight_shape(layer)`.
 
-    A subclass sets the class attributes `arch` (its name in params files and on the command line),
-    `layer_kind` and `weight_prefix`, and implements `weight_shape`, `fan_in`, `paper_weights`,
-    `prepare_inputs`, `limit_kernel`, `expected_kernel` and `sizes_from_inputs`.
+    A subclass declares its fields with `spec_field` (depth and C_L too: they are COMMAND_FIELDS), sets the
+    class attributes `arch` (its name in params files and on the command line), `layer_kind`, `weight_prefix`,
+    `outputs_field` and `dataset_layout` (and `study` where the base `Study` does not fit it), and implements
+    `weight_shape`, `fan_in`, `paper_weights`, `prepare_inputs`, `limit_kernel`, `expected_kernel`,
+    `sizes_from_inputs` and `sizes_from_images`.
     """
 
     arch: str
     layer_kind: str
     weight_prefix: str
+    outputs_field: str
+    dataset_layout: str
+    study: Study = Study()
 
     def _normalize_common(self) -> None:
         """Check depth, C_L, rho and beta, and store them as plain Python numbers (frozen dataclass)."""

@@ -3,12 +3,38 @@ its closed-form kernels."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepntk.engine.architectures.common import Architecture, check_int
+from deepntk.engine.architectures.common import Architecture, Study, check_int, spec_field
 from deepntk.engine.errors import InputError
+
+# Fig. 3's network reads points (cos γ, sin γ) of the unit arc.
+FIG3_INPUT_DIMENSION = 2
+
+
+@dataclass(frozen=True)
+class ArcStudy(Study):
+    """Fig. 3 at initialization (docs/experiments.md#fig-3): Θ̃(x₀, x(γ)) of x₀ = (1/√2, 1/√2) against the arc
+    points, γ the x-axis; the network reads 2 inputs."""
+
+    depths: tuple = (100, 300, 1000, 3000, 10000)
+    points: int = 200
+    inputs_name: str = "arc points of Fig. 3"
+    fixed: dict = field(default_factory=lambda: {"d_in": FIG3_INPUT_DIMENSION})
+    why: str = "the Fig. 3 network on the unit arc"
+
+    def inputs(self, spec, points: int, seed: int):
+        from deepntk.analytic import fig3_inputs
+
+        return fig3_inputs(points)
+
+    def kernel_entries(self, points: int) -> int:
+        return points  # one row: x₀ against the arc
+
+    def describe(self, spec, points: int) -> str:
+        return "Θ̃(x₀, x(γ)) on the Fig. 3 arc"
 
 
 @dataclass(frozen=True)
@@ -24,17 +50,19 @@ class MLP(Architecture):
         beta: standard deviation scale of the random unit's bias (entries ~ N(0, C_L² beta²)).
     """
 
-    d_in: int
-    d_out: int
+    d_in: int = spec_field("MLP input dimension.", preset=2)
+    d_out: int = spec_field("Outputs k (the MLP's d_out).", preset=1, option="outputs", aliases=("--d-out",))
     depth: int
     C_L: float
-    rho: float = 1.0
-    beta: float = 1.0
+    rho: float = spec_field("ρ, std scale of the random unit's weights.", 1.0)
+    beta: float = spec_field("β, std scale of the random unit's bias.", 1.0)
 
     arch = "mlp"
     layer_kind = "dense"
     weight_prefix = "W"
     outputs_field = "d_out"
+    dataset_layout = "flat"
+    study = ArcStudy()
 
     def __post_init__(self):
         object.__setattr__(self, "d_in", check_int("d_in", self.d_in))
@@ -78,8 +106,6 @@ class MLP(Architecture):
     def sizes_from_images(side: int, outputs: int) -> dict:
         """Spec fields for a dataset of side×side single-channel images, flattened for the MLP."""
         return {"d_in": side * side, "d_out": outputs}
-
-    dataset_layout = "flat"
 
     def prepare_inputs(self, X: np.ndarray) -> np.ndarray:
         """Inputs as the first layer sees them: unchanged for the MLP."""

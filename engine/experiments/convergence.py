@@ -14,11 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from deepntk.analytic import fig3_inputs
 from deepntk.engine.api import scaled_ntk
-from deepntk.engine.architectures import architecture, spec_field_names
+from deepntk.engine.architectures import architecture, preset_fields
 from deepntk.engine.clusters import run_seed_groups
-from deepntk.engine.errors import FileFormatError, SpecError
+from deepntk.engine.errors import FileFormatError, SpecError, option
 from deepntk.engine.experiments.stats import fit_power_law, relative_block_errors
 from deepntk.engine.files import json_entry, read_npz
 from deepntk.engine.memory import require_memory
@@ -29,29 +28,31 @@ from deepntk.engine.rules import C_L_values
 
 @dataclass
 class ConvergenceConfig:
-    """What `deepntk simulate` runs. Defaults: the paper's Fig. 3 kernel at initialization."""
+    """What `deepntk simulate` runs. Defaults: the paper's Fig. 3 kernel at initialization.
+
+    `depths`, `points` and every field of the network that `network` does not set come from the architecture:
+    its `study` (`Study`: the MLP's Fig. 3 arc with d_in = 2, else a Gram of random inputs) and its fields'
+    presets (docs/networks.md#adding-an-architecture). `network` holds the architecture's fields other than
+    depth and C_L (by field name: the MLP's d_out, the CNN's outputs); after construction it holds all of them.
+    """
 
     arch: str = "mlp"
-    depths: tuple = (100, 300, 1000, 3000, 10000)
+    depths: tuple | None = None
     C_L: str = "L^2"
     seeds: int = 5
     first_seed: int = 0
-    points: int = 200
-    rho: float = 1.0
-    beta: float = 1.0
+    points: int | None = None
     dtype: str = "float64"
     backend: str | None = None
-    # CNN only (the MLP is the Fig. 3 network, d_in = 2, d_out = outputs).
-    in_channels: int = 1
-    size: int = 5
-    outputs: int = 1
-    filter_size: int = 3
-    pool: int = 1
-    filter_variance: str = "paper"
     image_seed: int = 0
+    network: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        architecture(self.arch)
+        cls = architecture(self.arch)
+        study = cls.study
+        self.depths = tuple(study.depths if self.depths is None else self.depths)
+        self.points = study.points if self.points is None else self.points
+        self.network = study_network(cls, self.network)
         if not self.depths:
             raise SpecError("give at least one depth")
         for L in self.depths:
@@ -62,57 +63,48 @@ class ConvergenceConfig:
         if self.points < 1:
             raise SpecError(f"points must be >= 1, got {self.points}")
         specs = [self.spec(L, C) for L, C in zip(self.depths, C_L_values(self.C_L, self.depths))]  # all checked now
-        # Kernels of every seed, limit and expectation per depth (the MLP study is a row: x₀ against the arc).
-        pairs = self.points * (1 if self.arch in STUDY_INPUTS else self.points)
-        per_depth = (self.seeds * self.outputs**2 + 2) * pairs * 8
+        # Kernels of every seed, limit and expectation per depth.
+        per_depth = (self.seeds * specs[0].outputs**2 + 2) * study.kernel_entries(self.points) * 8
         require_memory(2 * len(self.depths) * per_depth + self.points * np.prod(specs[0].input_shape) * 8,
                        f"simulate with {self.points} inputs, {self.seeds} seeds and {len(self.depths)} depths")
 
     def spec(self, depth: int, C_L: float):
-        """The architecture at (depth, C_L), built from the fields of this config that it takes."""
-        cls = architecture(self.arch)
-        options = {**asdict(self), "d_in": FIG3_INPUT_DIMENSION, "d_out": self.outputs, "depth": depth, "C_L": C_L}
-        return cls(**{name: options[name] for name in spec_field_names(cls)})
+        """The architecture at (depth, C_L) with this config's network fields."""
+        return architecture(self.arch)(**self.network, depth=depth, C_L=C_L)
 
     def inputs(self):
-        """(X1, X2, x-axis): the study inputs of this architecture (STUDY_INPUTS), by default a Gram of random
-        positive inputs."""
-        return STUDY_INPUTS.get(self.arch, random_positive_inputs)(self)
+        """(X1, X2, x-axis): the architecture's study inputs (X2 None for a Gram of X1)."""
+        return architecture(self.arch).study.inputs(self.spec(2, 1.0), self.points, self.image_seed)
 
     def key(self) -> dict:
-        """Everything a stored per-depth result depends on (for resuming)."""
+        """Everything a stored per-depth result depends on (for resuming): the config's own fields and the
+        network's."""
         data = asdict(self)
-        data.pop("depths")
-        data.pop("backend")
-        data["depths"] = list(self.depths)
-        return data
+        for name in ("depths", "backend", "network"):
+            data.pop(name)
+        return {**data, **self.network, "depths": list(self.depths)}
 
 
-def fig3_arc_inputs(config: ConvergenceConfig):
-    """Fig. 3's x₀ against the arc points x(γ), with γ as the x-axis."""
-    x0, X, gamma = fig3_inputs(config.points)
-    return x0, X, gamma
+def study_network(cls, given: dict) -> dict:
+    """Every option field of `cls` for its study: `given`, else the study's fixed value, else the preset.
 
-
-def random_positive_inputs(config: ConvergenceConfig):
-    """A Gram of `points` seeded random inputs in [0.05, 1) of the architecture's input shape."""
-    shape = config.spec(2, 1.0).input_shape
-    rng = np.random.default_rng(config.image_seed)
-    return rng.uniform(0.05, 1.0, size=(config.points,) + tuple(shape)), None, np.arange(config.points)
-
-
-# The MLP study is the paper's Fig. 3 kernel on the unit arc; other architectures use random positive inputs.
-FIG3_INPUT_DIMENSION = 2
-STUDY_INPUTS = {"mlp": fig3_arc_inputs}
-# Per architecture: the depths and input count `simulate` uses by default (deep CNNs cost d² more per layer).
-DEFAULT_DEPTHS = {"mlp": (100, 300, 1000, 3000, 10000), "cnn": (100, 300, 1000, 3000)}
-DEFAULT_POINTS = {"mlp": 200, "cnn": 6}
+    Raises:
+        SpecError: a field `cls` does not have, or one the study fixes at another value.
+    """
+    presets = preset_fields(cls)
+    unknown = sorted(set(given) - set(presets))
+    if unknown:
+        raise SpecError(f"the {cls.arch.upper()} has no field {', '.join(unknown)} (its fields: "
+                        f"{', '.join(presets)})")
+    study = cls.study
+    for name, value in study.fixed.items():
+        if name in given and given[name] != value:
+            raise SpecError(f"simulate's {cls.arch.upper()} is {study.why}: {option(name, None)} must be {value}")
+    return {**presets, **study.fixed, **given}
 
 
 def describe_inputs(config: ConvergenceConfig) -> str:
-    if config.arch in STUDY_INPUTS:
-        return "Θ̃(x₀, x(γ)) on the Fig. 3 arc"
-    return f"Gram of {config.points} random {'images' if len(config.spec(2, 1.0).input_shape) > 1 else 'inputs'}"
+    return architecture(config.arch).study.describe(config.spec(2, 1.0), config.points)
 
 
 def limit_and_expected(spec, X1, X2):
