@@ -79,10 +79,11 @@ def test_progress_off_a_terminal_is_a_plain_line_at_the_configured_interval(tmp_
     last = re.fullmatch(r"SGD steps: 1000/1000 \(100%\), [0-9.]+/s, ([0-9.]+) s in all, loss .*", progress[-1][1])
     assert last, stderr
     during = progress[:-1]
-    # One line per interval while the steps ran, however fast this machine runs them (a bounded count, not a
-    # timing: the first line comes one interval in, and the last interval may end with the run).
+    # About one line per interval while the steps ran, however fast this machine runs them: never more than one
+    # an interval (the bounded rate), and at least half as many (a loaded machine delays some lines; a silent
+    # log prints none).
     expected = int(float(last[1]) / 0.1)
-    assert max(1, expected - 2) <= len(during) <= expected + 1, stderr
+    assert max(1, expected // 2) <= len(during) <= expected + 1, stderr
     for _, line in during:
         assert re.fullmatch(r"SGD steps: \d+/1000 \(\d+%\), [0-9.]+/s, ETA [0-9.]+ (s|min), loss [0-9.e+-]+", line), line
     gaps = np.diff([t for t, _ in during])
