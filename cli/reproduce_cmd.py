@@ -9,6 +9,7 @@ import os
 import time
 
 import click
+from click.core import ParameterSource
 
 from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
                                 maybe_cluster, overwrite_option, quiet_option, solver_options, user_errors)
@@ -43,7 +44,7 @@ class ExperimentName(click.Choice):
 
 @click.command("reproduce")
 @click.argument("experiment", type=ExperimentName())
-@click.option("--scale", type=click.Choice(["small", "paper"]), default=None, show_default="small",
+@click.option("--scale", type=click.Choice(["small", "paper"]), default="small", show_default=True,
               help="small: minutes on 2 CPU cores (what it reduces is printed); paper: the authors' settings.")
 @click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist] (fig4, table1).")
 @backend_option
@@ -97,6 +98,8 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
 
     with user_errors():
         spec = get_experiment(experiment)
+    if click.get_current_context().get_parameter_source("scale") is ParameterSource.DEFAULT:
+        scale = None  # the config's own default, and no refusal where it has no scale
     given = {name: value for name, value in zip(CONFIG_OPTIONS, (scale, data_dir, networks, max_steps))
              if value is not None}
     taken = {field.name for field in dataclasses.fields(spec.config)}
