@@ -12,13 +12,16 @@ from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option,
 from deepntk.engine.results import environment, write_json
 
 
-def _finish(out_dir, name, payload, plot, plotter):
+def _finish(out_dir, name, payload, plot, figure):
+    """Write the study's results (and, with --plot, the Figure that `figure()` builds) into its run folder."""
     path = os.path.join(out_dir, f"{name}.json")
     write_json(path, {**payload, "environment": environment()})
     click.echo(f"results in {path}")
     if plot:
+        from deepntk.cli import plots
+
         png = os.path.join(out_dir, f"{name}.png")
-        plotter(png)
+        plots.save(figure(), png)
         click.echo(f"figure in {png}")
 
 
@@ -71,7 +74,7 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
     from deepntk.cli import plots
 
     _finish(out_dir, "compare-depth", {"rows": as_dicts(rows), "fits": fits, "seeds": seeds, "points": points},
-            plot, lambda path: plots.depth_plot(rows, fits, path, seeds=seeds, points=points))
+            plot, lambda: plots.depth_figure(rows, fits, seeds=seeds, points=points))
 
 
 @command.command("trained")
@@ -105,7 +108,7 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
     from deepntk.cli import plots
 
     _finish(out_dir, "compare-trained", {"rows": as_dicts(rows)}, plot,
-            lambda path: plots.trained_plot(rows, path, rule=rule, seed=seed))
+            lambda: plots.trained_figure(rows, rule=rule, seed=seed))
 
 
 @command.command("spectrum")
@@ -140,7 +143,7 @@ def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, pl
     from deepntk.cli import plots
 
     _finish(out_dir, "compare-spectrum", {"rows": as_dicts(rows)}, plot,
-            lambda path: plots.spectrum_plot(rows, path, rule=rule, points=points, seed=seed))
+            lambda: plots.spectrum_figure(rows, rule=rule, points=points, seed=seed))
 
 
 from deepntk.cli.compare_params_cmd import command as params_command  # noqa: E402  (its own module)

@@ -1,7 +1,8 @@
 """PNG figures for the CLI's results (the `plot` extra; matplotlib is imported only here, inside the functions).
 
-Each figure has a builder `<name>_figure(...)` that returns the matplotlib Figure (what the tests inspect) and a
-`<name>_plot(..., path)` that builds and saves it. Every axes gets labelled axes, mathtext for the symbols, a
+Each figure has a builder `<name>_figure(...)` that returns the matplotlib Figure (what the tests inspect);
+`save(figure, path)` writes any of them. An experiment's Result names its builder
+(deepntk.engine.experiments.protocol.PlotResult). Every axes gets labelled axes, mathtext for the symbols, a
 legend entry for every curve and a title that says what was computed and what was reduced."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from deepntk.cli.common import CommandError
 CHANCE_CLASSES = 10  # MNIST digits: the Fig. 4 runs classify 10 classes
 THETA = r"\tilde\Theta"
 FLOOR = r"$n\,\varepsilon\,\lambda_{\mathrm{max}}$"
+NEEDS_MATPLOTLIB = "plots need matplotlib: pip install 'deepntk[plot]'"
 
 
 def new_figure(panels: int = 1, width: float = 5.5, height: float = 4.2):
@@ -23,7 +25,7 @@ def new_figure(panels: int = 1, width: float = 5.5, height: float = 4.2):
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise CommandError("plots need matplotlib: pip install 'deepntk[plot]'") from None
+        raise CommandError(NEEDS_MATPLOTLIB) from None
     fig = Figure(figsize=(width * panels, height))
     return fig, list(fig.subplots(1, panels, squeeze=False)[0])
 
@@ -94,10 +96,6 @@ def depth_figure(rows, fits, seeds=None, points=None):
     return fig
 
 
-def depth_plot(rows, fits, path, seeds=None, points=None):
-    save(depth_figure(rows, fits, seeds, points), path)
-
-
 SPECTRUM_STYLES = [dict(marker="o"), dict(marker="s"), dict(marker="^"), dict(marker="v"), dict(marker="D")]
 
 
@@ -137,10 +135,6 @@ def spectrum_figure(rows, rule=None, points=None, seed=None):
     return fig
 
 
-def spectrum_plot(rows, path, rule=None, points=None, seed=None):
-    save(spectrum_figure(rows, rule, points, seed), path)
-
-
 def trained_figure(rows, rule=None, seed=None):
     """Relative gap of the trained network's outputs to the kernel-flow predictions, and the kernel drift."""
     fig, (ax,) = new_figure()
@@ -156,10 +150,6 @@ def trained_figure(rows, rule=None, seed=None):
                f"Trained network vs kernel-flow prediction\n{first.steps} GD steps of η = {first.eta:g} "
                f"(flow time t = {first.t:g})" + (f"; {setting}" if setting else ""), legend_size=8)
     return fig
-
-
-def trained_plot(rows, path, rule=None, seed=None):
-    save(trained_figure(rows, rule, seed), path)
 
 
 def fig3_figure(result):
@@ -188,10 +178,6 @@ def fig3_figure(result):
     return fig
 
 
-def fig3_plot(result, path):
-    save(fig3_figure(result), path)
-
-
 FIG4_MARKERS = "os^vD<>ph*"
 
 
@@ -215,10 +201,6 @@ def fig4_figure(result):
     return fig
 
 
-def fig4_plot(result, path):
-    save(fig4_figure(result), path)
-
-
 def fig5_figure(result):
     """σ(z^l)_last − C_L over the layers l < L of the trained network, its output at l = L, and the target."""
     fig, (ax,) = new_figure()
@@ -232,10 +214,6 @@ def fig5_figure(result):
                f"Fig. 5: per-layer accumulation after training, $L = {result['depth']}${C_L}\n"
                + reduction_note(result.get("reduced", "")), legend_size=8)
     return fig
-
-
-def fig5_plot(result, path):
-    save(fig5_figure(result), path)
 
 
 def table1_predict_figure(result):
@@ -262,7 +240,3 @@ def table1_predict_figure(result):
                     f"reduced: {train_size} MNIST training images per network"), fontsize=9)
     ax.legend(handles=handles, fontsize=7)
     return fig
-
-
-def table1_predict_plot(result, path):
-    save(table1_predict_figure(result), path)

@@ -1,62 +1,49 @@
-"""`deepntk reproduce`: the paper's Fig. 3, Fig. 4, Table 1 and Fig. 5."""
+"""`deepntk reproduce`: the paper's Fig. 3, Fig. 4, Table 1 and Fig. 5, and any experiment of the registry
+(deepntk.engine.experiments.registry), run through their one protocol (docs/experiments.md#adding-an-experiment)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 
 import click
-import numpy as np
+from click.core import ParameterSource
 
-from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, format_duration,
-                                hold_output_folder, maybe_cluster, overwrite_option, progress, quiet_option,
-                                solver_options, user_errors)
+from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
+                                maybe_cluster, overwrite_option, quiet_option, solver_options, user_errors)
 from deepntk.cli.interrupts import NOTHING_KEPT, keeps
 from deepntk.cli.progress import Stages
-from deepntk.engine.experiments import PAPER_EXPERIMENTS
 from deepntk.engine.experiments.table1 import TABLE1_NETWORKS, check_networks
-from deepntk.engine.results import environment, record_file, write_json, write_npz
+from deepntk.engine.results import environment, record_file, write_json
+
+# The options an experiment takes as the config field of the same name (docs/experiments.md#adding-an-experiment).
+CONFIG_OPTIONS = ("scale", "data_dir", "networks", "max_steps")
+# The experiment whose limit-kernel variant `--predict` runs (outside the protocol: it streams its rows).
+PREDICT_VARIANT = "table1"
 
 
-def _summary(result) -> list[str]:
-    lines = []
-    if result["experiment"] == "fig3":
-        from deepntk.engine.experiments.fig3 import training_summary
+class ExperimentName(click.Choice):
+    """An experiment of the registry (deepntk.engine.experiments.registry), read when the command line is parsed,
+    so one registered after this module was imported is a choice too; listing them imports none."""
 
-        for row in training_summary(result):
-            lines.append(f"L = {row['depth']:>6}, C_L = {row['C_L']:g}: init vs limit {row['init_vs_limit']:.2e}, "
-                         f"kernel drift {row['kernel_drift']:.2e}, fit RMSE {row['fit_rmse']:.2e}, "
-                         f"{row['seconds']:.1f} s")
-    elif result["experiment"] in ("fig4", "table1"):
-        for run in result.get("runs", result.get("rows", [])):
-            acc = run["final_test_accuracy"]
-            status = "diverged" if run["diverged"] else f"test accuracy {acc:.4f}"
-            if run.get("loss_growth"):
-                status += f" (loss {run['loss_growth']['factor']:.2g} × its start at step {run['loss_growth']['step']})"
-            line = f"{run['run']:<28} {status}  ({run['seconds']:.1f} s)"
-            if "theory" in run:
-                th = run["theory"]
-                line += (f"; limit kernel on {th['subset'][0]}/{th['subset'][1]} images: flow to t = "
-                         f"{th['flow_time']:.3g} → {th['flow_accuracy']:.3f}, regression (t = ∞) → "
-                         f"{th['regression_accuracy']:.3f}; constant/next eigenvalue "
-                         f"{th['top_eigenvalue_ratio']:.3g}")
-            if "paper_accuracy" in run:
-                line += f"; the paper: {run['paper_accuracy']:.4f}"
-            if "steps_per_second" in run:
-                line += (f"; {run['steps']} of the schedule's {run['schedule_steps']} steps at "
-                         f"{run['steps_per_second']:.3g} steps/s: the whole schedule ≈ "
-                         f"{format_duration(run['schedule_seconds_estimate'])} here")
-            lines.append(line)
-    else:
-        values = result["carrier_minus_C"]
-        lines.append(f"L = {result['depth']}: output {result['output']:.4f} (target {result['target']:.4f}); per-layer "
-                     f"σ(z^l)_last − C_L from {values[0]:.3e} to {values[-1]:.3e}")
-    return lines
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from deepntk.engine.experiments.registry import experiment_names
+
+        return tuple(experiment_names())
+
+    @choices.setter
+    def choices(self, value):
+        pass  # the registry decides
 
 
 @click.command("reproduce")
-@click.argument("experiment", type=click.Choice(list(PAPER_EXPERIMENTS)))
+@click.argument("experiment", type=ExperimentName())
 @click.option("--scale", type=click.Choice(["small", "paper"]), default="small", show_default=True,
               help="small: minutes on 2 CPU cores (what it reduces is printed); paper: the authors' settings.")
 @click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist] (fig4, table1).")
@@ -64,8 +51,9 @@ def _summary(result) -> list[str]:
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Results folder [deepntk-results/reproduce-<experiment>-<hash of the settings>].")
 @overwrite_option
-@click.option("--resume", is_flag=True, help="With --predict: continue an interrupted run of the same settings in "
-                                             "--out (its Gram stores are completed, not recomputed).")
+@click.option("--resume", is_flag=True, help="Reuse the results of the same settings in --out (printed and drawn "
+                                             "again) instead of computing them; with --predict: continue an "
+                                             "interrupted run (its Gram stores are completed, not recomputed).")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="PNG figure when matplotlib is installed.")
 @click.option("--predict", "predict_size", default=None, metavar="N|full",
               help="table1 only: instead of training, the limit kernel's flow and regression on N (or every) "
@@ -84,18 +72,13 @@ def _summary(result) -> list[str]:
 @quiet_option
 def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, plot, predict_size, test_size, store_dir,
             networks, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config, quiet):
-    """Run one of the paper's experiments and write results (JSON + .npz), a manifest and a figure."""
-    from deepntk.engine.experiments import run_experiment
-
-    if experiment != "table1" and (networks is not None or max_steps is not None):
-        raise CommandError(f"{'--networks' if networks is not None else '--max-steps'} goes with table1")
-    if predict_size is not None and max_steps is not None:
-        raise CommandError("--max-steps bounds training; --predict trains nothing")
-    if resume and predict_size is None:
-        raise CommandError("--resume goes with table1 --predict")
+    """Run one of the paper's experiments (or a registered one) and write results (JSON + .npz), a manifest and a
+    figure."""
     if predict_size is not None:
-        if experiment != "table1":
-            raise CommandError("--predict goes with table1")
+        if experiment != PREDICT_VARIANT:
+            raise CommandError(f"--predict goes with {PREDICT_VARIANT}")
+        if max_steps is not None:
+            raise CommandError("--max-steps bounds training; --predict trains nothing")
         train_size = _predict_size(predict_size)
         with user_errors():
             check_networks(networks)  # before any output
@@ -110,36 +93,73 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
             click.echo(f"resuming: the Gram stores in {store_dir} are completed, not recomputed")
         return _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot,
                                (cluster or "local", workers, cluster_config), options, quiet)
-    options = {}
-    if experiment == "table1":
-        with user_errors():
-            check_networks(networks)  # before any output
-        options = dict(networks=networks, max_steps=max_steps)
-    out_dir = hold_output_folder(out_dir, f"reproduce {experiment}", {"scale": scale, **options}, overwrite=overwrite)
-    start = time.perf_counter()
-    with user_errors(), _experiment_progress(experiment, scale, quiet) as callbacks:
-        result = run_experiment(experiment, scale, data_dir=data_dir, backend=backend, **options, **callbacks)
-    if result.get("reduced"):
-        click.echo(f"{experiment} ({scale}): reduced from the paper's settings: {result['reduced']}")
-    for line in _summary(result):
-        click.echo(line)
-    write_json(os.path.join(out_dir, "results.json"), result)
-    arrays = {k: np.asarray(v) for k, v in result.items() if isinstance(v, list) and v and not isinstance(v[0], dict)}
-    if arrays:
-        write_npz(os.path.join(out_dir, "arrays.npz"), **arrays)
-    write_json(os.path.join(out_dir, "manifest.json"),
-               {"command": f"reproduce {experiment}", "scale": scale, "backend": backend, **options,
-                "seconds": time.perf_counter() - start, "environment": environment()})
-    click.echo(f"results in {out_dir}")
-    plotters = {"fig3": "fig3_plot", "fig4": "fig4_plot", "fig5": "fig5_plot"}
-    if plot and experiment in plotters:
-        from deepntk.cli import plots
+    from deepntk.engine.experiments.protocol import config_key
+    from deepntk.engine.experiments.registry import get_experiment
 
-        try:
-            getattr(plots, plotters[experiment])(result, os.path.join(out_dir, f"{experiment}.png"))
-            click.echo(f"figure in {os.path.join(out_dir, experiment + '.png')}")
-        except CommandError as exc:
-            click.echo(f"no figure: {exc.format_message()}", err=True)
+    with user_errors():
+        spec = get_experiment(experiment)
+    if click.get_current_context().get_parameter_source("scale") is ParameterSource.DEFAULT:
+        scale = None  # the config's own default, and no refusal where it has no scale
+    given = {name: value for name, value in zip(CONFIG_OPTIONS, (scale, data_dir, networks, max_steps))
+             if value is not None}
+    taken = {field.name for field in dataclasses.fields(spec.config)}
+    for name in given:
+        if name not in taken:
+            raise CommandError(f"--{name.replace('_', '-')} goes with {_experiments_taking(name)}")
+    if cluster is not None and not spec.uses_client:
+        raise CommandError(f"--cluster goes with {_experiments_taking(None)}, {PREDICT_VARIANT} --predict")
+    with user_errors():
+        config = spec.config(**given)  # its checks, before any output
+    key = config_key(config)
+    out_dir = hold_output_folder(out_dir, f"reproduce {experiment}", key, resume=resume, overwrite=overwrite)
+    with user_errors():
+        result = spec.result.load(out_dir) if resume else None
+    if result is not None:
+        click.echo(f"reusing the results in {out_dir} (--resume)")
+    else:
+        start = time.perf_counter()
+        with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client, Stages(quiet) as stages:
+            result = spec.run(config, backend=backend, client=client, progress=stages)
+    for line in result.summary():
+        click.echo(line)
+    if not result.loaded:
+        result.save(out_dir)
+        write_json(os.path.join(out_dir, "manifest.json"),
+                   {"command": f"reproduce {experiment}", **key, "backend": backend,
+                    "seconds": time.perf_counter() - start, "environment": environment()})
+    click.echo(f"results in {out_dir}")
+    if plot:
+        _draw(result, os.path.join(out_dir, f"{experiment}.png"))
+
+
+def _experiments_taking(option: str | None) -> str:
+    """The experiments whose config has a field `option` (None: those that use a Dask client), for an error."""
+    from deepntk.engine.experiments.registry import experiment_names, get_experiment
+
+    names = []
+    for name in experiment_names():
+        with contextlib.suppress(Exception):  # a broken plugin is not named
+            spec = get_experiment(name)
+            if spec.uses_client if option is None else option in {f.name for f in dataclasses.fields(spec.config)}:
+                names.append(name)
+    return ", ".join(names) or "no experiment"
+
+
+def _draw(result, path: str) -> None:
+    """Draw `result`'s figure into `path`; where matplotlib is missing, one line on stderr says so."""
+    from deepntk.cli import plots
+
+    try:
+        figure = result.figure()
+    except CommandError as exc:
+        click.echo(f"no figure: {exc.format_message()}", err=True)
+        return
+    except ImportError:
+        click.echo(f"no figure: {plots.NEEDS_MATPLOTLIB}", err=True)
+        return
+    if figure is not None:
+        plots.save(figure, path)
+        click.echo(f"figure in {path}")
 
 
 def _predict_size(text: str) -> int | None:
@@ -154,24 +174,9 @@ def _predict_size(text: str) -> int | None:
     return size
 
 
-@contextlib.contextmanager
-def _experiment_progress(experiment, scale, quiet):
-    """The progress callbacks of an experiment's long loops: the networks of Fig. 3, the SGD steps of each
-    training of Fig. 4, Table 1 and Fig. 5."""
-    if experiment == "fig3":
-        from deepntk.engine.experiments.fig3 import fig3_scale
-
-        depths, seeds, _ = fig3_scale(scale)
-        with progress(len(depths) * seeds, "networks", quiet) as bar:
-            yield {"on_seed": bar.update}
-    else:
-        with Stages(quiet) as stages:
-            yield {"on_step": stages.on_step}
-
-
 def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
-    from deepntk.engine.experiments.table1 import table1_predict
+    from deepntk.engine.experiments.table1 import Table1PredictResult, table1_predict
 
     os.makedirs(store_dir, exist_ok=True)
     start = time.perf_counter()
@@ -188,9 +193,8 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     def on_row(row, arrays):
         stages.close()
         finished.append(row)  # written as each row ends: a killed run keeps its finished rows (and the Grams)
-        write_json(os.path.join(out_dir, "results.json"), {"experiment": "table1-predict", "rows": finished,
-                                                           "complete": False})
-        write_npz(os.path.join(out_dir, "arrays.npz"), **arrays)
+        Table1PredictResult({"experiment": "table1-predict", "rows": finished, "complete": False},
+                            arrays).save(out_dir)
         click.echo(f"{row['run']:<11} {row['train_images']:>6} {row['test_images']:>6} {row['paper_flow_time']:>10.3g} "
                    f"{row['flow_accuracy']:>9.4f} {row['regression_accuracy']:>11.4f} {row['paper_accuracy']:>7.4f} "
                    f"{row['iterations'][-1]:>7} {max(row['residuals']):>9.1e} {row['seconds']:>7.1f}")
@@ -204,21 +208,16 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
             click.echo(f"{row['run']}: {row['note']}", err=True)
         if not all(row["converged"]):
             click.echo(f"Warning: {row['run']}: a solver stopped above its tolerance", err=True)
-    result.pop("arrays")
-    write_json(os.path.join(out_dir, "results.json"), {**result, "complete": True})
+    arrays = result.pop("arrays")
+    final = Table1PredictResult({**result, "complete": True}, arrays)
+    final.save(out_dir)
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "reproduce table1 --predict", "train_size": train_size, "test_size": test_size,
                 **options, "seconds": time.perf_counter() - start,
                 "environment": environment()})
     click.echo(f"results in {out_dir}")
     if plot:
-        from deepntk.cli import plots
-
-        try:
-            plots.table1_predict_plot(result, os.path.join(out_dir, "table1-predict.png"))
-            click.echo(f"figure in {os.path.join(out_dir, 'table1-predict.png')}")
-        except CommandError as exc:
-            click.echo(f"no figure: {exc.format_message()}", err=True)
+        _draw(final, os.path.join(out_dir, "table1-predict.png"))
 
 
 def _kept_grams(store_dir: str) -> str:

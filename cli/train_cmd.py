@@ -10,6 +10,7 @@ from deepntk.cli.arch import spec_from_data, with_arch
 from deepntk.cli.common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
                                 user_errors)
 from deepntk.cli.interrupts import NOTHING_KEPT, keeps
+from deepntk.engine.losses import LOSSES
 from deepntk.engine.results import environment, write_json
 
 
@@ -29,7 +30,7 @@ from deepntk.engine.results import environment, write_json
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Mini-batch size [full batch].")
 @click.option("--eta", type=float, default=None, help="Scaled step η: raw lr = η/(L·C_L²).")
 @click.option("--lr", type=float, default=None, help="Raw learning rate (as in the paper's Table 1).")
-@click.option("--loss", type=click.Choice(["paper", "mse"]), default="paper", show_default=True,
+@click.option("--loss", type=click.Choice(LOSSES), default="paper", show_default=True,
               help="paper: (1/2N)Σ‖f−y‖²; mse: PyTorch's MSELoss.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Init and shuffling seed.")
 @click.option("--data-dir", default=None, help="Folder with MNIST IDX files [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist].")

@@ -222,129 +222,182 @@ def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y
             or this one's without `resume` or `overwrite`.
     """
     with contextlib.ExitStack() as exits:  # holds the checkpoint folder and writer, once the inputs are checked
-        return _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, overwrite,
-                            on_step, exits)
+        run = _TrainingRun.start(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume,
+                                 overwrite, exits)
+        return run.steps(on_step)
 
 
-def _train_steps(params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, overwrite, on_step,
-                 exits):
-    from deepntk.engine.api import check_params, scaled_ntk
+@dataclass
+class _TrainingRun:
+    """One call of `train` once its inputs are checked: the network and its packed inputs, the settings and
+    what they fix (step size, batch, steps per epoch, total), the state with its RNG, the history, the probe's
+    initial kernel and the checkpoint writer. `steps` runs it to the end."""
 
-    spec = check_params(params, ensembles=False).spec
-    if not isinstance(settings, TrainSettings):
-        raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
-    rate = raw_learning_rate(spec, eta=settings.eta, lr=settings.lr)
-    engine = get_backend(backend)
-    warn_if_unresolved(spec.C_L, params.dtype)
-    net = pack(params)
-    Xp = network_inputs(net, spec, X)
-    targets = check_targets(Y, len(Xp), spec.outputs)
-    has_test = X_test is not None
-    if has_test:
-        Xt = network_inputs(net, spec, X_test, "X_test")
-        Yt = check_targets(Y_test, len(Xt), spec.outputs, "Y_test")
-    kind = classification_kind(targets)
-    N = len(Xp)
-    batch = min(settings.batch_size or N, N)
-    per_epoch = -(-N // batch)
-    total = settings.steps if settings.steps is not None else settings.epochs * per_epoch
-    key = run_key(params, settings, X, Y)
-    if resume and not checkpoint_dir:
-        raise InputError(f"{option('resume')} needs {option('checkpoint_dir', None)}, the folder of the run to resume")
-    if checkpoint_dir:  # a run folder (docs/files.md#results-folders): another run's checkpoint is never replaced
-        exits.enter_context(run_folder(checkpoint_dir, "train", key, resume=resume, overwrite=overwrite,
-                                       what="checkpoint folder"))
-    writer = exits.enter_context(CheckpointWriter(checkpoint_dir, key)) if checkpoint_dir else None
-    rng = np.random.default_rng(settings.seed)
-    if resume:
-        state = _load(checkpoint_dir, key)
-        try:
-            rng.bit_generator.state = state.rng_state
-        except (TypeError, ValueError, KeyError) as exc:
-            raise FileFormatError(f"checkpoint in {checkpoint_dir!r}: damaged RNG state ({exc})") from None
-    else:
-        state = _State(net.W.copy(), net.b.copy(), 0, np.arange(N), rng.bit_generator.state, {})
-    start_step = state.step
-    history = state.history
-    for name in ("step", "batch_loss", "eval_step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                 "probe_step", "kernel_change"):
-        history.setdefault(name, [])
-    probe_K0 = None if probe is None else scaled_ntk(params, probe, backend=engine)
+    params: object
+    settings: TrainSettings
+    engine: object
+    net: object
+    Xp: np.ndarray
+    targets: np.ndarray
+    test: tuple | None  # (packed X_test, Y_test)
+    kind: str | None
+    rate: float
+    batch: int
+    per_epoch: int
+    total: int
+    rng: np.random.Generator
+    state: _State
+    probe: np.ndarray | None
+    probe_K0: np.ndarray | None
+    checkpoint_dir: str | None
+    writer: CheckpointWriter | None
 
-    def current(W, b):
-        return replace(net, W=W, b=b)
+    @classmethod
+    def start(cls, params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, overwrite,
+              exits) -> "_TrainingRun":
+        """Check the inputs, hold the checkpoint folder (in `exits`) and load its checkpoint when resuming."""
+        from deepntk.engine.api import check_params, scaled_ntk
 
-    shown = slice(settings.eval_points)
+        spec = check_params(params, ensembles=False).spec
+        if not isinstance(settings, TrainSettings):
+            raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+        rate = raw_learning_rate(spec, eta=settings.eta, lr=settings.lr)
+        engine = get_backend(backend)
+        warn_if_unresolved(spec.C_L, params.dtype)
+        net = pack(params)
+        Xp = network_inputs(net, spec, X)
+        targets = check_targets(Y, len(Xp), spec.outputs)
+        test = None
+        if X_test is not None:
+            Xt = network_inputs(net, spec, X_test, "X_test")
+            test = (Xt, check_targets(Y_test, len(Xt), spec.outputs, "Y_test"))
+        N = len(Xp)
+        batch = min(settings.batch_size or N, N)
+        per_epoch = -(-N // batch)
+        total = settings.steps if settings.steps is not None else settings.epochs * per_epoch
+        key = run_key(params, settings, X, Y)
+        if resume and not checkpoint_dir:
+            raise InputError(f"{option('resume')} needs {option('checkpoint_dir', None)}, the folder of the run to "
+                             f"resume")
+        if checkpoint_dir:  # a run folder (docs/files.md#results-folders): another run's checkpoint is never replaced
+            exits.enter_context(run_folder(checkpoint_dir, "train", key, resume=resume, overwrite=overwrite,
+                                           what="checkpoint folder"))
+        writer = exits.enter_context(CheckpointWriter(checkpoint_dir, key)) if checkpoint_dir else None
+        rng = np.random.default_rng(settings.seed)
+        if resume:
+            state = _load(checkpoint_dir, key)
+            try:
+                rng.bit_generator.state = state.rng_state
+            except (TypeError, ValueError, KeyError) as exc:
+                raise FileFormatError(f"checkpoint in {checkpoint_dir!r}: damaged RNG state ({exc})") from None
+        else:
+            state = _State(net.W.copy(), net.b.copy(), 0, np.arange(N), rng.bit_generator.state, {})
+        for name in ("step", "batch_loss", "eval_step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                     "probe_step", "kernel_change"):
+            state.history.setdefault(name, [])
+        probe_K0 = None if probe is None else scaled_ntk(params, probe, backend=engine)
+        return cls(params, settings, engine, net, Xp, targets, test, classification_kind(targets), rate, batch,
+                   per_epoch, total, rng, state, probe, probe_K0, checkpoint_dir, writer)
 
-    def evaluate(step):
-        outputs = engine.forward(current(state.W, state.b), Xp[shown])
+    @property
+    def history(self) -> dict:
+        return self.state.history
+
+    def current(self):
+        """The packed network at the current weights."""
+        return replace(self.net, W=self.state.W, b=self.state.b)
+
+    def evaluate(self, step: int) -> None:
+        """Loss and accuracy on the (first `eval_points`) training and test points, at `step`."""
+        shown, loss, history = slice(self.settings.eval_points), self.settings.loss, self.history
+        outputs = self.engine.forward(self.current(), self.Xp[shown])
         history["eval_step"].append(step)
-        history["train_loss"].append(loss_value(outputs, targets[shown], settings.loss))
-        history["train_accuracy"].append(accuracy(outputs, targets[shown], kind))
-        if has_test:
-            out_t = engine.forward(current(state.W, state.b), Xt[shown])
-            history["test_loss"].append(loss_value(out_t, Yt[shown], settings.loss))
-            history["test_accuracy"].append(accuracy(out_t, Yt[shown], kind))
+        history["train_loss"].append(loss_value(outputs, self.targets[shown], loss))
+        history["train_accuracy"].append(accuracy(outputs, self.targets[shown], self.kind))
+        if self.test is not None:
+            Xt, Yt = self.test
+            out_t = self.engine.forward(self.current(), Xt[shown])
+            history["test_loss"].append(loss_value(out_t, Yt[shown], loss))
+            history["test_accuracy"].append(accuracy(out_t, Yt[shown], self.kind))
 
-    def probe_change(step):
-        K = scaled_ntk(params.with_packed(state.W, state.b), probe, backend=engine)
-        history["probe_step"].append(step)
-        history["kernel_change"].append(float(np.linalg.norm(K - probe_K0) / np.linalg.norm(probe_K0)))
+    def probe_change(self, step: int) -> None:
+        """‖Θ̃_t − Θ̃_0‖/‖Θ̃_0‖ on the probe inputs, at `step`."""
+        from deepntk.engine.api import scaled_ntk
 
-    def next_stop(step):
+        K = scaled_ntk(self.params.with_packed(self.state.W, self.state.b), self.probe, backend=self.engine)
+        self.history["probe_step"].append(step)
+        self.history["kernel_change"].append(float(np.linalg.norm(K - self.probe_K0) / np.linalg.norm(self.probe_K0)))
+
+    def every(self, name: str) -> int:
+        """How often (in steps) to evaluate, probe or checkpoint; 0: never (no probe inputs, no folder)."""
+        if name == "probe" and self.probe is None or name == "checkpoint" and not self.checkpoint_dir:
+            return 0
+        return getattr(self.settings, f"{name}_every")
+
+    def next_stop(self, step: int) -> int:
         """The first step after `step` at which the loop must leave `descend`: an epoch start, an evaluation,
         a probe, a checkpoint, or the end."""
-        stops = [total, (step // per_epoch + 1) * per_epoch]
-        for every in (settings.eval_every, settings.probe_every if probe is not None else 0,
-                      settings.checkpoint_every if checkpoint_dir else 0):
+        stops = [self.total, (step // self.per_epoch + 1) * self.per_epoch]
+        for every in (self.every("eval"), self.every("probe"), self.every("checkpoint")):
             if every:
                 stops.append((step // every + 1) * every)
         return min(stops)
 
-    def plan(first, stop):
+    def plan(self, first: int, stop: int) -> list:
         """Index plans of steps first … stop−1 (one epoch): None where a step uses every point."""
-        if batch >= N:
+        if self.batch >= len(self.Xp):
             return [None] * (stop - first)
-        return [state.order[(s % per_epoch) * batch:(s % per_epoch + 1) * batch] for s in range(first, stop)]
+        batch, per_epoch = self.batch, self.per_epoch
+        return [self.state.order[(s % per_epoch) * batch:(s % per_epoch + 1) * batch] for s in range(first, stop)]
 
-    started = time.perf_counter()
-    if start_step == 0 and settings.probe_every and probe is not None:
-        probe_change(0)
-    step = start_step
-    grew = False  # the loss-growth warning is given once per run
-    while step < total:
-        if step % per_epoch == 0:
-            state.order = rng.permutation(N) if batch < N else np.arange(N)
-            state.rng_state = rng.bit_generator.state
-        stop = next_stop(step)
-        first = step
-        report = (lambda i, value: on_step(first + i + 1, total, value)) if on_step else None
+    def descend(self, step: int, stop: int, on_step) -> list:
+        """Steps step … stop−1 through the backend; their batch losses. A divergence checkpoints the last good
+        state and is raised again naming it."""
+        state, history = self.state, self.history
+        report = (lambda i, value: on_step(step + i + 1, self.total, value)) if on_step else None
         try:
-            state.W, state.b, losses = engine.descend(current(state.W, state.b), Xp, targets, settings.loss, rate,
-                                                      plan(step, stop), report)
+            state.W, state.b, losses = self.engine.descend(self.current(), self.Xp, self.targets, self.settings.loss,
+                                                           self.rate, self.plan(step, stop), report)
         except TrainingDiverged as exc:
             history["step"].extend(range(step, step + len(exc.losses)))
             history["batch_loss"].extend(float(v) for v in exc.losses)
             state.W, state.b, state.step = exc.W, exc.b, step + exc.step
-            if writer is not None:
-                writer.save(state)
-                writer.wait()
-            where = f"; the last good state (step {state.step}) is saved in {checkpoint_dir}" if checkpoint_dir else ""
+            if self.writer is not None:
+                self.writer.save(state)
+                self.writer.wait()
+            where = (f"; the last good state (step {state.step}) is saved in {self.checkpoint_dir}"
+                     if self.checkpoint_dir else "")
             raise TrainingDiverged(f"loss became {exc.value} at step {state.step}{where}; try a smaller learning rate",
                                    state.step, exc.W, exc.b, history["batch_loss"], exc.value) from None
-        history["step"].extend(range(step, stop))
-        history["batch_loss"].extend(float(v) for v in losses)
-        grew = grew or warn_if_loss_grew(losses, history["batch_loss"][0], step)
-        step = state.step = stop
-        if settings.eval_every and step % settings.eval_every == 0:
-            evaluate(step)
-        if settings.probe_every and probe is not None and step % settings.probe_every == 0:
-            probe_change(step)
-        if writer is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
-            writer.save(state)
-    if not history["eval_step"] or history["eval_step"][-1] != state.step:
-        evaluate(state.step)
-    if writer is not None:
-        writer.save(state)  # waited for as the writer closes, before the result returns
-    return TrainResult(params.with_packed(state.W, state.b), history, state.step, time.perf_counter() - started,
-                       start_step)
+        return losses
+
+    def steps(self, on_step) -> TrainResult:
+        """Run from the state's step to the total, evaluating, probing and checkpointing on schedule."""
+        state, history, settings = self.state, self.history, self.settings
+        start_step = state.step
+        started = time.perf_counter()
+        if start_step == 0 and self.every("probe"):
+            self.probe_change(0)
+        step, N = start_step, len(self.Xp)
+        grew = False  # the loss-growth warning is given once per run
+        while step < self.total:
+            if step % self.per_epoch == 0:
+                state.order = self.rng.permutation(N) if self.batch < N else np.arange(N)
+                state.rng_state = self.rng.bit_generator.state
+            stop = self.next_stop(step)
+            losses = self.descend(step, stop, on_step)
+            history["step"].extend(range(step, stop))
+            history["batch_loss"].extend(float(v) for v in losses)
+            grew = grew or warn_if_loss_grew(losses, history["batch_loss"][0], step)
+            step = state.step = stop
+            for name, action in (("eval", self.evaluate), ("probe", self.probe_change)):
+                if self.every(name) and step % self.every(name) == 0:
+                    action(step)
+            if self.writer is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                self.writer.save(state)
+        if not history["eval_step"] or history["eval_step"][-1] != state.step:
+            self.evaluate(state.step)
+        if self.writer is not None:
+            self.writer.save(state)  # waited for as the writer closes, before the result returns
+        return TrainResult(self.params.with_packed(state.W, state.b), history, state.step,
+                           time.perf_counter() - started, start_step)

@@ -10,22 +10,10 @@
     datasets     MNIST from IDX files and the Fig. 3 toy set
     stats        relative errors, power-law fits, confidence intervals
     benchmark    timed workloads of the backends and their peers (`bench`); peers: PyTorch and JAX versions
+    protocol     what every experiment `deepntk reproduce` runs shares: config, run → Result, save/load
+    registry     the experiments by name: the paper's, entry points "deepntk.experiments", register_experiment
 
-A new experiment is a new module here that calls the engine's public functions; the CLI calls it.
+A new experiment is one module here (a config dataclass, `run(config, backend=, client=, progress=)` returning a
+`Result` with its summary and figure, and an `EXPERIMENT` record) plus its registration
+(docs/experiments.md#adding-an-experiment); `deepntk reproduce` runs it by name.
 """
-
-import importlib
-
-# The paper's experiments `deepntk reproduce` runs: name → (module, whether it reads MNIST).
-PAPER_EXPERIMENTS = {"fig3": ("fig3", False), "fig4": ("fig4", True), "fig5": ("fig5", False),
-                     "table1": ("table1", True)}
-
-
-def run_experiment(name: str, scale: str = "small", *, data_dir=None, backend=None, **options) -> dict:
-    """Run one of the paper's experiments at `scale` ("small" or "paper") and return its result dict; `options` go
-    to the experiment's function (table1: max_steps, networks)."""
-    module_name, reads_mnist = PAPER_EXPERIMENTS[name]
-    run = getattr(importlib.import_module(f"deepntk.engine.experiments.{module_name}"), name)
-    if reads_mnist:
-        return run(scale, data_dir=data_dir, backend=backend, **options)
-    return run(scale, backend=backend, **options)

@@ -5,12 +5,14 @@ after full-batch gradient descent on y = x₁x₂, the kernel drift, and the fit
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from deepntk.analytic import fig3_inputs, fig3_limit_curve, fig3_target
 from deepntk.engine.api import forward, scaled_ntk
 from deepntk.engine.architectures import MLP
 from deepntk.engine.clusters import run_seed_groups
+from deepntk.engine.experiments.protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
 from deepntk.engine.params import init_params
 from deepntk.engine.training import gradient_descent
 
@@ -69,11 +71,51 @@ def fig3_scale(scale: str = "small") -> tuple:
             "L = 1000 with C_L = 500 instead of L = 10000 with C_L = 5·10⁴; 3 seeds instead of 10")
 
 
-def fig3(scale: str = "small", backend=None, on_seed=None) -> dict:
+def fig3(scale: str = "small", backend=None, on_seed=None, client=None) -> dict:
     """Fig. 3 complete: the kernel curve at init and after training, and the fit, per depth over seeds."""
     depths, seeds, reduced = fig3_scale(scale)
     return {"experiment": "fig3", "scale": scale, "reduced": reduced,
-            **fig3_training(depths, seeds, PAPER_STEPS, backend, on_seed)}
+            **fig3_training(depths, seeds, PAPER_STEPS, backend, on_seed, client)}
+
+
+@dataclass(frozen=True)
+class Fig3Config:
+    """`deepntk reproduce fig3`: the paper's settings or their reduction (`fig3_scale`)."""
+
+    scale: str = "small"
+
+    def __post_init__(self):
+        check_scale(self.scale)
+
+
+class Fig3Result(PlotResult):
+    """`fig3`'s result; its summary is one line per depth of `training_summary`."""
+
+    figure_builder = "fig3_figure"
+
+    def summary(self) -> list[str]:
+        return reduction_lines(self.data) + [
+            f"L = {row['depth']:>6}, C_L = {row['C_L']:g}: init vs limit {row['init_vs_limit']:.2e}, "
+            f"kernel drift {row['kernel_drift']:.2e}, fit RMSE {row['fit_rmse']:.2e}, {row['seconds']:.1f} s"
+            for row in training_summary(self.data)]
+
+
+def run(config: Fig3Config, backend=None, client=None, progress=SILENT) -> Fig3Result:
+    """Fig. 3 at `config.scale`; the networks' progress as the loop "networks"; with a `client`, one task per
+    (L, seed)."""
+    depths, seeds, _ = fig3_scale(config.scale)
+    total, done = len(depths) * seeds, [0]
+    progress.show("networks", 0, total)
+
+    def on_seed():
+        done[0] += 1
+        progress.show("networks", done[0], total)
+
+    return Fig3Result(fig3(config.scale, backend, on_seed, client))
+
+
+EXPERIMENT = Experiment("fig3", Fig3Config, run, Fig3Result, uses_client=True,
+                        description="the kernel at init and after GD, and the fit (paper Fig. 3)")
 
 
 def training_summary(result: dict) -> list[dict]:

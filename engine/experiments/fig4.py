@@ -3,9 +3,12 @@ PyTorch's Kaiming-uniform initialization of the same architecture does not, for 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from deepntk.engine.architectures import MLP
 from deepntk.engine.experiments.datasets import load_mnist
-from deepntk.engine.experiments.mnist import BATCH_SIZE, mnist_run, stable_eta
+from deepntk.engine.experiments.mnist import BATCH_SIZE, mnist_run, run_lines, stable_eta
+from deepntk.engine.experiments.protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
 from deepntk.engine.trainer import TrainSettings
 
 KAIMING_LEARNING_RATES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -36,3 +39,32 @@ def fig4(scale: str = "small", data_dir=None, backend=None, on_step=None) -> dic
                               backend=backend, on_step=on_step))
     return {"experiment": "fig4", "scale": scale, "reduced": reduced, "note": data.note, "depth": depth,
             "runs": runs}
+
+
+@dataclass(frozen=True)
+class Fig4Config:
+    """`deepntk reproduce fig4`; `data_dir`: the MNIST IDX folder (`load_mnist`), not part of the results' key."""
+
+    scale: str = "small"
+    data_dir: str | None = field(default=None, metadata={"key": False})
+
+    def __post_init__(self):
+        check_scale(self.scale)
+
+
+class Fig4Result(PlotResult):
+    """`fig4`'s result; its summary is one line per training run."""
+
+    figure_builder = "fig4_figure"
+
+    def summary(self) -> list[str]:
+        return reduction_lines(self.data) + run_lines(self.data["runs"])
+
+
+def run(config: Fig4Config, backend=None, client=None, progress=SILENT) -> Fig4Result:
+    """Fig. 4 at `config.scale`; each training's SGD steps through `progress.on_step`."""
+    return Fig4Result(fig4(config.scale, config.data_dir, backend, progress.on_step))
+
+
+EXPERIMENT = Experiment("fig4", Fig4Config, run, Fig4Result,
+                        description="the paper's init trains on MNIST, Kaiming-uniform does not (paper Fig. 4)")

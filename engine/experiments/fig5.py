@@ -3,11 +3,14 @@ trained Fig. 3 network: the output is built up a little in every layer."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from deepntk.analytic import fig3_inputs, fig3_target
 from deepntk.engine.api import activations, forward
 from deepntk.engine.experiments.fig3 import PAPER_STEPS, TRAINING_POINTS, fig3_learning_rate, fig3_network
+from deepntk.engine.experiments.protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
 from deepntk.engine.params import init_params
 from deepntk.engine.training import gradient_descent
 
@@ -27,3 +30,35 @@ def fig5(scale: str = "small", backend=None, on_step=None) -> dict:
     output = float(forward(trained, x, backend=backend)[0, 0])
     return {"experiment": "fig5", "scale": scale, "reduced": reduced, "depth": L, "C_L": C, "x": x[0].tolist(),
             "carrier_minus_C": carrier.tolist() + [output], "output": output, "target": float(fig3_target(x)[0, 0])}
+
+
+@dataclass(frozen=True)
+class Fig5Config:
+    """`deepntk reproduce fig5`: L = 10000 at the paper's scale, 1000 at the small one."""
+
+    scale: str = "small"
+
+    def __post_init__(self):
+        check_scale(self.scale)
+
+
+class Fig5Result(PlotResult):
+    """`fig5`'s result; its summary is the output against the target and the range of the per-layer values."""
+
+    figure_builder = "fig5_figure"
+
+    def summary(self) -> list[str]:
+        data = self.data
+        values = data["carrier_minus_C"]
+        return reduction_lines(data) + [
+            f"L = {data['depth']}: output {data['output']:.4f} (target {data['target']:.4f}); per-layer "
+            f"σ(z^l)_last − C_L from {values[0]:.3e} to {values[-1]:.3e}"]
+
+
+def run(config: Fig5Config, backend=None, client=None, progress=SILENT) -> Fig5Result:
+    """Fig. 5 at `config.scale`; the GD steps through `progress.on_step`."""
+    return Fig5Result(fig5(config.scale, backend, progress.on_step))
+
+
+EXPERIMENT = Experiment("fig5", Fig5Config, run, Fig5Result,
+                        description="the output built up layer by layer (paper Fig. 5)")

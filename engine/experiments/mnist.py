@@ -65,3 +65,31 @@ def mnist_run(name, spec, data, settings, init="paper", seed=0, backend=None, dt
     except FloatingPointError as exc:
         return {"run": name, "init": init, "lr": settings.lr, "diverged": True, "error": str(exc),
                 "final_test_accuracy": float("nan"), "seconds": time.perf_counter() - start}
+
+
+def run_lines(runs) -> list[str]:
+    """One summary line per MNIST training run (`mnist_run`'s record, with Table 1's additions where present):
+    its test accuracy or divergence, the limit kernel's prediction, the paper's accuracy, a bounded run's rate."""
+    from deepntk.cli.progress import format_duration  # the one duration format of every report
+
+    lines = []
+    for run in runs:
+        acc = run["final_test_accuracy"]
+        status = "diverged" if run["diverged"] else f"test accuracy {acc:.4f}"
+        if run.get("loss_growth"):
+            status += f" (loss {run['loss_growth']['factor']:.2g} × its start at step {run['loss_growth']['step']})"
+        line = f"{run['run']:<28} {status}  ({run['seconds']:.1f} s)"
+        if "theory" in run:
+            th = run["theory"]
+            line += (f"; limit kernel on {th['subset'][0]}/{th['subset'][1]} images: flow to t = "
+                     f"{th['flow_time']:.3g} → {th['flow_accuracy']:.3f}, regression (t = ∞) → "
+                     f"{th['regression_accuracy']:.3f}; constant/next eigenvalue "
+                     f"{th['top_eigenvalue_ratio']:.3g}")
+        if "paper_accuracy" in run:
+            line += f"; the paper: {run['paper_accuracy']:.4f}"
+        if "steps_per_second" in run:
+            line += (f"; {run['steps']} of the schedule's {run['schedule_steps']} steps at "
+                     f"{run['steps_per_second']:.3g} steps/s: the whole schedule ≈ "
+                     f"{format_duration(run['schedule_seconds_estimate'])} here")
+        lines.append(line)
+    return lines

@@ -4,12 +4,15 @@ CNN and the binary 0-vs-1 CNN, each beside the limit kernel's prediction at the 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from deepntk.engine.architectures import CNN, MLP
 from deepntk.engine.errors import InputError
 from deepntk.engine.solvers import MAX_ITERATIONS, NYSTROM_RANK
 from deepntk.engine.experiments.datasets import load_mnist
-from deepntk.engine.experiments.mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, stable_eta
+from deepntk.engine.experiments.mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, run_lines, stable_eta
+from deepntk.engine.experiments.protocol import (SILENT, Experiment, PlotResult, Result, check_scale,
+                                                 reduction_lines)
 from deepntk.engine.trainer import TrainSettings
 
 # The training and test images a bounded run (`max_steps`) evaluates: all 70,000 through the 10-class CNN took
@@ -51,8 +54,7 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_
     test images. The limit kernel's flow is compared at the flow time actually trained."""
     rows, sizes, reduced = table1_rows(scale)
     wanted = check_networks(networks)
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 2):
-        raise InputError(f"max_steps must be an integer of at least 2 (a rate needs two steps), got {max_steps!r}")
+    check_max_steps(max_steps)
     out = {"experiment": "table1", "scale": scale, "reduced": reduced, "rows": []}
     for name, layout, spec, lr, epochs, dtype, task in rows:
         if network_slug(name) not in wanted:
@@ -75,6 +77,46 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_
             run.update({"steps_per_second": rate, "schedule_seconds_estimate": schedule / rate})
         out["rows"].append(run)
     return out
+
+
+def check_max_steps(max_steps):
+    """`max_steps` if it is None or an integer of at least 2 (a rate needs two steps), else InputError."""
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 2):
+        raise InputError(f"max_steps must be an integer of at least 2 (a rate needs two steps), got {max_steps!r}")
+    return max_steps
+
+
+@dataclass(frozen=True)
+class Table1Config:
+    """`deepntk reproduce table1`: `networks` picks rows by slug (TABLE1_NETWORKS; None: all), `max_steps` bounds
+    each training (see `table1`); `data_dir`: the MNIST IDX folder, not part of the results' key."""
+
+    scale: str = "small"
+    networks: list | None = None
+    max_steps: int | None = None
+    data_dir: str | None = field(default=None, metadata={"key": False})
+
+    def __post_init__(self):
+        check_scale(self.scale)
+        check_networks(self.networks)
+        check_max_steps(self.max_steps)
+
+
+class Table1Result(Result):
+    """`table1`'s result (no figure); its summary is one line per network."""
+
+    def summary(self) -> list[str]:
+        return reduction_lines(self.data) + run_lines(self.data["rows"])
+
+
+def run(config: Table1Config, backend=None, client=None, progress=SILENT) -> Table1Result:
+    """Table 1 at `config.scale`; each training's SGD steps through `progress.on_step`."""
+    return Table1Result(table1(config.scale, config.data_dir, backend, progress.on_step, config.max_steps,
+                               config.networks))
+
+
+EXPERIMENT = Experiment("table1", Table1Config, run, Table1Result,
+                        description="MNIST accuracies beside the limit kernel's prediction (paper Table 1)")
 
 
 class StepClock:
@@ -129,6 +171,13 @@ def check_networks(networks) -> list[str]:
     if unknown:
         raise InputError(f"unknown {', '.join(unknown)}: Table 1's networks are {', '.join(TABLE1_NETWORKS)}")
     return networks
+
+
+class Table1PredictResult(PlotResult):
+    """`table1_predict`'s result as `reproduce table1 --predict` saves it (rows, arrays of test outputs and
+    labels, "complete" once every row is done), drawn as flow accuracy against flow time."""
+
+    figure_builder = "table1_predict_figure"
 
 
 def table1_predict(train_size: int | None = None, test_size: int | None = None, data_dir=None, store_dir=None,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -17,8 +18,22 @@ from deepntk.cli.main import cli, main
 from oracles import per_network_kernel
 from conftest import TOL, assert_close
 
-COMMANDS = ["backends", "init", "ntk", "limit", "simulate", "train", "reproduce", "predict", "compare",
-            "compare depth", "compare trained", "compare spectrum", "bench"]
+COMMANDS = ["backends", "init", "ntk", "limit", "gram", "simulate", "train", "reproduce", "predict", "compare",
+            "compare depth", "compare trained", "compare spectrum", "compare params", "bench"]
+
+
+def registered_commands(group, prefix=""):
+    """Every command under the click `group`, subcommands as "group sub"."""
+    names = []
+    for name, command in group.commands.items():
+        names.append(prefix + name)
+        if isinstance(command, click.Group):
+            names += registered_commands(command, f"{prefix}{name} ")
+    return names
+
+
+def test_the_help_list_names_every_command():
+    assert sorted(COMMANDS) == sorted(registered_commands(cli))
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -1,4 +1,5 @@
-"""Gradient descent: one step against a hand computation, and against the kernel-flow prediction (SPEC §Training)."""
+"""Gradient descent: one step against a hand computation, and against the kernel-flow prediction
+(docs/training.md#kernel-flow)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,154 @@
+"""What every experiment `deepntk reproduce` runs shares (docs/experiments.md#adding-an-experiment): a config
+dataclass, a `run(config, backend=..., client=..., progress=...)` that returns a `Result`, and the `Experiment`
+record that names them for the registry (`deepntk.engine.experiments.registry`).
+
+A `Result` knows its summary table (the lines printed), its arrays, its figure, and how to save itself into a
+run folder and load itself back, through the one writer of `deepntk.engine.results` (every file it writes is
+recorded in the folder's run record)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from deepntk.engine.errors import FileFormatError, InputError
+from deepntk.engine.files import read_npz
+from deepntk.engine.results import write_json, write_npz
+
+RESULTS_FILE = "results.json"
+ARRAYS_FILE = "arrays.npz"
+SCALES = ("small", "paper")
+
+
+def check_scale(scale: str) -> str:
+    """`scale` if it is one of SCALES: "small" (minutes on 2 CPU cores) or "paper" (the authors' settings)."""
+    if scale not in SCALES:
+        raise InputError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    return scale
+
+
+def reduction_lines(data: dict) -> list[str]:
+    """The summary's first line where a run was reduced from the paper's settings (its "reduced" entry)."""
+    if not data.get("reduced"):
+        return []
+    return [f"{data['experiment']} ({data['scale']}): reduced from the paper's settings: {data['reduced']}"]
+
+
+def list_arrays(data: dict) -> dict:
+    """The entries of `data` that are lists of numbers (or of lists of numbers) as arrays: what a result stores
+    beside its JSON in ARRAYS_FILE when it names no arrays of its own."""
+    return {key: np.asarray(value) for key, value in data.items()
+            if isinstance(value, list) and value and not isinstance(value[0], dict)}
+
+
+class Result:
+    """One run's outcome: `data` (JSON-friendly, written as RESULTS_FILE) and `arrays` (name → ndarray, written
+    as ARRAYS_FILE when there are any; default: `list_arrays(data)`). An experiment subclasses it for its
+    `summary` and `figure`."""
+
+    def __init__(self, data: dict, arrays: dict | None = None):
+        self.data = data
+        self.arrays = list_arrays(data) if arrays is None else dict(arrays)
+        self.loaded = False  # read back by `load`, not computed by this process
+
+    def summary(self) -> list[str]:
+        """The lines the command prints after the run (its summary table)."""
+        return []
+
+    def figure(self):
+        """The run's matplotlib Figure, or None where the experiment draws none. matplotlib is imported here only
+        (it is optional: the `plot` extra)."""
+        return None
+
+    def save(self, folder: str) -> None:
+        """Write RESULTS_FILE and, if there are arrays, ARRAYS_FILE into `folder` (atomically, each file recorded
+        in the run record of the folder this process holds; docs/files.md#results-folders)."""
+        write_json(os.path.join(folder, RESULTS_FILE), self.data)
+        if self.arrays:
+            write_npz(os.path.join(folder, ARRAYS_FILE), **self.arrays)
+
+    @classmethod
+    def load(cls, folder: str):
+        """The result that `save` wrote into `folder`, None where it holds none.
+
+        Raises:
+            FileFormatError: a results file is damaged (named, with what is wrong).
+        """
+        path = os.path.join(folder, RESULTS_FILE)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FileFormatError(f"results file {path!r} is damaged ({exc})") from None
+        if not isinstance(data, dict):
+            raise FileFormatError(f"results file {path!r} is damaged (not a JSON object)")
+        arrays_path = os.path.join(folder, ARRAYS_FILE)
+        arrays = {}
+        if os.path.exists(arrays_path):
+            arrays = dict(read_npz(arrays_path, "results arrays"))
+        result = cls(data, arrays)
+        result.loaded = True
+        return result
+
+
+class PlotResult(Result):
+    """A Result drawn by a builder of `deepntk.cli.plots` that takes the result's data: `figure_builder` names it
+    (imported only when the figure is asked for, so matplotlib stays optional)."""
+
+    figure_builder = ""
+
+    def figure(self):
+        from deepntk.cli import plots
+
+        return getattr(plots, self.figure_builder)(self.data)
+
+
+class Progress:
+    """What an experiment tells about its long loops. `show(label, done, total, remark)`: `done` of `total` in the
+    loop `label`; `on_step(step, total, loss)`: the trainer's callback, step 1 starting a new training. This one
+    shows nothing; the command line passes `deepntk.cli.progress.Stages`."""
+
+    def show(self, label: str, done: int, total: int | None, remark: str = "") -> None:
+        pass
+
+    def on_step(self, step: int, total: int, value) -> None:
+        pass
+
+
+SILENT = Progress()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment as the registry knows it.
+
+    Attributes:
+        name: what `deepntk reproduce NAME` calls it.
+        config: its config dataclass; a field named like a `reproduce` option (scale, data_dir, networks,
+            max_steps) takes that option's value. A field whose metadata says `{"key": False}` (where the data is
+            read from) is left out of the run folder's configuration (`config_key`).
+        run: `run(config, backend=None, client=None, progress=SILENT) -> Result`.
+        result: its Result class (`result.load(folder)` reads a saved run back).
+        uses_client: whether `run` spreads its work over a Dask `client` (`--cluster`).
+        description: one line for `deepntk reproduce --help`.
+    """
+
+    name: str
+    config: type
+    run: Callable
+    result: type = Result
+    uses_client: bool = False
+    description: str = ""
+
+
+def config_key(config) -> dict:
+    """The fields of `config` that decide its results: the run folder's configuration (a rerun with the same key
+    finds the same folder)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get("key", True)}
