@@ -6,7 +6,6 @@ Analysis of Deep Narrow Neural Networks", ICML 2022, with the corrections listed
 Importing this package loads only NumPy; Numba, CuPy, SymPy and matplotlib are imported when first used.
 """
 
-__version__ = "0.1.0"
 
 import os as _os
 
@@ -16,6 +15,7 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
 from deepntk.backends.registry import available_backends, get_backend
+from deepntk.engine.version import __version__
 from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
 from deepntk.engine.architectures import CNN, MLP
 from deepntk.engine.params import (

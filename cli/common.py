@@ -9,7 +9,8 @@ import warnings
 import click
 import numpy as np
 
-from deepntk.cli.progress import Progress, format_duration  # noqa: F401 (format_duration: for the commands)
+from deepntk.cli.progress import Progress
+from deepntk.engine.durations import format_duration  # noqa: F401 (for the commands)
 from deepntk.engine.errors import DeepNTKError
 
 

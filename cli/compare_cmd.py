@@ -18,10 +18,10 @@ def _finish(out_dir, name, payload, plot, figure):
     write_json(path, {**payload, "environment": environment()})
     click.echo(f"results in {path}")
     if plot:
-        from deepntk.cli import plots
+        from deepntk.engine.experiments import figures
 
         png = os.path.join(out_dir, f"{name}.png")
-        plots.save(figure(), png)
+        figures.save(figure(), png)
         click.echo(f"figure in {png}")
 
 
@@ -71,10 +71,10 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
         click.echo(f"C_L = {rule}: fitted rate of the fluctuation L^{fit['slope']:+.3f} ± {fit['slope_ci']:.3f} "
                    f"(95% over {seeds} seeds; theory −0.5); against the limit itself L^{fit['slope_vs_limit']:+.3f} "
                    f"± {fit['slope_vs_limit_ci']:.3f}")
-    from deepntk.cli import plots
+    from deepntk.engine.experiments import figures
 
     _finish(out_dir, "compare-depth", {"rows": as_dicts(rows), "fits": fits, "seeds": seeds, "points": points},
-            plot, lambda: plots.depth_figure(rows, fits, seeds=seeds, points=points))
+            plot, lambda: figures.depth_figure(rows, fits, seeds=seeds, points=points))
 
 
 @command.command("trained")
@@ -105,10 +105,10 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
     for r in rows:
         click.echo(f"{r.depth:>7} {r.C_L:>10.3g} {r.t:>7.3g} {r.train_loss:>11.3e} {r.gap_limit:>15.3e} "
                    f"{r.gap_empirical:>16.3e} {r.kernel_drift:>13.3e}")
-    from deepntk.cli import plots
+    from deepntk.engine.experiments import figures
 
     _finish(out_dir, "compare-trained", {"rows": as_dicts(rows)}, plot,
-            lambda: plots.trained_figure(rows, rule=rule, seed=seed))
+            lambda: figures.trained_figure(rows, rule=rule, seed=seed))
 
 
 @command.command("spectrum")
@@ -140,10 +140,10 @@ def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, pl
                    f"{r.eig_rel_error:>13.3e}")
     click.echo("λ resolved: the smallest eigenvalue above the float64 floor n·ε·λ_max. Eigenvalues below the floor "
                "are round-off; where λ_min is one of them, the condition is the lower bound λ_max/floor.")
-    from deepntk.cli import plots
+    from deepntk.engine.experiments import figures
 
     _finish(out_dir, "compare-spectrum", {"rows": as_dicts(rows)}, plot,
-            lambda: plots.spectrum_figure(rows, rule=rule, points=points, seed=seed))
+            lambda: figures.spectrum_figure(rows, rule=rule, points=points, seed=seed))
 
 
 from deepntk.cli.compare_params_cmd import command as params_command  # noqa: E402  (its own module)

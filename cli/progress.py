@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+from deepntk.engine.durations import format_duration
+
 INTERVAL_VARIABLE = "DEEPNTK_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 30.0
 
@@ -34,14 +36,6 @@ def progress_interval() -> float:
     if not 0 < value < float("inf"):
         raise ValueError(f"${INTERVAL_VARIABLE} must be a number of seconds > 0, got {text!r}")
     return value
-
-
-def format_duration(seconds: float) -> str:
-    """A duration in the largest unit that keeps it at least 1: "42 s", "3.5 min", "7.2 h", "12.3 days"."""
-    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
 
 
 class Progress:

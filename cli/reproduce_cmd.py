@@ -147,18 +147,19 @@ def _experiments_taking(option: str | None) -> str:
 
 def _draw(result, path: str) -> None:
     """Draw `result`'s figure into `path`; where matplotlib is missing, one line on stderr says so."""
-    from deepntk.cli import plots
+    from deepntk.engine.errors import MissingExtraError
+    from deepntk.engine.experiments import figures
 
     try:
         figure = result.figure()
-    except CommandError as exc:
-        click.echo(f"no figure: {exc.format_message()}", err=True)
+    except MissingExtraError as exc:
+        click.echo(f"no figure: {exc}", err=True)
         return
     except ImportError:
-        click.echo(f"no figure: {plots.NEEDS_MATPLOTLIB}", err=True)
+        click.echo(f"no figure: {figures.NEEDS_MATPLOTLIB}", err=True)
         return
     if figure is not None:
-        plots.save(figure, path)
+        figures.save(figure, path)
         click.echo(f"figure in {path}")
 
 

@@ -47,6 +47,10 @@ class ParamsFileError(FileFormatError):
     """A params `.npz` file that is missing an array, has a misshaped one, or unreadable metadata."""
 
 
+class MissingExtraError(DeepNTKError, ImportError):
+    """An optional library that a call needs is not installed; the message names the extra that installs it."""
+
+
 class UnknownBackendError(DeepNTKError, ValueError):
     """A backend name that no built-in or entry-point backend provides."""
 

@@ -124,7 +124,7 @@ class Params(_PackedParameters):
         return Params.from_packed(self.spec, W, b, init=init, seed=self.seed, extra_meta=self.extra_meta)
 
     def meta(self) -> dict:
-        from deepntk import __version__
+        from deepntk.engine.version import __version__
 
         return {**self.spec.to_meta(), "init": self.init, "seed": self.seed, "dtype": str(self.dtype),
                 "deepntk_version": __version__, **self.extra_meta}

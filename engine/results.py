@@ -77,7 +77,7 @@ def _jsonable(value):
 
 def environment() -> dict:
     """Versions and machine facts for a manifest."""
-    from deepntk import __version__
+    from deepntk.engine.version import __version__
 
     libs = {"numpy": np.__version__}
     for name in ("scipy", "numba", "cupy"):

@@ -70,7 +70,7 @@ def mnist_run(name, spec, data, settings, init="paper", seed=0, backend=None, dt
 def run_lines(runs) -> list[str]:
     """One summary line per MNIST training run (`mnist_run`'s record, with Table 1's additions where present):
     its test accuracy or divergence, the limit kernel's prediction, the paper's accuracy, a bounded run's rate."""
-    from deepntk.cli.progress import format_duration  # the one duration format of every report
+    from deepntk.engine.durations import format_duration  # the one duration format of every report
 
     lines = []
     for run in runs:

@@ -99,15 +99,15 @@ class Result:
 
 
 class PlotResult(Result):
-    """A Result drawn by a builder of `deepntk.cli.plots` that takes the result's data: `figure_builder` names it
+    """A Result drawn by a builder of `deepntk.engine.experiments.figures` that takes the result's data: `figure_builder` names it
     (imported only when the figure is asked for, so matplotlib stays optional)."""
 
     figure_builder = ""
 
     def figure(self):
-        from deepntk.cli import plots
+        from deepntk.engine.experiments import figures
 
-        return getattr(plots, self.figure_builder)(self.data)
+        return getattr(figures, self.figure_builder)(self.data)
 
 
 class Progress:

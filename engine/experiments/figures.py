@@ -1,4 +1,4 @@
-"""PNG figures for the CLI's results (the `plot` extra; matplotlib is imported only here, inside the functions).
+"""PNG figures of the studies' results (the `plot` extra; matplotlib is imported only here, inside the functions).
 
 Each figure has a builder `<name>_figure(...)` that returns the matplotlib Figure (what the tests inspect);
 `save(figure, path)` writes any of them. An experiment's Result names its builder
@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 
-from deepntk.cli.common import CommandError
+from deepntk.engine.errors import MissingExtraError
 
 CHANCE_CLASSES = 10  # MNIST digits: the Fig. 4 runs classify 10 classes
 THETA = r"\tilde\Theta"
@@ -25,7 +25,7 @@ def new_figure(panels: int = 1, width: float = 5.5, height: float = 4.2):
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise CommandError(NEEDS_MATPLOTLIB) from None
+        raise MissingExtraError(NEEDS_MATPLOTLIB) from None
     fig = Figure(figsize=(width * panels, height))
     return fig, list(fig.subplots(1, panels, squeeze=False)[0])
 

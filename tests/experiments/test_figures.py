@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib", reason="the figures need the plot extra (matpl
 
 from matplotlib.lines import Line2D  # noqa: E402
 
-from deepntk.cli import plots  # noqa: E402
+from deepntk.engine.experiments import figures  # noqa: E402
 from deepntk.engine.experiments.compare import DepthRow, SpectrumRow, TrainedRow  # noqa: E402
 from deepntk.engine.spectrum import resolve_spectrum  # noqa: E402
 
@@ -147,7 +147,7 @@ def table1_predict_result(train_size=2000):
 
 def test_compare_depth_draws_the_inverse_square_root_reference():
     rows, fits = depth_rows()
-    fig = plots.depth_figure(rows, fits, seeds=3, points=50)
+    fig = figures.depth_figure(rows, fits, seeds=3, points=50)
     assert_readable(fig)
     ax, = fig.axes
     assert "$" in ax.get_ylabel() and r"\tilde\Theta" in ax.get_ylabel()
@@ -165,7 +165,7 @@ def test_compare_depth_draws_the_inverse_square_root_reference():
 
 def test_compare_spectrum_draws_only_resolved_eigenvalues_and_the_floor():
     rows = spectrum_rows()
-    fig = plots.spectrum_figure(rows, rule="L^2", points=30, seed=0)
+    fig = figures.spectrum_figure(rows, rule="L^2", points=30, seed=0)
     assert_readable(fig)
     ax, = fig.axes
     floor = max(r.floor for r in rows)
@@ -186,7 +186,7 @@ def test_compare_spectrum_draws_only_resolved_eigenvalues_and_the_floor():
 def test_compare_trained_figure():
     rows = [TrainedRow(L, L**2, 300, 0.05, 15.0, 1e-3, 0.1 / L**0.5, 0.05 / L**0.5, 0.01 / L**0.5)
             for L in (100, 1000, 3000)]
-    fig = plots.trained_figure(rows, rule="L^2", seed=0)
+    fig = figures.trained_figure(rows, rule="L^2", seed=0)
     assert_readable(fig)
     ax, = fig.axes
     assert any(r"\tilde\Theta^\infty" in line.get_label() for line in ax.lines)
@@ -195,7 +195,7 @@ def test_compare_trained_figure():
 
 def test_fig3_init_and_trained_curves_are_told_apart_where_they_coincide():
     result = fig3_result()
-    fig = plots.fig3_figure(result)
+    fig = figures.fig3_figure(result)
     assert_readable(fig)
     *kernel_panels, fit_panel = fig.axes
     assert len(kernel_panels) == 2
@@ -217,7 +217,7 @@ def test_fig3_init_and_trained_curves_are_told_apart_where_they_coincide():
 
 
 def test_fig4_says_it_is_the_small_reduction_and_draws_chance():
-    fig = plots.fig4_figure(fig4_result())
+    fig = figures.fig4_figure(fig4_result())
     assert_readable(fig)
     ax, = fig.axes
     assert "small" in ax.get_title() and "depth 100 instead of 1000" in ax.get_title().replace("\n", " ")
@@ -229,7 +229,7 @@ def test_fig4_says_it_is_the_small_reduction_and_draws_chance():
 
 
 def test_fig5_uses_mathtext():
-    fig = plots.fig5_figure(fig5_result())
+    fig = figures.fig5_figure(fig5_result())
     assert_readable(fig)
     ax, = fig.axes
     assert ax.get_ylabel() == r"$\sigma(z^l)_{\mathrm{last}} - C_L$"
@@ -238,7 +238,7 @@ def test_fig5_uses_mathtext():
 
 
 def test_table1_predict_explains_the_regression_lines_and_stars():
-    fig = plots.table1_predict_figure(table1_predict_result())
+    fig = figures.table1_predict_figure(table1_predict_result())
     assert_readable(fig)
     ax, = fig.axes
     legend = ax.get_legend()
@@ -254,7 +254,7 @@ def test_compare_spectrum_draws_one_floor_per_kernel_where_the_floors_differ():
     scaled = resolve_spectrum(1e3 * np.asarray(rows[1].eigenvalues))  # λ_max 1e3 times larger: floor too
     rows[1] = SpectrumRow(100, scaled.eigenvalues.tolist(), scaled.floor, scaled.resolved, scaled.condition,
                           scaled.condition_is_lower_bound, 0.01)
-    fig = plots.spectrum_figure(rows, rule="L^2", points=30, seed=0)
+    fig = figures.spectrum_figure(rows, rule="L^2", points=30, seed=0)
     assert_readable(fig)
     ax, = fig.axes
     floors = labelled(ax, "float64 floor")
