@@ -109,7 +109,7 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
         if resume:
             click.echo(f"resuming: the Gram stores in {store_dir} are completed, not recomputed")
         return _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot,
-                               (cluster or "local", workers, cluster_config), options, quiet)
+                               (cluster or "local", workers, cluster_config), options, quiet, backend)
     options = {}
     if experiment == "table1":
         with user_errors():
@@ -169,7 +169,7 @@ def _experiment_progress(experiment, scale, quiet):
             yield {"on_step": stages.on_step}
 
 
-def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet):
+def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet, backend):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
     from deepntk.engine.experiments.table1 import table1_predict
 
@@ -198,7 +198,7 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     keeps(lambda: _kept_grams(store_dir))
     with user_errors(), maybe_cluster(*cluster) as client, stages:
         result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row,
-                                on_progress=on_progress, **options)
+                                on_progress=on_progress, backend=backend, **options)
     for row in result["rows"]:
         if row["note"]:
             click.echo(f"{row['run']}: {row['note']}", err=True)
@@ -208,7 +208,7 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     write_json(os.path.join(out_dir, "results.json"), {**result, "complete": True})
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "reproduce table1 --predict", "train_size": train_size, "test_size": test_size,
-                **options, "seconds": time.perf_counter() - start,
+                "backend": backend, **options, "seconds": time.perf_counter() - start,
                 "environment": environment()})
     click.echo(f"results in {out_dir}")
     if plot:
