@@ -3,7 +3,8 @@
 A spy backend (the NumPy backend counting its calls), registered as a third-party plugin through the entry-point
 group, runs a CNN `simulate` (the NTKs of an ensemble, the limit and expected kernels), a gradient descent, the
 limit kernel's Gram into Zarr stores on a real `distributed.LocalCluster`, the iterative solvers on those stores
-and `predict` with the limit and the empirical kernel. Meanwhile every other backend cannot start, their methods
+(through the API and `deepntk predict --gram`), `deepntk limit`, and `predict` with the limit and the empirical
+kernel. Meanwhile every other backend cannot start, their methods
 and the compiled pair sum's driver raise: an evaluation that picks its own implementation fails the test. Then the
 backends' own `cnn_pair_sum` and `gram_tile_products` against independent oracles and against each other.
 """
@@ -66,7 +67,7 @@ def bypassed(*args, **kwargs):
 
 @pytest.fixture
 def spy(tmp_path, monkeypatch):
-    """The spy, registered as a plugin under the entry-point group (docs/backends.md#plugins), with every other
+    """The spy, registered as a plugin under the entry-point group `deepntk.backends`, with every other
     backend unable to start and their kernel methods, and the compiled pair sums' shared driver, raising."""
     plugin = tmp_path / "plugin"
     plugin.mkdir()
@@ -127,6 +128,21 @@ def test_every_kernel_evaluation_of_a_run_goes_through_the_chosen_backend(spy, t
     assert spy.calls["cnn_pair_sum"] - before == 6 + 6  # the upper tiles of 3 × 3, and all 2 × 3
     prediction, _ = predict_from_stores(train, test, Y, [1.0, np.inf], backend="spy")
     assert np.all(np.isfinite(prediction.test)) and spy.calls["gram_tile_products"] > 0
+
+    # The commands pass their --backend along: `limit` (the CNN's pair sum) and `predict --gram` (the solvers').
+    from click.testing import CliRunner
+
+    from deepntk.cli.main import cli
+
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Y.npy", Y)
+    before = spy.calls["cnn_pair_sum"], spy.calls["gram_tile_products"]
+    limit = CliRunner().invoke(cli, ["limit", "--arch", "cnn", "--x1", str(tmp_path / "X.npy"), "--backend", "spy",
+                                     "-o", str(tmp_path / "K.npy")])
+    solved = CliRunner().invoke(cli, ["predict", "--gram", train.path, "--gram-test", test.path, "--y-train",
+                                      str(tmp_path / "Y.npy"), "--times", "1", "--backend", "spy", "--quiet"])
+    assert limit.exit_code == 0 and solved.exit_code == 0, limit.output + solved.output
+    assert spy.calls["cnn_pair_sum"] == before[0] + 1 and spy.calls["gram_tile_products"] > before[1]
 
     before = spy.calls["cnn_pair_sum"]
     predict(X, Y, Xt, [1.0], spec=spec, backend="spy")
