@@ -1,9 +1,12 @@
 """The backend protocol: one concrete base class written against an array namespace `xp`.
 
 `Backend` is complete and correct on its own for any `xp` with NumPy's API; the NumPy backend is exactly it,
-and faster backends override `forward`, `loss_and_gradients`, `descend` and `ntk` where they have fused
-kernels. Every public method takes and returns host NumPy arrays of a `PackedNet`'s dtype; the engine
-(`deepntk.engine.api`, `deepntk.engine.training`) validates inputs and packs parameters before calling them.
+and faster backends override the ensemble methods, `descend`, the NTK's `_gram`, the CNN limit kernel's
+`cnn_pair_sum` and the solvers' `gram_tile_products` where they have fused kernels. Every kernel evaluation of
+deepntk is one of these methods, on the backend the caller chose (`backend=` / `--backend`, resolved by
+`deepntk.backends.registry`): nothing else picks an implementation (docs/backends.md#who-chooses). Every public
+method takes and returns host NumPy arrays of a `PackedNet`'s dtype; the engine (`deepntk.engine.api`,
+`deepntk.engine.training`) validates inputs and packs parameters before calling them.
 """
 
 from __future__ import annotations
@@ -87,9 +90,16 @@ class Backend:
     def _device_net(self, net):
         return self.to_device(net.W), self.to_device(net.b)
 
+    def _fused(self, net) -> bool:
+        """Whether this backend's ensemble kernels take `net`: then one network runs as the ensemble of one
+        (`net.stacked()`), through the same kernels. The reference has none."""
+        return False
+
     # -- the operations ----------------------------------------------------------------------------------
     def forward(self, net, X: np.ndarray) -> np.ndarray:
         """Network outputs (N, k) for padded inputs X."""
+        if self._fused(net):
+            return self.forward_ensemble(net.stacked(), X)[0]
         W, b = self._device_net(net)
         a = self.to_device(X)
         ops = self._layer_ops(net)
@@ -107,6 +117,9 @@ class Backend:
 
     def loss_and_gradients(self, net, X: np.ndarray, Y: np.ndarray, loss: str):
         """(ℒ, outputs (N, k), ∂ℒ/∂W stacked like net.W, ∂ℒ/∂b stacked like net.b) by backpropagation."""
+        if self._fused(net):
+            values, outputs, dW, db = self.loss_and_gradients_ensemble(net.stacked(), X, Y, loss)
+            return values[0], outputs[0], dW[0], db[0]
         xp = self.xp
         W, b = self._device_net(net)
         outputs, acts = self._trace(net, W, b, self.to_device(X))
@@ -176,8 +189,11 @@ class Backend:
 
         Inputs are taken in blocks whose working memory fits the budget (`memory_budget`, beside the Gram
         itself; docs/ntk.md#memory); each pair of blocks is one `_gram` call, and with X2 None only the blocks
-        on and above the diagonal are computed, the rest mirrored.
+        on and above the diagonal are computed, the rest mirrored. A network the backend's ensemble kernels take
+        (`_fused`) is their ensemble of one.
         """
+        if self._fused(net):
+            return self.ntk_ensemble(net.stacked(), X1, X2)[0]
         N2 = len(X1) if X2 is None else len(X2)
         return self._blocked_ntk(net, X1, X2, np.empty((len(X1), N2, net.outputs, net.outputs), dtype=net.dtype))
 
@@ -228,3 +244,26 @@ class Backend:
                 G1 = ops.backprop(W[layer], G1) * (acts1[layer] > 0)[:, None]
                 G2 = G1 if symmetric else ops.backprop(W[layer], G2) * (acts2[layer] > 0)[:, None]
         return self.to_host(theta.transpose(0, 2, 1, 3))
+
+    # -- closed-form kernels and Gram products -------------------------------------------------------------
+    def cnn_pair_sum(self, terms, beta_sq: float) -> np.ndarray:
+        """The CNN limit kernel's pixel-pair sum d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, (N1, N2)
+        (docs/limit-kernels.md#cnn-theorem-4): the one costly piece of `cnn_limit_kernel` and
+        `cnn_expected_kernel`, which take this method as their `pair_sum`.
+
+        Args:
+            terms: the image sets' `deepntk.analytic.cnn.CNNTerms` (patches P1, P2 (N, d², c·f²), their squared
+                norms, the window weights M (d², d²), t and d).
+            beta_sq: β² (or C_L²β² for the expected kernel's first layer).
+
+        The reference is `CNNTerms.K`'s blocked NumPy loop, which evaluates κ for every pixel pair.
+        """
+        return terms.K(beta_sq)
+
+    def gram_tile_products(self, block: np.ndarray, Y_cols: np.ndarray, Y_rows: np.ndarray):
+        """(block · Y_cols, blockᵀ · Y_rows): what an off-diagonal tile K[rows, cols] of a symmetric Gram, stored as
+        its upper tiles, adds to the rows and to the columns of K·Y in the iterative solvers
+        (`deepntk.engine.solvers`, docs/training.md#kernel-flow). block (B1, B2) float64, Y_cols (B2, r),
+        Y_rows (B1, r); returns (B1, r) and (B2, r)."""
+        tile = self.to_device(block)
+        return (self.to_host(tile @ self.to_device(Y_cols)), self.to_host(tile.T @ self.to_device(Y_rows)))

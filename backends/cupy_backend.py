@@ -41,6 +41,11 @@ DEVICE_MEMORY_FRACTION = 0.7
 # 3 Jacobian rows at width 16 (96 values) spilled. A float64 value takes two of a thread's 255 registers.
 REGISTER_VALUES = 80
 KERNEL_SOURCE = os.path.join(os.path.dirname(__file__), "kernels.cu")
+# The CNN limit kernel (`cnn_correlation_sums`): threads per image pair (a power of two, for the reduction), the most
+# images of the second set on the grid's y axis, and the bytes of their unit patches sent to the device at a time.
+PAIR_THREADS = 128
+MAX_GRID_Y = 65535
+CUDA_CHUNK_BYTES = 1 << 30
 # The most threads a block may have: a fused CNN block takes an image's n·d² values (registers for PER of them
 # per thread, a template argument).
 MAX_BLOCK_THREADS = 1024
@@ -315,12 +320,7 @@ class CupyBackend(Backend):
         host = np.ascontiguousarray(np.moveaxis(array, 0, self._inputs_axis(nets)).astype(nets.dtype, copy=False))
         return self.xp.asarray(host)
 
-    # -- forward: one network is the ensemble of one ---------------------------------------------------------
-    def forward(self, net, X):
-        if not self._fused(net):
-            return super().forward(net, X)
-        return self.forward_ensemble(net.stacked(), X)[0]
-
+    # -- forward (one network is the ensemble of one: `Backend.forward`) -------------------------------------
     def forward_ensemble(self, nets, X):
         """Every network's outputs (E, N, k) from one launch."""
         if not self._fused(nets):
@@ -349,12 +349,6 @@ class CupyBackend(Backend):
         if nets.kind == "conv":
             return conv_trace_bytes(nets, 1)
         return 2 * nets.networks * nets.depth * nets.width * nets.dtype.itemsize
-
-    def loss_and_gradients(self, net, X, Y, loss):
-        if not self._fused(net):
-            return super().loss_and_gradients(net, X, Y, loss)
-        values, outputs, dW, db = self.loss_and_gradients_ensemble(net.stacked(), X, Y, loss)
-        return values[0], outputs[0], dW[0], db[0]
 
     def loss_and_gradients_ensemble(self, nets, X, Y, loss):
         """Every network in each launch; the sums over inputs accumulated over blocks of inputs that fit in device
@@ -414,12 +408,7 @@ class CupyBackend(Backend):
                 on_step(step, value)
         return unstack(self.to_host(W)), unstack(self.to_host(b)), np.array(losses)
 
-    # -- NTK ----------------------------------------------------------------------------------------------
-    def ntk(self, net, X1, X2=None):
-        if not self._fused(net):
-            return super().ntk(net, X1, X2)
-        return self.ntk_ensemble(net.stacked(), X1, X2)[0]
-
+    # -- NTK (one network is the ensemble of one: `Backend.ntk`) ----------------------------------------------
     def _ntk_traces(self, nets, W, b, X):
         """What the Gram of a block of inputs needs, on the device. Dense: the activations and output Jacobians of
         `_launch_trace`. CNN: every image's Jacobian of each output with respect to all weights and biases,
@@ -485,3 +474,44 @@ class CupyBackend(Backend):
                 traces2 = traces1 if same else self._ntk_traces(nets, W, b, (X1 if symmetric else X2)[block2])
                 theta[:, block1, block2] = self._ntk_block(nets, traces1, traces2, same)
         return self.to_host(theta)
+
+    # -- closed-form kernels (Gram tile products: `Backend.gram_tile_products` with CuPy as its namespace) --------
+    def cnn_pair_sum(self, terms, beta_sq):
+        """kernels.cu's `cnn_correlation_sums` (`_launch_pair_sums`), one thread block per image pair, κ in its
+        correlation form as in Numba's kernel (docs/limit-kernels.md#the-correlation-form); the pairs with a
+        zero patch in closed form on the host. Without the kernels (`CupyBackend(xp=numpy)` and no host build of
+        them): the reference."""
+        if not self.kernels_available:
+            return super().cnn_pair_sum(terms, beta_sq)
+        from deepntk.backends.limit_kernels import pair_sum_from_nonzero
+
+        return pair_sum_from_nonzero(terms, beta_sq, self._launch_pair_sums)
+
+    def _launch_pair_sums(self, P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool) -> np.ndarray:
+        """`limit_kernels.nonzero_pair_sums` on the device: one thread block per image pair, its threads taking the
+        pairs of nonzero patches in turn. The second set goes to the device in chunks of at most CUDA_CHUNK_BYTES
+        of unit patches (and at most MAX_GRID_Y images, the grid's limit)."""
+        from deepntk.backends.limit_kernels import kappa_polynomial, unit_patches
+
+        xp = self.xp
+
+        def device(array):
+            return xp.asarray(np.ascontiguousarray(array))
+
+        U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=1)
+        N1, R1, width = U1.shape
+        N2, D = norm2.shape
+        near_one, constants = kappa_polynomial(P1, norm1, P2, norm2, t, beta_sq)
+        first = [device(U1), device(root1), device(live1), device(count1), np.int32(R1)]
+        weights, constants = device(M), device(np.array(constants))
+        sums = xp.zeros((N1, N2))
+        kernel = _kernel("cnn_correlation_sums", "float64", int(near_one))
+        chunk = int(max(1, min(MAX_GRID_Y, CUDA_CHUNK_BYTES // (D * (width + 2) * 8))))
+        for j0 in range(0, N2, chunk):
+            U2, root2, live2, count2 = unit_patches(P2[j0:j0 + chunk], norm2[j0:j0 + chunk], t, beta_sq, multiple=1)
+            kernel((N1, len(U2)), (PAIR_THREADS,),
+                   first + [device(U2), device(root2), device(live2), device(count2), np.int32(U2.shape[1]),
+                            np.int32(width), weights, np.int32(D), np.int32(N2), np.int32(symmetric), np.int32(j0),
+                            constants, sums],
+                   shared_mem=PAIR_THREADS * 8)
+        return self.to_host(sums)

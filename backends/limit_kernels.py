@@ -1,11 +1,10 @@
-"""Compiled fast paths of the closed-form limit kernels: the CNN limit kernel's pixel-pair sum on a CUDA device
-(kernels.cu, through CuPy) or on the CPU's cores (Numba). `deepntk.analytic` stays the NumPy reference they are
-tested against; the architectures use the fastest one installed (`cnn_pair_sum`)."""
+"""The correlation form of the CNN limit kernel's pixel-pair sum, shared by the backends' compiled versions of it
+(`NumbaBackend.cnn_pair_sum` on the CPU's cores, `CupyBackend.cnn_pair_sum` on a CUDA device through kernels.cu):
+the unit patches, the choice of κ's polynomial, the pairs with a zero patch in closed form, and the Numba
+kernel's driver. `deepntk.analytic` (through `Backend.cnn_pair_sum`) stays the NumPy reference they are tested
+against; which one runs is the caller's backend (docs/backends.md#who-chooses)."""
 
 from __future__ import annotations
-
-import functools
-import importlib.util
 
 import numpy as np
 
@@ -24,28 +23,6 @@ H_NEAR_ONE_CONSTANTS = (
     0.013775245485491045, 0.009110641488150412, 0.00793920318948539) + (0.0,) * 9 + (np.pi / 2, np.pi)
 # The least correlation H_NEAR_ONE_CONSTANTS' polynomial is fitted for.
 NEAR_ONE = 7 / 8
-
-
-def numba_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
-
-
-@functools.cache
-def cuda_available() -> bool:
-    from deepntk.backends.cupy_backend import cuda_unavailable_reason
-
-    return not cuda_unavailable_reason()
-
-
-def fused_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
-    """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair with the fused Numba kernel (one pass per pair, each
-    pair of a symmetric Gram once), in place of `CNNTerms.K`'s blocked NumPy loop (`pair_sum_from_nonzero`)."""
-    return pair_sum_from_nonzero(terms, beta_sq, nonzero_pair_sums)
-
-
-def cuda_cnn_pair_sum(terms, beta_sq: float) -> np.ndarray:
-    """The same sum on the CUDA device, a thread block per image pair (`cuda_nonzero_pair_sums`)."""
-    return pair_sum_from_nonzero(terms, beta_sq, cuda_nonzero_pair_sums)
 
 
 def pair_sum_from_nonzero(terms, beta_sq: float, nonzero_sums) -> np.ndarray:
@@ -130,39 +107,6 @@ def correlations_near_one(P1, norm1, P2, norm2, t: float, beta_sq: float) -> boo
     return bool(beta_sq >= NEAR_ONE * largest)
 
 
-def cuda_nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool,
-                           xp=None) -> np.ndarray:
-    """`nonzero_pair_sums` on the CUDA device: kernels.cu's `cnn_correlation_sums`, one thread block per image pair,
-    its threads taking the pairs of nonzero patches in turn. The second set goes to the device in chunks of at
-    most CUDA_CHUNK_BYTES of unit patches (and at most 65,535 images, the grid's limit). `xp`: the array
-    namespace (CuPy; NumPy where the tests run the kernel compiled for the host)."""
-    from deepntk.backends import cupy_backend
-
-    if xp is None:
-        import cupy as xp
-
-    def device(array):
-        return xp.asarray(np.ascontiguousarray(array))
-
-    U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=1)
-    N1, R1, width = U1.shape
-    N2, D = norm2.shape
-    near_one, constants = kappa_polynomial(P1, norm1, P2, norm2, t, beta_sq)
-    first = [device(U1), device(root1), device(live1), device(count1), np.int32(R1)]
-    weights, constants = device(M), device(np.array(constants))
-    sums = xp.zeros((N1, N2))
-    kernel = cupy_backend._kernel("cnn_correlation_sums", "float64", int(near_one))
-    chunk = int(max(1, min(MAX_GRID_Y, CUDA_CHUNK_BYTES // (D * (width + 2) * 8))))
-    for j0 in range(0, N2, chunk):
-        U2, root2, live2, count2 = unit_patches(P2[j0:j0 + chunk], norm2[j0:j0 + chunk], t, beta_sq, multiple=1)
-        kernel((N1, len(U2)), (PAIR_THREADS,),
-               first + [device(U2), device(root2), device(live2), device(count2), np.int32(U2.shape[1]),
-                        np.int32(width), weights, np.int32(D), np.int32(N2), np.int32(symmetric), np.int32(j0),
-                        constants, sums],
-               shared_mem=PAIR_THREADS * 8)
-    return xp.asnumpy(sums) if hasattr(xp, "asnumpy") else sums
-
-
 def unit_patches(P, norms, t: float, beta_sq: float, multiple: int):
     """Each image's nonzero patches, first, as the unit vectors u_p = (√t·φ_p, β)/√s_p (s_p = t|φ_p|² + β²) of
     `cnn_correlation_sums`: (U (N, R, c·f² + 1), their √s_p (N, R), their pixels (N, R), their counts rounded up
@@ -195,16 +139,3 @@ WEIGHTS_CHUNK_BYTES = 4 << 20
 # The second set's patch lists are rounded up to whole vectors of AVX2's four float64 lanes. With AVX-512's eight,
 # each loop ends with a short remainder; rounding up to 8 or 16 instead measured no faster.
 VECTOR_WIDTH = 4
-# The CUDA kernel: threads per image pair (a power of two, for the reduction), the most images of the second set
-# on the grid's y axis, and the bytes of their unit patches sent to the device at a time.
-PAIR_THREADS = 128
-MAX_GRID_Y = 65535
-CUDA_CHUNK_BYTES = 1 << 30
-
-
-def cnn_pair_sum():
-    """The fastest pixel-pair sum here: on a CUDA device where CuPy reaches one, else on the CPU's cores with
-    Numba, else None (the NumPy reference)."""
-    if cuda_available():
-        return cuda_cnn_pair_sum
-    return fused_cnn_pair_sum if numba_available() else None

@@ -34,6 +34,10 @@ TILE_ROWS = 64
 TILE_COLUMNS = 128
 TILE_BYTES = 2 << 20
 COLUMN_VECTOR = 8
+# Beyond this many right-hand sides a Gram tile's products (`gram_tile_products`) are bound by arithmetic, not by
+# reading the tile, and BLAS's two GEMMs win; the one-pass kernel's transposed accumulator (r × B2) would also no
+# longer stay in cache.
+ONE_PASS_MAX_COLUMNS = 32
 # Rows of a symmetric Gram mirrored at a time (`mirror_upper` on the conv Gram).
 MIRROR_ROWS = 256
 # Layers per segment at least, so that many inputs or networks do not make a segment (a kernel call on every
@@ -175,12 +179,7 @@ class NumbaBackend(Backend):
         """(N, n) → (n, N) or (N, n, d, d) → (n, d, d, N): the kernels' layout, inputs contiguous."""
         return np.ascontiguousarray(np.moveaxis(X, 0, -1))
 
-    # -- forward: one network is the ensemble of one ---------------------------------------------------------
-    def forward(self, net, X):
-        if not self._fused(net):
-            return super().forward(net, X)
-        return self.forward_ensemble(net.stacked(), X)[0]
-
+    # -- forward (one network is the ensemble of one: `Backend.forward`) -------------------------------------
     def forward_ensemble(self, nets, X):
         """Every network's outputs (E, N, k) in one kernel call, in parallel over networks × chunks of inputs."""
         if not self._fused(nets):
@@ -191,12 +190,6 @@ class NumbaBackend(Backend):
         return np.ascontiguousarray(out.transpose(0, 2, 1))
 
     # -- loss gradients -----------------------------------------------------------------------------------
-    def loss_and_gradients(self, net, X, Y, loss):
-        if not self._fused(net):
-            return super().loss_and_gradients(net, X, Y, loss)
-        values, outputs, dW, db = self.loss_and_gradients_ensemble(net.stacked(), X, Y, loss)
-        return values[0], outputs[0], dW[0], db[0]
-
     def loss_and_gradients_ensemble(self, nets, X, Y, loss):
         """One fused, checkpointed forward+backward kernel call for every network, in parallel over networks ×
         chunks of inputs; each thread sums its own gradients, added up here."""
@@ -333,3 +326,29 @@ class NumbaBackend(Backend):
             for gram in grams:
                 mirror_upper(gram[None, :, :, None, None], MIRROR_ROWS)
         return np.stack([gram.reshape(k, sizes[0], k, sizes[-1]).transpose(1, 3, 0, 2) for gram in grams])
+
+    # -- closed-form kernels and Gram products -------------------------------------------------------------
+    def cnn_pair_sum(self, terms, beta_sq):
+        """The fused Numba kernel (`limit_kernels.nonzero_pair_sums`): one pass per image pair over its nonzero
+        patches, each pair of a symmetric Gram once, κ in its correlation form
+        (docs/limit-kernels.md#the-correlation-form); the pairs with a zero patch in closed form."""
+        from deepntk.backends.limit_kernels import nonzero_pair_sums, pair_sum_from_nonzero
+
+        return pair_sum_from_nonzero(terms, beta_sq, nonzero_pair_sums)
+
+    def gram_tile_products(self, block, Y_cols, Y_rows):
+        """Both products in one pass over the tile (`numba_tile_kernels.tile_both_products`), which halves the
+        memory traffic the solvers are bound by; BLAS's two products for more than ONE_PASS_MAX_COLUMNS
+        right-hand sides or a tile that is not C-contiguous float64."""
+        if block.dtype != np.float64 or not block.flags.c_contiguous or Y_cols.shape[1] > ONE_PASS_MAX_COLUMNS:
+            return super().gram_tile_products(block, Y_cols, Y_rows)
+        from deepntk.backends.numba_tile_kernels import tile_both_products
+
+        B1, B2 = block.shape
+        parts = max(1, min(self._threads(), B1 // 64))
+        Yc = np.ascontiguousarray(Y_cols.T)
+        Yr = np.ascontiguousarray(Y_rows.T)
+        rows_out = np.zeros((Yc.shape[0], B1))
+        cols_out = np.zeros((parts, Yc.shape[0], B2))
+        run_in_parts(tile_both_products, block, Yc, Yr, rows_out, cols_out, parts=parts)
+        return rows_out.T, cols_out.sum(axis=0).T

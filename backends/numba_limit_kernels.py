@@ -1,5 +1,5 @@
 """Numba kernel of the CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#cnn-theorem-4); the NumPy
-reference is `deepntk.analytic`, and `deepntk.backends.limit_kernels` chooses between them."""
+reference is `deepntk.analytic`; `NumbaBackend.cnn_pair_sum` runs it through `deepntk.backends.limit_kernels`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Numba kernel of the iterative solvers' Gram products (deepntk.backends.tile_products): both products of a
+"""Numba kernel of the iterative solvers' Gram products (`NumbaBackend.gram_tile_products`): both products of a
 stored upper tile in one pass over it."""
 
 from __future__ import annotations

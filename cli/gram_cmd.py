@@ -85,7 +85,7 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
         else:
             sizes = {"depth": depth, "C_L": C_L} if kind == "expected" else {}
             spec = spec_from_data(arch, X1.shape, "--x1", **sizes)
-            gram_kernel = GramKernel.for_spec(kind, spec)
+            gram_kernel = GramKernel.for_spec(kind, spec, backend=backend)
         keeps(lambda: kept_tiles(store))
         with dask_client(None, cluster, workers, cluster_config, timeout=connect_timeout) as client, \
                 progress(None, "tiles", quiet) as bar:

@@ -3,7 +3,7 @@
 import click
 
 from deepntk.cli.arch import spec_from_data, with_arch
-from deepntk.cli.common import CommandError, check_output_path, load_npy, save_npy, user_errors
+from deepntk.cli.common import CommandError, backend_option, check_output_path, load_npy, save_npy, user_errors
 from deepntk.engine.validate import check_inputs
 
 
@@ -14,7 +14,8 @@ from deepntk.engine.validate import check_inputs
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Where to write it (.npy).")
 @click.option("--symbolic", is_flag=True, help="Print the formula (SymPy, the symbolic extra) instead.")
 @click.option("--latex", is_flag=True, help="With --symbolic: LaTeX instead of plain text.")
-def command(arch, x1_path, x2_path, output, symbolic, latex):
+@backend_option
+def command(arch, x1_path, x2_path, output, symbolic, latex, backend):
     """Write Θ̃^∞(X1, X2), shape (N1, N2): the factor of I_k (Theorems 1 and 4, corrected)."""
     if symbolic or latex:
         from deepntk.analytic.symbolic import format_formula
@@ -33,6 +34,6 @@ def command(arch, x1_path, x2_path, output, symbolic, latex):
         spec = spec_from_data(arch, X1.shape, "--x1")
         A1 = check_inputs(X1, spec, "--x1")
         A2 = None if X2 is None else check_inputs(X2, spec, "--x2")
-        K = spec.limit_kernel(A1, A2)
+        K = spec.limit_kernel(A1, A2, backend=backend)
     save_npy(output, K)
     click.echo(f"wrote {output}: Θ̃^∞ with shape {K.shape}")

@@ -39,7 +39,8 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, g
     check_output_path(output)
     if gram_path is not None:
         return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output,
-                                    dict(tol=tol, max_iterations=max_iterations, rank=nystrom_rank), quiet)
+                                    dict(tol=tol, max_iterations=max_iterations, rank=nystrom_rank, backend=backend),
+                                    quiet)
     if x_train is None or x_test is None:
         raise CommandError("give --x-train and --x-test, or --gram and --gram-test")
     if kernel_kind == "empirical" and params_path is None:
@@ -56,7 +57,7 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, g
             result = predict(X, Y, Xt, times, Y_test=Yt, params=params, backend=backend)
         else:
             spec = spec_from_data(arch, X.shape, "--x-train", outputs=k)
-            result = predict(X, Y, Xt, times, Y_test=Yt, spec=spec)
+            result = predict(X, Y, Xt, times, Y_test=Yt, spec=spec, backend=backend)
     _report(result, output)
 
 

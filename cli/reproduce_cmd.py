@@ -92,7 +92,7 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
         if resume:
             click.echo(f"resuming: the Gram stores in {store_dir} are completed, not recomputed")
         return _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot,
-                               (cluster or "local", workers, cluster_config), options, quiet)
+                               (cluster or "local", workers, cluster_config), options, quiet, backend)
     from deepntk.engine.experiments.protocol import config_key
     from deepntk.engine.experiments.registry import get_experiment
 
@@ -175,7 +175,7 @@ def _predict_size(text: str) -> int | None:
     return size
 
 
-def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet):
+def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet, backend):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
     from deepntk.engine.experiments.table1 import Table1PredictResult, table1_predict
 
@@ -203,7 +203,7 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     keeps(lambda: _kept_grams(store_dir))
     with user_errors(), maybe_cluster(*cluster) as client, stages:
         result = table1_predict(train_size, test_size, data_dir, store_dir, client, on_row=on_row,
-                                on_progress=on_progress, **options)
+                                on_progress=on_progress, backend=backend, **options)
     for row in result["rows"]:
         if row["note"]:
             click.echo(f"{row['run']}: {row['note']}", err=True)
@@ -214,7 +214,7 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     final.save(out_dir)
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "reproduce table1 --predict", "train_size": train_size, "test_size": test_size,
-                **options, "seconds": time.perf_counter() - start,
+                "backend": backend, **options, "seconds": time.perf_counter() - start,
                 "environment": environment()})
     click.echo(f"results in {out_dir}")
     if plot:

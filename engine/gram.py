@@ -45,7 +45,8 @@ class GramKernel:
             network in `params_path`).
         spec: the architecture's metadata (`spec.to_meta()`).
         params_path, params_digest: the params file of an "ntk" kernel and the SHA-256 of its bytes.
-        backend: the backend that computes "ntk" tiles.
+        backend: the backend that computes the tiles (the NTK, or the closed forms' costly pieces); part of
+            the configuration for "ntk" only, since the closed forms agree across backends to rounding.
     """
 
     kind: str
@@ -69,7 +70,7 @@ class GramKernel:
             with open(params_path, "rb") as handle:
                 return cls(kind, spec.to_meta(), os.path.abspath(params_path), hashlib.sha256(handle.read()).hexdigest(),
                            backend)
-        return cls(kind, spec.to_meta())
+        return cls(kind, spec.to_meta(), backend=backend)
 
     def architecture(self):
         from deepntk.engine.architectures import spec_from_meta
@@ -99,7 +100,8 @@ class GramKernel:
         spec = self.architecture()
         A = spec.prepare_inputs(A)
         B = None if B is None else spec.prepare_inputs(B)
-        return spec.limit_kernel(A, B) if self.kind == "limit" else spec.expected_kernel(A, B)
+        closed_form = spec.limit_kernel if self.kind == "limit" else spec.expected_kernel
+        return closed_form(A, B, backend=self.backend)
 
     def flops_per_pair(self) -> float:
         """Floating-point operations one entry costs, roughly (arc-cosine evaluations ≈ 40 FLOPs each)."""

@@ -12,13 +12,14 @@ from deepntk.engine.errors import InputError
 from deepntk.engine.validate import check_inputs, check_targets
 
 
-def limit_kernel_factors(spec, X_train, X_test):
+def limit_kernel_factors(spec, X_train, X_test, backend=None):
     """The limit kernel's scalar factors (Θ̃^∞ = K·I_k; docs/training.md#kernel-flow): K (N, N) on the training
     inputs and K_test_train (M, N), for inputs as the user gives them (the spec prepares them). `kernel_flow`
-    takes them with (N, k) targets as it would K ⊗ I_k, at an eigendecomposition of size N instead of N·k."""
+    takes them with (N, k) targets as it would K ⊗ I_k, at an eigendecomposition of size N instead of N·k.
+    `backend` computes their costly pieces (the CNN's pixel-pair sums)."""
     A = spec.prepare_inputs(np.asarray(X_train, dtype=np.float64))
     B = spec.prepare_inputs(np.asarray(X_test, dtype=np.float64))
-    return spec.limit_kernel(A), spec.limit_kernel(B, A)
+    return spec.limit_kernel(A, backend=backend), spec.limit_kernel(B, A, backend=backend)
 
 
 def check_times(times) -> list[float]:
@@ -59,6 +60,8 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
         times: flow times t >= 0.
         spec: the architecture whose limit kernel is used (exactly one of spec and params).
         params: a network whose empirical kernel is used instead.
+        backend: computes either kernel (the NTK, or the limit kernel's costly pieces): a backend name,
+            instance, or None for the best installed one.
     """
     from deepntk.analytic import kernel_flow
 
@@ -75,7 +78,7 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
 
         K, Kx = scaled_ntk(params, X, backend=backend), scaled_ntk(params, Xt, X, backend=backend)
     else:
-        K, Kx = limit_kernel_factors(spec, X, Xt)
+        K, Kx = limit_kernel_factors(spec, X, Xt, backend)
     train, test = [], []
     for t in times:
         train.append(kernel_flow(K, Y, t))

@@ -44,15 +44,20 @@ class KernelOperator:
         return cls(lambda Y: K @ Y, K.shape[0], samples)
 
     @classmethod
-    def from_store(cls, store, memory: int | None = None) -> "KernelOperator":
+    def from_store(cls, store, memory: int | None = None, backend=None) -> "KernelOperator":
         """A symmetric Gram store, read tile by tile for every product; its upper tiles are read once and kept
-        when they fit in `memory` bytes (default: DEEPNTK_MEMORY_BUDGET), else nothing of size N² is held."""
+        when they fit in `memory` bytes (default: DEEPNTK_MEMORY_BUDGET), else nothing of size N² is held. Each
+        off-diagonal tile's two products are `backend`'s `gram_tile_products` (a name, an instance, or None for
+        the best installed)."""
+        from deepntk.backends.registry import get_backend
+
         if not store.symmetric:
             raise InputError(f"Gram store {store.path!r} is not a symmetric Gram (K of the training set with itself)")
         if not store.complete:
             raise InputError(f"Gram store {store.path!r} is incomplete; resume it first")
         from deepntk.engine.memory import memory_budget
 
+        engine = get_backend(backend)
         N = store.shape[0]
         k = store.shape[2] if len(store.shape) == 4 else 1
         gram = store.group["gram"]
@@ -62,8 +67,6 @@ class KernelOperator:
             kept = {(i, j): _stacked(gram[store.slices(i, j)]) for i, j in store.tiles()}
 
         def matvec(Y):
-            from deepntk.backends.tile_products import both_products
-
             out = np.zeros_like(Y)
             for i, j in store.tiles():
                 rows, cols = store.slices(i, j)
@@ -72,7 +75,7 @@ class KernelOperator:
                 if i == j:
                     out[r] += block @ Y[c]
                 else:
-                    to_rows, to_cols = both_products(block, Y[c], Y[r])
+                    to_rows, to_cols = engine.gram_tile_products(block, Y[c], Y[r])
                     out[r] += to_rows
                     out[c] += to_cols
             return out
@@ -326,17 +329,18 @@ def apply_cross(store, coefficients) -> np.ndarray:
 
 def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None, tol: float = 1e-6,
                         rank: int = NYSTROM_RANK, max_iterations: int = MAX_ITERATIONS, memory: int | None = None,
-                        on_iteration=None):
+                        on_iteration=None, backend=None):
     """Kernel flow (regression at t = inf) with the Gram stores of the training set and of test × training:
     a `Prediction` like `deepntk.engine.predict.predict`, plus each solve's report. The finite times share one
     Lanczos run; `max_iterations` bounds it and the regression's conjugate gradients; `memory` is the bytes the
-    training Gram's upper tiles may occupy to be read once and kept (default DEEPNTK_MEMORY_BUDGET).
+    training Gram's upper tiles may occupy to be read once and kept (default DEEPNTK_MEMORY_BUDGET); `backend`
+    computes the products with its tiles (`KernelOperator.from_store`).
     `on_iteration(solver, iteration)` reports progress, solver "flow" or "regression"."""
     from deepntk.engine.predict import Prediction, check_times
     from deepntk.engine.validate import check_targets
 
     times = check_times(times)
-    K = KernelOperator.from_store(train_store, memory)
+    K = KernelOperator.from_store(train_store, memory, backend)
     k = train_store.shape[2] if len(train_store.shape) == 4 else None
     Y = check_targets(Y_train, K.samples, k or np.asarray(Y_train).reshape(K.samples, -1).shape[1], "Y_train")
     Yt = None if Y_test is None else check_targets(Y_test, test_store.shape[0], Y.shape[1], "Y_test")

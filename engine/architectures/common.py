@@ -4,9 +4,10 @@ An architecture is a frozen dataclass (its spec) that also knows everything spec
 initialization (`paper_weights`), how its inputs are prepared (`prepare_inputs`), which layer kind the
 backends run (`layer_kind`, a key of `deepntk.backends.layers.LAYER_OPS`), its params-file keys
 (`weight_prefix`) and its closed-form kernels (`limit_kernel`, `expected_kernel`, delegating to
-`deepntk.analytic`). The rest of deepntk asks the spec instead of branching on its name: the commands' options
-are its fields (`spec_field`, `option_fields`) and `deepntk simulate`'s defaults its `study` (`Study`). Adding an
-architecture: docs/networks.md#adding-an-architecture.
+`deepntk.analytic`, with the caller's `backend=` for any costly piece a backend computes). The rest of deepntk asks
+the spec instead of branching on its name: the commands' options are its fields (`spec_field`, `option_fields`)
+and `deepntk simulate`'s defaults its `study` (`Study`). Adding an architecture:
+docs/networks.md#adding-an-architecture.
 """
 
 from __future__ import annotations

@@ -145,14 +145,16 @@ class MLP(Architecture):
         biases.append(np.full(k, -C))
         return weights, biases
 
-    def limit_kernel(self, X1, X2=None) -> np.ndarray:
-        """Θ̃^∞ (Theorem 1, corrected) on prepared inputs: (N1, N2), the factor of I_k."""
+    def limit_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
+        """Θ̃^∞ (Theorem 1, corrected) on prepared inputs: (N1, N2), the factor of I_k. A closed form of N1·N2
+        arc-cosines in NumPy: no backend method, so `backend` (taken by every architecture) goes unused."""
         from deepntk.analytic import mlp_limit_kernel
 
         return mlp_limit_kernel(X1, X2, d_out=self.d_out, rho=self.rho, beta=self.beta)
 
-    def expected_kernel(self, X1, X2=None) -> np.ndarray:
-        """E Θ̃ at this spec's finite (L, C_L) on prepared inputs: (N1, N2), the factor of I_k."""
+    def expected_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
+        """E Θ̃ at this spec's finite (L, C_L) on prepared inputs: (N1, N2), the factor of I_k (a closed form, like
+        `limit_kernel`)."""
         from deepntk.analytic import mlp_expected_kernel
 
         return mlp_expected_kernel(X1, X2, depth=self.depth, C_L=self.C_L, d_out=self.d_out, rho=self.rho,

@@ -260,8 +260,8 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     device, the device's kernel (kernels.cu) is timed too, in the same way, and compared with the fused one."""
     from deepntk.analytic import cnn_limit_kernel
     from deepntk.analytic.cnn import CNNTerms
-    from deepntk.backends.limit_kernels import (correlations_near_one, cuda_available, cuda_cnn_pair_sum,
-                                                fused_cnn_pair_sum)
+    from deepntk.backends.limit_kernels import correlations_near_one
+    from deepntk.backends.registry import availability, get_backend
 
     # Uniform images take a CNN's default scales (those of `cnn_limit_kernel` too).
     sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d)),
@@ -274,7 +274,9 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
             images = mnist[:n] if d == 28 else average_pool(mnist[:n], 28 // d)
             sets.append((f"{d}×{d} MNIST", images[:, None], table1_cnn_scales()))
     bound, ceiling = root_bound(), kappa_loop_ceiling()
-    compiled = [("numba", fused_cnn_pair_sum)] + ([("cupy", cuda_cnn_pair_sum)] if cuda_available() else [])
+    # The backends' own pair sums, by name (`Backend.cnn_pair_sum`): Numba's, and the device's where CuPy has one.
+    compiled = [(name, get_backend(name).cnn_pair_sum) for name in ("numba", "cupy")
+                if name == "numba" or availability(name)[0]]
     rows = []
     for name, X, scales in sets:
         n, d = len(X), X.shape[-1]

@@ -71,7 +71,7 @@ def compare_with_theory(params, X1, X2=None, *, backend=None) -> TheoryCompariso
     ensemble = isinstance(params, Ensemble)
     if not ensemble:
         theta = theta[None]
-    limit, expected = limit_and_expected(spec, A, B)
+    limit, expected = limit_and_expected(spec, A, B, backend)
     # The pairs: all of X1 × X2, or the upper triangle (diagonal included) of a symmetric Gram.
     keep = np.triu(np.ones(limit.shape, dtype=bool)) if B is None else np.ones(limit.shape, dtype=bool)
     k = theta.shape[-1]

@@ -107,11 +107,11 @@ def describe_inputs(config: ConvergenceConfig) -> str:
     return architecture(config.arch).study.describe(config.spec(2, 1.0), config.points)
 
 
-def limit_and_expected(spec, X1, X2):
-    """(Θ̃^∞, E Θ̃) at the spec's (L, C_L) as (N1, N2) scalar factors of I_k."""
+def limit_and_expected(spec, X1, X2, backend=None):
+    """(Θ̃^∞, E Θ̃) at the spec's (L, C_L) as (N1, N2) scalar factors of I_k, their costly pieces on `backend`."""
     A1 = spec.prepare_inputs(X1)
     A2 = None if X2 is None else spec.prepare_inputs(X2)
-    return spec.limit_kernel(A1, A2), spec.expected_kernel(A1, A2)
+    return spec.limit_kernel(A1, A2, backend=backend), spec.expected_kernel(A1, A2, backend=backend)
 
 
 @dataclass
@@ -158,7 +158,7 @@ def run_depth(config: ConvergenceConfig, depth: int, C_L: float, X1, X2, on_seed
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
     start = time.perf_counter()
     kernels = seed_kernels(spec, seeds, config.dtype, X1, X2, config.backend, client, on_seed)
-    limit, expected = limit_and_expected(spec, X1, X2)
+    limit, expected = limit_and_expected(spec, X1, X2, config.backend)
     err_limit = np.array([relative_block_errors(K, limit) for K in kernels])
     err_expected = np.array([relative_block_errors(K, expected) for K in kernels])
     k = kernels.shape[-1]

@@ -27,7 +27,7 @@ def fig4(scale: str = "small", data_dir=None, backend=None, on_step=None) -> dic
     d_in = data.X_train.shape[1]
     C_L = 4.0
     spec = MLP(d_in, 10, depth, C_L)
-    paper_lr = 1e-5 if scale == "paper" else stable_eta(spec, data.X_train) / (depth * C_L**2)
+    paper_lr = 1e-5 if scale == "paper" else stable_eta(spec, data.X_train, backend=backend) / (depth * C_L**2)
     every = 2 * -(-len(data.X_train) // BATCH_SIZE)  # evaluate every two epochs, for the accuracy curves
 
     def settings(lr):

@@ -17,7 +17,7 @@ from deepntk.engine.training import LossGrowthWarning, loss_growth
 BATCH_SIZE = 512
 
 
-def stable_eta(spec, X, loss: str = "mse", fraction: float = 0.5, sample: int = 100) -> float:
+def stable_eta(spec, X, loss: str = "mse", fraction: float = 0.5, sample: int = 100, backend=None) -> float:
     """A scaled step η at `fraction` of the stability bound of gradient descent in the kernel regime.
 
     Outputs move by −(c·η/N)·K(f − y) per step, with c = 2/k for MSELoss and 1 for the paper's loss, so GD is
@@ -25,19 +25,19 @@ def stable_eta(spec, X, loss: str = "mse", fraction: float = 0.5, sample: int = 
     (the constant mode dominates it, e.g. k·Σ_ab(|W_ab|/d²)² for the CNN).
     """
     Xs = np.asarray(X[:sample], dtype=float)
-    K = spec.limit_kernel(spec.prepare_inputs(Xs))
+    K = spec.limit_kernel(spec.prepare_inputs(Xs), backend=backend)
     rate = np.linalg.eigvalsh(K)[-1] / len(Xs)
     c = 2.0 / spec.outputs if loss == "mse" else 1.0
     return fraction * 2.0 / (c * rate)
 
 
-def limit_kernel_reference(spec, data, t: float, n_train: int = 300, n_test: int = 300) -> dict:
+def limit_kernel_reference(spec, data, t: float, n_train: int = 300, n_test: int = 300, backend=None) -> dict:
     """Test accuracy the infinite-depth theory predicts on a subset: kernel flow from f₀ = 0 to flow time t, and
     kernel regression (t = ∞), both with the limit kernel (Theorems 3 and 6)."""
     from deepntk.analytic import kernel_flow
 
     X, Y, Xt, Yt = data.X_train[:n_train], data.Y_train[:n_train], data.X_test[:n_test], data.Y_test[:n_test]
-    K, Kx = limit_kernel_factors(spec, X, Xt)
+    K, Kx = limit_kernel_factors(spec, X, Xt, backend=backend)
     kind = classification_kind(Y)
     lam = np.linalg.eigvalsh(K)
     return {"subset": [len(X), len(Xt)], "flow_time": t,

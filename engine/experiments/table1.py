@@ -61,14 +61,14 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_
             continue
         data = load_mnist(data_dir, task=task, **layout, **sizes)
         if lr is None:
-            lr = stable_eta(spec, data.X_train) / (spec.depth * spec.C_L**2)
+            lr = stable_eta(spec, data.X_train, backend=backend) / (spec.depth * spec.C_L**2)
         schedule = schedule_steps(epochs, len(data.X_train))
         steps = schedule if max_steps is None else min(max_steps, schedule)
         settings = TrainSettings(steps=steps, batch_size=BATCH_SIZE, lr=lr, loss="mse",
                                  eval_points=None if max_steps is None else BOUNDED_EVAL_IMAGES)
         clock = StepClock(on_step)
         run = mnist_run(name, spec, data, settings, backend=backend, dtype=dtype, on_step=clock)
-        run["theory"] = limit_kernel_reference(spec, data, flow_time(spec, lr, steps))
+        run["theory"] = limit_kernel_reference(spec, data, flow_time(spec, lr, steps), backend=backend)
         run.update({"task": task, "depth": spec.depth, "C_L": spec.C_L, "epochs": epochs, "note": data.note,
                     "chance": 0.5 if task == "binary" else 0.1, "paper_accuracy": PAPER_ACCURACY[name],
                     "steps": steps, "schedule_steps": schedule, "evaluated_images": settings.eval_points})
@@ -182,13 +182,15 @@ class Table1PredictResult(PlotResult):
 
 def table1_predict(train_size: int | None = None, test_size: int | None = None, data_dir=None, store_dir=None,
                    client=None, tol: float = 1e-6, times_per_row: int = 4, on_row=None, networks=None,
-                   max_iterations: int = MAX_ITERATIONS, rank: int = NYSTROM_RANK, on_progress=None) -> dict:
+                   max_iterations: int = MAX_ITERATIONS, rank: int = NYSTROM_RANK, on_progress=None,
+                   backend=None) -> dict:
     """Table 1 as the infinite-depth theory predicts it (Theorems 3 and 6): for each of the paper's networks,
     kernel flow with its limit kernel to the flow time of the paper's schedule, and kernel regression (t = ∞),
     on MNIST (`train_size` None: every training image). The Grams go into Zarr stores (`deepntk gram`, resumed
     when present) and are solved iteratively (`deepntk.engine.solvers`), so N is limited by disk, not memory.
     `networks` picks rows by slug (TABLE1_NETWORKS; default all); `max_iterations` bounds each solve (the Lanczos
-    run shared by the finite times, and conjugate gradients); `rank` is the Nyström preconditioner's.
+    run shared by the finite times, and conjugate gradients); `rank` is the Nyström preconditioner's; `backend`
+    computes the limit kernels' pixel-pair sums and the solvers' tile products.
     `on_progress(network, stage, done, total)` reports
     the Gram tiles ("train Gram", "test Gram") and the solvers' iterations ("flow", "regression"); `on_row(row,
     arrays)` each finished row. "arrays" holds each row's test outputs (times, images, k) and labels."""
@@ -213,7 +215,7 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
             continue
         started = time.perf_counter()
         data = load_mnist(data_dir, task=task, **layout, train_size=train_size, test_size=test_size)
-        kernel = GramKernel.for_spec("limit", spec)
+        kernel = GramKernel.for_spec("limit", spec, backend=backend)
         stem = os.path.join(store_dir, network_slug(name))
 
         def tiles(stage, network=name):
@@ -228,7 +230,7 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
         times = [t_paper * 10.0**e for e in range(-(times_per_row - 2), 1)] + [np.inf]
         solve_started = time.perf_counter()
         prediction, solves = predict_from_stores(train_store, test_store, data.Y_train, times, Y_test=data.Y_test,
-                                                 tol=tol, max_iterations=max_iterations, rank=rank,
+                                                 tol=tol, max_iterations=max_iterations, rank=rank, backend=backend,
                                                  on_iteration=None if on_progress is None else
                                                  lambda solver, j, network=name: on_progress(network, solver, j,
                                                                                              max_iterations))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import deepntk
-from deepntk.backends import cupy_backend, limit_kernels
+from deepntk.backends import cupy_backend
 from deepntk.backends.cupy_backend import KERNEL_SOURCE, REGISTER_VALUES, CupyBackend, kernel_expression
 from deepntk.engine.packed import pack
 
@@ -48,7 +48,7 @@ def requested_expressions(monkeypatch, nets_list, cnn_list) -> set[str]:
         backend._launch_conv_backward(nets, nets.W, nets.b, X, A, np.zeros((nets.networks, 2, 1, nets.outputs)))
     P = np.ones((2, 9, 9))
     for t in (1.0, 1 / 81):  # correlations down to 0.1, and all near one (Table 1's scales)
-        limit_kernels.cuda_nonzero_pair_sums(P, P.sum(axis=2), P, P.sum(axis=2), t, np.eye(9), 1.0, True, xp=np)
+        backend._launch_pair_sums(P, P.sum(axis=2), P, P.sum(axis=2), t, np.eye(9), 1.0, True)
     return asked
 
 

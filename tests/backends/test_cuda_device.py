@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import deepntk
 from deepntk.analytic import cnn_limit_kernel
-from deepntk.backends import limit_kernels
 from conftest import TOL, assert_close
 
 pytestmark = pytest.mark.gpu
@@ -31,5 +31,5 @@ def test_cnn_limit_kernel_on_the_device_equals_the_reference(c, f, d, rho, beta)
     X[:2] *= rng.uniform(size=(2, 1, d, d)) < 0.35
     options = dict(outputs=2, rho=rho, beta=beta, filter_size=f, filter_variance="code")
     for A, B in ((X, None), (X[:2], X[1:])):
-        assert_close(cnn_limit_kernel(A, B, pair_sum=limit_kernels.cuda_cnn_pair_sum, **options),
+        assert_close(cnn_limit_kernel(A, B, pair_sum=deepntk.get_backend("cupy").cnn_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "CNN limit kernel on the device")

@@ -6,7 +6,6 @@ in tests/backends/test_cuda_compile.py (ptxas, where nvcc is installed) and in t
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 
 import numpy as np
@@ -240,9 +239,8 @@ def test_cnn_limit_kernel_in_device_code_equals_the_reference(on_host, monkeypat
     """kernels.cu's pixel-pair sum against deepntk.analytic's direct sum: symmetric and cross Grams both ways,
     images with zero backgrounds (like MNIST's), a blank image, and the second set sent in chunks of 3 images;
     scales whose correlations are all near one (the last: Table 1's) take the shorter polynomial."""
-    monkeypatch.setattr(limit_kernels, "CUDA_CHUNK_BYTES", 3 * d * d * (c * f * f + 3) * 8)
-    pair_sum = functools.partial(limit_kernels.pair_sum_from_nonzero,
-                                 nonzero_sums=functools.partial(limit_kernels.cuda_nonzero_pair_sums, xp=np))
+    monkeypatch.setattr(cupy_backend, "CUDA_CHUNK_BYTES", 3 * d * d * (c * f * f + 3) * 8)
+    pair_sum = on_host.cnn_pair_sum
     rng = np.random.default_rng(c * 100 + f * 10 + d)
     X = rng.uniform(0.0, 1.0, size=(8, c, d, d))
     X[:4] *= rng.uniform(size=(4, 1, d, d)) < 0.35  # sparse strokes: zero patches wherever a window misses them
@@ -271,17 +269,22 @@ def test_the_device_correlation_form_matches_a_30_digit_arc_cosine(on_host, near
     out = np.zeros((n, 1))
     kernel = cupy_backend._kernel("cnn_correlation_sums", "float64", int(near_one))
     ones, zeros = np.ones((n, 1)), np.zeros((n, 1), dtype=np.int64)
-    kernel((n, 1), (limit_kernels.PAIR_THREADS,),
+    kernel((n, 1), (cupy_backend.PAIR_THREADS,),
            [U1, ones, zeros, np.ones(n, dtype=np.int64), np.int32(1), np.array([[[1.0, 0.0]]]), np.ones((1, 1)),
             np.zeros((1, 1), dtype=np.int64), np.ones(1, dtype=np.int64), np.int32(1), np.int32(2), np.ones((1, 1)),
             np.int32(1), np.int32(1), np.int32(0), np.int32(0), np.array(constants), out],
-           shared_mem=limit_kernels.PAIR_THREADS * 8)
+           shared_mem=cupy_backend.PAIR_THREADS * 8)
     assert_close(out[:, 0], expected, TOL["exact"], "h on the device")
 
 
-def test_the_device_is_preferred_for_the_cnn_limit_kernel(monkeypatch):
-    monkeypatch.setattr(limit_kernels, "cuda_available", lambda: True)
-    assert limit_kernels.cnn_pair_sum() is limit_kernels.cuda_cnn_pair_sum
+def test_tile_products_on_the_backend_s_namespace_equal_einsum():
+    """`gram_tile_products` as the CuPy backend runs it (the reference's products on its array namespace, here
+    NumPy), against einsum."""
+    rng = np.random.default_rng(7)
+    block, Y_cols, Y_rows = rng.normal(size=(40, 30)), rng.normal(size=(30, 3)), rng.normal(size=(40, 3))
+    to_rows, to_cols = CupyBackend(xp=np).gram_tile_products(block, Y_cols, Y_rows)
+    assert_close(to_rows, np.einsum("ij,jc->ic", block, Y_cols), TOL["roundoff"], "tile · Y[cols]")
+    assert_close(to_cols, np.einsum("ij,ic->jc", block, Y_rows), TOL["roundoff"], "tileᵀ · Y[rows]")
 
 
 def test_gram_larger_than_the_budget_is_refused(monkeypatch):

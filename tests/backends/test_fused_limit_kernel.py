@@ -10,9 +10,10 @@ pytest.importorskip("numba", reason="the numba extra is not installed")
 
 import deepntk  # noqa: E402
 from deepntk.analytic import cnn_expected_kernel, cnn_limit_kernel  # noqa: E402
-from deepntk.backends.limit_kernels import fused_cnn_pair_sum  # noqa: E402
 from conftest import TOL, assert_close  # noqa: E402
 from oracles import correlation_h_grid  # noqa: E402
+
+numba_pair_sum = deepntk.get_backend("numba").cnn_pair_sum
 
 
 @pytest.mark.parametrize("c,f,d,variance", [(1, 3, 7, "code"), (2, 3, 5, "paper"), (3, 5, 6, "paper"), (1, 1, 4, "code")])
@@ -22,9 +23,9 @@ def test_fused_pair_sum_equals_the_reference(c, f, d, variance):
     X1, X2 = rng.uniform(0.0, 1.0, size=(9, c, d, d)), rng.uniform(0.0, 1.0, size=(5, c, d, d))
     options = dict(outputs=3, rho=0.8, beta=1.3, filter_size=f, filter_variance=variance)
     for A, B in ((X1, None), (X1, X2), (X2, X1)):
-        assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
+        assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "limit")
-        assert_close(cnn_expected_kernel(A, B, depth=7, C_L=3.0, pair_sum=fused_cnn_pair_sum, **options),
+        assert_close(cnn_expected_kernel(A, B, depth=7, C_L=3.0, pair_sum=numba_pair_sum, **options),
                      cnn_expected_kernel(A, B, depth=7, C_L=3.0, **options), TOL["identity"], "expected")
 
 
@@ -49,25 +50,23 @@ def test_zero_patches_are_summed_in_closed_form(c, f, d, chunked, monkeypatch):
     zero = CNNTerms(X, None, 0.7, f, "code").norm1 == 0
     assert 0 < zero[:5].mean() < 1 and zero[2].all() and not zero[7].any()
     for A, B in ((X, None), (X[:5], X[3:]), (X[2:3], X)):
-        assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
+        assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "zero patches")
 
 
 def test_negative_inputs_take_the_obtuse_branch():
     """Inputs of both signs make s₁₂ ≤ 0 for some pixel pairs: θ > π/2 there."""
     X = np.random.default_rng(3).uniform(-1.0, 1.0, size=(7, 1, 5, 5))
-    assert_close(cnn_limit_kernel(X, beta=0.1, pair_sum=fused_cnn_pair_sum), cnn_limit_kernel(X, beta=0.1),
+    assert_close(cnn_limit_kernel(X, beta=0.1, pair_sum=numba_pair_sum), cnn_limit_kernel(X, beta=0.1),
                  TOL["identity"], "mixed signs")
 
 
-def test_the_cnn_architecture_uses_the_fused_kernel():
+def test_the_cnn_architecture_takes_the_chosen_backend_s_pair_sum():
     spec = deepntk.CNN(1, 8, 2, 3, 2.0, pool=2)
     X = np.random.default_rng(4).uniform(0.1, 1.0, size=(6, 1, 4, 4))
     reference = cnn_limit_kernel(X, outputs=2)
-    assert_close(spec.limit_kernel(X), reference, TOL["identity"])
-    from deepntk.backends.limit_kernels import cnn_pair_sum
-
-    assert cnn_pair_sum() is fused_cnn_pair_sum
+    for backend in ("numba", "numpy", None):
+        assert_close(spec.limit_kernel(X, backend=backend), reference, TOL["identity"], f"backend {backend}")
 
 
 def _evaluate_h(rho, near_one=False):
@@ -139,9 +138,9 @@ def test_table1_settings_take_the_near_one_polynomial():
     terms = CNNTerms(X, None, 1 / 3, 3, "code")
     assert correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t, 1.0)
     for A, B in ((X, None), (X[:3], X[2:])):
-        assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
+        assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "limit near one")
-        assert_close(cnn_expected_kernel(A, B, depth=50, C_L=4.0, pair_sum=fused_cnn_pair_sum, **options),
+        assert_close(cnn_expected_kernel(A, B, depth=50, C_L=4.0, pair_sum=numba_pair_sum, **options),
                      cnn_expected_kernel(A, B, depth=50, C_L=4.0, **options), TOL["identity"], "expected near one")
 
 
@@ -179,7 +178,7 @@ def test_large_images_take_their_weights_from_M(d, threshold, monkeypatch):
     assert zero[:3].any(axis=1).all() and not zero[3:].any()
     options = dict(outputs=2, rho=0.9, beta=1.1, filter_size=3, filter_variance="code")
     for A, B in ((X, None), (X[:2], X[1:]), (X[3:5], X)):
-        assert_close(cnn_limit_kernel(A, B, pair_sum=fused_cnn_pair_sum, **options),
+        assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
                      cnn_limit_kernel(A, B, **options), TOL["identity"], "gathered weights")
 
 
@@ -192,10 +191,10 @@ def test_the_width_specialized_kernel_is_loaded_from_numba_s_cache(tmp_path):
     import sys
 
     script = ("import numpy as np; from deepntk.analytic import cnn_limit_kernel; "
-              "from deepntk.backends.limit_kernels import fused_cnn_pair_sum; "
+              "import deepntk; numba_pair_sum = deepntk.get_backend('numba').cnn_pair_sum; "
               "from deepntk.backends.numba_limit_kernels import correlation_sums_kernel; "
-              "X = np.ones((2, 1, 4, 4)); cnn_limit_kernel(X, pair_sum=fused_cnn_pair_sum); "
-              "cnn_limit_kernel(X, rho=1 / 3, filter_variance='code', pair_sum=fused_cnn_pair_sum); "
+              "X = np.ones((2, 1, 4, 4)); cnn_limit_kernel(X, pair_sum=numba_pair_sum); "
+              "cnn_limit_kernel(X, rho=1 / 3, filter_variance='code', pair_sum=numba_pair_sum); "
               "stats = [correlation_sums_kernel(10, flag).stats for flag in (False, True)]; "
               "print(*[sum(s.cache_hits.values()) for s in stats], *[sum(s.cache_misses.values()) for s in stats])")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))

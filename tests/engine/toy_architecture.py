@@ -118,10 +118,10 @@ class Toy(Architecture):
         weights, biases = self.mlp.paper_weights(rng)
         return [w / GAIN for w in weights], [b / GAIN for b in biases]
 
-    def limit_kernel(self, X1, X2=None):
+    def limit_kernel(self, X1, X2=None, *, backend=None):
         return GAIN**2 * self.mlp.limit_kernel(X1, X2)
 
-    def expected_kernel(self, X1, X2=None):
+    def expected_kernel(self, X1, X2=None, *, backend=None):
         return GAIN**2 * self.mlp.expected_kernel(X1, X2)
 
 
