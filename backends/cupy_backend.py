@@ -488,7 +488,7 @@ class CupyBackend(Backend):
         return pair_sum_from_nonzero(terms, beta_sq, self._launch_pair_sums)
 
     def _launch_pair_sums(self, P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool) -> np.ndarray:
-        """`limit_kernels.nonzero_pair_sums` on the device: one thread block per image pair, its threads taking the
+        """`numba_limit_kernels.nonzero_pair_sums` on the device: one thread block per image pair, its threads taking the
         pairs of nonzero patches in turn. The second set goes to the device in chunks of at most CUDA_CHUNK_BYTES
         of unit patches (and at most MAX_GRID_Y images, the grid's limit)."""
         from deepntk.backends.limit_kernels import kappa_polynomial, unit_patches

@@ -27,7 +27,7 @@ NEAR_ONE = 7 / 8
 
 def pair_sum_from_nonzero(terms, beta_sq: float, nonzero_sums) -> np.ndarray:
     """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, the pairs of nonzero patches summed by
-    `nonzero_sums` (with the signature of `nonzero_pair_sums`).
+    `nonzero_sums` (with the signature of `numba_limit_kernels.nonzero_pair_sums`).
 
     The kernels evaluate κ in its correlation form (docs/limit-kernels.md#the-correlation-form): each patch as a
     unit vector whose inner products are the correlations ρ, and 2πκ = √s₁·√s₂·h(ρ). A patch of zeros (MNIST's
@@ -58,35 +58,6 @@ def pair_sum_from_nonzero(terms, beta_sq: float, nonzero_sums) -> np.ndarray:
     # u₁ᵀMz₂ + z₁ᵀM(u₂ + κ(β², β², β²)·z₂): the docstring's three forms with z₁ᵀM formed once.
     sums += with_zero(terms.norm1) @ terms.M @ zero2.T + zero1 @ terms.M @ (with_zero(terms.norm2) + corner * zero2).T
     return sums / (2.0 * np.pi * terms.d**4)
-
-
-def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool) -> np.ndarray:
-    """Σ_pq M_pq·2π·κ(φ_p, φ_q) over the pairs of nonzero patches, for every image pair of the patch sets P1, P2
-    (their squared norms norm1, norm2); `symmetric` (P2 is P1): the upper triangle only."""
-    from deepntk.backends.numba_limit_kernels import correlation_sums_kernel, premapped_weights
-
-    U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=2)
-    N2, D = norm2.shape
-    near_one, constants = kappa_polynomial(P1, norm1, P2, norm2, t, beta_sq)
-    cnn_correlation_sums = correlation_sums_kernel(U1.shape[2], near_one)
-    sums = np.zeros((len(U1), N2))
-    premapped = D <= PREMAPPED_MAX_PIXELS
-    chunk = max(1, WEIGHTS_CHUNK_BYTES // (8 * D * D)) if premapped else N2
-    # M with zero columns up to the second set's rows (D rounded up to VECTOR_WIDTH), which an image without a
-    # zero patch reads in order.
-    M_wide = np.zeros((D, -(-D // VECTOR_WIDTH) * VECTOR_WIDTH))
-    M_wide[:, :D] = M
-    for j0 in range(0, N2, chunk):
-        U2, root2, live2, count2 = unit_patches(P2[j0:j0 + chunk], norm2[j0:j0 + chunk], t, beta_sq,
-                                                multiple=VECTOR_WIDTH)
-        U2t = np.ascontiguousarray(U2.transpose(0, 2, 1))
-        in_order2 = (norm2[j0:j0 + chunk] > 0).all(axis=1)
-        weights2 = np.empty((len(U2), D, U2.shape[1]) if premapped else (0, D, 0))
-        if premapped:
-            premapped_weights(M, live2, root2, weights2)
-        cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, in_order2, M_wide,
-                             symmetric, j0, sums, constants)
-    return sums
 
 
 def kappa_polynomial(P1, norm1, P2, norm2, t: float, beta_sq: float) -> tuple[bool, tuple]:

@@ -329,10 +329,11 @@ class NumbaBackend(Backend):
 
     # -- closed-form kernels and Gram products -------------------------------------------------------------
     def cnn_pair_sum(self, terms, beta_sq):
-        """The fused Numba kernel (`limit_kernels.nonzero_pair_sums`): one pass per image pair over its nonzero
+        """The fused Numba kernel (`numba_limit_kernels.nonzero_pair_sums`): one pass per image pair over its nonzero
         patches, each pair of a symmetric Gram once, κ in its correlation form
         (docs/limit-kernels.md#the-correlation-form); the pairs with a zero patch in closed form."""
-        from deepntk.backends.limit_kernels import nonzero_pair_sums, pair_sum_from_nonzero
+        from deepntk.backends.limit_kernels import pair_sum_from_nonzero
+        from deepntk.backends.numba_limit_kernels import nonzero_pair_sums
 
         return pair_sum_from_nonzero(terms, beta_sq, nonzero_pair_sums)
 

@@ -8,7 +8,9 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from deepntk.backends.limit_kernels import H_CONSTANTS, H_NEAR_ONE_CONSTANTS  # noqa: F401  (the kernels' argument c)
+from deepntk.backends.limit_kernels import (H_CONSTANTS, H_NEAR_ONE_CONSTANTS,  # noqa: F401  (the kernels' argument c)
+                                           PREMAPPED_MAX_PIXELS, VECTOR_WIDTH, WEIGHTS_CHUNK_BYTES, kappa_polynomial,
+                                           unit_patches)
 
 # Fused: no (N1, N2, d², d²) temporaries. The loops over q are written with selects and no calls so that LLVM
 # vectorizes them; 'reassoc' lets it reorder the sums over q (results move by ~1e-16 relative), and the inputs
@@ -171,3 +173,30 @@ def correlation_sums_in_cache(rho, weights, out, c):
         for q in range(rho.size):
             total += weights[q] * _h(rho[q] - shift, c)
         out[r] = total
+
+
+def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool) -> np.ndarray:
+    """Σ_pq M_pq·2π·κ(φ_p, φ_q) over the pairs of nonzero patches, for every image pair of the patch sets P1, P2
+    (their squared norms norm1, norm2); `symmetric` (P2 is P1): the upper triangle only."""
+    U1, root1, live1, count1 = unit_patches(P1, norm1, t, beta_sq, multiple=2)
+    N2, D = norm2.shape
+    near_one, constants = kappa_polynomial(P1, norm1, P2, norm2, t, beta_sq)
+    cnn_correlation_sums = correlation_sums_kernel(U1.shape[2], near_one)
+    sums = np.zeros((len(U1), N2))
+    premapped = D <= PREMAPPED_MAX_PIXELS
+    chunk = max(1, WEIGHTS_CHUNK_BYTES // (8 * D * D)) if premapped else N2
+    # M with zero columns up to the second set's rows (D rounded up to VECTOR_WIDTH), which an image without a
+    # zero patch reads in order.
+    M_wide = np.zeros((D, -(-D // VECTOR_WIDTH) * VECTOR_WIDTH))
+    M_wide[:, :D] = M
+    for j0 in range(0, N2, chunk):
+        U2, root2, live2, count2 = unit_patches(P2[j0:j0 + chunk], norm2[j0:j0 + chunk], t, beta_sq,
+                                                multiple=VECTOR_WIDTH)
+        U2t = np.ascontiguousarray(U2.transpose(0, 2, 1))
+        in_order2 = (norm2[j0:j0 + chunk] > 0).all(axis=1)
+        weights2 = np.empty((len(U2), D, U2.shape[1]) if premapped else (0, D, 0))
+        if premapped:
+            premapped_weights(M, live2, root2, weights2)
+        cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, in_order2, M_wide,
+                             symmetric, j0, sums, constants)
+    return sums
