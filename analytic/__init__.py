@@ -3,11 +3,11 @@
 Never imports a backend: these are independent oracles for the simulated networks.
 """
 
-from deepntk.analytic.arccos import arccos_kernel
-from deepntk.analytic.mlp import mlp_expected_kernel, mlp_limit_kernel
-from deepntk.analytic.cnn import cnn_expected_kernel, cnn_limit_kernel
-from deepntk.analytic.fig3 import fig3_inputs, fig3_limit_curve, fig3_target
-from deepntk.analytic.flow import kernel_flow, kernel_regression, stack_kernel
+from .arccos import arccos_kernel
+from .mlp import mlp_expected_kernel, mlp_limit_kernel
+from .cnn import cnn_expected_kernel, cnn_limit_kernel
+from .fig3 import fig3_inputs, fig3_limit_curve, fig3_target
+from .flow import kernel_flow, kernel_regression, stack_kernel
 
 __all__ = [
     "arccos_kernel",

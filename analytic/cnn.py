@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepntk.analytic.arccos import arccos_kernel
-from deepntk.analytic.checks import check_depth, check_scales
+from .arccos import arccos_kernel
+from .checks import check_depth, check_scales
 
 # Bound on pixel-pair κ evaluations held in memory at once (each takes ~6 float64 temporaries).
 BLOCK_ELEMENTS = 1 << 21

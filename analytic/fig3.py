@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepntk.analytic.mlp import mlp_limit_kernel
+from .mlp import mlp_limit_kernel
 
 
 def fig3_inputs(points: int = 200):

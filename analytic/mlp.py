@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepntk.analytic.arccos import arccos_kernel
-from deepntk.analytic.checks import check_depth, check_scales
+from .arccos import arccos_kernel
+from .checks import check_depth, check_scales
 
 
 def _as_points(X, name):

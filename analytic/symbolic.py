@@ -72,7 +72,7 @@ def cnn_limit_expr(c: int, d: int, f: int = 3, filter_variance: str = "paper"):
         (expression, symbols dict with keys "x", "y" (nested lists [m][i][j]), "rho", "beta", "k").
     """
     sp = _sympy()
-    from deepntk.analytic.cnn import window_rows
+    from .cnn import window_rows
 
     r = f // 2
     x = [[[sp.Symbol(f"x_{m}_{i}_{j}", positive=True) for j in range(d)] for i in range(d)] for m in range(c)]

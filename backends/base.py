@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from deepntk.backends.layers import LAYER_OPS
-from deepntk.engine.errors import TrainingDiverged
-from deepntk.engine.losses import loss_value_and_output_gradient
-from deepntk.engine.memory import gram_blocks, input_blocks, memory_budget, require_memory
+from .layers import LAYER_OPS
+from ..base.errors import TrainingDiverged
+from ..base.losses import loss_value_and_output_gradient
+from ..base.memory import gram_blocks, input_blocks, memory_budget, require_memory
 
 
 def diverged(step: int, value, W, b, losses) -> TrainingDiverged:

@@ -25,10 +25,10 @@ import os
 
 import numpy as np
 
-from deepntk.backends.base import Backend, diverged
-from deepntk.engine.losses import loss_value_and_output_gradient, output_gradient_coefficient
-from deepntk.engine.errors import MemoryBudgetError
-from deepntk.engine.memory import input_blocks
+from .base import Backend, diverged
+from ..base.losses import loss_value_and_output_gradient, output_gradient_coefficient
+from ..base.errors import MemoryBudgetError
+from ..base.memory import input_blocks
 
 NARROW_WIDTH = 32  # MAX_WIDTH in kernels.cu
 GRAM_THREADS = 16  # GRAM_THREADS in kernels.cu
@@ -483,7 +483,7 @@ class CupyBackend(Backend):
         them): the reference."""
         if not self.kernels_available:
             return super().cnn_pair_sum(terms, beta_sq)
-        from deepntk.backends.limit_kernels import pair_sum_from_nonzero
+        from .limit_kernels import pair_sum_from_nonzero
 
         return pair_sum_from_nonzero(terms, beta_sq, self._launch_pair_sums)
 
@@ -491,7 +491,7 @@ class CupyBackend(Backend):
         """`numba_limit_kernels.nonzero_pair_sums` on the device: one thread block per image pair, its threads taking the
         pairs of nonzero patches in turn. The second set goes to the device in chunks of at most CUDA_CHUNK_BYTES
         of unit patches (and at most MAX_GRID_Y images, the grid's limit)."""
-        from deepntk.backends.limit_kernels import kappa_polynomial, unit_patches
+        from .limit_kernels import kappa_polynomial, unit_patches
 
         xp = self.xp
 

@@ -35,7 +35,7 @@ def pair_sum_from_nonzero(terms, beta_sq: float, nonzero_sums) -> np.ndarray:
     depends on q alone: κ(β², s_q, β²). The kernel sums only the pairs of nonzero patches; the pairs with a zero
     patch are the bilinear forms u₁ᵀ M z₂ + z₁ᵀ M u₂ + κ(β², β², β²)·z₁ᵀ M z₂ of the zero-patch indicators z and
     the per-patch values u, three small matrix products."""
-    from deepntk.analytic import arccos_kernel
+    from ..analytic import arccos_kernel
 
     symmetric = terms.P2 is terms.P1
     # Numba's kernel shares its rows among its threads and gives its second set per-image weights, and the CUDA

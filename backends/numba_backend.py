@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
-from deepntk.backends.base import Backend
-from deepntk.engine.losses import (
+from .base import Backend
+from ..base.losses import (
     loss_value_and_output_gradient,
     output_gradient_coefficient,
 )
@@ -46,7 +46,7 @@ MIN_SEGMENT_LAYERS = 32
 
 
 def _kernels():
-    from deepntk.backends import numba_kernels
+    from . import numba_kernels
 
     return numba_kernels
 
@@ -55,7 +55,7 @@ def fused_kernel(nets, name: str):
     """The kernel `name` of `numba_kernels`, or for dense nets of width <= MAX_WIDTH its version written out for the
     width (docs/backends.md#width-kernels)."""
     if nets.kind == "dense":
-        from deepntk.backends.numba_width_kernels import written_out_kernel
+        from .numba_width_kernels import written_out_kernel
 
         kernel = written_out_kernel(nets.width, name)
         if kernel is not None:
@@ -332,8 +332,8 @@ class NumbaBackend(Backend):
         """The fused Numba kernel (`numba_limit_kernels.nonzero_pair_sums`): one pass per image pair over its nonzero
         patches, each pair of a symmetric Gram once, κ in its correlation form
         (docs/limit-kernels.md#the-correlation-form); the pairs with a zero patch in closed form."""
-        from deepntk.backends.limit_kernels import pair_sum_from_nonzero
-        from deepntk.backends.numba_limit_kernels import nonzero_pair_sums
+        from .limit_kernels import pair_sum_from_nonzero
+        from .numba_limit_kernels import nonzero_pair_sums
 
         return pair_sum_from_nonzero(terms, beta_sq, nonzero_pair_sums)
 
@@ -343,7 +343,7 @@ class NumbaBackend(Backend):
         right-hand sides or a tile that is not C-contiguous float64."""
         if block.dtype != np.float64 or not block.flags.c_contiguous or Y_cols.shape[1] > ONE_PASS_MAX_COLUMNS:
             return super().gram_tile_products(block, Y_cols, Y_rows)
-        from deepntk.backends.numba_tile_kernels import tile_both_products
+        from .numba_tile_kernels import tile_both_products
 
         B1, B2 = block.shape
         parts = max(1, min(self._threads(), B1 // 64))

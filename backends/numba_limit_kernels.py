@@ -8,7 +8,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from deepntk.backends.limit_kernels import (H_CONSTANTS, H_NEAR_ONE_CONSTANTS,  # noqa: F401  (the kernels' argument c)
+from .limit_kernels import (H_CONSTANTS, H_NEAR_ONE_CONSTANTS,  # noqa: F401  (the kernels' argument c)
                                            PREMAPPED_MAX_PIXELS, VECTOR_WIDTH, WEIGHTS_CHUNK_BYTES, kappa_polynomial,
                                            unit_patches)
 

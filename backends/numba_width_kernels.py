@@ -190,7 +190,7 @@ def chunk_rule_source() -> str:
     and chunks of inputs, compiled like the generated kernels."""
     import inspect
 
-    from deepntk.backends import numba_kernels
+    from . import numba_kernels
 
     source = inspect.getsource(numba_kernels._chunk_of.py_func)
     return "@njit(cache=True, nogil=True, fastmath=FAST)\n" + source[source.index("def "):].rstrip()

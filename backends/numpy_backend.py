@@ -1,6 +1,6 @@
 """The NumPy backend: the reference every other backend is tested against."""
 
-from deepntk.backends.base import Backend
+from .base import Backend
 
 
 class NumpyBackend(Backend):

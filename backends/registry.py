@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
-from deepntk.engine.errors import BackendUnavailableError, UnknownBackendError
+from ..base.errors import BackendUnavailableError, UnknownBackendError
 
 ENTRY_POINT_GROUP = "deepntk.backends"
 
@@ -59,7 +59,7 @@ def backend_class(name: str):
     except Exception as exc:  # a broken plugin is isolated: whatever its import raises, it is only unavailable
         raise BackendUnavailableError(f"backend plugin {name!r} ({plugins[name].value}) cannot be loaded: "
                                       f"{type(exc).__name__}: {exc}") from None
-    from deepntk.backends.base import Backend
+    from .base import Backend
 
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise BackendUnavailableError(f"backend plugin {name!r} ({plugins[name].value}) is not a "
@@ -92,7 +92,7 @@ def get_backend(name=None):
             the extra to install), or its plugin is broken.
         TypeError: `name` is neither a string, a Backend nor None.
     """
-    from deepntk.backends.base import Backend
+    from .base import Backend
 
     if name is None:
         for candidate in DEFAULT_PREFERENCE:

@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import click
 
-from deepntk.cli.common import user_errors
-from deepntk.engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, option_fields,
+from .common import user_errors
+from ..engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, option_fields,
                                           spec_for_data)
 
 ARCH_DEFAULT = "mlp"

@@ -2,7 +2,7 @@
 
 import click
 
-from deepntk.backends.registry import available_backends, get_backend
+from ..backends.registry import available_backends, get_backend
 
 
 @click.command("backends")

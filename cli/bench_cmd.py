@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deepntk.cli.common import CommandError, check_output_path, comma_list, progress, quiet_option, user_errors
+from .common import CommandError, check_output_path, comma_list, progress, quiet_option, user_errors
 
 
 @click.command("bench")
@@ -39,10 +39,10 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     3 channels, L=1000) Gram and GD step at N=64. Prints medians, ratios against numpy and numba, and useful
     FLOP/s as a fraction of the measured float64 matmul peak.
     """
-    from deepntk.backends.registry import availability, backend_names, get_backend
-    from deepntk.engine.experiments.benchmark import (describe_machine, fig3_full_settings, matmul_peak, run_benchmark,
+    from ..backends.registry import availability, backend_names, get_backend
+    from ..engine.experiments.benchmark import (describe_machine, fig3_full_settings, matmul_peak, run_benchmark,
                                                       standard_workloads)
-    from deepntk.engine.experiments.peers import PEERS
+    from ..engine.experiments.peers import PEERS
 
     check_output_path(output)
     if workloads is not None and workloads.strip() == "scale":
@@ -116,13 +116,13 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
 
 def _scale(mnist_gram, data_dir, output):
     """Dask workers on this machine: 1 vs 2 workers, per-task overhead, and optionally a full-MNIST Gram."""
-    from deepntk.engine.experiments.scale import scale_benchmark
+    from ..engine.experiments.scale import scale_benchmark
 
     with user_errors():
         mnist = None
         if mnist_gram:
-            from deepntk.engine.architectures import MLP
-            from deepntk.engine.experiments.datasets import load_dataset
+            from ..engine.architectures import MLP
+            from ..engine.experiments.datasets import load_dataset
 
             data = load_dataset("mnist", MLP, data_dir=data_dir)
             if len(data.X_train) < mnist_gram:
@@ -145,7 +145,7 @@ def _scale(mnist_gram, data_dir, output):
 
 def _cnn_limit(data_dir, output):
     """Pairs and arc-cosine evaluations per second of the CNN limit kernel, reference vs fused."""
-    from deepntk.engine.experiments.benchmark import cnn_limit_rates, describe_machine
+    from ..engine.experiments.benchmark import cnn_limit_rates, describe_machine
 
     with user_errors():
         report = cnn_limit_rates(data_dir=data_dir)
@@ -174,7 +174,7 @@ def _cnn_limit(data_dir, output):
 
 def _ensembles(backend, quick, repeats, output):
     """E = 10 networks as one ensemble call against 10 single calls, per standard workload."""
-    from deepntk.engine.experiments.benchmark import ensemble_rates
+    from ..engine.experiments.benchmark import ensemble_rates
 
     click.echo(f"{'workload':<20} {'10 single calls s':>18} {'ensemble of 10 s':>17} {'speed-up':>9} {'rel err':>8}"
                f"   (backend {backend})")
@@ -188,7 +188,7 @@ def _ensembles(backend, quick, repeats, output):
 
 def _cold_start(backend, quick, repeats, output):
     """Each first call in a fresh process with an empty Numba cache (what a newcomer's first command pays)."""
-    from deepntk.engine.experiments.benchmark import cold_start
+    from ..engine.experiments.benchmark import cold_start
 
     with user_errors():
         report = cold_start(backend)
@@ -200,8 +200,8 @@ def _cold_start(backend, quick, repeats, output):
 
 def _solvers(data_dir, output):
     """The iterative solvers at N = 8,333 MNIST images: time, iterations, residual, memory, against dense."""
-    from deepntk.engine.experiments.benchmark import solver_rates
-    from deepntk.engine.memory import format_bytes
+    from ..engine.experiments.benchmark import solver_rates
+    from ..base.memory import format_bytes
 
     with user_errors():
         report = solver_rates(data_dir)
@@ -221,8 +221,8 @@ def _solvers(data_dir, output):
 
 def _write_report(output, report):
     if output:
-        from deepntk.engine.experiments.benchmark import machine
-        from deepntk.engine.results import write_json
+        from ..engine.experiments.benchmark import machine
+        from ..engine.results import write_json
 
         write_json(output, {"machine": machine(), **report})
         click.echo(f"wrote {output}")

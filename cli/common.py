@@ -9,9 +9,9 @@ import warnings
 import click
 import numpy as np
 
-from deepntk.cli.progress import Progress
-from deepntk.engine.durations import format_duration  # noqa: F401 (for the commands)
-from deepntk.engine.errors import DeepNTKError
+from .progress import Progress
+from ..base.durations import format_duration  # noqa: F401 (for the commands)
+from ..base.errors import DeepNTKError
 
 
 class CommandError(click.ClickException):
@@ -31,7 +31,7 @@ def user_errors():
 
 
 def cli_words(name: str, value: str | None) -> str:
-    """A parameter that an engine error names (deepntk.engine.errors.option), as its command-line flag."""
+    """A parameter that an engine error names (deepntk.base.errors.option), as its command-line flag."""
     flag = "--" + name.replace("_", "-")
     return flag if value in (None, "True") else f"{flag} {value}"
 
@@ -81,8 +81,8 @@ class CLRule(click.ParamType):
         self.several = several
 
     def convert(self, value, param, ctx):
-        from deepntk.engine.errors import SpecError
-        from deepntk.engine.rules import C_L_values, parse_C_L_rule
+        from ..base.errors import SpecError
+        from ..engine.rules import C_L_values, parse_C_L_rule
 
         text = str(value).strip()
         parts = [part.strip() for part in text.split(",") if part.strip()]
@@ -122,7 +122,7 @@ def load_npy(path: str, name: str) -> np.ndarray:
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
-    from deepntk.engine.results import atomic_write_bytes
+    from ..engine.results import atomic_write_bytes
     import io
 
     buffer = io.BytesIO()
@@ -151,7 +151,7 @@ def hold_output_folder(path: str | None, command: str, config: dict, *, resume: 
     """Hold the results folder of this run until the command ends (deepntk.engine.results.run_folder), before any
     work: a folder another run holds, or one that holds another configuration's results (or this one's, without
     --resume or --overwrite), is refused with one line. `path` None: the configuration's default folder."""
-    from deepntk.engine.results import default_folder, run_folder
+    from ..engine.results import default_folder, run_folder
 
     path = path or default_folder(command, config)
     with user_errors():
@@ -203,7 +203,7 @@ def _resolve_backend(ctx, param, value):
     """Fail on an unknown or unavailable backend before any work starts."""
     if value is None:
         return None
-    from deepntk.backends.registry import get_backend
+    from ..backends.registry import get_backend
 
     try:
         return get_backend(value).name
@@ -222,8 +222,8 @@ class ClusterType(click.ParamType):
     name = "cluster"
 
     def convert(self, value, param, ctx):
-        from deepntk.engine.clusters import check_cluster
-        from deepntk.engine.errors import ClusterError
+        from ..engine.clusters import check_cluster
+        from ..base.errors import ClusterError
 
         try:
             return check_cluster(value)
@@ -234,7 +234,7 @@ class ClusterType(click.ParamType):
 def solver_options(when: str):
     """--max-iterations and --nystrom-rank of the iterative solvers (deepntk.engine.solvers); `when` says which
     other option they go with."""
-    from deepntk.engine.solvers import MAX_ITERATIONS, NYSTROM_RANK
+    from ..engine.solvers import MAX_ITERATIONS, NYSTROM_RANK
 
     def decorate(func):
         func = click.option("--nystrom-rank", type=click.IntRange(min=1), default=NYSTROM_RANK, show_default=True,
@@ -266,7 +266,7 @@ def maybe_cluster(cluster, workers, config_path):
     if cluster is None:
         yield None
         return
-    from deepntk.engine.clusters import dask_client
+    from ..engine.clusters import dask_client
 
     with user_errors(), dask_client(None, cluster, workers, config_path) as client:
         yield client

@@ -6,10 +6,10 @@ import os
 
 import click
 
-from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, format_with_interval,
+from .common import (CLRule, CommaList, CommandError, backend_option, cluster_options, format_with_interval,
                                 hold_output_folder, maybe_cluster, overwrite_option, progress, quiet_option,
                                 user_errors)
-from deepntk.engine.results import environment, write_json
+from ..engine.results import environment, write_json
 
 
 def _finish(out_dir, name, payload, plot, figure):
@@ -18,7 +18,7 @@ def _finish(out_dir, name, payload, plot, figure):
     write_json(path, {**payload, "environment": environment()})
     click.echo(f"results in {path}")
     if plot:
-        from deepntk.engine.experiments import figures
+        from ..engine.experiments import figures
 
         png = os.path.join(out_dir, f"{name}.png")
         figures.save(figure(), png)
@@ -52,7 +52,7 @@ def command():
 def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plot, cluster, workers, cluster_config,
                   quiet):
     """Error of Θ̃ against Θ̃^∞ and E Θ̃ over depths × C_L rules, with 95% CIs and the fitted rate."""
-    from deepntk.engine.experiments.compare import as_dicts, depth_study
+    from ..engine.experiments.compare import as_dicts, depth_study
 
     if len(set(depths)) < 2:
         raise CommandError(f"--depths: the study fits a rate, give at least two distinct depths, got {depths}")
@@ -71,7 +71,7 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
         click.echo(f"C_L = {rule}: fitted rate of the fluctuation L^{fit['slope']:+.3f} ± {fit['slope_ci']:.3f} "
                    f"(95% over {seeds} seeds; theory −0.5); against the limit itself L^{fit['slope_vs_limit']:+.3f} "
                    f"± {fit['slope_vs_limit_ci']:.3f}")
-    from deepntk.engine.experiments import figures
+    from ..engine.experiments import figures
 
     _finish(out_dir, "compare-depth", {"rows": as_dicts(rows), "fits": fits, "seeds": seeds, "points": points},
             plot, lambda: figures.depth_figure(rows, fits, seeds=seeds, points=points))
@@ -90,7 +90,7 @@ def depth_command(depths, rules, seeds, points, backend, out_dir, overwrite, plo
 @quiet_option
 def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_dir, overwrite, plot, quiet):
     """Trained network outputs vs the kernel-flow prediction from Θ̃^∞ and from the initial Θ̃₀."""
-    from deepntk.engine.experiments.compare import as_dicts, trained_study
+    from ..engine.experiments.compare import as_dicts, trained_study
 
     if not 0 < eta < float("inf"):
         raise CommandError(f"--eta must be a finite number > 0, got {eta}")
@@ -105,7 +105,7 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
     for r in rows:
         click.echo(f"{r.depth:>7} {r.C_L:>10.3g} {r.t:>7.3g} {r.train_loss:>11.3e} {r.gap_limit:>15.3e} "
                    f"{r.gap_empirical:>16.3e} {r.kernel_drift:>13.3e}")
-    from deepntk.engine.experiments import figures
+    from ..engine.experiments import figures
 
     _finish(out_dir, "compare-trained", {"rows": as_dicts(rows)}, plot,
             lambda: figures.trained_figure(rows, rule=rule, seed=seed))
@@ -122,8 +122,8 @@ def trained_command(depths, rule, steps, eta, train_points, seed, backend, out_d
 @quiet_option
 def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, plot, quiet):
     """Eigenvalues and condition number of the Gram on the Fig. 3 arc: limit vs finite depth."""
-    from deepntk.engine.experiments.compare import as_dicts, spectrum_study
-    from deepntk.engine.spectrum import format_condition
+    from ..engine.experiments.compare import as_dicts, spectrum_study
+    from ..engine.spectrum import format_condition
 
     out_dir = hold_output_folder(out_dir, "compare spectrum", {"depths": depths, "rule": rule, "points": points,
                                                                "seed": seed}, overwrite=overwrite)
@@ -140,12 +140,12 @@ def spectrum_command(depths, rule, points, seed, backend, out_dir, overwrite, pl
                    f"{r.eig_rel_error:>13.3e}")
     click.echo("λ resolved: the smallest eigenvalue above the float64 floor n·ε·λ_max. Eigenvalues below the floor "
                "are round-off; where λ_min is one of them, the condition is the lower bound λ_max/floor.")
-    from deepntk.engine.experiments import figures
+    from ..engine.experiments import figures
 
     _finish(out_dir, "compare-spectrum", {"rows": as_dicts(rows)}, plot,
             lambda: figures.spectrum_figure(rows, rule=rule, points=points, seed=seed))
 
 
-from deepntk.cli.compare_params_cmd import command as params_command  # noqa: E402  (its own module)
+from .compare_params_cmd import command as params_command  # noqa: E402  (its own module)
 
 command.add_command(params_command)

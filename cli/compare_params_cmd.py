@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deepntk.cli.common import backend_option, format_with_interval, load_npy, user_errors
+from .common import backend_option, format_with_interval, load_npy, user_errors
 
 
 @click.command("params")
@@ -18,8 +18,8 @@ def command(params_paths, x1_path, x2_path, backend):
     Several PARAMS files of one architecture (e.g. `deepntk init --seed S` for S = 0…9) are one ensemble: the
     95% intervals are over its networks, as in `compare depth`. One network has no interval.
     """
-    from deepntk.engine.experiments.compare_params import compare_with_theory
-    from deepntk.engine.params import load_params, stack_params
+    from ..engine.experiments.compare_params import compare_with_theory
+    from ..engine.params import load_params, stack_params
 
     X1 = load_npy(x1_path, "--x1")
     X2 = None if x2_path is None else load_npy(x2_path, "--x2")

@@ -6,10 +6,10 @@ import os
 
 import click
 
-from deepntk.cli.arch import spec_from_data, with_arch
-from deepntk.cli.common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
+from .arch import spec_from_data, with_arch
+from .common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
                                 user_errors)
-from deepntk.cli.interrupts import NOTHING_KEPT, keeps
+from .interrupts import NOTHING_KEPT, keeps
 
 
 @click.command("gram")
@@ -46,9 +46,9 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
             cluster, workers, cluster_config, dry_run, connect_timeout, resume, verify, quiet):
     """Compute a Gram larger than memory into a Zarr store, one Dask task per tile (upper tiles of a symmetric
     Gram only); a killed run continues with --resume and recomputes only the missing or damaged tiles."""
-    from deepntk.engine.architectures import architecture
-    from deepntk.engine.clusters import dask_client, job_script
-    from deepntk.engine.gram import GramKernel, gram
+    from ..engine.architectures import architecture
+    from ..engine.clusters import dask_client, job_script
+    from ..engine.gram import GramKernel, gram
 
     if dry_run:
         if cluster not in ("slurm", "pbs"):
@@ -68,7 +68,7 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
         raise CommandError(f"Gram store {store!r} already exists; pass --resume to complete it, or choose another path")
     with user_errors():
         if dataset is not None:
-            from deepntk.engine.experiments.datasets import load_dataset
+            from ..engine.experiments.datasets import load_dataset
 
             cls = architecture(arch["arch"] or "mlp")
             subset_size = {"train_size" if split == "train" else "test_size": subset}
@@ -101,7 +101,7 @@ def kept_tiles(store: str) -> str:
     """What an interrupted run leaves in `store`, read from the store itself."""
     if not os.path.isdir(store):  # interrupted before the store was made (perhaps while Zarr was imported)
         return NOTHING_KEPT
-    from deepntk.engine.gram import open_store
+    from ..engine.gram import open_store
 
     gram_store = open_store(store)
     kept = int(sum(gram_store.recorded()[i, j] >= 0 for i, j in gram_store.tiles()))

@@ -2,9 +2,9 @@
 
 import click
 
-from deepntk.cli.arch import build_spec, with_arch
-from deepntk.cli.common import check_output_path, user_errors
-from deepntk.engine.params import INITS, init_params
+from .arch import build_spec, with_arch
+from .common import check_output_path, user_errors
+from ..engine.params import INITS, init_params
 
 
 @click.command("init")

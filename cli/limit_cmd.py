@@ -2,9 +2,9 @@
 
 import click
 
-from deepntk.cli.arch import spec_from_data, with_arch
-from deepntk.cli.common import CommandError, backend_option, check_output_path, load_npy, save_npy, user_errors
-from deepntk.engine.validate import check_inputs
+from .arch import spec_from_data, with_arch
+from .common import CommandError, backend_option, check_output_path, load_npy, save_npy, user_errors
+from ..base.validate import check_inputs
 
 
 @click.command("limit")
@@ -18,7 +18,7 @@ from deepntk.engine.validate import check_inputs
 def command(arch, x1_path, x2_path, output, symbolic, latex, backend):
     """Write Θ̃^∞(X1, X2), shape (N1, N2): the factor of I_k (Theorems 1 and 4, corrected)."""
     if symbolic or latex:
-        from deepntk.analytic.symbolic import format_formula
+        from ..analytic.symbolic import format_formula
 
         try:
             click.echo(format_formula(arch["arch"] or "mlp", latex=latex, d_in=arch["d_in"]))

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from deepntk import __version__
-from deepntk.cli.common import show_warnings_briefly
-from deepntk.cli.interrupts import report_interrupt, terminate_as_interrupt
+from ..base.version import __version__
+from .common import show_warnings_briefly
+from .interrupts import report_interrupt, terminate_as_interrupt
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,7 @@ def cli():
 
 
 def _register():
-    from deepntk.cli import (backends_cmd, bench_cmd, compare_cmd, gram_cmd, init_cmd, limit_cmd, ntk_cmd,
+    from . import (backends_cmd, bench_cmd, compare_cmd, gram_cmd, init_cmd, limit_cmd, ntk_cmd,
                              predict_cmd, reproduce_cmd, simulate_cmd, train_cmd)
 
     for module in (backends_cmd, init_cmd, ntk_cmd, limit_cmd, gram_cmd, simulate_cmd, train_cmd, reproduce_cmd,

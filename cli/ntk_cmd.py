@@ -2,9 +2,9 @@
 
 import click
 
-from deepntk.cli.common import backend_option, check_output_path, load_npy, save_npy, user_errors
-from deepntk.engine.api import scaled_ntk
-from deepntk.engine.params import load_params
+from .common import backend_option, check_output_path, load_npy, save_npy, user_errors
+from ..engine.api import scaled_ntk
+from ..engine.params import load_params
 
 
 @click.command("ntk")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from deepntk.cli.arch import spec_from_data, with_arch
-from deepntk.cli.common import (CommaList, CommandError, backend_option, check_output_path, load_npy, quiet_option,
+from .arch import spec_from_data, with_arch
+from .common import (CommaList, CommandError, backend_option, check_output_path, load_npy, quiet_option,
                                 save_npy, solver_options, user_errors)
-from deepntk.cli.progress import Stages
+from .progress import Stages
 
 
 @click.command("predict")
@@ -34,7 +34,7 @@ from deepntk.cli.progress import Stages
 def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol,
             max_iterations, nystrom_rank, arch, backend, output, quiet):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
-    from deepntk.engine.predict import predict
+    from ..engine.predict import predict
 
     check_output_path(output)
     if gram_path is not None:
@@ -51,7 +51,7 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, g
     k = 1 if Y.ndim == 1 else Y.shape[-1]
     with user_errors():
         if kernel_kind == "empirical":
-            from deepntk.engine.params import load_params
+            from ..engine.params import load_params
 
             params = load_params(params_path)
             result = predict(X, Y, Xt, times, Y_test=Yt, params=params, backend=backend)
@@ -78,8 +78,8 @@ def _report(result, output, solves=None):
 
 def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output, options, quiet):
     """Kernel flow and regression with Gram stores too large for memory (conjugate gradients, Lanczos)."""
-    from deepntk.engine.gram import open_store
-    from deepntk.engine.solvers import predict_from_stores
+    from ..engine.gram import open_store
+    from ..engine.solvers import predict_from_stores
 
     if gram_test_path is None:
         raise CommandError("--gram needs --gram-test, the test × training Gram store")

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from deepntk.engine.durations import format_duration
+from ..base.durations import format_duration
 
 INTERVAL_VARIABLE = "DEEPNTK_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 30.0

@@ -11,12 +11,12 @@ import time
 import click
 from click.core import ParameterSource
 
-from deepntk.cli.common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
+from .common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
                                 maybe_cluster, overwrite_option, quiet_option, solver_options, user_errors)
-from deepntk.cli.interrupts import NOTHING_KEPT, keeps
-from deepntk.cli.progress import Stages
-from deepntk.engine.experiments.table1 import TABLE1_NETWORKS, check_networks
-from deepntk.engine.results import environment, record_file, write_json
+from .interrupts import NOTHING_KEPT, keeps
+from .progress import Stages
+from ..engine.experiments.table1 import TABLE1_NETWORKS, check_networks
+from ..engine.results import environment, record_file, write_json
 
 # The options an experiment takes as the config field of the same name (docs/experiments.md#adding-an-experiment).
 CONFIG_OPTIONS = ("scale", "data_dir", "networks", "max_steps")
@@ -33,7 +33,7 @@ class ExperimentName(click.Choice):
 
     @property
     def choices(self):
-        from deepntk.engine.experiments.registry import experiment_names
+        from ..engine.experiments.registry import experiment_names
 
         return tuple(experiment_names())
 
@@ -93,8 +93,8 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
             click.echo(f"resuming: the Gram stores in {store_dir} are completed, not recomputed")
         return _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot,
                                (cluster or "local", workers, cluster_config), options, quiet, backend)
-    from deepntk.engine.experiments.protocol import config_key
-    from deepntk.engine.experiments.registry import get_experiment
+    from ..engine.experiments.protocol import config_key
+    from ..engine.experiments.registry import get_experiment
 
     with user_errors():
         spec = get_experiment(experiment)
@@ -134,7 +134,7 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
 
 def _experiments_taking(option: str | None) -> str:
     """The experiments whose config has a field `option` (None: those that use a Dask client), for an error."""
-    from deepntk.engine.experiments.registry import experiment_names, get_experiment
+    from ..engine.experiments.registry import experiment_names, get_experiment
 
     names = []
     for name in experiment_names():
@@ -147,8 +147,8 @@ def _experiments_taking(option: str | None) -> str:
 
 def _draw(result, path: str) -> None:
     """Draw `result`'s figure into `path`; where matplotlib is missing, one line on stderr says so."""
-    from deepntk.engine.errors import MissingExtraError
-    from deepntk.engine.experiments import figures
+    from ..base.errors import MissingExtraError
+    from ..engine.experiments import figures
 
     try:
         figure = result.figure()
@@ -177,7 +177,7 @@ def _predict_size(text: str) -> int | None:
 
 def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet, backend):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
-    from deepntk.engine.experiments.table1 import Table1PredictResult, table1_predict
+    from ..engine.experiments.table1 import Table1PredictResult, table1_predict
 
     os.makedirs(store_dir, exist_ok=True)
     start = time.perf_counter()

@@ -7,12 +7,12 @@ import time
 
 import click
 
-from deepntk.cli.arch import given_fields, spec_options, with_arch
-from deepntk.cli.common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
+from .arch import given_fields, spec_options, with_arch
+from .common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
                                 maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
-from deepntk.cli.interrupts import NOTHING_KEPT, keeps
-from deepntk.engine.architectures import ARCHITECTURES, architecture
-from deepntk.engine.results import environment, write_json
+from .interrupts import NOTHING_KEPT, keeps
+from ..engine.architectures import ARCHITECTURES, architecture
+from ..engine.results import environment, write_json
 
 
 def _study_defaults(describe) -> str:
@@ -50,8 +50,8 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
     C_L = L², 5 seeds per depth. Prints, per depth, the mean and max relative error against the limit
     Θ̃^∞ and against the finite-(L, C_L) expectation, and the fitted error-vs-depth slope (≈ −½ expected).
     """
-    from deepntk.backends.registry import get_backend
-    from deepntk.engine.experiments.convergence import ConvergenceConfig
+    from ..backends.registry import get_backend
+    from ..engine.experiments.convergence import ConvergenceConfig
 
     name = arch["arch"]
     cls = architecture(name)
@@ -76,7 +76,7 @@ def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_di
 
 
 def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet, client):
-    from deepntk.engine.experiments.convergence import describe_inputs, run_convergence
+    from ..engine.experiments.convergence import describe_inputs, run_convergence
 
     click.echo(f"deepntk simulate: {name.upper()} {describe_inputs(config)}; C_L = {C_L}; {seeds} seeds; "
                f"backend {backend_name}; {dtype}")
@@ -112,7 +112,7 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
 
 def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, cluster, overwrite):
     """Fig. 3 complete: kernel at init and after training, kernel drift and fit, per depth over seeds."""
-    from deepntk.engine.rules import C_L_values
+    from ..engine.rules import C_L_values
 
     with user_errors():
         pairs = list(zip(depths, C_L_values(C_L, depths)))
@@ -124,7 +124,7 @@ def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, clust
 
 
 def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, client):
-    from deepntk.engine.experiments.fig3 import fig3_training, training_summary
+    from ..engine.experiments.fig3 import fig3_training, training_summary
 
     with user_errors(), progress(len(pairs) * seeds, "networks", quiet) as bar:
         result = fig3_training(pairs, seeds, steps, backend, on_seed=bar.update, client=client)
@@ -144,7 +144,7 @@ def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, cli
 
 def kept_depths(config, out_dir: str) -> str:
     """What an interrupted run leaves in `out_dir`: the depths stored there with this configuration."""
-    from deepntk.engine.experiments.convergence import load_depth
+    from ..engine.experiments.convergence import load_depth
 
     kept = [depth for depth in config.depths if load_depth(out_dir, config, depth) is not None]
     if not kept:

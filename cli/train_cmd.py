@@ -6,12 +6,12 @@ import os
 
 import click
 
-from deepntk.cli.arch import spec_from_data, with_arch
-from deepntk.cli.common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
+from .arch import spec_from_data, with_arch
+from .common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
                                 user_errors)
-from deepntk.cli.interrupts import NOTHING_KEPT, keeps
-from deepntk.engine.losses import LOSSES
-from deepntk.engine.results import environment, write_json
+from .interrupts import NOTHING_KEPT, keeps
+from ..base.losses import LOSSES
+from ..engine.results import environment, write_json
 
 
 @click.command("train")
@@ -50,10 +50,10 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
             loss, seed, data_dir, train_size, test_size, eval_every, probe_every, checkpoint_dir, checkpoint_every, resume,
             overwrite, backend, output, quiet):
     """Train with plain SGD (the paper's §3.2/§5), writing the trained params and a metrics JSON beside them."""
-    from deepntk.engine.architectures import architecture
-    from deepntk.engine.experiments.datasets import load_dataset
-    from deepntk.engine.params import init_params, load_params
-    from deepntk.engine.trainer import TrainSettings, train
+    from ..engine.architectures import architecture
+    from ..engine.experiments.datasets import load_dataset
+    from ..engine.params import init_params, load_params
+    from ..engine.trainer import TrainSettings, train
 
     if (eta is None) == (lr is None):
         raise CommandError("give exactly one of --eta (scaled step) or --lr (raw learning rate)")
@@ -116,7 +116,7 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
 
 def kept_checkpoint(checkpoint_dir: str | None) -> str:
     """What an interrupted run keeps: the step of the checkpoint in `checkpoint_dir`, if there is one."""
-    from deepntk.engine.trainer import checkpoint_step
+    from ..engine.trainer import checkpoint_step
 
     step = None if checkpoint_dir is None else checkpoint_step(checkpoint_dir)
     if step is None:

@@ -6,11 +6,11 @@ Every function takes host arrays and returns host NumPy arrays in the params' dt
 from __future__ import annotations
 
 import numpy as np
-from deepntk.backends.registry import get_backend
-from deepntk.engine.losses import check_loss
-from deepntk.engine.packed import LayerViews, network_inputs, pack
-from deepntk.engine.params import Ensemble, Params
-from deepntk.engine.validate import check_targets, warn_if_unresolved
+from ..backends.registry import get_backend
+from ..base.losses import check_loss
+from .packed import LayerViews, network_inputs, pack
+from .params import Ensemble, Params
+from ..base.validate import check_targets, warn_if_unresolved
 
 
 class Gradients(LayerViews):

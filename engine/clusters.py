@@ -14,7 +14,7 @@ import os
 import re
 import warnings
 
-from deepntk.engine.errors import ClusterError
+from ..base.errors import ClusterError
 
 KINDS = ("local", "tcp://host:port", "slurm", "pbs", "local-cuda")
 ADDRESS = re.compile(r"^(tcp|tls)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-from deepntk.engine.errors import FileFormatError
+from ..base.errors import FileFormatError
 
 # What NumPy and zipfile raise on truncated, bit-flipped or foreign content.
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from deepntk.engine.errors import FileFormatError, InputError, option
+from ..base.errors import FileFormatError, InputError, option
 
 KERNELS = ("limit", "expected", "ntk")
 STORE_FORMAT = 1
@@ -64,7 +64,7 @@ class GramKernel:
     @classmethod
     def for_spec(cls, kind: str, spec, params_path=None, backend=None) -> "GramKernel":
         if params_path is not None:
-            from deepntk.engine.params import load_params
+            from .params import load_params
 
             spec = load_params(params_path).spec
             with open(params_path, "rb") as handle:
@@ -73,7 +73,7 @@ class GramKernel:
         return cls(kind, spec.to_meta(), backend=backend)
 
     def architecture(self):
-        from deepntk.engine.architectures import spec_from_meta
+        from .architectures import spec_from_meta
 
         return spec_from_meta(self.spec)
 
@@ -94,7 +94,7 @@ class GramKernel:
     def block(self, A: np.ndarray, B: np.ndarray | None) -> np.ndarray:
         """The kernel between input blocks as the user gives them (B None: A with itself)."""
         if self.kind == "ntk":
-            from deepntk.engine.api import scaled_ntk
+            from .api import scaled_ntk
 
             return scaled_ntk(_params(self.params_path, self.params_digest), A, B, backend=self.backend)
         spec = self.architecture()
@@ -116,7 +116,7 @@ class GramKernel:
 @functools.lru_cache(maxsize=4)
 def _params(path: str, expected_digest: str):
     """A worker's copy of the params of an "ntk" Gram, read once per process and checked against the digest."""
-    from deepntk.engine.params import load_params
+    from .params import load_params
 
     with open(path, "rb") as handle:
         if hashlib.sha256(handle.read()).hexdigest() != expected_digest:
@@ -299,7 +299,7 @@ def compute_tile(path: str, kernel: GramKernel, i: int, j: int) -> tuple:
     Returns (i, j, seconds, bytes written, (process id, wall-clock start))."""
     import zarr
 
-    from deepntk.engine.clusters import threads_per_worker
+    from .clusters import threads_per_worker
 
     started = time.perf_counter()
     wall_start = time.time()
@@ -363,10 +363,10 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
         verify: on resume, re-read every recorded tile and recompute those whose CRC does not match.
         on_tile: called with (done, total) as tiles complete.
     """
-    from deepntk.engine.validate import check_inputs
+    from ..base.validate import check_inputs
 
     if client is None and cluster in ("local", "local-cuda"):
-        from deepntk.engine.clusters import check_main_guard
+        from .clusters import check_main_guard
 
         check_main_guard()  # before the store exists, so the corrected script starts afresh
     spec = kernel.architecture()
@@ -381,7 +381,7 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
     started = time.perf_counter()
     written, busy, spans = 0, 0.0, []
     if todo:
-        from deepntk.engine.clusters import dask_client
+        from .clusters import dask_client
 
         with dask_client(client, cluster, workers) as active:
             from distributed import as_completed

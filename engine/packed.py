@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from deepntk.engine.validate import check_inputs
+from ..base.validate import check_inputs
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ import numbers
 import os
 
 import numpy as np
-from deepntk.engine.architectures import Architecture, spec_from_meta
-from deepntk.engine.errors import ParamsFileError, SpecError
-from deepntk.engine.files import json_entry, read_npz
-from deepntk.engine.memory import require_memory
-from deepntk.engine.packed import LayerViews, pack_layers
-from deepntk.engine.results import write_npz
-from deepntk.engine.validate import warn_if_unresolved
+from .architectures import Architecture, spec_from_meta
+from ..base.errors import ParamsFileError, SpecError
+from .files import json_entry, read_npz
+from ..base.memory import require_memory
+from .packed import LayerViews, pack_layers
+from .results import write_npz
+from ..base.validate import warn_if_unresolved
 
 INITS = ("paper", "kaiming-uniform")
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -124,7 +124,7 @@ class Params(_PackedParameters):
         return Params.from_packed(self.spec, W, b, init=init, seed=self.seed, extra_meta=self.extra_meta)
 
     def meta(self) -> dict:
-        from deepntk.engine.version import __version__
+        from ..base.version import __version__
 
         return {**self.spec.to_meta(), "init": self.init, "seed": self.seed, "dtype": str(self.dtype),
                 "deepntk_version": __version__, **self.extra_meta}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepntk.engine.errors import InputError
-from deepntk.engine.validate import check_inputs, check_targets
+from ..base.errors import InputError
+from ..base.validate import check_inputs, check_targets
 
 
 def limit_kernel_factors(spec, X_train, X_test, backend=None):
@@ -63,7 +63,7 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
         backend: computes either kernel (the NTK, or the limit kernel's costly pieces): a backend name,
             instance, or None for the best installed one.
     """
-    from deepntk.analytic import kernel_flow
+    from ..analytic import kernel_flow
 
     if (spec is None) == (params is None):
         raise InputError("give exactly one of spec (the limit kernel) or params (the empirical kernel)")
@@ -74,7 +74,7 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
     Y = check_targets(Y_train, len(X), arch.outputs, "Y_train")
     Yt = None if Y_test is None else check_targets(Y_test, len(Xt), arch.outputs, "Y_test")
     if params is not None:
-        from deepntk.engine.api import scaled_ntk
+        from .api import scaled_ntk
 
         K, Kx = scaled_ntk(params, X, backend=backend), scaled_ntk(params, Xt, X, backend=backend)
     else:

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from deepntk.engine.errors import FileFormatError, FolderConfigError, FolderInUseError, option
+from ..base.errors import FileFormatError, FolderConfigError, FolderInUseError, option
 
 # Held by the run writing a folder (see exclusive_folder).
 LOCK_FILE = ".deepntk.lock"
@@ -77,7 +77,7 @@ def _jsonable(value):
 
 def environment() -> dict:
     """Versions and machine facts for a manifest."""
-    from deepntk.engine.version import __version__
+    from ..base.version import __version__
 
     libs = {"numpy": np.__version__}
     for name in ("scipy", "numba", "cupy"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from deepntk.engine.errors import SpecError
+from ..base.errors import SpecError
 
 _RULE = re.compile(r"^\s*(?P<coef>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)?\s*\*?\s*(?P<L>L(?:\s*\^\s*(?P<pow>[0-9]*\.?[0-9]+))?)?\s*$")
 

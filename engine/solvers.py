@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepntk.engine.errors import InputError
+from ..base.errors import InputError
 
 
 class KernelOperator:
@@ -32,7 +32,7 @@ class KernelOperator:
     @classmethod
     def from_array(cls, K) -> "KernelOperator":
         """An in-memory Gram: (N, N) scalar or (N, N, k, k) blocks."""
-        from deepntk.analytic import stack_kernel
+        from ..analytic import stack_kernel
 
         samples = np.shape(K)[0]
         try:
@@ -49,13 +49,13 @@ class KernelOperator:
         when they fit in `memory` bytes (default: DEEPNTK_MEMORY_BUDGET), else nothing of size N² is held. Each
         off-diagonal tile's two products are `backend`'s `gram_tile_products` (a name, an instance, or None for
         the best installed)."""
-        from deepntk.backends.registry import get_backend
+        from ..backends.registry import get_backend
 
         if not store.symmetric:
             raise InputError(f"Gram store {store.path!r} is not a symmetric Gram (K of the training set with itself)")
         if not store.complete:
             raise InputError(f"Gram store {store.path!r} is incomplete; resume it first")
-        from deepntk.engine.memory import memory_budget
+        from ..base.memory import memory_budget
 
         engine = get_backend(backend)
         N = store.shape[0]
@@ -114,7 +114,7 @@ class NystromPreconditioner:
         eigenspace nearly as well as the exact eigenvectors do (docs/training.md#kernel-flow)."""
         from scipy.linalg import solve_triangular
 
-        from deepntk.engine.memory import require_memory
+        from ..base.memory import require_memory
 
         rank = min(rank, K.size)
         require_memory(4.0 * K.size * rank * 8, f"a rank-{rank} Nyström preconditioner of a Gram of size {K.size}")
@@ -236,7 +236,7 @@ def flows(K: KernelOperator, Y, times, *, tol: float = 1e-6, max_iterations: int
     """
     from scipy.linalg import eigh_tridiagonal
 
-    from deepntk.engine.memory import require_memory
+    from ..base.memory import require_memory
 
     times = [float(t) for t in times]
     for t in times:
@@ -336,8 +336,8 @@ def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None,
     training Gram's upper tiles may occupy to be read once and kept (default DEEPNTK_MEMORY_BUDGET); `backend`
     computes the products with its tiles (`KernelOperator.from_store`).
     `on_iteration(solver, iteration)` reports progress, solver "flow" or "regression"."""
-    from deepntk.engine.predict import Prediction, check_times
-    from deepntk.engine.validate import check_targets
+    from .predict import Prediction, check_times
+    from ..base.validate import check_targets
 
     times = check_times(times)
     K = KernelOperator.from_store(train_store, memory, backend)

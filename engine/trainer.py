@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from deepntk.backends.registry import get_backend
-from deepntk.engine.errors import FileFormatError, InputError, TrainingDiverged, option
-from deepntk.engine.files import json_entry, read_npz
-from deepntk.engine.losses import check_loss, loss_value
-from deepntk.engine.packed import network_inputs, pack
-from deepntk.engine.results import run_folder, write_npz
-from deepntk.engine.training import raw_learning_rate, warn_if_loss_grew
-from deepntk.engine.validate import check_targets, warn_if_unresolved
+from ..backends.registry import get_backend
+from ..base.errors import FileFormatError, InputError, TrainingDiverged, option
+from .files import json_entry, read_npz
+from ..base.losses import check_loss, loss_value
+from .packed import network_inputs, pack
+from .results import run_folder, write_npz
+from .training import raw_learning_rate, warn_if_loss_grew
+from ..base.validate import check_targets, warn_if_unresolved
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -256,7 +256,7 @@ class _TrainingRun:
     def start(cls, params, X, Y, settings, backend, X_test, Y_test, probe, checkpoint_dir, resume, overwrite,
               exits) -> "_TrainingRun":
         """Check the inputs, hold the checkpoint folder (in `exits`) and load its checkpoint when resuming."""
-        from deepntk.engine.api import check_params, scaled_ntk
+        from .api import check_params, scaled_ntk
 
         spec = check_params(params, ensembles=False).spec
         if not isinstance(settings, TrainSettings):
@@ -322,7 +322,7 @@ class _TrainingRun:
 
     def probe_change(self, step: int) -> None:
         """‖Θ̃_t − Θ̃_0‖/‖Θ̃_0‖ on the probe inputs, at `step`."""
-        from deepntk.engine.api import scaled_ntk
+        from .api import scaled_ntk
 
         K = scaled_ntk(self.params.with_packed(self.state.W, self.state.b), self.probe, backend=self.engine)
         self.history["probe_step"].append(step)

@@ -15,11 +15,11 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
-from deepntk.backends.registry import get_backend
-from deepntk.engine.errors import InputError, TrainingDiverged
-from deepntk.engine.losses import check_loss, loss_value
-from deepntk.engine.packed import network_inputs, pack
-from deepntk.engine.validate import DeepNTKWarning, check_targets, warn_if_unresolved
+from ..backends.registry import get_backend
+from ..base.errors import InputError, TrainingDiverged
+from ..base.losses import check_loss, loss_value
+from .packed import network_inputs, pack
+from ..base.validate import DeepNTKWarning, check_targets, warn_if_unresolved
 
 # A loss above this many times its first value means the steps diverge, though it is still finite
 # (docs/training.md#divergence).

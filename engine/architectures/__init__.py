@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import MISSING, fields
 
-from deepntk.engine.architectures.cnn import CNN, average_pool
-from deepntk.engine.architectures.common import (COMMAND_FIELDS, Architecture, OptionField, Study, option_fields,
+from .cnn import CNN, average_pool
+from .common import (COMMAND_FIELDS, Architecture, OptionField, Study, option_fields,
                                                  preset_fields, spec_field)
-from deepntk.engine.architectures.mlp import MLP
-from deepntk.engine.errors import InputError, SpecError
+from .mlp import MLP
+from ...base.errors import InputError, SpecError
 
 ARCHITECTURES = {cls.arch: cls for cls in (MLP, CNN)}
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepntk.engine.architectures.common import Architecture, Study, check_int, spec_field
-from deepntk.engine.errors import InputError, SpecError
+from .common import Architecture, Study, check_int, spec_field
+from ...base.errors import InputError, SpecError
 
 FILTER_VARIANCES = ("paper", "code")
 
@@ -172,7 +172,7 @@ class CNN(Architecture):
         return weights, biases
 
     def _kernel_options(self, backend) -> dict:
-        from deepntk.backends.registry import get_backend
+        from ...backends.registry import get_backend
 
         return dict(outputs=self.outputs, rho=self.rho, beta=self.beta, filter_size=self.filter_size,
                     filter_variance=self.filter_variance, pair_sum=get_backend(backend).cnn_pair_sum)
@@ -180,13 +180,13 @@ class CNN(Architecture):
     def limit_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
         """Θ̃^∞ (Theorem 4, corrected) on prepared (pooled) inputs: (N1, N2), the factor of I_k. Its pixel-pair sum
         is `backend`'s `cnn_pair_sum` (a name, an instance, or None for the best installed; docs/backends.md)."""
-        from deepntk.analytic import cnn_limit_kernel
+        from ...analytic import cnn_limit_kernel
 
         return cnn_limit_kernel(X1, X2, **self._kernel_options(backend))
 
     def expected_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
         """E Θ̃ at this spec's finite (L, C_L) on prepared (pooled) inputs: (N1, N2), the factor of I_k; its
         pixel-pair sums are `backend`'s, as for `limit_kernel`."""
-        from deepntk.analytic import cnn_expected_kernel
+        from ...analytic import cnn_expected_kernel
 
         return cnn_expected_kernel(X1, X2, depth=self.depth, C_L=self.C_L, **self._kernel_options(backend))

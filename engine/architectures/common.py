@@ -19,7 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
-from deepntk.engine.errors import SpecError
+from ...base.errors import SpecError
 
 
 def shown(value) -> str:

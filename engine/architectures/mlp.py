@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepntk.engine.architectures.common import Architecture, Study, check_int, spec_field
-from deepntk.engine.errors import InputError
+from .common import Architecture, Study, check_int, spec_field
+from ...base.errors import InputError
 
 # Fig. 3's network reads points (cos γ, sin γ) of the unit arc.
 FIG3_INPUT_DIMENSION = 2
@@ -26,7 +26,7 @@ class ArcStudy(Study):
     why: str = "the Fig. 3 network on the unit arc"
 
     def inputs(self, spec, points: int, seed: int):
-        from deepntk.analytic import fig3_inputs
+        from ...analytic import fig3_inputs
 
         return fig3_inputs(points)
 
@@ -148,14 +148,14 @@ class MLP(Architecture):
     def limit_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
         """Θ̃^∞ (Theorem 1, corrected) on prepared inputs: (N1, N2), the factor of I_k. A closed form of N1·N2
         arc-cosines in NumPy: no backend method, so `backend` (taken by every architecture) goes unused."""
-        from deepntk.analytic import mlp_limit_kernel
+        from ...analytic import mlp_limit_kernel
 
         return mlp_limit_kernel(X1, X2, d_out=self.d_out, rho=self.rho, beta=self.beta)
 
     def expected_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
         """E Θ̃ at this spec's finite (L, C_L) on prepared inputs: (N1, N2), the factor of I_k (a closed form, like
         `limit_kernel`)."""
-        from deepntk.analytic import mlp_expected_kernel
+        from ...analytic import mlp_expected_kernel
 
         return mlp_expected_kernel(X1, X2, depth=self.depth, C_L=self.C_L, d_out=self.d_out, rho=self.rho,
                                    beta=self.beta)

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from deepntk.engine.api import loss_and_gradients, scaled_ntk
-from deepntk.engine.architectures import CNN, MLP
-from deepntk.engine.params import init_params
+from ..api import loss_and_gradients, scaled_ntk
+from ..architectures import CNN, MLP
+from ..params import init_params
 
 
 @dataclass
@@ -81,7 +81,7 @@ def conv_gd_flops(N, L, n, f, d):
 
 def standard_workloads(quick: bool = False) -> list[Workload]:
     """(a) Fig. 3 Gram, (b) Fig. 3 GD step, (c) MLP N = 16 and 512, (d) CNN 7×7, L = 1000, N = 64."""
-    from deepntk.analytic import fig3_inputs, fig3_target
+    from ...analytic import fig3_inputs, fig3_target
 
     L = 1000 if quick else 10000
     x0, X, _ = fig3_inputs(200)
@@ -189,7 +189,7 @@ def relative_error(actual, expected) -> float:
 
 def run_benchmark(workloads, implementations, repeats: int = 3, on_result=None, reference: str = "numpy"):
     """Time each workload with each implementation; returns a list of Timing."""
-    from deepntk.engine.experiments import peers
+    from . import peers
 
     timings = []
     for workload in workloads:
@@ -228,7 +228,7 @@ def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100
     """Fig. 3 at the authors' settings (docs/experiments.md#fig-3), timed: per depth and seed, Θ̃(x₀, X) at init,
     `steps` full-batch GD steps with MSELoss at raw lr = 1/(4·L·C_L²), and Θ̃(x₀, X) after training
     (`fig3.fig3_training`). Returns the time, the mean kernel drift ‖Θ̃_T − Θ̃_0‖/‖Θ̃_0‖ and the fit error per depth."""
-    from deepntk.engine.experiments.fig3 import fig3_training, training_summary
+    from .fig3 import fig3_training, training_summary
 
     start = time.perf_counter()
     result = fig3_training(depths, seeds, steps, backend, on_seed)
@@ -258,17 +258,17 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     were a third of the fused kernel's time. The reference is timed once (it compiles nothing and takes ~20 s
     a set), the fused kernel as the median of `time_call`'s calls (at least three). Where CuPy reaches a CUDA
     device, the device's kernel (kernels.cu) is timed too, in the same way, and compared with the fused one."""
-    from deepntk.analytic import cnn_limit_kernel
-    from deepntk.analytic.cnn import CNNTerms
-    from deepntk.backends.limit_kernels import correlations_near_one
-    from deepntk.backends.registry import availability, get_backend
+    from ...analytic import cnn_limit_kernel
+    from ...analytic.cnn import CNNTerms
+    from ...backends.limit_kernels import correlations_near_one
+    from ...backends.registry import availability, get_backend
 
     # Uniform images take a CNN's default scales (those of `cnn_limit_kernel` too).
     sets = [(f"{d}×{d} uniform", np.random.default_rng(d).uniform(0.0, 1.0, size=(n, 1, d, d)),
              kappa_scales(CNN(1, d, 1, 2, 1.0))) for d, n in sizes]
     mnist = _mnist_images(data_dir, max(n for _, n in sizes))
     if mnist is not None:
-        from deepntk.engine.architectures.cnn import average_pool
+        from ..architectures.cnn import average_pool
 
         for d, n in sizes:
             images = mnist[:n] if d == 28 else average_pool(mnist[:n], 28 // d)
@@ -319,7 +319,7 @@ def kappa_scales(spec) -> dict:
 
 def table1_cnn_scales() -> dict:
     """`kappa_scales` of Table 1's 10-class CNN (deepntk.engine.experiments.table1)."""
-    from deepntk.engine.experiments.table1 import table1_rows
+    from .table1 import table1_rows
 
     return kappa_scales(next(row[2] for row in table1_rows("paper")[0] if row[0] == "CNN"))
 
@@ -333,10 +333,10 @@ def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_ite
     allocations, traced), beside the dense eigendecomposition's seconds and memory on the same Gram."""
     import tracemalloc
 
-    from deepntk.engine.experiments.datasets import load_mnist
-    from deepntk.engine.experiments.table1 import paper_flow_time, table1_rows
-    from deepntk.engine.solvers import KernelOperator, flows, phi, regression
-    from deepntk.engine.trainer import accuracy, classification_kind
+    from .datasets import load_mnist
+    from .table1 import paper_flow_time, table1_rows
+    from ..solvers import KernelOperator, flows, phi, regression
+    from ..trainer import accuracy, classification_kind
 
     _, _, spec, lr, epochs, _, _ = table1_rows("paper")[0][0]
     data = load_mnist(data_dir, task="digits", pool=1, train_size=size, test_size=test_size, download=False)
@@ -384,7 +384,7 @@ def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_ite
 
 def _mnist_images(data_dir, count: int):
     """The first `count` MNIST training images in [0, 1] (N, 28, 28), or None when no MNIST folder is given."""
-    from deepntk.engine.experiments.datasets import DataError, mnist_folder, read_mnist_pair
+    from .datasets import DataError, mnist_folder, read_mnist_pair
 
     try:
         folder = mnist_folder(data_dir)
@@ -398,7 +398,7 @@ def root_bound(size: int = 1 << 16, repeats: int = 3) -> float:
     """Square roots per second on every core: the one operation of each arc-cosine kernel evaluation of the
     fused CNN kernel that does not pipeline (the rest are ~35 multiplications and additions), the machine's
     limit for that kernel, measured."""
-    from deepntk.backends.numba_limit_kernels import square_roots
+    from ...backends.numba_limit_kernels import square_roots
 
     x = np.random.default_rng(0).uniform(0.5, 1.5, size=size)
     rounds = 64
@@ -411,7 +411,7 @@ def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) ->
     """Arc-cosine evaluations per second, on every core, of the fused CNN kernel's κ arithmetic (a clamp, a
     square root, a degree-16 polynomial, a weighted sum) over arrays that stay in cache: the ceiling of that
     kernel without its inner products and patch bookkeeping."""
-    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_in_cache
+    from ...backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_in_cache
 
     rng = np.random.default_rng(0)
     rho, weights = rng.uniform(-1.0, 1.0, size=size), rng.uniform(0.0, 9.0, size=size)
@@ -424,7 +424,7 @@ def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) ->
 def ensemble_rates(backend: str, networks: int = 10, quick: bool = False, repeats: int = 3) -> list[dict]:
     """Each standard workload for E networks (distinct seeds) as one ensemble call against E single-network
     calls, timed in one run on `backend`; the ensemble's results are checked against the single calls'."""
-    from deepntk.engine.params import stack_params
+    from ..params import stack_params
 
     rows = []
     for workload in standard_workloads(quick):

@@ -7,15 +7,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from deepntk.analytic import fig3_inputs, fig3_target, kernel_flow, mlp_limit_kernel
-from deepntk.engine.api import forward, scaled_ntk
-from deepntk.engine.experiments.convergence import ConvergenceConfig, error_rate, run_depth
-from deepntk.engine.experiments.fig3 import fig3_network
-from deepntk.engine.experiments.stats import SLOPE_METHOD, error_means_and_intervals, mean_and_ci
-from deepntk.engine.params import init_params
-from deepntk.engine.rules import parse_C_L_rule
-from deepntk.engine.spectrum import resolve_spectrum
-from deepntk.engine.training import gradient_descent
+from ...analytic import fig3_inputs, fig3_target, kernel_flow, mlp_limit_kernel
+from ..api import forward, scaled_ntk
+from .convergence import ConvergenceConfig, error_rate, run_depth
+from .fig3 import fig3_network
+from .stats import SLOPE_METHOD, error_means_and_intervals, mean_and_ci
+from ..params import init_params
+from ..rules import parse_C_L_rule
+from ..spectrum import resolve_spectrum
+from ..training import gradient_descent
 
 
 @dataclass

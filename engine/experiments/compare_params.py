@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from deepntk.engine.api import check_params, scaled_ntk
-from deepntk.engine.errors import InputError
-from deepntk.engine.experiments.convergence import limit_and_expected
-from deepntk.engine.experiments.stats import error_means_and_intervals, mean_and_ci, relative_block_errors
-from deepntk.engine.params import Ensemble
-from deepntk.engine.validate import check_inputs
+from ..api import check_params, scaled_ntk
+from ...base.errors import InputError
+from .convergence import limit_and_expected
+from .stats import error_means_and_intervals, mean_and_ci, relative_block_errors
+from ..params import Ensemble
+from ...base.validate import check_inputs
 
 
 @dataclass

@@ -14,16 +14,16 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from deepntk.engine.api import scaled_ntk
-from deepntk.engine.architectures import architecture, preset_fields
-from deepntk.engine.clusters import run_seed_groups
-from deepntk.engine.errors import FileFormatError, SpecError, option
-from deepntk.engine.experiments.stats import fit_power_law, relative_block_errors
-from deepntk.engine.files import json_entry, read_npz
-from deepntk.engine.memory import require_memory
-from deepntk.engine.params import init_params
-from deepntk.engine.results import run_folder, write_json, write_npz
-from deepntk.engine.rules import C_L_values
+from ..api import scaled_ntk
+from ..architectures import architecture, preset_fields
+from ..clusters import run_seed_groups
+from ...base.errors import FileFormatError, SpecError, option
+from .stats import fit_power_law, relative_block_errors
+from ..files import json_entry, read_npz
+from ...base.memory import require_memory
+from ..params import init_params
+from ..results import run_folder, write_json, write_npz
+from ..rules import C_L_values
 
 
 @dataclass

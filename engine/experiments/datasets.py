@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepntk.engine.architectures import average_pool
-from deepntk.engine.errors import InputError, option
-from deepntk.engine.validate import mark_package_inputs
+from ..architectures import average_pool
+from ...base.errors import InputError, option
+from ...base.validate import mark_package_inputs
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {
@@ -203,7 +203,7 @@ def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str
 
 def toy_dataset(points: int = 200) -> Dataset:
     """Fig. 3: the arc points (cos γ, sin γ) with target y = x₁x₂, and x₀ = (1/√2, 1/√2) as the test point."""
-    from deepntk.analytic import fig3_inputs, fig3_target
+    from ...analytic import fig3_inputs, fig3_target
 
     x0, X, _ = fig3_inputs(points)
     return Dataset("toy", X, fig3_target(X), np.zeros(points, dtype=int), x0, fig3_target(x0), np.zeros(1, dtype=int))

@@ -8,13 +8,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from deepntk.analytic import fig3_inputs, fig3_limit_curve, fig3_target
-from deepntk.engine.api import forward, scaled_ntk
-from deepntk.engine.architectures import MLP
-from deepntk.engine.clusters import run_seed_groups
-from deepntk.engine.experiments.protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
-from deepntk.engine.params import init_params
-from deepntk.engine.training import gradient_descent
+from ...analytic import fig3_inputs, fig3_limit_curve, fig3_target
+from ..api import forward, scaled_ntk
+from ..architectures import MLP
+from ..clusters import run_seed_groups
+from .protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
+from ..params import init_params
+from ..training import gradient_descent
 
 # The authors' settings (docs/experiments.md#fig-3): (L, C_L) pairs, seeds, GD steps.
 PAPER_DEPTHS = ((100, 5.0), (10000, 5e4))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deepntk.engine.architectures import MLP
-from deepntk.engine.experiments.datasets import load_mnist
-from deepntk.engine.experiments.mnist import BATCH_SIZE, mnist_run, run_lines, stable_eta
-from deepntk.engine.experiments.protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
-from deepntk.engine.trainer import TrainSettings
+from ..architectures import MLP
+from .datasets import load_mnist
+from .mnist import BATCH_SIZE, mnist_run, run_lines, stable_eta
+from .protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
+from ..trainer import TrainSettings
 
 KAIMING_LEARNING_RATES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 

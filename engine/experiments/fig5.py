@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepntk.analytic import fig3_inputs, fig3_target
-from deepntk.engine.api import activations, forward
-from deepntk.engine.experiments.fig3 import PAPER_STEPS, TRAINING_POINTS, fig3_learning_rate, fig3_network
-from deepntk.engine.experiments.protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
-from deepntk.engine.params import init_params
-from deepntk.engine.training import gradient_descent
+from ...analytic import fig3_inputs, fig3_target
+from ..api import activations, forward
+from .fig3 import PAPER_STEPS, TRAINING_POINTS, fig3_learning_rate, fig3_network
+from .protocol import SILENT, Experiment, PlotResult, check_scale, reduction_lines
+from ..params import init_params
+from ..training import gradient_descent
 
 
 def fig5(scale: str = "small", backend=None, on_step=None) -> dict:

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 
-from deepntk.engine.errors import MissingExtraError
+from ...base.errors import MissingExtraError
 
 CHANCE_CLASSES = 10  # MNIST digits: the Fig. 4 runs classify 10 classes
 THETA = r"\tilde\Theta"
@@ -40,7 +40,7 @@ def label_axes(ax, xlabel: str, ylabel: str, title: str, legend_size: float = 7,
 
 def save(fig, path):
     """Lay out and write as a 130-dpi PNG."""
-    from deepntk.engine.results import record_file
+    from ..results import record_file
 
     fig.tight_layout()
     record_file(path)  # a figure in a results folder is one of its run's files

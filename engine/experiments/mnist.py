@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 
-from deepntk.engine.params import init_params
-from deepntk.engine.predict import limit_kernel_factors
-from deepntk.engine.trainer import accuracy, classification_kind, train
-from deepntk.engine.training import LossGrowthWarning, loss_growth
+from ..params import init_params
+from ..predict import limit_kernel_factors
+from ..trainer import accuracy, classification_kind, train
+from ..training import LossGrowthWarning, loss_growth
 
 # Batch size of every MNIST run in the paper.
 BATCH_SIZE = 512
@@ -34,7 +34,7 @@ def stable_eta(spec, X, loss: str = "mse", fraction: float = 0.5, sample: int = 
 def limit_kernel_reference(spec, data, t: float, n_train: int = 300, n_test: int = 300, backend=None) -> dict:
     """Test accuracy the infinite-depth theory predicts on a subset: kernel flow from f₀ = 0 to flow time t, and
     kernel regression (t = ∞), both with the limit kernel (Theorems 3 and 6)."""
-    from deepntk.analytic import kernel_flow
+    from ...analytic import kernel_flow
 
     X, Y, Xt, Yt = data.X_train[:n_train], data.Y_train[:n_train], data.X_test[:n_test], data.Y_test[:n_test]
     K, Kx = limit_kernel_factors(spec, X, Xt, backend=backend)
@@ -70,7 +70,7 @@ def mnist_run(name, spec, data, settings, init="paper", seed=0, backend=None, dt
 def run_lines(runs) -> list[str]:
     """One summary line per MNIST training run (`mnist_run`'s record, with Table 1's additions where present):
     its test accuracy or divergence, the limit kernel's prediction, the paper's accuracy, a bounded run's rate."""
-    from deepntk.engine.durations import format_duration  # the one duration format of every report
+    from ...base.durations import format_duration  # the one duration format of every report
 
     lines = []
     for run in runs:

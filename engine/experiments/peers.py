@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepntk.engine.packed import network_inputs, pack
+from ..packed import network_inputs, pack
 
 
 def _packed_inputs(workload):

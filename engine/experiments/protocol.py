@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from deepntk.engine.errors import FileFormatError, InputError
-from deepntk.engine.files import read_npz
-from deepntk.engine.results import write_json, write_npz
+from ...base.errors import FileFormatError, InputError
+from ..files import read_npz
+from ..results import write_json, write_npz
 
 RESULTS_FILE = "results.json"
 ARRAYS_FILE = "arrays.npz"
@@ -105,7 +105,7 @@ class PlotResult(Result):
     figure_builder = ""
 
     def figure(self):
-        from deepntk.engine.experiments import figures
+        from . import figures
 
         return getattr(figures, self.figure_builder)(self.data)
 

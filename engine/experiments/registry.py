@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
-from deepntk.engine.errors import InputError
+from ...base.errors import InputError
 
 ENTRY_POINT_GROUP = "deepntk.experiments"
 
@@ -33,7 +33,7 @@ def register_experiment(experiment) -> None:
     Raises:
         InputError: it is not an Experiment, or its name is taken by another experiment.
     """
-    from deepntk.engine.experiments.protocol import Experiment
+    from .protocol import Experiment
 
     if not isinstance(experiment, Experiment):
         raise InputError(f"register_experiment takes an Experiment, got {type(experiment).__name__}")
@@ -67,7 +67,7 @@ def get_experiment(name: str):
     Raises:
         InputError: no experiment has this name, or a plugin's entry point cannot be loaded or is no Experiment.
     """
-    from deepntk.engine.experiments.protocol import Experiment
+    from .protocol import Experiment
 
     if name in BUILTIN_EXPERIMENTS:
         return importlib.import_module(BUILTIN_EXPERIMENTS[name]).EXPERIMENT

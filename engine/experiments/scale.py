@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from deepntk.engine.architectures import CNN, MLP
+from ..architectures import CNN, MLP
 
 
 def _timed_gram(kernel, X, tile, workers, folder, name):
-    from deepntk.engine.clusters import dask_client
-    from deepntk.engine.gram import gram
+    from ..clusters import dask_client
+    from ..gram import gram
 
     with dask_client(cluster="local", workers=workers) as client:
         client.run(_warm_up)  # workers up and their imports done before the clock starts
@@ -31,8 +31,8 @@ def _timed_gram(kernel, X, tile, workers, folder, name):
 
 
 def _warm_up() -> None:
-    import deepntk.analytic  # noqa: F401
-    import deepntk.engine.gram  # noqa: F401
+    from ... import analytic  # noqa: F401
+    from .. import gram  # noqa: F401
     import zarr  # noqa: F401
 
 
@@ -45,7 +45,7 @@ def peak_resident_bytes() -> int:
 
 def worker_speedup(folder: str, images: int = 320, tile: int = 40) -> dict:
     """Wall time of the 7×7 CNN limit Gram with 1 and with 2 worker processes."""
-    from deepntk.engine.gram import GramKernel
+    from ..gram import GramKernel
 
     kernel = GramKernel.for_spec("limit", CNN(1, 7, 1, 2, 1.0))
     X = np.random.default_rng(0).uniform(0.05, 1, size=(images, 1, 7, 7))
@@ -59,7 +59,7 @@ def task_overhead(folder: str, points: int = 6144, tile: int = 1024, workers: in
     """Dask's cost per task for MLP limit tiles of tile² entries (784 inputs): the share of each worker's busy
     span spent between its tasks, and the share of all workers' wall time outside tasks (which also counts the
     idle tail of an uneven last round)."""
-    from deepntk.engine.gram import GramKernel
+    from ..gram import GramKernel
 
     kernel = GramKernel.for_spec("limit", MLP(784, 10, 2, 1.0))
     X = np.random.default_rng(1).uniform(0, 1, size=(points, 784))
@@ -73,7 +73,7 @@ def task_overhead(folder: str, points: int = 6144, tile: int = 1024, workers: in
 
 def mnist_limit_gram(folder: str, X: np.ndarray, tile: int = 2048, workers: int | None = None) -> dict:
     """The MLP limit Gram of the N inputs X (N × 784) into a Zarr store, upper tiles only."""
-    from deepntk.engine.gram import GramKernel
+    from ..gram import GramKernel
 
     kernel = GramKernel.for_spec("limit", MLP(X.shape[1], 10, 2, 1.0))
     wall, report, peak = _timed_gram(kernel, X, tile, workers, folder, "mnist.zarr")

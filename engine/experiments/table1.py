@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from deepntk.engine.architectures import CNN, MLP
-from deepntk.engine.errors import InputError
-from deepntk.engine.solvers import MAX_ITERATIONS, NYSTROM_RANK
-from deepntk.engine.experiments.datasets import load_mnist
-from deepntk.engine.experiments.mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, run_lines, stable_eta
-from deepntk.engine.experiments.protocol import (SILENT, Experiment, PlotResult, Result, check_scale,
+from ..architectures import CNN, MLP
+from ...base.errors import InputError
+from ..solvers import MAX_ITERATIONS, NYSTROM_RANK
+from .datasets import load_mnist
+from .mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, run_lines, stable_eta
+from .protocol import (SILENT, Experiment, PlotResult, Result, check_scale,
                                                  reduction_lines)
-from deepntk.engine.trainer import TrainSettings
+from ..trainer import TrainSettings
 
 # The training and test images a bounded run (`max_steps`) evaluates: all 70,000 through the 10-class CNN took
 # more than 4 minutes after its 3 steps (≈ 90 s) on 2 cores.
@@ -200,9 +200,9 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
 
     import numpy as np
 
-    from deepntk.engine.gram import GramKernel, gram
-    from deepntk.engine.solvers import predict_from_stores
-    from deepntk.engine.trainer import accuracy, classification_kind
+    from ..gram import GramKernel, gram
+    from ..solvers import predict_from_stores
+    from ..trainer import accuracy, classification_kind
 
     store_dir = store_dir or tempfile.mkdtemp(prefix="deepntk-table1-")
     rows, _, _ = table1_rows("paper")

@@ -17,7 +17,7 @@ from deepntk.analytic.cnn import CNNTerms
 from deepntk.backends import cupy_backend, limit_kernels
 from deepntk.backends.cupy_backend import (CupyBackend, NARROW_WIDTH, SHARED_LIMIT, compiled_width, gram_layer_bytes,
                                            gram_micro_tile, mirror_lower_tiles)
-from deepntk.engine.errors import TrainingDiverged
+from deepntk.base.errors import TrainingDiverged
 from deepntk.engine.packed import network_inputs, pack
 from oracles import correlation_h_grid, perturbed
 from conftest import TOL, assert_close

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import deepntk
-from deepntk.engine.errors import InputError
-from deepntk.engine.memory import memory_budget
+from deepntk.base.errors import InputError
+from deepntk.base.memory import memory_budget
 from oracles import perturbed
 from conftest import TOL, assert_close
 

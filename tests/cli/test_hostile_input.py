@@ -12,7 +12,7 @@ import pytest
 
 import deepntk
 from deepntk.cli.main import main
-from deepntk.engine.errors import DeepNTKError, FileFormatError, MemoryBudgetError, ParamsFileError
+from deepntk.base.errors import DeepNTKError, FileFormatError, MemoryBudgetError, ParamsFileError
 
 
 @pytest.fixture

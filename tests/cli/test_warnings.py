@@ -14,7 +14,7 @@ from deepntk.cli.main import main
 from deepntk.engine.experiments.datasets import load_mnist, write_idx
 from deepntk.engine.trainer import TrainSettings, train
 from deepntk.engine.training import LossGrowthWarning, gradient_descent
-from deepntk.engine.validate import TheoryAssumptionWarning
+from deepntk.base.validate import TheoryAssumptionWarning
 
 
 def run(argv, capsys):

@@ -8,8 +8,8 @@ import pytest
 import deepntk
 from deepntk.engine.trainer import TrainSettings, train
 from deepntk.engine.training import gradient_descent
-from deepntk.engine.errors import BackendUnavailableError, InputError, UnknownBackendError
-from deepntk.engine.validate import PrecisionWarning, TheoryAssumptionWarning
+from deepntk.base.errors import BackendUnavailableError, InputError, UnknownBackendError
+from deepntk.base.validate import PrecisionWarning, TheoryAssumptionWarning
 from deepntk.backends import registry
 from conftest import TOL, assert_close, relative_error
 

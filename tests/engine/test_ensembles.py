@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import TOL, assert_close
 from deepntk.backends.registry import get_backend
-from deepntk.engine.errors import ParamsFileError, SpecError, TrainingDiverged
+from deepntk.base.errors import ParamsFileError, SpecError, TrainingDiverged
 from deepntk.engine.packed import network_inputs, pack
 from oracles import perturbed
 

@@ -20,7 +20,7 @@ pytest.importorskip("zarr", reason="the distributed extra (Zarr) is not installe
 
 import deepntk  # noqa: E402
 from deepntk.engine.clusters import SINGLE_THREADED, dask_client, job_script  # noqa: E402
-from deepntk.engine.errors import ClusterError  # noqa: E402
+from deepntk.base.errors import ClusterError  # noqa: E402
 from deepntk.engine.gram import GramKernel, GramStoreError, gram, open_store, tile_slices  # noqa: E402
 from conftest import wait_for  # noqa: E402
 

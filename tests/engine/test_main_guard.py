@@ -42,7 +42,7 @@ def test_an_unguarded_script_is_refused_in_one_sentence_before_any_worker_starts
     run = run_script(tmp_path, "run()\n")
     last = run.stderr.strip().splitlines()[-1]
     assert run.returncode == 1 and run.stdout == ""
-    assert last.startswith("deepntk.engine.errors.ClusterError: a local cluster started from the top level of ")
+    assert last.startswith("deepntk.base.errors.ClusterError: a local cluster started from the top level of ")
     line = (GRAM + "run()\n").splitlines().index("run()") + 1
     assert f"script.py (line {line})" in last and last.endswith(f"put the call under `{GUARD}`"), last
     # One error, the parent's: no worker ran (no "Nanny", no second traceback), and no store was left behind.
@@ -64,7 +64,7 @@ def test_a_worker_re_running_the_script_into_a_cluster_exits_with_the_sentence(t
                f"script's work under `{GUARD}`"
     assert run.returncode == 1 and sentence in lines, run.stderr
     assert run.stderr.count("Traceback") == 1, run.stderr  # the parent's, ending in:
-    assert lines[-1].startswith("deepntk.engine.errors.ClusterError: the local cluster's worker processes failed")
+    assert lines[-1].startswith("deepntk.base.errors.ClusterError: the local cluster's worker processes failed")
 
 
 @pytest.mark.parametrize("source,line,guarded", [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import deepntk
-from deepntk.engine.errors import ParamsFileError, SpecError
+from deepntk.base.errors import ParamsFileError, SpecError
 
 
 @pytest.mark.parametrize("kwargs,match", [

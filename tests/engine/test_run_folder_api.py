@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deepntk
-from deepntk.engine.errors import FolderConfigError, InputError
+from deepntk.base.errors import FolderConfigError, InputError
 from deepntk.engine.experiments.convergence import ConvergenceConfig, run_convergence
 from deepntk.engine.gram import GramKernel, GramStoreError, create_store
 from deepntk.engine.params import init_params

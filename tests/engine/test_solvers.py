@@ -87,7 +87,7 @@ def test_several_flow_times_from_one_krylov_space(cnn_problem):
 
 def test_a_lanczos_basis_that_cannot_fit_is_refused_up_front(mlp_problem):
     K, _, Y = mlp_problem
-    with pytest.raises(deepntk.engine.errors.MemoryBudgetError, match="Lanczos basis"):
+    with pytest.raises(deepntk.base.errors.MemoryBudgetError, match="Lanczos basis"):
         flows(KernelOperator.from_array(K), Y, [1.0], max_iterations=10**9)
 
 

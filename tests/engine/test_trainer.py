@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deepntk
-from deepntk.engine.errors import InputError
+from deepntk.base.errors import InputError
 from deepntk.engine.trainer import TrainSettings, accuracy, classification_kind, train
 from conftest import TOL, assert_close
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import deepntk
-from deepntk.engine.errors import InputError
+from deepntk.base.errors import InputError
 from deepntk.engine.training import gradient_descent, raw_learning_rate
 from oracles import perturbed
 from conftest import TOL, assert_close

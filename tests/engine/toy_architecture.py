@@ -24,7 +24,7 @@ import numpy as np
 from deepntk.backends.layers import LAYER_OPS, DenseOps
 from deepntk.engine.architectures import ARCHITECTURES, MLP, Architecture, Study, spec_field
 from deepntk.engine.architectures.common import check_int, check_positive_real
-from deepntk.engine.errors import InputError
+from deepntk.base.errors import InputError
 
 GAIN = 2.0
 KIND = "scaled-dense"

@@ -9,7 +9,7 @@ import pytest
 import deepntk
 from deepntk.analytic import mlp_expected_kernel, mlp_limit_kernel
 from deepntk.cli.main import main
-from deepntk.engine.errors import InputError
+from deepntk.base.errors import InputError
 from conftest import TOL
 
 L, C_L, K_OUT = 12, 30.0, 2

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from deepntk.cli.main import main
-from deepntk.engine.errors import InputError
+from deepntk.base.errors import InputError
 from deepntk.engine.experiments.protocol import SILENT, Experiment, Result
 from deepntk.engine.experiments.registry import ENTRY_POINT_GROUP, register_experiment, unregister_experiment
 

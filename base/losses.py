@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepntk.engine.errors import InputError
+from .errors import InputError
 
 LOSSES = ("paper", "mse")
 

@@ -7,7 +7,7 @@ import weakref
 
 import numpy as np
 
-from deepntk.engine.errors import InputError
+from .errors import InputError
 
 # Output resolution (docs/numerical-traps.md) above which float32 cannot resolve the network output.
 FLOAT32_RESOLUTION_LIMIT = 1e-3

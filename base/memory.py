@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 
-from deepntk.engine.errors import InputError, MemoryBudgetError
+from .errors import InputError, MemoryBudgetError
 
 # Default working-set budget per call; DEEPNTK_MEMORY_BUDGET (bytes) overrides it.
 DEFAULT_BUDGET = 2 << 30
