@@ -182,7 +182,8 @@ def format_with_interval(value: float, interval) -> str:
     low, high = interval
     if low != low or high != high:
         return f"{value:>10.3e}".ljust(20).rjust(31)
-    return f"{value:>10.3e} [{low:.1e}, {high:.1e}]".rjust(31)
+    upper = f"{high:.1e}]" if high != float("inf") else "∞)"  # too few draws to bound it
+    return f"{value:>10.3e} [{low:.1e}, {upper}".rjust(31)
 
 
 def show_warnings_briefly():

@@ -81,7 +81,7 @@ class Progress:
                 self._bar.total = total
             self._bar.update(done - self._bar.n)
         elif self._thread is not None and time.monotonic() - self._last_line >= self.interval:
-            self._line()
+            self._line(due=True)
 
     def note(self, text: str) -> None:
         self.remark = text
@@ -136,16 +136,20 @@ class Progress:
             parts.append(self.remark)
         return f"{self.what}: {', '.join(parts)}"
 
-    def _line(self, final: bool = False) -> None:
+    def _line(self, final: bool = False, due: bool = False) -> None:
+        """Print the status line; with `due`, only if an interval has passed since the last one (checked under
+        the lock: the loop and the heartbeat may both find a line due at the same moment)."""
         with self._lock:
-            self._last_line = time.monotonic()
+            now = time.monotonic()
+            if due and now - self._last_line < self.interval:
+                return
+            self._last_line = now
             print(self.status(final), file=sys.stderr, flush=True)
 
     def _heartbeat(self) -> None:
         """A line every `interval` even while no item completes (one depth can take minutes)."""
         while not self._closed.wait(max(0.0, self._last_line + self.interval - time.monotonic())):
-            if time.monotonic() - self._last_line >= self.interval:
-                self._line()
+            self._line(due=True)
 
 
 class Stages:

@@ -174,7 +174,7 @@ def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str
                         f"{MNIST_FILES['test-labels'][0]}[.gz]) in {folder!r}; put them there, or name the folder that "
                         f"holds them with {option('data_dir', None)} or DEEPNTK_DATA")
     train = read_mnist_pair(folder, "train", download=False)
-    note = ""
+    note = f"MNIST's training and test files in {folder}"
     if train is None:
         images, labels = test
         order = rng.permutation(len(labels))

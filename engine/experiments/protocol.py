@@ -33,10 +33,15 @@ def check_scale(scale: str) -> str:
 
 
 def reduction_lines(data: dict) -> list[str]:
-    """The summary's first line where a run was reduced from the paper's settings (its "reduced" entry)."""
-    if not data.get("reduced"):
-        return []
-    return [f"{data['experiment']} ({data['scale']}): reduced from the paper's settings: {data['reduced']}"]
+    """The summary's first lines: where a run was reduced from the paper's settings (its "reduced" entry), and
+    which data it read (its "note": MNIST's training files, or a split of the test files when only those are
+    there — the numbers differ)."""
+    lines = []
+    if data.get("reduced"):
+        lines.append(f"{data['experiment']} ({data['scale']}): reduced from the paper's settings: {data['reduced']}")
+    notes = {data.get("note")} | {row.get("note") for row in data.get("rows", []) if isinstance(row, dict)}
+    lines += [f"data: {note}" for note in sorted(n for n in notes if n)]
+    return lines
 
 
 def list_arrays(data: dict) -> dict:

@@ -144,12 +144,15 @@ def error_means_and_intervals(seed_errors, level: float = CONFIDENCE):
     # Deviations from the depth's own mean are shrunk by (S − 1)/S in variance; undo that before pooling.
     shapes = ((errors / means - 1.0) * math.sqrt(seeds / (seeds - 1))).ravel()
     draws = 1.0 + shapes[np.random.default_rng(BOOTSTRAP_SEED).integers(0, shapes.size, (BOOTSTRAP_DRAWS, seeds))]
+    deviation, spread = draws.mean(axis=1) - 1.0, draws.std(axis=1, ddof=1)
+    # A resample of one value repeated has no spread (up to round-off): its t is ±∞, or 0 at the mean itself.
+    flat = spread <= 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_stats = (draws.mean(axis=1) - 1.0) / (draws.std(axis=1, ddof=1) / math.sqrt(seeds))
-    t_stats = np.nan_to_num(t_stats, nan=0.0)  # a resample of identical values that equal the mean
+        t_stats = np.where(flat, np.sign(deviation) * np.inf, deviation / (spread / math.sqrt(seeds)))
+    t_stats = np.nan_to_num(t_stats, nan=0.0, posinf=np.inf, neginf=-np.inf)
     low_quantile, high_quantile = np.quantile(t_stats, [(1 - level) / 2, (1 + level) / 2])
-    # With 3 seeds a quantile can be infinite (resamples of one value): the interval is then unbounded, as it
-    # should be. An error is positive: a lower bound below zero says nothing more than zero does.
+    # With 2 seeds (or 3 at one depth) a quantile can be infinite (resamples of one value): the interval is then
+    # unbounded above, as it should be. An error is positive: a lower bound below zero says nothing more than zero does.
     with np.errstate(over="ignore", invalid="ignore"):
         low, high = means - high_quantile * stderrs, means - low_quantile * stderrs
     return means, np.maximum(np.nan_to_num(low, nan=0.0, neginf=0.0), 0.0), np.nan_to_num(high, nan=np.inf)

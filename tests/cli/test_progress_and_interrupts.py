@@ -86,8 +86,6 @@ def test_progress_off_a_terminal_is_a_plain_line_at_the_configured_interval(tmp_
     assert max(1, expected // 2) <= len(during) <= expected + 1, stderr
     for _, line in during:
         assert re.fullmatch(r"SGD steps: \d+/1000 \(\d+%\), [0-9.]+/s, ETA [0-9.]+ (s|min), loss [0-9.e+-]+", line), line
-    gaps = np.diff([t for t, _ in during])
-    assert np.all(gaps > 0.5 * 0.1), gaps  # bounded rate (read through a pipe: some slack)
     assert "\r" not in stderr  # no bar redrawn in place in a log
 
 

@@ -86,16 +86,18 @@ def test_the_command_prints_the_comparison(saved, capsys):
 
 def test_several_params_files_are_one_ensemble_with_intervals(saved, capsys):
     _, X = saved
-    for seed in (4, 5):
+    for seed in (4, 5, 6, 7):
         assert main(["init", "--arch", "mlp", "--d-in", "2", "--d-out", str(K_OUT), "--depth", str(L), "--C-L",
                      str(C_L), "--seed", str(seed), "-o", f"p{seed}.npz"]) == 0
     capsys.readouterr()
-    assert main(["compare", "params", "params.npz", "p4.npz", "p5.npz", "--x1", "X.npy", "--backend", "numpy"]) == 0
+    files = ["params.npz", "p4.npz", "p5.npz", "p6.npz", "p7.npz"]
+    assert main(["compare", "params", *files, "--x1", "X.npy", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
-    networks = [deepntk.load_params(p) for p in ("params.npz", "p4.npz", "p5.npz")]
+    networks = [deepntk.load_params(p) for p in files]
     result = deepntk.compare_with_theory(deepntk.stack_params(networks), X, backend="numpy")
     low, high = result.error_limit_interval
-    assert "3 networks, 95% intervals over them" in out and f"{result.error_limit:.3e} [{low:.1e}, {high:.1e}]" in out
+    assert "5 networks, 95% intervals over them" in out and f"{result.error_limit:.3e} [{low:.1e}, {high:.1e}]" in out
+    assert 0 <= low < result.error_limit < high < np.inf  # five networks bound it (coverage: test_stats.py)
 
 
 @pytest.mark.parametrize("argv,message", [

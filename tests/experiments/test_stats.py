@@ -87,7 +87,7 @@ def test_the_normal_residual_interval_fails_the_same_check(depths):
 
 
 @pytest.mark.parametrize("kind, seeds, depths", [("halfnormal", 5, 3), ("halfnormal", 3, 5), ("chi3", 5, 4),
-                                                 ("halfnormal", 10, 2)])
+                                                 ("halfnormal", 10, 2), ("halfnormal", 5, 1), ("halfnormal", 10, 1)])
 def test_mean_error_intervals_cover_the_mean(kind, seeds, depths):
     """The bootstrap-t interval of the mean error covers the true mean at the study's middle depth (one depth per
     study, so the hits are independent Bernoulli draws)."""
@@ -103,6 +103,13 @@ def test_mean_error_intervals_cover_the_mean(kind, seeds, depths):
         intervals.append((lows[middle], highs[middle]))
     covered = coverage(intervals, truth)
     assert BAND[0] <= covered <= BAND[1], f"95% mean-error interval covered the mean in {covered:.1%} of studies"
+
+
+def test_two_seeds_bound_the_mean_error_only_from_below():
+    """Two networks cannot bound a skewed mean from above: half the resamples repeat one value (t = ±∞), so the
+    interval is [low, ∞), never a huge finite number that looks like a bound."""
+    means, lows, highs = error_means_and_intervals([[0.02, 0.01], [0.05, 0.012]])
+    assert np.all(highs == np.inf) and np.all((0 <= lows) & (lows < means))
 
 
 def test_a_symmetric_interval_undercovers_skewed_errors():
