@@ -88,8 +88,12 @@ def test_default_folders_differ_between_settings_and_subcommands(tmp_path, capsy
     assert seeds == [1, 2]
     assert sum(os.path.exists(os.path.join("deepntk-results", f, "compare-spectrum.json")) for f in folders) == 2
     assert sum(os.path.exists(os.path.join("deepntk-results", f, "compare-trained.json")) for f in folders) == 1
-    code, _, err = simulate(None, "20", 2, capsys)  # the same settings again find their own folder
-    assert code == 2 and "already holds the results of this configuration" in err, err
+    first = next(f for f in folders if f.startswith("simulate") and
+                 json.load(open(os.path.join("deepntk-results", f, "results.json")))["config"]["seeds"] == 2)
+    code, out, _ = simulate(None, "20", 2, capsys)  # a plain rerun goes beside the earlier run, never over it
+    assert code == 0 and f"results in {os.path.join('deepntk-results', first)}-2" in out, out
+    code, out, _ = simulate(None, "20", 2, capsys, "--resume")  # --resume finds the settings' own folder
+    assert code == 0 and "1 depth reused, 0 computed" in out and f"{first}\n" in out, out
 
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
