@@ -176,7 +176,7 @@ class Stages:
         if self.current is None or step <= self.current.done:
             self.runs += 1
         try:
-            remark = f"loss {float(value):.3e}"
+            remark = f"batch loss {float(value):.3e}"
         except (TypeError, ValueError):  # an ensemble's losses
             remark = ""
         self.show(f"run {self.runs}: SGD steps", step, total, remark)

@@ -86,7 +86,7 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
         keeps(lambda: kept_checkpoint(checkpoint_dir))
 
         def on_step(step, total, value):
-            bar.note(f"loss {value:.3e}")
+            bar.note(f"batch loss {value:.3e}")
             bar.set(step, total)
 
         try:

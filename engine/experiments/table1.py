@@ -232,8 +232,9 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
         prediction, solves = predict_from_stores(train_store, test_store, data.Y_train, times, Y_test=data.Y_test,
                                                  tol=tol, max_iterations=max_iterations, rank=rank, backend=backend,
                                                  on_iteration=None if on_progress is None else
-                                                 lambda solver, j, network=name: on_progress(network, solver, j,
-                                                                                             max_iterations))
+                                                 lambda solver, j, network=name: on_progress(
+                                                     network, f"{solver} iterations (stops when it converges)", j,
+                                                     max_iterations))
         solve_seconds = time.perf_counter() - solve_started
         kind = classification_kind(data.Y_train)
         accuracies = [accuracy(f, data.Y_test, kind) for f in prediction.test]

@@ -76,7 +76,7 @@ def test_progress_off_a_terminal_is_a_plain_line_at_the_configured_interval(tmp_
     status, _, stderr = run.finish()
     assert status == 0, stderr
     progress = [(t, line) for t, line in run.lines if line.startswith("SGD steps: ")]
-    last = re.fullmatch(r"SGD steps: 1000/1000 \(100%\), [0-9.]+/s, ([0-9.]+) s in all, loss .*", progress[-1][1])
+    last = re.fullmatch(r"SGD steps: 1000/1000 \(100%\), [0-9.]+/s, ([0-9.]+) s in all, batch loss .*", progress[-1][1])
     assert last, stderr
     during = progress[:-1]
     # About one line per interval while the steps ran, however fast this machine runs them: never more than one
@@ -85,7 +85,7 @@ def test_progress_off_a_terminal_is_a_plain_line_at_the_configured_interval(tmp_
     expected = int(float(last[1]) / 0.1)
     assert max(1, expected // 2) <= len(during) <= expected + 1, stderr
     for _, line in during:
-        assert re.fullmatch(r"SGD steps: \d+/1000 \(\d+%\), [0-9.]+/s, ETA [0-9.]+ (s|min), loss [0-9.e+-]+", line), line
+        assert re.fullmatch(r"SGD steps: \d+/1000 \(\d+%\), [0-9.]+/s, ETA [0-9.]+ (s|min), batch loss [0-9.e+-]+", line), line
     assert "\r" not in stderr  # no bar redrawn in place in a log
 
 
