@@ -14,23 +14,27 @@ import os as _os
 # reaches OpenBLAS only if NumPy is not loaded yet (the CLI, worker processes); a value the user set wins.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
-from .backends.registry import available_backends, get_backend
-from .base.version import __version__
-from .engine.api import activations, forward, loss_and_gradients, scaled_ntk
-from .engine.architectures import CNN, MLP
-from .engine.params import (
+# The facade imports absolutely, unlike the modules below it: pytest imports the repository root (this file) by
+# its path, under the clone's folder name, and relative imports would then load a second copy of the package
+# under that name (or fail, where the name has a hyphen).
+
+from deepntk.backends.registry import available_backends, get_backend
+from deepntk.base.version import __version__
+from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
+from deepntk.engine.architectures import CNN, MLP
+from deepntk.engine.params import (
     Ensemble,
     Params,
     init_params,
     load_params,
     stack_params,
 )
-from .engine.training import gradient_descent
+from deepntk.engine.training import gradient_descent
 
 
 def gram(kernel, X1, X2=None, **options):
     """Tile a Gram into a Zarr store on Dask workers: see `deepntk.engine.gram.gram` (the distributed extra)."""
-    from .engine.gram import gram as tiled_gram
+    from deepntk.engine.gram import gram as tiled_gram
 
     return tiled_gram(kernel, X1, X2, **options)
 
@@ -38,7 +42,7 @@ def gram(kernel, X1, X2=None, **options):
 def compare_with_theory(params, X1, X2=None, *, backend=None):
     """A network's Θ̃ against Θ̃^∞ and E Θ̃ at its own (L, C_L), per k×k block, with 95% intervals: see
     `deepntk.engine.experiments.compare_params.compare_with_theory` (docs/finite-depth.md)."""
-    from .engine.experiments.compare_params import compare_with_theory as compare
+    from deepntk.engine.experiments.compare_params import compare_with_theory as compare
 
     return compare(params, X1, X2, backend=backend)
 
@@ -54,7 +58,7 @@ def open_store(path):
     Raises:
         GramStoreError: the folder is missing, is not a deepntk Gram store, or has another format.
     """
-    from .engine.gram import open_store as open_gram_store
+    from deepntk.engine.gram import open_store as open_gram_store
 
     return open_gram_store(path)
 
