@@ -1,6 +1,8 @@
 """Closed-form infinite-depth limit kernels and their finite-(L, C_L) expectations (docs/limit-kernels.md).
 
-Never imports a backend: these are independent oracles for the simulated networks.
+Never imports a backend or the engine: these are independent oracles for the simulated networks. The CNN's
+pixel-pair sum runs by default on the fused CPU kernel where Numba is installed (imported only then), else on the
+NumPy reference; `pair_sum="numpy"` asks for the reference (docs/limit-kernels.md#which-pair-sum-runs).
 """
 
 from .arccos import arccos_kernel

@@ -15,10 +15,14 @@ into one fixed weight M[p, q] = #{(a, b) : p, q ∈ W_ab} = A[p_i, q_i]·A[p_j, 
 A[i, i'] = #{a : i, i' ∈ I_a} and I_a the rows of W_ab. Then
     Σ_ab Σ_{p,q ∈ W_ab} y_pq = Σ_pq M_pq y_pq,
 the same O(d⁴) per image pair as a 4-D summed-area table, computed as one contraction (no prefix-sum
-cancellation), batched over image pairs in blocks that bound memory.
+cancellation), batched over image pairs in blocks that bound memory: `reference_pair_sum`. The fused kernel of
+`numba_cnn_pair_sum` computes the same sum faster; `pair_sum_function` says which one runs
+(docs/limit-kernels.md#which-pair-sum-runs).
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 
@@ -67,7 +71,9 @@ def _as_images(X, name):
 
 
 class CNNTerms:
-    """The input-dependent pieces TX, T1 and K(β²) of docs/finite-depth.md#cnn for one pair of image sets."""
+    """The input-dependent pieces of docs/finite-depth.md#cnn for one pair of image sets: TX and T1, and what the
+    pixel-pair sum K(β²) reads (the patches P1, P2 (N, d², c·f²), their squared norms, the window weights M
+    (d², d²), t and d; `reference_pair_sum` and `pair_sum_function`'s others)."""
 
     def __init__(self, X1, X2, rho, filter_size, filter_variance):
         if filter_size < 1 or filter_size % 2 == 0:
@@ -99,31 +105,69 @@ class CNNTerms:
         F2 = self.X2.reshape(N2, c, -1)
         return np.einsum("imp,pq,jmq->ij", F1, self.M, F2, optimize=True) / self.d**4
 
-    def K(self, beta_sq: float, pair_sum=None) -> np.ndarray:
-        """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, (N1, N2); `pair_sum(terms, beta_sq)`, if given,
-        computes it instead (a compiled kernel; this NumPy loop is the reference it is tested against)."""
-        if pair_sum is not None:
-            return pair_sum(self, beta_sq)
-        N1, N2, D = self.P1.shape[0], self.P2.shape[0], self.d**2
-        symmetric = self.P2 is self.P1
-        out = np.zeros((N1, N2))
-        Mflat = self.M.ravel()
-        cols = max(1, min(N2, BLOCK_ELEMENTS // (D * D)))
-        rows = max(1, BLOCK_ELEMENTS // (cols * D * D))
-        for i0 in range(0, N1, rows):
-            i1 = min(N1, i0 + rows)
-            for j0 in range(0, N2, cols):
-                j1 = min(N2, j0 + cols)
-                if symmetric and j1 <= i0:
-                    continue  # strictly below the diagonal: mirrored from the upper triangle below
-                inner = np.einsum("ipc,jqc->ijpq", self.P1[i0:i1], self.P2[j0:j1], optimize=True)
-                s1 = self.t * self.norm1[i0:i1, None, :, None] + beta_sq
-                s2 = self.t * self.norm2[None, j0:j1, None, :] + beta_sq
-                kappa = arccos_kernel(s1, s2, self.t * inner + beta_sq)
-                out[i0:i1, j0:j1] = kappa.reshape(i1 - i0, j1 - j0, D * D) @ Mflat
-        if symmetric:
-            out = np.triu(out) + np.triu(out, 1).T
-        return out / self.d**4
+
+def reference_pair_sum(terms: CNNTerms, beta_sq: float) -> np.ndarray:
+    """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair of `terms`, (N1, N2), by evaluating κ for all d⁴ pixel
+    pairs in blocked NumPy array code (docs/limit-kernels.md#cnn-theorem-4): the reference every compiled pair sum
+    is tested against, `pair_sum="numpy"` of `cnn_limit_kernel` and the NumPy backend's `cnn_pair_sum`."""
+    N1, N2, D = terms.P1.shape[0], terms.P2.shape[0], terms.d**2
+    symmetric = terms.P2 is terms.P1
+    out = np.zeros((N1, N2))
+    Mflat = terms.M.ravel()
+    cols = max(1, min(N2, BLOCK_ELEMENTS // (D * D)))
+    rows = max(1, BLOCK_ELEMENTS // (cols * D * D))
+    for i0 in range(0, N1, rows):
+        i1 = min(N1, i0 + rows)
+        for j0 in range(0, N2, cols):
+            j1 = min(N2, j0 + cols)
+            if symmetric and j1 <= i0:
+                continue  # strictly below the diagonal: mirrored from the upper triangle below
+            inner = np.einsum("ipc,jqc->ijpq", terms.P1[i0:i1], terms.P2[j0:j1], optimize=True)
+            s1 = terms.t * terms.norm1[i0:i1, None, :, None] + beta_sq
+            s2 = terms.t * terms.norm2[None, j0:j1, None, :] + beta_sq
+            kappa = arccos_kernel(s1, s2, terms.t * inner + beta_sq)
+            out[i0:i1, j0:j1] = kappa.reshape(i1 - i0, j1 - j0, D * D) @ Mflat
+    if symmetric:
+        out = np.triu(out) + np.triu(out, 1).T
+    return out / terms.d**4
+
+
+# The pair sums `pair_sum` names: the NumPy reference and the fused kernel of `numba_cnn_pair_sum`.
+PAIR_SUMS = ("numpy", "numba")
+
+
+def pair_sum_function(pair_sum=None):
+    """The function `(terms, β²) → (N1, N2)` that computes the pixel-pair sum, from `pair_sum` as the closed forms
+    take it (docs/limit-kernels.md#which-pair-sum-runs).
+
+    Args:
+        pair_sum: a function of that signature (a backend's `cnn_pair_sum`: the engine always passes its
+            backend's), "numpy" (`reference_pair_sum`), "numba" (`numba_cnn_pair_sum.fused_pair_sum`, compiled on
+            first use and cached on disk), or None: for a standalone call, the fastest installed CPU
+            implementation, "numba" where Numba is installed, else "numpy". The GPU's pair sum is the CuPy
+            backend's; this never picks it.
+
+    Raises:
+        ValueError: `pair_sum` is none of these.
+        ImportError: "numba" without Numba installed.
+    """
+    if callable(pair_sum):
+        return pair_sum
+    if pair_sum is None:
+        pair_sum = "numba" if importlib.util.find_spec("numba") is not None else "numpy"
+    if pair_sum == "numpy":
+        return reference_pair_sum
+    if pair_sum == "numba":
+        try:
+            from .numba_cnn_pair_sum import fused_pair_sum
+        except ModuleNotFoundError as exc:
+            if exc.name != "numba":
+                raise
+            raise ImportError("pair_sum='numba' needs Numba, which is not installed "
+                              "(pip install 'deepntk[numba]'); pair_sum='numpy' is the reference") from None
+        return fused_pair_sum
+    raise ValueError(f"pair_sum must be a function, None or one of {', '.join(map(repr, PAIR_SUMS))}, "
+                     f"got {pair_sum!r}")
 
 
 def cnn_limit_kernel(X1, X2=None, *, outputs: int = 1, rho: float = 1.0, beta: float = 1.0,
@@ -136,14 +180,23 @@ def cnn_limit_kernel(X1, X2=None, *, outputs: int = 1, rho: float = 1.0, beta: f
         rho, beta: the initialization's scales.
         filter_size: odd f.
         filter_variance: "paper" (taps ~ N(0, ρ²/c)) or "code" (N(0, ρ²/(c f²)), the authors' code).
-        pair_sum: optional replacement for the pixel-pair sum (see `CNNTerms.K`).
+        pair_sum: what computes the pixel-pair sum d⁻⁴ Σ_pq M_pq κ, the one costly term
+            (docs/limit-kernels.md#which-pair-sum-runs): None (the default) the fastest installed CPU
+            implementation, Numba's fused kernel where Numba is installed, else the NumPy reference; "numpy" the
+            reference, "numba" the fused kernel; or a function `(CNNTerms, β²) → (N1, N2)`, such as a backend's
+            `cnn_pair_sum` (the engine passes its backend's). All agree to ~1e-15 relative.
 
     Returns:
         (N1, N2) array, the scalar factor of I_k.
+
+    Raises:
+        ValueError: bad images or scales, or an unknown `pair_sum`.
+        ImportError: pair_sum="numba" without Numba.
     """
     check_scales(rho=rho, beta=beta, outputs=outputs)
+    pair_sum = pair_sum_function(pair_sum)
     terms = CNNTerms(X1, X2, rho, filter_size, filter_variance)
-    return terms.TX() + outputs * terms.T1 + terms.K(beta**2, pair_sum)
+    return terms.TX() + outputs * terms.T1 + pair_sum(terms, beta**2)
 
 
 def cnn_expected_kernel(X1, X2=None, *, depth: int, C_L: float, outputs: int = 1, rho: float = 1.0,
@@ -152,14 +205,16 @@ def cnn_expected_kernel(X1, X2=None, *, depth: int, C_L: float, outputs: int = 1
     """E Θ̃ at finite depth L and scale C_L over the paper's initialization (docs/limit-kernels.md#cnn-theorem-4 and docs/finite-depth.md#cnn).
 
     E Θ̃ = [1 + TX + (L−1)(1 + C_L²(TX + k·T1)) + K₁ + (L−2)·C_L²·K] / (L·C_L²), K₁ = K with β² → C_L²β².
+    The arguments are `cnn_limit_kernel`'s (`pair_sum` computes both K and K₁), with the depth L and scale C_L.
 
     Returns:
         (N1, N2) array, the scalar factor of I_k.
     """
     check_scales(C_L=C_L, rho=rho, beta=beta, outputs=outputs)
     L, C2 = check_depth(depth), float(C_L) ** 2
+    pair_sum = pair_sum_function(pair_sum)
     terms = CNNTerms(X1, X2, rho, filter_size, filter_variance)
     TX = terms.TX()
     total = (1.0 + TX + (L - 1) * (1.0 + C2 * (TX + outputs * terms.T1))
-             + terms.K(C2 * beta**2, pair_sum) + (L - 2) * C2 * terms.K(beta**2, pair_sum))
+             + pair_sum(terms, C2 * beta**2) + (L - 2) * C2 * pair_sum(terms, beta**2))
     return total / (L * C2)

@@ -256,9 +256,12 @@ class Backend:
                 norms, the window weights M (d², d²), t and d).
             beta_sq: β² (or C_L²β² for the expected kernel's first layer).
 
-        The reference is `CNNTerms.K`'s blocked NumPy loop, which evaluates κ for every pixel pair.
+        The reference is `deepntk.analytic.cnn.reference_pair_sum`'s blocked NumPy loop, which evaluates κ for every
+        pixel pair; named explicitly, since the closed forms' own default (pair_sum None) is the fastest installed.
         """
-        return terms.K(beta_sq)
+        from ..analytic.cnn import reference_pair_sum
+
+        return reference_pair_sum(terms, beta_sq)
 
     def gram_tile_products(self, block: np.ndarray, Y_cols: np.ndarray, Y_rows: np.ndarray):
         """(block · Y_cols, blockᵀ · Y_rows): what an off-diagonal tile K[rows, cols] of a symmetric Gram, stored as

@@ -483,15 +483,15 @@ class CupyBackend(Backend):
         them): the reference."""
         if not self.kernels_available:
             return super().cnn_pair_sum(terms, beta_sq)
-        from .limit_kernels import pair_sum_from_nonzero
+        from ..analytic.cnn_pair_sum import pair_sum_from_nonzero
 
         return pair_sum_from_nonzero(terms, beta_sq, self._launch_pair_sums)
 
     def _launch_pair_sums(self, P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetric: bool) -> np.ndarray:
-        """`numba_limit_kernels.nonzero_pair_sums` on the device: one thread block per image pair, its threads taking the
-        pairs of nonzero patches in turn. The second set goes to the device in chunks of at most CUDA_CHUNK_BYTES
-        of unit patches (and at most MAX_GRID_Y images, the grid's limit)."""
-        from .limit_kernels import kappa_polynomial, unit_patches
+        """`deepntk.analytic.numba_cnn_pair_sum.nonzero_pair_sums` on the device: one thread block per image pair, its
+        threads taking the pairs of nonzero patches in turn. The second set goes to the device in chunks of at most
+        CUDA_CHUNK_BYTES of unit patches (and at most MAX_GRID_Y images, the grid's limit)."""
+        from ..analytic.cnn_pair_sum import kappa_polynomial, unit_patches
 
         xp = self.xp
 

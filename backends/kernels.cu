@@ -495,7 +495,7 @@ __global__ void conv_backward(const T* __restrict__ W, const T* __restrict__ b, 
 
 // ---- The CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#the-correlation-form) ----------------------
 // h(ρ) = 2π·κ/√(s₁s₂) = √(1 − ρ²) + (π − arccos ρ)·ρ = πρ/2 + π/2 − πu + u^{3/2}·G(u), u = (1 − |ρ|)/2, with G the
-// degree-16 polynomial whose coefficients c[0..16] are H_CONSTANTS of deepntk.backends.limit_kernels
+// degree-16 polynomial whose coefficients c[0..16] are H_CONSTANTS of deepntk.analytic.cnn_pair_sum
 // (c[17] = π/2, c[18] = π), by Estrin's scheme as there. NEAR_ONE: every ρ is at least 7/8, and G is the degree-7
 // polynomial c[0..7] of H_NEAR_ONE_CONSTANTS (same c[17], c[18]).
 template <typename T, int NEAR_ONE>
@@ -519,7 +519,7 @@ __device__ __forceinline__ T correlation_h(T rho, const T* __restrict__ c) {
 
 // out[i, offset + j] = Σ_pq M[live1[i,p], live2[j,q]]·root1[i,p]·root2[j,q]·h(⟨U1[i,p], U2[j,q]⟩) over the first
 // count1[i] patches of image i and count2[j] of image j (its nonzero patches, as unit vectors of `width` entries;
-// deepntk.backends.limit_kernels.unit_patches), for image i of the first set and j of this chunk of the second.
+// deepntk.analytic.cnn_pair_sum.unit_patches), for image i of the first set and j of this chunk of the second.
 // One block per image pair (blockIdx.x = i, blockIdx.y = j); its threads take the patch pairs in turn and add up
 // their parts in shared memory (blockDim.x values). With `symmetric`, pairs with offset + j < i are skipped.
 // NEAR_ONE: as for correlation_h (c is then H_NEAR_ONE_CONSTANTS).

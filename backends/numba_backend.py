@@ -329,13 +329,13 @@ class NumbaBackend(Backend):
 
     # -- closed-form kernels and Gram products -------------------------------------------------------------
     def cnn_pair_sum(self, terms, beta_sq):
-        """The fused Numba kernel (`numba_limit_kernels.nonzero_pair_sums`): one pass per image pair over its nonzero
-        patches, each pair of a symmetric Gram once, κ in its correlation form
-        (docs/limit-kernels.md#the-correlation-form); the pairs with a zero patch in closed form."""
-        from .limit_kernels import pair_sum_from_nonzero
-        from .numba_limit_kernels import nonzero_pair_sums
+        """The fused Numba kernel (`deepntk.analytic.numba_cnn_pair_sum.fused_pair_sum`, where it lives so that the
+        closed forms can run it on their own): one pass per image pair over its nonzero patches, each pair of a
+        symmetric Gram once, κ in its correlation form (docs/limit-kernels.md#the-correlation-form); the pairs
+        with a zero patch in closed form."""
+        from ..analytic.numba_cnn_pair_sum import fused_pair_sum
 
-        return pair_sum_from_nonzero(terms, beta_sq, nonzero_pair_sums)
+        return fused_pair_sum(terms, beta_sq)
 
     def gram_tile_products(self, block, Y_cols, Y_rows):
         """Both products in one pass over the tile (`numba_tile_kernels.tile_both_products`), which halves the

@@ -152,13 +152,15 @@ def _cnn_limit(data_dir, output):
     bound = report["root_bound_per_second"]
     click.echo(f"CNN limit kernel's pixel-pair sum on {describe_machine()}")
     click.echo(f"{'images':<15} {'Gram':<9} {'κ form':<8} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} "
-               f"{'speed-up':>9} {'κ evaluated':>12} {'κ/s (numba)':>12} {'of bound':>9} {'of κ loop':>10}")
+               f"{'speed-up':>9} {'κ evaluated':>12} {'κ/s (numba)':>12} {'of bound':>9} {'of κ loop':>10} "
+               f"{'analytic':>9}")
     for row in report["rows"]:
         click.echo(f"{row['image']:<15} {row['gram']:<9} {row['polynomial']:<8} {row['pairs']:>8.0f} "
                    f"{row['numpy']['pairs_per_second']:>14.4g} "
                    f"{row['numba']['pairs_per_second']:>14.4g} {row['speedup']:>8.1f}× "
                    f"{row['evaluated_fraction']:>12.0%} {row['numba']['arccos_per_second']:>12.4g} "
-                   f"{row['fraction_of_bound']:>8.1%} {row['fraction_of_kappa_loop']:>9.1%}")
+                   f"{row['fraction_of_bound']:>8.1%} {row['fraction_of_kappa_loop']:>9.1%} "
+                   f"{row['analytic_over_numba']:>8.2f}×")
         if "cupy" in row:
             click.echo(f"{'':<15} on the CUDA device: {row['cupy']['pairs_per_second']:.4g} pairs/s, "
                        f"{row['cupy']['arccos_per_second']:.4g} κ/s, {row['cupy_speedup_over_numba']:.1f}× numba")
@@ -166,7 +168,8 @@ def _cnn_limit(data_dir, output):
                f"{report['kappa_loop_per_second']:.3g}/s, the kernel's κ arithmetic alone on in-cache arrays "
                f"(full polynomial)")
     click.echo("uniform: random images, default scales; MNIST: Table 1's CNN scales, whose correlations are all "
-               "≥ 7/8 (κ form 'near one': the shorter polynomial)")
+               "≥ 7/8 (κ form 'near one': the shorter polynomial); analytic: deepntk.analytic.cnn_limit_kernel "
+               "called without pair_sum, its time over numba's")
     if not any("MNIST" in row["image"] for row in report["rows"]):
         click.echo("no MNIST rows: give --data-dir (or set DEEPNTK_DATA)")
     _write_report(output, {"cnn_limit": report})

@@ -22,6 +22,17 @@ def test_import_deepntk_is_light():
     assert loaded_heavy_modules("import deepntk, deepntk.analytic") == "HEAVY="
 
 
+def test_the_closed_forms_reference_is_light():
+    """`deepntk.analytic` imports Numba only for the fused pair sum: the NumPy reference of the CNN closed forms
+    (pair_sum="numpy") and the MLP's closed forms load nothing heavy (docs/limit-kernels.md#which-pair-sum-runs)."""
+    body = ("import numpy as np\n"
+            "from deepntk.analytic import cnn_expected_kernel, cnn_limit_kernel, mlp_limit_kernel\n"
+            "X = np.random.default_rng(0).uniform(size=(3, 1, 4, 4))\n"
+            "cnn_limit_kernel(X, pair_sum='numpy'); cnn_expected_kernel(X, depth=3, C_L=2.0, pair_sum='numpy')\n"
+            "mlp_limit_kernel(X.reshape(3, -1))")
+    assert loaded_heavy_modules(body) == "HEAVY="
+
+
 def test_cli_help_is_light():
     body = "from deepntk.cli.main import main\nfor c in ([], ['simulate'], ['bench'], ['ntk']):\n" \
            "    main(c + ['--help'])"

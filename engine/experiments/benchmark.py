@@ -247,7 +247,10 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     Images: uniform random ones with the default scales (no zero patch and correlations down to 0.1: the fused
     kernel's worst case) and, when `data_dir` (or DEEPNTK_DATA) holds MNIST, MNIST training images at Table 1's
     CNN settings (rho = 1/3 with the authors' tap variance; 7×7: 4×4-pooled as Table 1's CNNs take them), whose
-    correlations are all near one (`deepntk.backends.limit_kernels.correlations_near_one`).
+    correlations are all near one (`deepntk.analytic.cnn_pair_sum.correlations_near_one`). Beside the backends' pair
+    sums, `cnn_limit_kernel` as a standalone user calls it (`analytic`: no `pair_sum`, so the fastest installed CPU
+    implementation, docs/limit-kernels.md#which-pair-sum-runs), whose time over the Numba backend's is
+    `analytic_over_numba`.
 
     Beside them two limits, measured on every core in the same run: the rate of the square root each κ needs
     (`root_bound`), and of the kernel's whole κ arithmetic on in-cache arrays
@@ -260,7 +263,7 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     device, the device's kernel (kernels.cu) is timed too, in the same way, and compared with the fused one."""
     from ...analytic import cnn_limit_kernel
     from ...analytic.cnn import CNNTerms
-    from ...backends.limit_kernels import correlations_near_one
+    from ...analytic.cnn_pair_sum import correlations_near_one
     from ...backends.registry import availability, get_backend
 
     # Uniform images take a CNN's default scales (those of `cnn_limit_kernel` too).
@@ -294,14 +297,18 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
         for gram, (images, pairs, fused_evaluations) in grams.items():
             row = {"image": name, "gram": gram, "images": n, "pairs": pairs, "scales": scales,
                    "polynomial": "near one" if near_one else "full"}
-            evaluated = {"numpy": pairs * d**4, "numba": fused_evaluations, "cupy": fused_evaluations}
-            for label, pair_sum, repeats in [("numpy", None, 0)] + [(label, f, 3) for label, f in compiled]:
+            evaluated = {"numpy": pairs * d**4, "numba": fused_evaluations, "cupy": fused_evaluations,
+                         "analytic": fused_evaluations}
+            # "analytic": no pair_sum, the closed form's own default (the fused kernel where Numba is installed).
+            timed = [("numpy", "numpy", 0)] + [(label, f, 3) for label, f in compiled] + [("analytic", None, 3)]
+            for label, pair_sum, repeats in timed:
                 call = functools.partial(cnn_limit_kernel, *images, pair_sum=pair_sum, **scales)
                 _, _, median = time_call(call, repeats=repeats)
                 row[label] = {"seconds": median, "pairs_per_second": pairs / median,
                               "pixel_pairs_per_second": pairs * d**4 / median,
                               "arccos_per_second": evaluated[label] / median}
             row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
+            row["analytic_over_numba"] = row["analytic"]["seconds"] / row["numba"]["seconds"]
             row["evaluated_fraction"] = evaluated["numba"] / evaluated["numpy"]
             row["fraction_of_bound"] = row["numba"]["arccos_per_second"] / bound
             row["fraction_of_kappa_loop"] = row["numba"]["arccos_per_second"] / ceiling
@@ -398,7 +405,7 @@ def root_bound(size: int = 1 << 16, repeats: int = 3) -> float:
     """Square roots per second on every core: the one operation of each arc-cosine kernel evaluation of the
     fused CNN kernel that does not pipeline (the rest are ~35 multiplications and additions), the machine's
     limit for that kernel, measured."""
-    from ...backends.numba_limit_kernels import square_roots
+    from ...analytic.numba_cnn_pair_sum import square_roots
 
     x = np.random.default_rng(0).uniform(0.5, 1.5, size=size)
     rounds = 64
@@ -411,7 +418,7 @@ def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) ->
     """Arc-cosine evaluations per second, on every core, of the fused CNN kernel's κ arithmetic (a clamp, a
     square root, a degree-16 polynomial, a weighted sum) over arrays that stay in cache: the ceiling of that
     kernel without its inner products and patch bookkeeping."""
-    from ...backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_in_cache
+    from ...analytic.numba_cnn_pair_sum import H_CONSTANTS, correlation_sums_in_cache
 
     rng = np.random.default_rng(0)
     rho, weights = rng.uniform(-1.0, 1.0, size=size), rng.uniform(0.0, 9.0, size=size)

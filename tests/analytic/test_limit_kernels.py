@@ -83,11 +83,15 @@ def brute_force_cnn_limit(x, xp, outputs, rho, beta, f, tap):
     return total
 
 
+@pytest.mark.parametrize("pair_sum", ["numpy", "numba"])
 @pytest.mark.parametrize("c,d,f,variance", [(1, 3, 3, "paper"), (2, 4, 3, "code"), (1, 5, 5, "paper")])
-def test_cnn_limit_window_sums_match_brute_force(c, d, f, variance):
+def test_cnn_limit_window_sums_match_brute_force(c, d, f, variance, pair_sum):
+    """Both pair sums `cnn_limit_kernel` runs on its own: the NumPy reference and the fused kernel."""
+    if pair_sum == "numba":
+        pytest.importorskip("numba", reason="the numba extra is not installed")
     rng = np.random.default_rng(0)
     X = rng.uniform(0.1, 1.0, size=(2, c, d, d))
-    K = cnn_limit_kernel(X, outputs=2, rho=0.8, beta=1.2, filter_size=f, filter_variance=variance)
+    K = cnn_limit_kernel(X, outputs=2, rho=0.8, beta=1.2, filter_size=f, filter_variance=variance, pair_sum=pair_sum)
     tap = 1 / c if variance == "paper" else 1 / (c * f * f)
     for i in range(2):
         for j in range(2):
@@ -166,9 +170,11 @@ def test_cnn_seed_means_match_the_finite_depth_expectation(c, k, f, d, seeds):
 
 
 def test_cnn_limit_symmetric_gram_equals_the_cross_gram(monkeypatch):
-    """Small blocks (3 images by 1) so that the symmetric path skips and mirrors blocks below the diagonal."""
+    """The reference's small blocks (3 images by 1) so that its symmetric path skips and mirrors blocks below the
+    diagonal."""
     from deepntk.analytic import cnn as cnn_module
 
     monkeypatch.setattr(cnn_module, "BLOCK_ELEMENTS", 3 * 16 * 16)
     X = np.random.default_rng(5).uniform(0.1, 1.0, size=(9, 2, 4, 4))
-    np.testing.assert_allclose(cnn_limit_kernel(X), cnn_limit_kernel(X, X.copy()), rtol=TOL["roundoff"])
+    np.testing.assert_allclose(cnn_limit_kernel(X, pair_sum="numpy"), cnn_limit_kernel(X, X.copy(), pair_sum="numpy"),
+                               rtol=TOL["roundoff"])

@@ -5,7 +5,8 @@ group, runs a CNN `simulate` (the NTKs of an ensemble, the limit and expected ke
 limit kernel's Gram into Zarr stores on a real `distributed.LocalCluster`, the iterative solvers on those stores
 (through the API and `deepntk predict --gram`), `deepntk limit`, and `predict` with the limit and the empirical
 kernel. Meanwhile every other backend cannot start, their methods
-and the compiled pair sum's driver raise: an evaluation that picks its own implementation fails the test. Then the
+and the compiled pair sums' drivers raise (`deepntk.analytic` holds the CPU's, which `cnn_limit_kernel` runs by
+default when no backend passes its own): an evaluation that picks its own implementation fails the test. Then the
 backends' own `cnn_pair_sum` and `gram_tile_products` against independent oracles and against each other.
 """
 
@@ -22,7 +23,8 @@ import pytest
 import deepntk
 from deepntk.analytic import arccos_kernel
 from deepntk.analytic.cnn import CNNTerms
-from deepntk.backends import limit_kernels, registry
+from deepntk.analytic import cnn_pair_sum
+from deepntk.backends import registry
 from deepntk.backends.base import Backend
 from deepntk.backends.cupy_backend import CupyBackend
 from deepntk.backends.numba_backend import NumbaBackend
@@ -86,11 +88,11 @@ def spy(tmp_path, monkeypatch):
         for name in KERNEL_METHODS:
             if name in vars(cls):
                 monkeypatch.setattr(cls, name, bypassed)
-    monkeypatch.setattr(limit_kernels, "pair_sum_from_nonzero", bypassed)
+    monkeypatch.setattr(cnn_pair_sum, "pair_sum_from_nonzero", bypassed)
     if importlib.util.find_spec("numba") is not None:  # the compiled pair sum's driver needs Numba to import
-        from deepntk.backends import numba_limit_kernels
+        from deepntk.analytic import numba_cnn_pair_sum
 
-        monkeypatch.setattr(numba_limit_kernels, "nonzero_pair_sums", bypassed)
+        monkeypatch.setattr(numba_cnn_pair_sum, "nonzero_pair_sums", bypassed)
     backend = deepntk.get_backend("spy")
     assert type(backend).__name__ == "SpyBackend" and not backend.calls
     return backend

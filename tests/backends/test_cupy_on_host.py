@@ -14,7 +14,8 @@ import pytest
 import deepntk
 from deepntk.analytic import cnn_limit_kernel
 from deepntk.analytic.cnn import CNNTerms
-from deepntk.backends import cupy_backend, limit_kernels
+from deepntk.analytic import cnn_pair_sum
+from deepntk.backends import cupy_backend
 from deepntk.backends.cupy_backend import (CupyBackend, NARROW_WIDTH, SHARED_LIMIT, compiled_width, gram_layer_bytes,
                                            gram_micro_tile, mirror_lower_tiles)
 from deepntk.base.errors import TrainingDiverged
@@ -247,10 +248,11 @@ def test_cnn_limit_kernel_in_device_code_equals_the_reference(on_host, monkeypat
     X[2] = 0.0
     options = dict(outputs=2, rho=rho, beta=beta, filter_size=f, filter_variance=variance)
     terms = CNNTerms(X, None, rho, f, variance)
-    assert limit_kernels.correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t,
-                                               options["beta"] ** 2) == near_one
+    assert cnn_pair_sum.correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t,
+                                              options["beta"] ** 2) == near_one
     for A, B in ((X, None), (X[:3], X[1:]), (X[1:], X[:3])):
-        assert_close(cnn_limit_kernel(A, B, pair_sum=pair_sum, **options), cnn_limit_kernel(A, B, **options),
+        assert_close(cnn_limit_kernel(A, B, pair_sum=pair_sum, **options),
+                     cnn_limit_kernel(A, B, pair_sum="numpy", **options),
                      TOL["identity"], "CNN limit kernel")
     assert on_host.launches["cnn_correlation_sums"] == 3 + 1 + 1  # the symmetric Gram's 8 images in chunks of 3
 
@@ -265,7 +267,7 @@ def test_the_device_correlation_form_matches_a_30_digit_arc_cosine(on_host, near
     rho, expected = grid
     n = len(rho)
     U1 = np.stack([rho, np.sqrt(np.maximum(1.0 - rho**2, 0.0))], axis=1)[:, None, :]
-    constants = limit_kernels.H_NEAR_ONE_CONSTANTS if near_one else limit_kernels.H_CONSTANTS
+    constants = cnn_pair_sum.H_NEAR_ONE_CONSTANTS if near_one else cnn_pair_sum.H_CONSTANTS
     out = np.zeros((n, 1))
     kernel = cupy_backend._kernel("cnn_correlation_sums", "float64", int(near_one))
     ones, zeros = np.ones((n, 1)), np.zeros((n, 1), dtype=np.int64)

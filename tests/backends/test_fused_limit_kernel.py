@@ -1,4 +1,4 @@
-"""The fused Numba CNN limit kernel against the NumPy reference of deepntk.analytic (to 1e-12): several channel
+"""The fused Numba CNN limit kernel against the NumPy reference of deepntk.analytic (pair_sum="numpy", to 1e-12): several channel
 counts, filter sizes, image sides, filter variances, cross and symmetric Grams, negative inputs (s₁₂ < 0)."""
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ def test_fused_pair_sum_equals_the_reference(c, f, d, variance):
     options = dict(outputs=3, rho=0.8, beta=1.3, filter_size=f, filter_variance=variance)
     for A, B in ((X1, None), (X1, X2), (X2, X1)):
         assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
-                     cnn_limit_kernel(A, B, **options), TOL["identity"], "limit")
+                     cnn_limit_kernel(A, B, pair_sum="numpy", **options), TOL["identity"], "limit")
         assert_close(cnn_expected_kernel(A, B, depth=7, C_L=3.0, pair_sum=numba_pair_sum, **options),
-                     cnn_expected_kernel(A, B, depth=7, C_L=3.0, **options), TOL["identity"], "expected")
+                     cnn_expected_kernel(A, B, depth=7, C_L=3.0, pair_sum="numpy", **options), TOL["identity"],
+                     "expected")
 
 
 @pytest.mark.parametrize("c,f,d", [(1, 3, 7), (2, 3, 6), (1, 5, 9)])
@@ -35,10 +36,13 @@ def test_zero_patches_are_summed_in_closed_form(c, f, d, chunked, monkeypatch):
     """Images with zero backgrounds (like MNIST's), one blank image and one without a zero pixel: the pairs with a
     zero patch, summed by matrix products outside the kernel, against the reference's direct sum; `chunked`: the
     second set's images three at a time."""
-    if chunked:
-        from deepntk.backends import limit_kernels
+    from deepntk.analytic import numba_cnn_pair_sum
 
-        monkeypatch.setattr(limit_kernels, "WEIGHTS_CHUNK_BYTES", 3 * 8 * d**4)
+    chunks = []
+    write_weights = numba_cnn_pair_sum.premapped_weights
+    monkeypatch.setattr(numba_cnn_pair_sum, "premapped_weights", lambda *a: chunks.append(1) or write_weights(*a))
+    if chunked:
+        monkeypatch.setattr(numba_cnn_pair_sum, "WEIGHTS_CHUNK_BYTES", 3 * 8 * d**4)
     rng = np.random.default_rng(10 * c + d)
     X = rng.uniform(0.0, 1.0, size=(8, c, d, d))
     X[:5] *= rng.uniform(size=(5, 1, d, d)) < 0.35  # sparse strokes: zero patches wherever a window misses them
@@ -51,20 +55,22 @@ def test_zero_patches_are_summed_in_closed_form(c, f, d, chunked, monkeypatch):
     assert 0 < zero[:5].mean() < 1 and zero[2].all() and not zero[7].any()
     for A, B in ((X, None), (X[:5], X[3:]), (X[2:3], X)):
         assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
-                     cnn_limit_kernel(A, B, **options), TOL["identity"], "zero patches")
+                     cnn_limit_kernel(A, B, pair_sum="numpy", **options), TOL["identity"], "zero patches")
+    # The kernel's second sets (the smaller set: 8, 5 and 1 images) in one chunk each, or three images at a time.
+    assert len(chunks) == (3 + 2 + 1 if chunked else 3)
 
 
 def test_negative_inputs_take_the_obtuse_branch():
     """Inputs of both signs make s₁₂ ≤ 0 for some pixel pairs: θ > π/2 there."""
     X = np.random.default_rng(3).uniform(-1.0, 1.0, size=(7, 1, 5, 5))
-    assert_close(cnn_limit_kernel(X, beta=0.1, pair_sum=numba_pair_sum), cnn_limit_kernel(X, beta=0.1),
+    assert_close(cnn_limit_kernel(X, beta=0.1, pair_sum=numba_pair_sum), cnn_limit_kernel(X, beta=0.1, pair_sum="numpy"),
                  TOL["identity"], "mixed signs")
 
 
 def test_the_cnn_architecture_takes_the_chosen_backend_s_pair_sum():
     spec = deepntk.CNN(1, 8, 2, 3, 2.0, pool=2)
     X = np.random.default_rng(4).uniform(0.1, 1.0, size=(6, 1, 4, 4))
-    reference = cnn_limit_kernel(X, outputs=2)
+    reference = cnn_limit_kernel(X, outputs=2, pair_sum="numpy")
     for backend in ("numba", "numpy", None):
         assert_close(spec.limit_kernel(X, backend=backend), reference, TOL["identity"], f"backend {backend}")
 
@@ -72,7 +78,7 @@ def test_the_cnn_architecture_takes_the_chosen_backend_s_pair_sum():
 def _evaluate_h(rho, near_one=False):
     from numba import njit
 
-    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, H_NEAR_ONE_CONSTANTS, _kappa
+    from deepntk.analytic.numba_cnn_pair_sum import H_CONSTANTS, H_NEAR_ONE_CONSTANTS, _kappa
 
     @njit
     def evaluate(rho, c, near_one):
@@ -105,7 +111,7 @@ def test_correlations_near_one_is_a_true_bound():
     directly from the patches are all above 7/8; it does not hold at the paper's tap variance (rho = 1), with a
     negative pixel, or with β = 0."""
     from deepntk.analytic.cnn import CNNTerms
-    from deepntk.backends.limit_kernels import correlations_near_one
+    from deepntk.analytic.cnn_pair_sum import correlations_near_one
 
     X = np.random.default_rng(8).uniform(0.0, 1.0, size=(6, 1, 7, 7))
     X[:3] *= X[:3] > 0.6
@@ -130,7 +136,7 @@ def test_table1_settings_take_the_near_one_polynomial():
     """Table 1's CNN settings on 4×4-pooled images with zero backgrounds: the kernel with the shorter polynomial
     (the path these settings take) against the reference, limit and finite-depth expectation (β² → C_L²β²)."""
     from deepntk.analytic.cnn import CNNTerms
-    from deepntk.backends.limit_kernels import correlations_near_one
+    from deepntk.analytic.cnn_pair_sum import correlations_near_one
 
     rng = np.random.default_rng(12)
     X = rng.uniform(0.0, 1.0, size=(9, 1, 7, 7)) * (rng.uniform(size=(9, 1, 7, 7)) < 0.5)
@@ -139,16 +145,17 @@ def test_table1_settings_take_the_near_one_polynomial():
     assert correlations_near_one(terms.P1, terms.norm1, terms.P1, terms.norm1, terms.t, 1.0)
     for A, B in ((X, None), (X[:3], X[2:])):
         assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
-                     cnn_limit_kernel(A, B, **options), TOL["identity"], "limit near one")
+                     cnn_limit_kernel(A, B, pair_sum="numpy", **options), TOL["identity"], "limit near one")
         assert_close(cnn_expected_kernel(A, B, depth=50, C_L=4.0, pair_sum=numba_pair_sum, **options),
-                     cnn_expected_kernel(A, B, depth=50, C_L=4.0, **options), TOL["identity"], "expected near one")
+                     cnn_expected_kernel(A, B, depth=50, C_L=4.0, pair_sum="numpy", **options), TOL["identity"],
+                     "expected near one")
 
 
 def test_the_in_cache_kappa_loop_sums_the_arc_cosine_kernel():
     """The benchmark's κ ceiling times what it claims to: Σ_q w_q·h(ρ_q − r·10⁻⁶) = Σ_q w_q·2π·κ(1, 1, ρ_q − r·10⁻⁶),
     against deepntk.analytic."""
     from deepntk.analytic import arccos_kernel
-    from deepntk.backends.numba_limit_kernels import H_CONSTANTS, correlation_sums_in_cache
+    from deepntk.analytic.numba_cnn_pair_sum import H_CONSTANTS, correlation_sums_in_cache
 
     rng = np.random.default_rng(5)
     rho, weights = rng.uniform(-0.99, 0.99, size=300), rng.uniform(0.0, 9.0, size=300)
@@ -166,11 +173,12 @@ def test_large_images_take_their_weights_from_M(d, threshold, monkeypatch):
     without (pixel counts that are not a multiple of the vector width read M's zero padding). 11×11 images (121
     pixels), and 5×5 ones with the threshold lowered to force that path, against the reference's direct sum."""
     from deepntk.analytic.cnn import CNNTerms
-    from deepntk.backends import limit_kernels
+    from deepntk.analytic import numba_cnn_pair_sum
 
     if threshold is not None:
-        monkeypatch.setattr(limit_kernels, "PREMAPPED_MAX_PIXELS", threshold)
-    assert d * d > limit_kernels.PREMAPPED_MAX_PIXELS and d * d % limit_kernels.VECTOR_WIDTH != 0
+        monkeypatch.setattr(numba_cnn_pair_sum, "PREMAPPED_MAX_PIXELS", threshold)
+    monkeypatch.setattr(numba_cnn_pair_sum, "premapped_weights", None)  # no per-image copies: calling them fails
+    assert d * d > numba_cnn_pair_sum.PREMAPPED_MAX_PIXELS and d * d % numba_cnn_pair_sum.VECTOR_WIDTH != 0
     rng = np.random.default_rng(d)
     X = rng.uniform(0.0, 1.0, size=(6, 1, d, d))
     X[:3] *= rng.uniform(size=(3, 1, d, d)) < 0.15
@@ -179,7 +187,7 @@ def test_large_images_take_their_weights_from_M(d, threshold, monkeypatch):
     options = dict(outputs=2, rho=0.9, beta=1.1, filter_size=3, filter_variance="code")
     for A, B in ((X, None), (X[:2], X[1:]), (X[3:5], X)):
         assert_close(cnn_limit_kernel(A, B, pair_sum=numba_pair_sum, **options),
-                     cnn_limit_kernel(A, B, **options), TOL["identity"], "gathered weights")
+                     cnn_limit_kernel(A, B, pair_sum="numpy", **options), TOL["identity"], "gathered weights")
 
 
 def test_the_width_specialized_kernel_is_loaded_from_numba_s_cache(tmp_path):
@@ -192,7 +200,7 @@ def test_the_width_specialized_kernel_is_loaded_from_numba_s_cache(tmp_path):
 
     script = ("import numpy as np; from deepntk.analytic import cnn_limit_kernel; "
               "import deepntk; numba_pair_sum = deepntk.get_backend('numba').cnn_pair_sum; "
-              "from deepntk.backends.numba_limit_kernels import correlation_sums_kernel; "
+              "from deepntk.analytic.numba_cnn_pair_sum import correlation_sums_kernel; "
               "X = np.ones((2, 1, 4, 4)); cnn_limit_kernel(X, pair_sum=numba_pair_sum); "
               "cnn_limit_kernel(X, rho=1 / 3, filter_variance='code', pair_sum=numba_pair_sum); "
               "stats = [correlation_sums_kernel(10, flag).stats for flag in (False, True)]; "

@@ -46,6 +46,9 @@ def test_cnn_limit_rows_include_mnist_and_a_bound():
         assert row["pairs"] == {"symmetric": 12 * 13 / 2, "cross": 3 * 9}[row["gram"]]
         assert np.isfinite(row["fraction_of_bound"]) and row["fraction_of_bound"] > 0
         assert np.isfinite(row["fraction_of_kappa_loop"]) and row["fraction_of_kappa_loop"] > 0
+        # `cnn_limit_kernel` as a standalone user calls it, timed beside the Numba backend's pair sum.
+        assert np.isfinite(row["analytic_over_numba"]) and row["analytic_over_numba"] > 0
+        assert row["analytic"]["arccos_per_second"] > 0
         if row["image"].endswith("uniform"):
             assert row["evaluated_fraction"] == 1.0 and row["polynomial"] == "full"
         else:  # Table 1's scales: every correlation of MNIST's patches is near one

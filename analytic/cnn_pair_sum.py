@@ -1,12 +1,14 @@
-"""The correlation form of the CNN limit kernel's pixel-pair sum, shared by the backends' compiled versions of it
-(`NumbaBackend.cnn_pair_sum` on the CPU's cores, `CupyBackend.cnn_pair_sum` on a CUDA device through kernels.cu):
-the unit patches, the choice of κ's polynomial, the pairs with a zero patch in closed form, and the Numba
-kernel's driver. `deepntk.analytic` (through `Backend.cnn_pair_sum`) stays the NumPy reference they are tested
-against; which one runs is the caller's backend (docs/backends.md#who-chooses)."""
+"""The correlation form of the CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#the-correlation-form), the
+host side shared by its compiled versions: `numba_cnn_pair_sum` on the CPU's cores (which `cnn_limit_kernel` runs
+by default where Numba is installed, and the Numba backend's `cnn_pair_sum` runs) and the CuPy backend's kernels.cu
+on a CUDA device: the unit patches, the choice of κ's polynomial, and the pairs with a zero patch in closed form.
+Imports nothing compiled: the NumPy reference they are tested against is `cnn.reference_pair_sum`."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from .arccos import arccos_kernel
 
 # h's constants: c₀ … c₁₆ of G(u) = c₀ + c₁u + … + c₁₆u¹⁶ on u ∈ [0, 1/2], the Chebyshev fit of
 # docs/limit-kernels.md#the-correlation-form (mpmath.chebyfit at 60 digits, fit error 1.4e-16), then π/2 and π.
@@ -27,7 +29,7 @@ NEAR_ONE = 7 / 8
 
 def pair_sum_from_nonzero(terms, beta_sq: float, nonzero_sums) -> np.ndarray:
     """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair, the pairs of nonzero patches summed by
-    `nonzero_sums` (with the signature of `numba_limit_kernels.nonzero_pair_sums`).
+    `nonzero_sums` (with the signature of `numba_cnn_pair_sum.nonzero_pair_sums`).
 
     The kernels evaluate κ in its correlation form (docs/limit-kernels.md#the-correlation-form): each patch as a
     unit vector whose inner products are the correlations ρ, and 2πκ = √s₁·√s₂·h(ρ). A patch of zeros (MNIST's
@@ -35,8 +37,6 @@ def pair_sum_from_nonzero(terms, beta_sq: float, nonzero_sums) -> np.ndarray:
     depends on q alone: κ(β², s_q, β²). The kernel sums only the pairs of nonzero patches; the pairs with a zero
     patch are the bilinear forms u₁ᵀ M z₂ + z₁ᵀ M u₂ + κ(β², β², β²)·z₁ᵀ M z₂ of the zero-patch indicators z and
     the per-patch values u, three small matrix products."""
-    from ..analytic import arccos_kernel
-
     symmetric = terms.P2 is terms.P1
     # Numba's kernel shares its rows among its threads and gives its second set per-image weights, and the CUDA
     # kernel's grid has room for 2³¹ − 1 images on its first axis, 65,535 on its second: the larger set takes the
@@ -98,15 +98,3 @@ def unit_patches(P, norms, t: float, beta_sq: float, multiple: int):
     U[:, :, :F] = np.take_along_axis(P, pixels[:, :, None], axis=1) * (np.sqrt(t) * scale)[:, :, None]
     U[:, :, F] = np.sqrt(beta_sq) * scale
     return U, root, pixels, (-(-count // multiple) * multiple).astype(np.int64)
-
-
-# Images of up to this many pixels get per-image copies of M's columns (d⁴ values: 19 KB at 7×7); larger ones
-# take their weights from M, since their copies (4.9 MB each at 28×28) would stream from memory for every pair.
-PREMAPPED_MAX_PIXELS = 100
-# Bytes of those copies made at a time: the kernel passes every image of the first set over one chunk, which must
-# stay in the caches. With 64 MiB chunks a 2048² tile of Table 1's 7×7 Gram streamed them from memory and ran 1.8×
-# slower than with 4 MiB (1–4 MiB measured alike).
-WEIGHTS_CHUNK_BYTES = 4 << 20
-# The second set's patch lists are rounded up to whole vectors of AVX2's four float64 lanes. With AVX-512's eight,
-# each loop ends with a short remainder; rounding up to 8 or 16 instead measured no faster.
-VECTOR_WIDTH = 4

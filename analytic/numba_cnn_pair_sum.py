@@ -1,5 +1,8 @@
-"""Numba kernel of the CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#cnn-theorem-4); the NumPy
-reference is `deepntk.analytic`; `NumbaBackend.cnn_pair_sum` runs it through `deepntk.backends.limit_kernels`."""
+"""Numba kernels of the CNN limit kernel's pixel-pair sum (docs/limit-kernels.md#the-correlation-form) and
+`fused_pair_sum`, which drives them: what `cnn_limit_kernel` and `cnn_expected_kernel` run by default where Numba is
+installed, and what the Numba backend's `cnn_pair_sum` runs. Imports Numba, so `deepntk.analytic` imports this
+module only when the fused pair sum is used (docs/limit-kernels.md#which-pair-sum-runs); the NumPy reference it is
+tested against is `cnn.reference_pair_sum`."""
 
 from __future__ import annotations
 
@@ -8,15 +11,25 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from .limit_kernels import (H_CONSTANTS, H_NEAR_ONE_CONSTANTS,  # noqa: F401  (the kernels' argument c)
-                                           PREMAPPED_MAX_PIXELS, VECTOR_WIDTH, WEIGHTS_CHUNK_BYTES, kappa_polynomial,
-                                           unit_patches)
+from .cnn_pair_sum import (H_CONSTANTS, H_NEAR_ONE_CONSTANTS,  # noqa: F401  (the kernels' argument c)
+                           kappa_polynomial, pair_sum_from_nonzero, unit_patches)
+
+# Images of up to this many pixels get per-image copies of M's columns (d⁴ values: 19 KB at 7×7); larger ones
+# take their weights from M, since their copies (4.9 MB each at 28×28) would stream from memory for every pair.
+PREMAPPED_MAX_PIXELS = 100
+# Bytes of those copies made at a time: the kernel passes every image of the first set over one chunk, which must
+# stay in the caches. With 64 MiB chunks a 2048² tile of Table 1's 7×7 Gram streamed them from memory and ran 1.8×
+# slower than with 4 MiB (1–4 MiB measured alike).
+WEIGHTS_CHUNK_BYTES = 4 << 20
+# The second set's patch lists are rounded up to whole vectors of AVX2's four float64 lanes. With AVX-512's eight,
+# each loop ends with a short remainder; rounding up to 8 or 16 instead measured no faster.
+VECTOR_WIDTH = 4
 
 # Fused: no (N1, N2, d², d²) temporaries. The loops over q are written with selects and no calls so that LLVM
 # vectorizes them; 'reassoc' lets it reorder the sums over q (results move by ~1e-16 relative), and the inputs
 # are finite (checked where they enter), so 'nnan' and 'ninf' let the clamp of ρ be plain minimum and maximum.
 _VECTOR_MATH = {"reassoc", "contract", "arcp", "nnan", "ninf", "nsz"}
-# h's constants (deepntk.backends.limit_kernels.H_CONSTANTS) reach the loops as a tuple argument, not as module
+# h's constants (deepntk.analytic.cnn_pair_sum.H_CONSTANTS) reach the loops as a tuple argument, not as module
 # constants: Numba compiles constants to 64-bit absolute addresses, and in a vector loop whose constants do not fit
 # the 16 registers each one was re-read with a move of its address and a broadcast on every iteration. Values of
 # an argument are spilled once, as whole vectors, and read as memory operands: the in-cache κ loop ran 1.3× faster.
@@ -73,7 +86,7 @@ def _correlations(U1, i, pp, U2t, j, q, width):
 def correlation_sums_kernel(width: int, near_one: bool = False):
     """The fused kernel for unit patch vectors of `width` = c·f² + 1 entries, compiled with the width as a
     constant (one cached compilation per width and flag): the inner products then unroll. `near_one`: every
-    correlation is at least 7/8 (`deepntk.backends.limit_kernels.correlations_near_one`), and κ takes the shorter
+    correlation is at least 7/8 (`deepntk.analytic.cnn_pair_sum.correlations_near_one`), and κ takes the shorter
     polynomial of `_h_near_one` (c = H_NEAR_ONE_CONSTANTS). The width and that flag are the closure's only
     variables, plain values: Numba's cache key hashes the closure's values, and a dispatcher among them would
     differ between processes."""
@@ -200,3 +213,10 @@ def nonzero_pair_sums(P1, norm1, P2, norm2, t: float, M, beta_sq: float, symmetr
         cnn_correlation_sums(U1, root1, live1, count1, U2t, weights2, root2, live2, count2, in_order2, M_wide,
                              symmetric, j0, sums, constants)
     return sums
+
+
+def fused_pair_sum(terms, beta_sq: float) -> np.ndarray:
+    """d⁻⁴ Σ_pq M_pq κ(φ_p(x), φ_q(x')) for every image pair of `terms` (a `cnn.CNNTerms`), (N1, N2): the pairs of
+    nonzero patches by the fused kernel on every core (NUMBA_NUM_THREADS), the pairs with a zero patch in closed
+    form (`cnn_pair_sum.pair_sum_from_nonzero`). Equal to `cnn.reference_pair_sum` to ~1e-15 relative."""
+    return pair_sum_from_nonzero(terms, beta_sq, nonzero_pair_sums)
