@@ -1,25 +1,32 @@
-"""MkDocs hooks: lists as GitHub shows them, and links for the docstrings' citations `docs/<page>.md#<section>` and the dotted names `deepntk.…` in code
-spans become links on the rendered site.
+"""MkDocs hooks: the pages' links work on the site as they do on GitHub, and the docstrings' citations and
+object names become links.
 
-The pages are written to read well on GitHub too, where a list may start right under a paragraph line;
-Python-Markdown needs a blank line there, so one is added before the page is converted.
-
-Docstrings cite the mathematics as repository paths (they are read in editors and on GitHub too). On the site
-each citation links to its page and section; one that names a page or heading the site lacks is a warning, which
-`mkdocs build --strict` turns into a failed build. A code span naming a deepntk object (`deepntk.engine.gram.gram`)
-becomes a cross-reference that mkdocs-autorefs resolves to the object's entry in the API reference, where it has
-one (optional: names of objects the reference leaves out stay plain code).
+- Links. The pages read well on GitHub too, where a link may name any file or folder of the repository
+  (`../README.md`, `../examples/fit.py`, `results/fig3/`). On the site CHANGELOG.md is the page changelog.md,
+  docs/README.md is the home page, every other repository file outside docs/ that a page links to is served
+  under repo/ (Markdown files as pages outside the nav, their own links rebased), and a linked folder gets a
+  page listing it, as GitHub shows one. A link to something that does not exist stays a warning.
+- Lists. On GitHub a list may start right under a paragraph line; Python-Markdown needs a blank line there, so
+  one is added before the page is converted.
+- Citations. Docstrings cite the mathematics as `docs/<page>.md#<section>` (they are read in editors and on
+  GitHub too). On the site each citation links to its page and section; one that names a page or heading the
+  site lacks is a warning, which `mkdocs build --strict` turns into a failed build.
+- Object names. A code span naming a deepntk object (`deepntk.engine.gram.gram`) becomes a cross-reference that
+  mkdocs-autorefs resolves to the object's entry in the API reference, where it has one (names the reference
+  leaves out stay plain code).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import re
 import sys
 
 from markdown.extensions.toc import slugify
 from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, InclusionLevel
 
 log = logging.getLogger("mkdocs.hooks.citations")
 
@@ -28,6 +35,115 @@ DOTTED_NAME = re.compile(r"<code>(deepntk(?:\.[A-Za-z_]\w*)+)</code>")
 LIST_ITEM = re.compile(r"^(?:[-*+]|\d+\.)[ \t]")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
 _anchors_cache: dict = {}
+
+REPOSITORY_PAGES = {"CHANGELOG.md": "changelog.md"}  # repository files outside docs/ that are pages of the nav
+SERVED = "repo/"  # where the other repository files the pages link to are served
+# docs/README.md indexes docs/ for readers of the repository; on the site the home page does.
+SITE_EQUIVALENTS = {"docs/README.md": "index.md"}
+LINK = re.compile(r"(\]\(\s*<?)([^)\s>]+)(>?(?:\s+\"[^\"]*\")?\s*\))|^(\s*\[[^\]]+\]:\s*<?)(\S+?)(>?(?:\s.*)?)$",
+                  flags=re.MULTILINE)
+
+
+FOLDER_PAGE = "index.md"
+
+
+def folder_listing(root: str, folder: str) -> str:
+    """A page listing a repository folder's files and folders, as GitHub shows a folder."""
+    names = sorted(n for n in os.listdir(os.path.join(root, folder)) if not n.startswith((".", "__")))
+    lines = [f"# {folder}/", ""]
+    for name in names:
+        lines.append(f"- [{name}/]({name}/)" if os.path.isdir(os.path.join(root, folder, name)) else
+                     f"- [{name}]({name})")
+    return "\n".join(lines) + "\n"
+
+
+def repository_root(config) -> str:
+    return os.path.dirname(os.path.abspath(config.config_file_path))
+
+
+def repository_path(src_uri: str) -> str:
+    """The repository path of a site file: docs/<uri>, or the file outside docs/ it was generated from."""
+    for source, uri in REPOSITORY_PAGES.items():
+        if src_uri == uri:
+            return source
+    return src_uri[len(SERVED):] if src_uri.startswith(SERVED) else "docs/" + src_uri
+
+
+def site_uri(path: str):
+    """Where a repository path is on the site (None: a path outside the repository)."""
+    if path.startswith("../") or path == "..":
+        return None
+    if path in SITE_EQUIVALENTS:
+        return SITE_EQUIVALENTS[path]
+    if path.startswith("docs/"):
+        return path[len("docs/"):]
+    return REPOSITORY_PAGES.get(path, SERVED + path)
+
+
+def _rebased(markdown: str, src_uri: str, root: str, found=None) -> str:
+    """`markdown` of the site file `src_uri` with each relative link to a repository file outside docs/ pointed
+    at that file's place on the site; `found` collects those files' repository paths."""
+    here = os.path.dirname(repository_path(src_uri))
+
+    def rebase(match):
+        before, target, after = (match.group(1, 2, 3) if match.group(2) is not None else match.group(4, 5, 6))
+        address, hash_, anchor = target.partition("#")
+        if not address or re.match(r"^[a-z][a-z0-9+.-]*:", address) or address.startswith("/"):
+            return match.group(0)
+        path = os.path.normpath(os.path.join(here, address))
+        uri = site_uri(path)
+        if uri is not None and os.path.isdir(os.path.join(root, path)):
+            uri = posixpath.join(uri, FOLDER_PAGE)  # a folder: GitHub lists it, the site has a page listing it
+            if found is not None and path != ".":
+                found.add(path + "/")
+        elif uri is None or not os.path.isfile(os.path.join(root, path)):
+            return match.group(0)  # nothing there: mkdocs judges the link
+        elif found is not None and not path.startswith("docs/"):
+            found.add(path)
+        relative = os.path.relpath(uri, os.path.dirname(src_uri) or ".")
+        return before + relative + hash_ + anchor + after
+
+    pieces, fenced = [], False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        pieces.append(line if fenced else LINK.sub(rebase, line))
+    return "\n".join(pieces)
+
+
+def on_files(files, config, **kwargs):
+    """Add CHANGELOG.md as changelog.md, and each repository file or folder that a page links to and the site
+    lacks (a folder as a page listing it; its files with it)."""
+    root = repository_root(config)
+    for source, uri in REPOSITORY_PAGES.items():
+        if os.path.isfile(os.path.join(root, source)) and files.get_file_from_path(uri) is None:
+            files.append(File.generated(config, uri, abs_src_path=os.path.join(root, source)))
+    pages = [f for f in files if f.src_uri.endswith(".md")]
+    wanted: list = []
+    while pages or wanted:
+        if pages:
+            page = pages.pop()
+            found: set = set()
+            _rebased(page.content_string, page.src_uri, root, found)
+            wanted += sorted(found)
+            continue
+        path = wanted.pop()
+        if path.endswith("/"):
+            uri = posixpath.join(site_uri(path.rstrip("/")), FOLDER_PAGE)
+            if files.get_file_from_path(uri) is None:
+                listing = folder_listing(root, path.rstrip("/"))
+                added = File.generated(config, uri, content=listing, inclusion=InclusionLevel.NOT_IN_NAV)
+                files.append(added)
+                pages.append(added)
+            continue
+        uri = site_uri(path)
+        if files.get_file_from_path(uri) is None and not path.startswith("docs/"):
+            added = File.generated(config, uri, abs_src_path=os.path.join(root, path),
+                                   inclusion=InclusionLevel.NOT_IN_NAV)
+            files.append(added)
+            if uri.endswith(".md"):
+                pages.append(added)
+    return files
 
 
 def page_anchors(path: str) -> set:
@@ -58,7 +174,9 @@ def on_config(config, **kwargs):
 
 
 def on_page_markdown(markdown, page, config, files, **kwargs):
-    """A blank line before a list that starts right under a paragraph line, outside fenced code."""
+    """Links to repository files rebased to the site; a blank line before a list that starts right under a
+    paragraph line, outside fenced code."""
+    markdown = _rebased(markdown, page.file.src_uri, repository_root(config))
     lines, fenced, previous = [], False, ""
     for line in markdown.split("\n"):
         if line.lstrip().startswith("```"):
