@@ -9,7 +9,9 @@ is not meant to run, says so in an HTML comment on the line right above it, whic
     <!-- docs-test: slow -->                   run only with `-m slow`
     <!-- docs-test: not run (why) -->          never run; reported as skipped with its reason
 
-Several go in one comment, separated by commas: `<!-- docs-test: needs MNIST, slow -->`.
+Several go in one comment, separated by commas: `<!-- docs-test: needs MNIST, slow -->`. A block that shows a
+repository file by a snippet line (`--8<-- "examples/fit.py"`, pymdownx.snippets, paths from the repository
+root) runs that file as the site shows it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ DOCS = os.path.join(ROOT, "docs")
 TIMEOUT_S = 300
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", flags=re.DOTALL | re.MULTILINE)
+SNIPPET = re.compile(r'^[ \t]*-+8<-+[ \t]+"([^"]+)"[ \t]*$', flags=re.MULTILINE)
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->[ \t]*$")
 # What a `needs` marker names: the modules its extra installs.
 EXTRAS = {"distributed": ("distributed", "zarr"), "numba": ("numba",), "plot": ("matplotlib",),
@@ -56,6 +59,15 @@ def markdown_pages() -> list[str]:
     return pages
 
 
+def expand_snippets(code: str) -> str:
+    """`code` as the site shows it: each snippet line replaced by the file it names."""
+    def read(match):
+        with open(os.path.join(ROOT, match.group(1)), encoding="utf-8") as handle:
+            return handle.read().rstrip("\n")
+
+    return SNIPPET.sub(read, code)
+
+
 def python_blocks() -> list[Block]:
     """Every ```python (or ```py) block of the pages, with the markers of the comment right above it."""
     blocks = []
@@ -69,7 +81,7 @@ def python_blocks() -> list[Block]:
             above = text[:fence.start()].rstrip("\n").rsplit("\n", 1)[-1]
             marker = MARKER.match(above)
             markers = tuple(m.strip() for m in marker.group(1).split(",")) if marker else ()
-            blocks.append(Block(page, line, fence.group(2), markers))
+            blocks.append(Block(page, line, expand_snippets(fence.group(2)), markers))
     return blocks
 
 
