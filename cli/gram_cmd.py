@@ -44,8 +44,10 @@ from .interrupts import NOTHING_KEPT, keeps
 @quiet_option
 def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, data_dir, params_path, backend, store, tile,
             cluster, workers, cluster_config, dry_run, connect_timeout, resume, verify, quiet):
-    """Compute a Gram larger than memory into a Zarr store, one Dask task per tile (upper tiles of a symmetric
-    Gram only); a killed run continues with --resume and recomputes only the missing or damaged tiles."""
+    """Compute a Gram larger than memory into a Zarr store, one Dask task per tile.
+
+    Only the upper tiles of a symmetric Gram are computed; a killed run continues with --resume and recomputes only
+    the missing or damaged tiles."""
     from ..engine.architectures import architecture
     from ..engine.clusters import dask_client, job_script
     from ..engine.gram import GramKernel, gram

@@ -72,8 +72,9 @@ class ExperimentName(click.Choice):
 @quiet_option
 def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, plot, predict_size, test_size, store_dir,
             networks, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config, quiet):
-    """Run one of the paper's experiments (or a registered one) and write results (JSON + .npz), a manifest and a
-    figure."""
+    """Run one of the paper's experiments (or a registered one) and write its results.
+
+    The results folder holds the results (JSON + .npz), a manifest and a figure."""
     if predict_size is not None:
         if experiment != PREDICT_VARIANT:
             raise CommandError(f"--predict goes with {PREDICT_VARIANT}")

@@ -104,7 +104,8 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
         `DescentResult`: the trained `Params` (or `Ensemble`) and the losses, (steps + 1,) or (steps + 1, E).
 
     Raises:
-        TrainingDiverged (a FloatingPointError) naming the step (and the network) if the loss stops being finite.
+        TrainingDiverged: (a FloatingPointError) naming the step (and the network) if the loss stops being
+            finite.
     """
     steps = check_steps(steps)
     check_loss(loss)
