@@ -14,7 +14,7 @@ This example's backend overrides one method, `ntk`, the unscaled NTK of one netw
 sums the layers' terms (a·a' + 1)·G Gᵀ without ever forming a gradient (docs/ntk.md), this one forms every
 input's full parameter Jacobian J (N·k × P) by backpropagation and returns J Jᵀ, the NTK's definition. It
 counts its calls too. Then it checks that `scaled_ntk(..., backend="jacobian")` agrees with the NumPy
-backend to rounding (~1e-14): two different computations of one kernel.
+backend to rounding (~1e-14) on two networks: two different computations of one kernel.
 
 To register the plugin without building a package, the example writes the metadata that `pip install` of
 such a package would write (a `.dist-info` folder with `entry_points.txt`) into its output folder and puts
@@ -109,18 +109,19 @@ def main():
     print(f"registered backends: {', '.join(sorted(rows))}; jacobian available: {rows['jacobian']['available']}")
 
     spec = deepntk.MLP(d_in=3, d_out=2, depth=args.depth, C_L=10.0)
-    params = deepntk.init_params(spec, init="paper", seed=0)
     X = np.random.default_rng(0).uniform(0.05, 1.0, size=(args.points, 3))
-
-    theta_plugin = deepntk.scaled_ntk(params, X, backend="jacobian")
-    theta_numpy = deepntk.scaled_ntk(params, X, backend="numpy")
+    # Two networks: the paper's initialization, whose random units feed no later layer (docs/networks.md), and
+    # PyTorch's default initialization, where every unit's ReLU gates the backpropagation.
+    for init in ("paper", "kaiming-uniform"):
+        params = deepntk.init_params(spec, init=init, seed=0)
+        theta_plugin = deepntk.scaled_ntk(params, X, backend="jacobian")
+        theta_numpy = deepntk.scaled_ntk(params, X, backend="numpy")
+        difference = np.max(abs(theta_plugin - theta_numpy)) / np.max(abs(theta_numpy))
+        print(f"check: scaled NTK, {init} init, {args.points} inputs: jacobian against numpy, largest relative "
+              f"difference {difference:.1e} ({'agree' if difference < 1e-12 else 'DISAGREE'})")
     plugin = deepntk.get_backend("jacobian")
-    print(f"the plugin's ntk ran {type(plugin).calls} time(s); its class is {type(plugin).__module__}."
-          f"{type(plugin).__name__}")
-    difference = np.max(abs(theta_plugin - theta_numpy)) / np.max(abs(theta_numpy))
-    print(f"check: scaled NTK of {spec}, {args.points} inputs: jacobian against numpy, largest relative "
-          f"difference {difference:.1e} ({'agree' if difference < 1e-12 else 'DISAGREE'})")
-
+    print(f"the plugin's ntk ran {type(plugin).calls} times for {spec}; its class is "
+          f"{type(plugin).__module__}.{type(plugin).__name__}")
 
 if __name__ == "__main__":
     main()
