@@ -2,9 +2,9 @@
 
 `deepntk.gram` computes a kernel's Gram one tile per Dask task and writes each tile into a Zarr store as it
 completes, so the Gram never has to fit in memory, a killed run loses at most the tiles in flight, and
-`resume=True` completes a store instead of starting again (docs/files.md#gram-stores-deepntk-gram). The iterative solvers
-then read the store tile by tile for every product with K (`deepntk.engine.solvers`, docs/training.md
-#kernel-flow): kernel regression by preconditioned conjugate gradients, kernel flow by Lanczos.
+`resume=True` completes a store instead of starting again (docs/files.md#gram-stores-deepntk-gram). The
+iterative solvers then read the store tile by tile for every product with K (`deepntk.engine.solvers`,
+docs/training.md#kernel-flow): kernel regression by preconditioned conjugate gradients, kernel flow by Lanczos.
 
 Here: the MLP limit kernel Θ̃^∞ on N random training inputs in d dimensions with a smooth target, and M test
 inputs. `--memory 0` (the default) makes the solver keep nothing of size N² and read the tiles from disk for

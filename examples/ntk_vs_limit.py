@@ -23,7 +23,6 @@ import os
 import numpy as np
 
 import deepntk
-from deepntk.analytic import mlp_expected_kernel, mlp_limit_kernel
 
 
 def parse_args():
@@ -79,7 +78,9 @@ def main():
 
     # The independent check: the closed-form expectation must lie in the networks' interval. (With one
     # network there is no interval: the spread over correlated input pairs says nothing about another draw.)
-    if c.networks > 1:
+    if c.networks == 1:
+        print("(one network: no intervals; compare several, e.g. deepntk.stack_params([...]), to get them)")
+    else:
         inside = abs(c.offset - c.expected_offset) <= c.offset_ci
         print(f"check: E Θ̃ − Θ̃^∞ inside the networks' 95% interval: "
               f"{'yes' if inside else 'NO (a 95% interval misses 1 time in 20: try other --seeds)'}")
@@ -105,9 +106,11 @@ def draw(params, spec, X, args):
     theta = deepntk.scaled_ntk(params, X, backend=args.backend)
     theta = theta.reshape((-1,) + theta.shape[-4:])  # one network or an ensemble alike: (E, N, N, k, k)
     diagonal = np.trace(theta, axis1=-2, axis2=-1) / spec.outputs
-    limit = mlp_limit_kernel(X, d_out=spec.outputs, rho=spec.rho, beta=spec.beta)
-    expected = mlp_expected_kernel(X, depth=spec.depth, C_L=spec.C_L, d_out=spec.outputs, rho=spec.rho,
-                                   beta=spec.beta)
+    # The closed forms of whatever architecture the network has (an MLP's or a CNN's, on the inputs as its
+    # first layer sees them): the spec knows its own (docs/limit-kernels.md, docs/finite-depth.md).
+    prepared = spec.prepare_inputs(X)
+    limit = spec.limit_kernel(prepared, backend=args.backend)
+    expected = spec.expected_kernel(prepared, backend=args.backend)
     figure, axis = plt.subplots(figsize=(4.5, 4.5))
     for network in diagonal:
         axis.plot(limit.ravel(), network.ravel(), ".", alpha=0.4, color="tab:blue")

@@ -6,7 +6,8 @@ network is z¹ = W¹x + b¹, z^l = W^l ReLU(z^{l−1}) + b^l, output f(x) = z^L 
 `nn.Sequential` of L `nn.Linear` layers with a ReLU between each two.
 
 The example
-1. draws a deep narrow MLP with the paper's initialization in deepntk and exports it to PyTorch,
+1. draws a deep narrow MLP with the paper's initialization in deepntk and exports it to PyTorch (a model, and
+   its `state_dict` saved with `torch.save`),
 2. checks that PyTorch's autograd gives deepntk's loss gradients and deepntk's scaled NTK (float64, ~1e-12),
 3. trains it a few hundred full-batch steps in PyTorch (MSELoss, the paper's step size 1/(4·L·C_L²)),
 4. brings the trained weights back (`deepntk.Params`), checks the outputs agree, saves them as a deepntk params
@@ -116,7 +117,10 @@ def main():
     # outputs alone would prove little: the gradients and the NTK are what training and the theory use.
     params = deepntk.init_params(spec, init="paper", seed=0)
     model = to_torch(params)
-    print(f"{spec}: {sum(p.numel() for p in model.parameters())} parameters, exported to PyTorch")
+    os.makedirs(args.out, exist_ok=True)
+    exported = os.path.join(args.out, "init_state_dict.pt")
+    torch.save(model.state_dict(), exported)  # for `torch_mlp(spec).load_state_dict(torch.load(exported))`
+    print(f"{spec}: {sum(p.numel() for p in model.parameters())} parameters, exported to PyTorch: {exported}")
 
     # 2. The loss gradients: deepntk's backpropagation against PyTorch's autograd. loss="mse" is MSELoss.
     loss, _, gradients = deepntk.loss_and_gradients(params, X, Y, loss="mse")
@@ -152,7 +156,6 @@ def main():
     outputs = deepntk.forward(trained, X)
     print(f"check: trained outputs, deepntk against PyTorch: largest difference "
           f"{np.max(abs(outputs - outputs_torch)):.1e} (outputs up to {np.max(abs(outputs_torch)):.3f})")
-    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "trained.npz")
     trained.save(path)  # loadable by deepntk.load_params and every `deepntk` command that takes --params
     print(f"wrote {path}")

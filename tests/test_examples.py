@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from conftest import TOL
+from test_docs import CITATION, anchors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -102,6 +103,17 @@ def test_every_example_is_checked_here_and_shown_in_the_docs():
         page = handle.read()
     missing = [name for name in SCRIPTS if f"examples/{name}" not in page]
     assert not missing, f"docs/examples.md does not show {missing}"
+
+
+def test_the_examples_cite_existing_docs_sections():
+    cited = 0
+    for script in SCRIPTS:
+        with open(os.path.join(EXAMPLES, script), encoding="utf-8") as handle:
+            for page, anchor in CITATION.findall(handle.read()):
+                cited += 1
+                assert os.path.isfile(os.path.join(ROOT, "docs", page)), f"{script} cites missing docs/{page}"
+                assert not anchor or anchor in anchors(page), f"{script} cites docs/{page}{anchor}: no such heading"
+    assert cited >= len(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
