@@ -1,4 +1,4 @@
-"""The README's and the getting-started page's Python snippets run verbatim as scripts, in a fresh folder, with
+"""The README's Python snippets run verbatim as scripts, in a fresh folder, with
 this interpreter; the README stays a front door (≤ 200 lines) that names no developer's folder."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SNIPPET_DOCUMENTS = ("README.md", "docs/getting-started.md")
+SNIPPET_DOCUMENTS = ("README.md",)  # docs/ pages' blocks: tests/test_docs_code_blocks.py
 
 
 def read(document: str) -> str:
