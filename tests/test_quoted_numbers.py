@@ -198,3 +198,21 @@ def test_rounding_is_judged_at_the_digits_written():
     assert rounding_agrees("60,000", 60000) and not rounding_agrees("60,000", 60001)
     assert rounding_agrees("5.71·10⁻²", 0.05713) and not rounding_agrees("5.71·10⁻²", 0.0572)
     assert rounding_agrees("−0.48", -0.4808) and not rounding_agrees("−0.48", 0.4808)
+
+
+def test_a_bench_results_file_records_the_date_and_versions_beside_its_numbers(tmp_path):
+    """A performance table states its date and the peers' versions: `deepntk bench -o` writes them."""
+    import time
+
+    from click.testing import CliRunner
+
+    from deepntk.cli.main import cli
+
+    output = tmp_path / "bench.json"
+    run = CliRunner().invoke(cli, ["bench", "--quick", "--backends", "numpy", "--peers", "none", "--workloads",
+                                   "mlp-gram-N16", "--repeats", "1", "--quiet", "-o", str(output)])
+    assert run.exit_code == 0, run.output
+    report = json.loads(output.read_text())
+    assert report["environment"]["time"].startswith(time.strftime("%Y-"))
+    assert report["environment"]["libraries"]["numpy"] and report["environment"]["deepntk"]
+    assert report["machine"]["cpus"] >= 1
