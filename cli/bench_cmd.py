@@ -224,8 +224,13 @@ def _solvers(data_dir, output):
 
 def _write_report(output, report):
     if output:
-        from ..engine.experiments.benchmark import machine
-        from ..engine.results import write_json
+        import sys
 
-        write_json(output, {"machine": machine(), **report})
+        from ..engine.experiments.benchmark import machine
+        from ..engine.results import environment, write_json
+
+        env = environment()  # the date and versions a quoted number needs beside it, the peers' included
+        env["libraries"].update({name: getattr(sys.modules[name], "__version__", "?") for name in ("torch", "jax")
+                                 if name in sys.modules})
+        write_json(output, {"machine": machine(), "environment": env, **report})
         click.echo(f"wrote {output}")
