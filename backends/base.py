@@ -17,7 +17,7 @@ import numpy as np
 from .layers import LAYER_OPS
 from ..base.errors import TrainingDiverged
 from ..base.losses import loss_value_and_output_gradient
-from ..base.memory import gram_blocks, input_blocks, memory_budget, require_memory
+from ..base.memory import gram_blocks, memory_budget, require_memory
 
 
 def diverged(step: int, value, W, b, losses) -> TrainingDiverged:

@@ -8,9 +8,9 @@ Third-party packages register a `Backend` subclass under the entry-point group `
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 
 from ..base.errors import BackendUnavailableError, UnknownBackendError
+from ..base.plugins import entry_points
 
 ENTRY_POINT_GROUP = "deepntk.backends"
 
@@ -29,11 +29,7 @@ _instances: dict = {}
 
 
 def _entry_points() -> dict:
-    try:
-        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except TypeError:  # Python 3.10 without the selection API
-        eps = metadata.entry_points().get(ENTRY_POINT_GROUP, [])
-    return {ep.name: ep for ep in eps if ep.name not in BUILTIN_BACKENDS}
+    return entry_points(ENTRY_POINT_GROUP, BUILTIN_BACKENDS)
 
 
 def backend_names() -> list[str]:

@@ -39,6 +39,16 @@ def read_npz(path, what: str, error=FileFormatError) -> dict:
         raise error(f"{what} {path!r} is damaged ({_reason(exc)})") from None
 
 
+def read_json(path, what: str, error=FileFormatError):
+    """The JSON value in file `path`; damage (not JSON, not UTF-8) becomes one `error` naming the file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise error(f"{what} {path!r} is damaged ({exc})") from None
+
+
 def json_entry(arrays: dict, key: str, path, what: str, error=FileFormatError) -> dict:
     """The JSON object stored as a string array under `key` of an archive read by `read_npz`."""
     if key not in arrays:

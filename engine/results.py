@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from .files import read_json
 from ..base.errors import FileFormatError, FolderConfigError, FolderInUseError, option
 
 # Held by the run writing a folder (see exclusive_folder).
@@ -180,14 +181,11 @@ def read_record(path: str) -> dict | None:
     record_path = os.path.join(path, RUN_RECORD)
     if not os.path.exists(record_path):
         return None
-    try:
-        with open(record_path, encoding="utf-8") as handle:
-            record = json.load(handle)
-        if not (isinstance(record, dict) and isinstance(record.get("command"), str) and "config" in record
-                and isinstance(record.get("files"), list) and all(isinstance(f, str) for f in record["files"])):
-            raise ValueError("not a run record")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"run record {record_path!r} is damaged ({exc}); remove it to reuse the folder") from None
+    record = read_json(record_path, "run record")
+    if not (isinstance(record, dict) and isinstance(record.get("command"), str) and "config" in record
+            and isinstance(record.get("files"), list) and all(isinstance(f, str) for f in record["files"])):
+        raise FileFormatError(f"run record {record_path!r} is damaged (not a run record); remove it to reuse the "
+                              f"folder")
     return record
 
 

@@ -9,7 +9,6 @@ recorded in the folder's run record)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -17,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ...base.errors import FileFormatError, InputError
-from ..files import read_npz
+from ..files import read_json, read_npz
 from ..results import write_json, write_npz
 
 RESULTS_FILE = "results.json"
@@ -87,11 +86,7 @@ class Result:
         path = os.path.join(folder, RESULTS_FILE)
         if not os.path.exists(path):
             return None
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FileFormatError(f"results file {path!r} is damaged ({exc})") from None
+        data = read_json(path, "results file")
         if not isinstance(data, dict):
             raise FileFormatError(f"results file {path!r} is damaged (not a JSON object)")
         arrays_path = os.path.join(folder, ARRAYS_FILE)

@@ -10,9 +10,9 @@ A package registers an `Experiment` (deepntk.engine.experiments.protocol) as
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 
 from ...base.errors import InputError
+from ...base.plugins import entry_points
 
 ENTRY_POINT_GROUP = "deepntk.experiments"
 
@@ -49,11 +49,7 @@ def unregister_experiment(name: str) -> None:
 
 
 def _entry_points() -> dict:
-    try:
-        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except TypeError:  # Python 3.10 without the selection API
-        eps = metadata.entry_points().get(ENTRY_POINT_GROUP, [])
-    return {ep.name: ep for ep in eps if ep.name not in BUILTIN_EXPERIMENTS}
+    return entry_points(ENTRY_POINT_GROUP, BUILTIN_EXPERIMENTS)
 
 
 def experiment_names() -> list[str]:

@@ -88,11 +88,14 @@ def spy(tmp_path, monkeypatch):
         for name in KERNEL_METHODS:
             if name in vars(cls):
                 monkeypatch.setattr(cls, name, bypassed)
-    monkeypatch.setattr(cnn_pair_sum, "pair_sum_from_nonzero", bypassed)
     if importlib.util.find_spec("numba") is not None:  # the compiled pair sum's driver needs Numba to import
+        # Imported before cnn_pair_sum is patched, and patched in its own namespace: a module first imported
+        # while cnn_pair_sum is patched would keep the patched function after the test.
         from deepntk.analytic import numba_cnn_pair_sum
 
         monkeypatch.setattr(numba_cnn_pair_sum, "nonzero_pair_sums", bypassed)
+        monkeypatch.setattr(numba_cnn_pair_sum, "pair_sum_from_nonzero", bypassed)
+    monkeypatch.setattr(cnn_pair_sum, "pair_sum_from_nonzero", bypassed)
     backend = deepntk.get_backend("spy")
     assert type(backend).__name__ == "SpyBackend" and not backend.calls
     return backend
