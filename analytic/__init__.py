@@ -1,4 +1,5 @@
-"""Closed-form infinite-depth limit kernels and their finite-(L, C_L) expectations (docs/limit-kernels.md).
+"""Closed-form infinite-depth limit kernels, their finite-(L, C_L) expectations, and the wide MLP's infinite-width
+kernels at any depth (docs/limit-kernels.md).
 
 Never imports a backend or the engine: these are independent oracles for the simulated networks. The CNN's
 pixel-pair sum runs by default on the fused CPU kernel where Numba is installed (imported only then), else on the
@@ -10,6 +11,7 @@ from .mlp import mlp_expected_kernel, mlp_limit_kernel
 from .cnn import cnn_expected_kernel, cnn_limit_kernel
 from .fig3 import fig3_inputs, fig3_limit_curve, fig3_target
 from .flow import kernel_flow, kernel_regression, stack_kernel
+from .wide import wide_nngp_kernel, wide_ntk_correlation_map, wide_ntk_kernel
 
 __all__ = [
     "arccos_kernel",
@@ -23,4 +25,7 @@ __all__ = [
     "kernel_flow",
     "kernel_regression",
     "stack_kernel",
+    "wide_nngp_kernel",
+    "wide_ntk_kernel",
+    "wide_ntk_correlation_map",
 ]
