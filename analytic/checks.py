@@ -33,3 +33,18 @@ def check_nonnegative(**values):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
                 or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_points(X, name: str) -> np.ndarray:
+    """Inputs as a float64 (N, d_in) array (one point of shape (d_in,) is N = 1); ValueError naming `name` for
+    another shape, no points, or values that are not finite."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[None]
+    if X.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, d_in), got {X.shape}")
+    if X.size == 0:
+        raise ValueError(f"{name} holds no points (shape {X.shape})")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return X

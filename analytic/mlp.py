@@ -5,26 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .arccos import arccos_kernel
-from .checks import check_depth, check_scales
-
-
-def _as_points(X, name):
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim == 1:
-        X = X[None]
-    if X.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, d_in), got {X.shape}")
-    if X.size == 0:
-        raise ValueError(f"{name} holds no points (shape {X.shape})")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return X
+from .checks import check_depth, check_points, check_scales
 
 
 def _gram_terms(X1, X2, rho, beta_sq):
     """x·x' and κ(x, x') with the random unit's variances s = ρ²|x|²/d_in + β² (β² passed squared)."""
-    X1 = _as_points(X1, "X1")
-    X2 = X1 if X2 is None else _as_points(X2, "X2")
+    X1 = check_points(X1, "X1")
+    X2 = X1 if X2 is None else check_points(X2, "X2")
     if X1.shape[1] != X2.shape[1]:
         raise ValueError(f"X1 and X2 have different input dimensions ({X1.shape[1]} and {X2.shape[1]})")
     d_in = X1.shape[1]

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .checks import check_hidden_layers, check_nonnegative, check_scales
+from .checks import check_hidden_layers, check_nonnegative, check_points, check_scales
 
 # Input pairs with |cos φ| above this get their angle from the unit vectors' difference and sum, not from the
 # Gram's dot product: arccos of a rounded cosine near ±1 loses half the digits (docs/limit-kernels.md).
@@ -149,19 +149,6 @@ def wide_ntk_correlation_map(theta, depth: int, *, exact: bool = False):
     return _apply_table(rho_coefficients, panel, t), (depth + 1) * _apply_table(ntk_coefficients, panel, t)
 
 
-def _as_points(X, name):
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim == 1:
-        X = X[None]
-    if X.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, d_in), got {X.shape}")
-    if X.size == 0:
-        raise ValueError(f"{name} holds no points (shape {X.shape})")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return X
-
-
 def _input_angles(X1, X2, norms1, norms2, dot):
     """The angle between each pair of inputs; 0 where either is the zero vector (its kernel does not depend on it)."""
     outer = np.outer(norms1, norms2)
@@ -184,8 +171,8 @@ def _kernels(X1, X2, depth, sigma_w2, sigma_b2, exact):
     depth = check_hidden_layers(depth)
     check_scales(sigma_w2=sigma_w2)
     check_nonnegative(sigma_b2=sigma_b2)
-    X1 = _as_points(X1, "X1")
-    X2 = X1 if X2 is None else _as_points(X2, "X2")
+    X1 = check_points(X1, "X1")
+    X2 = X1 if X2 is None else check_points(X2, "X2")
     if X1.shape[1] != X2.shape[1]:
         raise ValueError(f"X1 and X2 have different input dimensions ({X1.shape[1]} and {X2.shape[1]})")
     scale_log2 = depth * math.log2(0.5 * sigma_w2)
