@@ -17,7 +17,7 @@ import click
 
 from .common import user_errors
 from ..engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, option_fields,
-                                          spec_for_data)
+                                    spec_for_data)
 
 ARCH_DEFAULT = "mlp"
 

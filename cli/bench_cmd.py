@@ -41,7 +41,7 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     """
     from ..backends.registry import availability, backend_names, get_backend
     from ..engine.experiments.benchmark import (describe_machine, fig3_full_settings, matmul_peak, run_benchmark,
-                                                      standard_workloads)
+                                                standard_workloads)
     from ..engine.experiments.peers import PEERS
 
     check_output_path(output)

@@ -7,8 +7,8 @@ import os
 import click
 
 from .common import (CLRule, CommaList, CommandError, backend_option, cluster_options, format_with_interval,
-                                hold_output_folder, maybe_cluster, overwrite_option, progress, quiet_option,
-                                user_errors)
+                     hold_output_folder, maybe_cluster, overwrite_option, progress, quiet_option,
+                     user_errors)
 from ..engine.results import environment, write_json
 
 

@@ -8,7 +8,7 @@ import click
 
 from .arch import spec_from_data, with_arch
 from .common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
-                                user_errors)
+                     user_errors)
 from .interrupts import NOTHING_KEPT, keeps
 
 

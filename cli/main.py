@@ -20,7 +20,7 @@ def cli():
 
 def _register():
     from . import (backends_cmd, bench_cmd, compare_cmd, gram_cmd, init_cmd, limit_cmd, ntk_cmd,
-                             predict_cmd, reproduce_cmd, simulate_cmd, train_cmd)
+                   predict_cmd, reproduce_cmd, simulate_cmd, train_cmd)
 
     for module in (backends_cmd, init_cmd, ntk_cmd, limit_cmd, gram_cmd, simulate_cmd, train_cmd, reproduce_cmd,
                    predict_cmd, compare_cmd, bench_cmd):

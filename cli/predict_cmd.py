@@ -7,7 +7,7 @@ import numpy as np
 
 from .arch import spec_from_data, with_arch
 from .common import (CommaList, CommandError, backend_option, check_output_path, load_npy, quiet_option,
-                                save_npy, solver_options, user_errors)
+                     save_npy, solver_options, user_errors)
 from .progress import Stages
 
 

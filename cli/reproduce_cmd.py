@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from .common import (CommandError, CommaList, backend_option, cluster_options, hold_output_folder,
-                                maybe_cluster, overwrite_option, quiet_option, solver_options, user_errors)
+                     maybe_cluster, overwrite_option, quiet_option, solver_options, user_errors)
 from .interrupts import NOTHING_KEPT, keeps
 from .progress import Stages
 from ..engine.experiments.table1 import TABLE1_NETWORKS, check_networks

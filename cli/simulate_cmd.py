@@ -9,7 +9,7 @@ import click
 
 from .arch import given_fields, spec_options, with_arch
 from .common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
-                                maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
+                     maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
 from .interrupts import NOTHING_KEPT, keeps
 from ..engine.architectures import ARCHITECTURES, architecture
 from ..engine.results import environment, write_json

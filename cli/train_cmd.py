@@ -8,7 +8,7 @@ import click
 
 from .arch import spec_from_data, with_arch
 from .common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
-                                user_errors)
+                     user_errors)
 from .interrupts import NOTHING_KEPT, keeps
 from ..base.losses import LOSSES
 from ..engine.results import environment, write_json

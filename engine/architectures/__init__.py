@@ -13,7 +13,7 @@ from dataclasses import MISSING, fields
 
 from .cnn import CNN, average_pool
 from .common import (COMMAND_FIELDS, Architecture, OptionField, Study, option_fields,
-                                                 preset_fields, spec_field)
+                     preset_fields, spec_field)
 from .mlp import MLP
 from ...base.errors import InputError, SpecError
 

@@ -12,7 +12,7 @@ from ..solvers import MAX_ITERATIONS, NYSTROM_RANK
 from .datasets import load_mnist
 from .mnist import BATCH_SIZE, limit_kernel_reference, mnist_run, run_lines, stable_eta
 from .protocol import (SILENT, Experiment, PlotResult, Result, check_scale,
-                                                 reduction_lines)
+                       reduction_lines)
 from ..trainer import TrainSettings
 
 # The training and test images a bounded run (`max_steps`) evaluates: all 70,000 through the 10-class CNN took
