@@ -64,7 +64,9 @@ def output_resolution(C_L: float, dtype) -> float:
     return float(np.spacing(np.asarray(C_L, dtype=dtype)))
 
 
-def warn_if_unresolved(C_L: float, dtype) -> None:
+def warn_if_unresolved(C_L: float | None, dtype) -> None:
+    if C_L is None:  # an output with no carrier offset to resolve
+        return
     resolution = output_resolution(C_L, dtype)
     if resolution > FLOAT32_RESOLUTION_LIMIT:
         warnings.warn(
@@ -101,7 +103,7 @@ def check_inputs(X, spec, name: str = "X", pool: bool = True) -> np.ndarray:
     array = array.astype(np.float64, copy=False)
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name} contains NaN or infinite values")
-    if not own and np.any(array <= 0):
+    if not own and spec.wants_positive_inputs and np.any(array <= 0):
         warnings.warn(
             f"{name} has {int(np.sum(array <= 0))} entries <= 0; the theory assumes inputs x > 0 (zeros are "
             f"harmless at initialization, not once training moves the weights; shift them by a small ε to be safe)",

@@ -17,7 +17,7 @@ import click
 
 from .common import user_errors
 from ..engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, option_fields,
-                                    spec_for_data)
+                                    spec_field_names, spec_for_data)
 
 ARCH_DEFAULT = "mlp"
 
@@ -75,14 +75,26 @@ def spec_from_data(options: dict, input_shape: tuple, name: str, outputs: int | 
     enter the closed forms."""
     cls = architecture(options["arch"]) if options["arch"] else architecture_for_inputs(input_shape, name)
     return spec_for_data(cls, spec_options(cls, options), input_shape, outputs=outputs,
-                         given=given_fields(cls, options), name=name, depth=depth, C_L=C_L)
+                         given=given_fields(cls, options), name=name, **command_fields(cls, depth, C_L))
 
 
-def build_spec(options: dict, depth: int, C_L: float):
-    """The spec of `options["arch"]` from the parsed options (one-line error on invalid values)."""
+def command_fields(cls, depth: int, C_L: float | None) -> dict:
+    """depth, and C_L where `cls` has that field (the wide MLP has none: its C_L is neither needed nor read)."""
+    if "C_L" not in spec_field_names(cls):
+        return {"depth": depth}
+    if C_L is None:
+        raise click.UsageError(f"Missing option '--C-L' (required for --arch {cls.arch}).")
+    return {"depth": depth, "C_L": C_L}
+
+
+def build_spec(options: dict, depth: int, C_L: float | None):
+    """The spec of `options["arch"]` from the parsed options (one-line error on invalid values); C_L None is
+    allowed for an architecture without that field."""
     with user_errors():
         cls = architecture(options["arch"])
-        return cls(**spec_options(cls, options), depth=depth, C_L=C_L)
+    fixed = command_fields(cls, depth, C_L)
+    with user_errors():
+        return cls(**spec_options(cls, options), **fixed)
 
 
 def with_arch(func=None, *, arch_default: str | None = ARCH_DEFAULT):

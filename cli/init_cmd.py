@@ -9,8 +9,10 @@ from ..engine.params import INITS, init_params
 
 @click.command("init")
 @with_arch
-@click.option("--depth", type=int, required=True, help="Number of weight layers L (>= 2).")
-@click.option("--C-L", "C_L", type=float, required=True, help="Carrier scale C_L > 0.")
+@click.option("--depth", type=int, required=True,
+              help="Number of weight layers L (>= 2); for wide-mlp, hidden layers L (>= 1).")
+@click.option("--C-L", "C_L", type=float, default=None,
+              help="Carrier scale C_L > 0 (required by the architectures that have it: mlp, cnn).")
 @click.option("--init", "init", type=click.Choice(INITS), default="paper", show_default=True,
               help="The paper's initialization or PyTorch's default Kaiming-uniform.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Integer seed of the draw.")

@@ -32,7 +32,7 @@ def check_params(params, ensembles: bool = True):
 
 def _prepared(params, X, name):
     check_params(params)
-    warn_if_unresolved(params.spec.C_L, params.dtype)
+    warn_if_unresolved(params.spec.carrier_scale, params.dtype)
     net = pack(params)
     return net, network_inputs(net, params.spec, X, name)
 

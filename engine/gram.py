@@ -108,7 +108,7 @@ class GramKernel:
         spec = self.architecture()
         if self.kind == "ntk":
             n, k = spec.width, spec.outputs
-            return spec.depth * (2 * n + 2 * k * k * n + 2 * k * k) * spec.inner_size**2
+            return spec.weight_layers * (2 * n + 2 * k * k * n + 2 * k * k) * spec.inner_size**2
         evaluations = spec.inner_size**4 * (2 if self.kind == "expected" else 1)
         return 40.0 * evaluations + 2.0 * int(np.prod(spec.input_shape))
 

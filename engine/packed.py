@@ -29,6 +29,7 @@ class PackedNet:
         outputs: k, the number of outputs.
         size: image side d inside the network (1 for dense).
         filter_size: f (1 for dense).
+        layer_constants: the spec's `layer_constants`, for `LayerOps.for_net` (empty by default).
     """
 
     kind: str
@@ -38,6 +39,7 @@ class PackedNet:
     outputs: int
     size: int = 1
     filter_size: int = 1
+    layer_constants: tuple = ()
 
     @property
     def ensemble(self) -> bool:
@@ -75,7 +77,7 @@ def pack(params) -> PackedNet:
     """The packed form of a `Params` or `Ensemble`: its own arrays, no copy (they are stored packed)."""
     spec = params.spec
     return PackedNet(spec.layer_kind, params.W, params.b, spec.in_features, spec.outputs, spec.inner_size,
-                     spec.filter_side)
+                     spec.filter_side, spec.layer_constants)
 
 
 def pack_layers(spec, weights, biases, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +86,7 @@ def pack_layers(spec, weights, biases, dtype) -> tuple[np.ndarray, np.ndarray]:
     The L − 2 middle layers already have the full shape, so they are stacked in one call; only the first and
     last layers are padded. (At L = 10⁴ a per-layer Python loop would cost more than a fused GD step.)
     """
-    L, n = spec.depth, spec.width
+    L, n = spec.weight_layers, spec.width
     W = np.zeros((L, n, n) + spec.packed_tail, dtype=dtype)
     b = np.zeros((L, n), dtype=dtype)
     if L > 2:
@@ -103,7 +105,7 @@ def layer_views(spec, W: np.ndarray, b: np.ndarray) -> tuple[tuple, tuple]:
     lead = W.shape[: W.ndim - 3 - len(spec.packed_tail)]
     every = (slice(None),) * len(lead)
     weights, biases = [], []
-    for layer in range(1, spec.depth + 1):
+    for layer in range(1, spec.weight_layers + 1):
         w_shape, b_shape = spec.weight_shape(layer), spec.bias_shape(layer)
         weights.append(W[every + (layer - 1,) + tuple(slice(0, s) for s in w_shape)])
         biases.append(b[every + (layer - 1, slice(0, b_shape[0]))])

@@ -39,7 +39,7 @@ def resolve_dtype(dtype) -> np.dtype:
 
 def params_bytes(spec, dtype) -> int:
     """Memory one network's parameters take as per-layer arrays (numbers plus per-array overhead)."""
-    return spec.parameter_count() * resolve_dtype(dtype).itemsize + 2 * spec.depth * PER_ARRAY_OVERHEAD
+    return spec.parameter_count() * resolve_dtype(dtype).itemsize + 2 * spec.weight_layers * PER_ARRAY_OVERHEAD
 
 
 class _PackedParameters(LayerViews):
@@ -65,8 +65,9 @@ class _PackedParameters(LayerViews):
 
     @property
     def ntk_scale(self) -> float:
-        """1/(L·C_L²), the factor that turns the NTK into the scaled NTK Θ̃ (docs/ntk.md)."""
-        return 1.0 / (self.spec.depth * float(self.spec.C_L) ** 2)
+        """The spec's `ntk_scale`: 1/(L·C_L²) for the deep narrow networks, turning the NTK into the scaled NTK Θ̃
+        (docs/ntk.md)."""
+        return self.spec.ntk_scale
 
 
 class Params(_PackedParameters):
@@ -205,7 +206,8 @@ def check_spec(spec) -> None:
 
 def check_packed(spec, W, b, lead: tuple) -> None:
     """Raise ParamsFileError unless W, b are float arrays of the packed shapes of `spec` behind `lead`, all finite."""
-    shapes = {"W": lead + (spec.depth, spec.width, spec.width) + spec.packed_tail, "b": lead + (spec.depth, spec.width)}
+    shapes = {"W": lead + (spec.weight_layers, spec.width, spec.width) + spec.packed_tail,
+              "b": lead + (spec.weight_layers, spec.width)}
     arrays = {"W": W, "b": b}
     for name, array in arrays.items():
         if not isinstance(array, np.ndarray):
@@ -224,9 +226,9 @@ def check_shapes(spec, weights, biases) -> None:
     if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
         raise TypeError(f"weights and biases must be lists of arrays, got {type(weights).__name__} and "
                         f"{type(biases).__name__}")
-    if len(weights) != spec.depth or len(biases) != spec.depth:
-        raise ParamsFileError(f"expected {spec.depth} weight and bias arrays, got {len(weights)} and {len(biases)}")
-    for layer in range(1, spec.depth + 1):
+    if len(weights) != spec.weight_layers or len(biases) != spec.weight_layers:
+        raise ParamsFileError(f"expected {spec.weight_layers} weight and bias arrays, got {len(weights)} and {len(biases)}")
+    for layer in range(1, spec.weight_layers + 1):
         for key, array, shape in ((spec.weight_key(layer), weights[layer - 1], spec.weight_shape(layer)),
                                   (f"b{layer}", biases[layer - 1], spec.bias_shape(layer))):
             if not isinstance(array, np.ndarray):
@@ -254,7 +256,7 @@ def load_params(path) -> Params:
     except (SpecError, TypeError) as exc:
         raise ParamsFileError(f"{path!r}: invalid architecture in 'meta': {exc}") from None
     weights, biases = [], []
-    for layer in range(1, spec.depth + 1):
+    for layer in range(1, spec.weight_layers + 1):
         for key, target in ((spec.weight_key(layer), weights), (f"b{layer}", biases)):
             if key not in arrays:
                 raise ParamsFileError(f"{path!r} is missing array {key}")
@@ -300,12 +302,12 @@ def init_params(spec, init: str = "paper", seed: int = 0, dtype="float64", *, se
     require_memory(count * params_bytes(spec, dtype) + 2 * params_bytes(spec, np.float64),
                    f"{'a' if seeds is None else count} {spec.arch.upper()}{'' if seeds is None else 's'} of depth "
                    f"{spec.depth}")
-    warn_if_unresolved(spec.C_L, dtype)
+    warn_if_unresolved(spec.carrier_scale, dtype)
     if seeds is None:
         W, b = _draw(spec, init, seed, dtype)
         return Params._around(spec, W, b, init, seed)
-    W = np.empty((count, spec.depth, spec.width, spec.width) + spec.packed_tail, dtype=dtype)
-    b = np.empty((count, spec.depth, spec.width), dtype=dtype)
+    W = np.empty((count, spec.weight_layers, spec.width, spec.width) + spec.packed_tail, dtype=dtype)
+    b = np.empty((count, spec.weight_layers, spec.width), dtype=dtype)
     for e, one in enumerate(seeds):
         W[e], b[e] = _draw(spec, init, one, dtype)
     return Ensemble(spec, W, b, init=init, seeds=seeds)
@@ -326,7 +328,7 @@ def _draw(spec, init, seed, dtype):
 
 def _kaiming_uniform(spec, rng):
     weights, biases = [], []
-    for layer in range(1, spec.depth + 1):
+    for layer in range(1, spec.weight_layers + 1):
         bound = 1.0 / np.sqrt(spec.fan_in(layer))
         weights.append(rng.uniform(-bound, bound, size=spec.weight_shape(layer)))
         biases.append(rng.uniform(-bound, bound, size=spec.bias_shape(layer)))

@@ -263,7 +263,7 @@ class _TrainingRun:
             raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
         rate = raw_learning_rate(spec, eta=settings.eta, lr=settings.lr)
         engine = get_backend(backend)
-        warn_if_unresolved(spec.C_L, params.dtype)
+        warn_if_unresolved(spec.carrier_scale, params.dtype)
         net = pack(params)
         Xp = network_inputs(net, spec, X)
         targets = check_targets(Y, len(Xp), spec.outputs)

@@ -66,13 +66,14 @@ def warn_if_loss_grew(losses, start=None, first_step: int = 0) -> bool:
 
 
 def raw_learning_rate(spec, *, eta: float | None = None, lr: float | None = None) -> float:
-    """The raw step size from exactly one of a scaled step η (lr = η/(L·C_L²)) or a raw lr."""
+    """The raw step size from exactly one of a scaled step η (lr = η / spec.ntk_normalization, η/(L·C_L²) for
+    the deep narrow networks) or a raw lr."""
     if (eta is None) == (lr is None):
         raise InputError("give exactly one of eta (scaled step) or lr (raw learning rate)")
     given = lr if lr is not None else eta
     if isinstance(given, (bool, np.bool_)) or not isinstance(given, numbers.Real):
         raise InputError(f"the step size must be a number, got {given!r}")
-    value = float(lr) if lr is not None else float(eta) / (spec.depth * float(spec.C_L) ** 2)
+    value = float(lr) if lr is not None else float(eta) / spec.ntk_normalization
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"the learning rate must be a finite number > 0, got {value!r}")
     return value
@@ -111,7 +112,7 @@ def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: 
     check_loss(loss)
     rate = raw_learning_rate(params.spec, eta=eta, lr=lr)
     engine = get_backend(backend)
-    warn_if_unresolved(params.spec.C_L, params.dtype)
+    warn_if_unresolved(params.spec.carrier_scale, params.dtype)
     net = pack(params)
     Xp = network_inputs(net, params.spec, X)
     targets = check_targets(Y, len(Xp), params.spec.outputs)

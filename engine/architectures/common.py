@@ -168,6 +168,38 @@ class Architecture:
     outputs_field: str
     dataset_layout: str
     study: Study = Study()
+    # Whether the theory behind this architecture assumes inputs x > 0 (check_inputs warns otherwise).
+    wants_positive_inputs = True
+    # Whether commands may pick this architecture from the inputs' shape alone (false for one whose inputs
+    # look like another's).
+    inferred_from_inputs = True
+
+    @property
+    def weight_layers(self) -> int:
+        """Number of weight layers the engine stores and loops over (the paper's L for the deep narrow networks)."""
+        return self.depth
+
+    @property
+    def ntk_normalization(self) -> float:
+        """L·C_L² for the deep narrow networks: the NTK over it is the kernel deepntk reports (their scaled NTK Θ̃,
+        docs/ntk.md), and a scaled step η is the raw step η over it."""
+        return self.depth * float(self.C_L) ** 2
+
+    @property
+    def ntk_scale(self) -> float:
+        """The factor that turns the NTK into the kernel deepntk reports: 1/`ntk_normalization`."""
+        return 1.0 / self.ntk_normalization
+
+    @property
+    def carrier_scale(self) -> float | None:
+        """The output's carrier scale C_L (float32 resolves the output only to about C_L·ε), None where the output
+        carries no such offset."""
+        return self.C_L
+
+    @property
+    def layer_constants(self) -> tuple:
+        """Constants the layer ops read from a packed network (`PackedNet.layer_constants`); none by default."""
+        return ()
 
     def _normalize_common(self) -> None:
         """Check depth, C_L, rho and beta, and store them as plain Python numbers (frozen dataclass)."""
@@ -190,7 +222,8 @@ class Architecture:
         def layer(l):
             return math.prod(self.weight_shape(l)) + self.bias_shape(l)[0]
 
-        return layer(1) + layer(self.depth) + (self.depth - 2) * layer(2)
+        layers = self.weight_layers
+        return layer(1) + layer(layers) + (layers - 2) * layer(2)
 
     def to_meta(self) -> dict:
         return {"arch": self.arch, **asdict(self)}
