@@ -21,7 +21,7 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 from deepntk.backends.registry import available_backends, get_backend
 from deepntk.base.version import __version__
 from deepntk.engine.api import activations, forward, loss_and_gradients, scaled_ntk
-from deepntk.engine.architectures import CNN, MLP
+from deepntk.engine.architectures import CNN, MLP, WideMLP
 from deepntk.engine.params import (
     Ensemble,
     Params,
@@ -64,6 +64,7 @@ def open_store(path):
 
 __all__ = [
     "MLP",
+    "WideMLP",
     "CNN",
     "Params",
     "Ensemble",

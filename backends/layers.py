@@ -166,6 +166,46 @@ class ConvOps(LayerOps):
         return (J1.reshape(N1 * k, P) @ J2.reshape(N2 * k, P).T).reshape(N1, k, N2, k)
 
 
+class WideDenseOps(DenseOps):
+    """z = g·W a + s·b, the NTK parameterization (docs/networks.md#the-wide-mlp): g = √(σ_w²/n), s = σ_b from the
+    net's `layer_constants`, W and b standard normal. The scales enter every derivative: ∂f/∂W = g·δ aᵀ,
+    ∂f/∂b = s·δ, ∂f/∂a = g·Wᵀ δ."""
+
+    def __init__(self, xp, weight_scale: float, bias_scale: float):
+        self.xp = xp
+        self.g = weight_scale
+        self.s = bias_scale
+
+    @classmethod
+    def for_net(cls, xp, net):
+        weight_scale, bias_scale = net.layer_constants
+        return cls(xp, weight_scale, bias_scale)
+
+    def apply(self, W, b, a):
+        z = a @ W.T
+        z *= self.g
+        z += self.s * b
+        return z
+
+    def backprop(self, W, G):
+        return self.g * (G @ W)
+
+    def summed_gradients(self, delta, a):
+        dW, db = super().summed_gradients(delta, a)
+        return self.g * dW, self.s * db
+
+    def ntk_term(self, a1, G1, a2, G2):
+        """(g² a1·a2 + s²) G1 G2ᵀ, as (N1, k, N2, k)."""
+        N1, k, n = G1.shape
+        N2 = G2.shape[0]
+        pair = a1 @ a2.T
+        pair *= self.g**2
+        pair += self.s**2
+        jac = (G1.reshape(N1 * k, n) @ G2.reshape(N2 * k, n).T).reshape(N1, k, N2, k)
+        jac *= pair[:, None, :, None]
+        return jac
+
+
 # layer kind (an architecture's `layer_kind`, a PackedNet's `kind`) → its operations, built by
 # cls.for_net(xp, net).
-LAYER_OPS = {"dense": DenseOps, "conv": ConvOps}
+LAYER_OPS = {"dense": DenseOps, "conv": ConvOps, "wide-dense": WideDenseOps}

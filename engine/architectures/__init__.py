@@ -15,9 +15,10 @@ from .cnn import CNN, average_pool
 from .common import (COMMAND_FIELDS, Architecture, OptionField, Study, option_fields,
                      preset_fields, spec_field)
 from .mlp import MLP
+from .wide import WideMLP
 from ...base.errors import InputError, SpecError
 
-ARCHITECTURES = {cls.arch: cls for cls in (MLP, CNN)}
+ARCHITECTURES = {cls.arch: cls for cls in (MLP, CNN, WideMLP)}
 
 
 def architecture(name: str):
@@ -45,9 +46,10 @@ def spec_field_names(cls) -> list[str]:
 
 
 def architecture_for_inputs(shape: tuple[int, ...], name: str = "X"):
-    """The one architecture whose inputs have this array shape ((N, d_in): MLP, (N, c, d, d): CNN)."""
+    """The one architecture whose inputs have this array shape ((N, d_in): MLP, (N, c, d, d): CNN), among those
+    `inferred_from_inputs` (the wide MLP reads MLP-shaped inputs and must be named)."""
     matches = []
-    for cls in ARCHITECTURES.values():
+    for cls in (cls for cls in ARCHITECTURES.values() if cls.inferred_from_inputs):
         try:
             cls.sizes_from_inputs(shape)
         except InputError:
@@ -74,6 +76,6 @@ def spec_for_data(cls, options: dict, input_shape: tuple[int, ...], outputs: int
     return cls(**{**chosen, **sizes, **fixed})
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "MLP", "CNN", "architecture", "spec_from_meta", "average_pool",
+__all__ = ["ARCHITECTURES", "Architecture", "MLP", "CNN", "WideMLP", "architecture", "spec_from_meta", "average_pool",
            "spec_field_names", "architecture_for_inputs", "spec_for_data", "spec_field", "option_fields",
            "preset_fields", "OptionField", "Study", "COMMAND_FIELDS"]

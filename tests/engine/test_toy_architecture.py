@@ -251,4 +251,4 @@ def test_init_and_simulate_take_the_toys_options_and_study(tmp_path):
                      TOL["roundoff"], f"stored expectation at L = {depth}")
 
     shown = toy_architecture.run_cli(["simulate", "--help"], tmp_path).stdout
-    assert "--input-scale FLOAT" in shown and "toy: 20,40,80" in shown and "[mlp|cnn|toy]" in shown
+    assert "--input-scale FLOAT" in shown and "toy: 20,40,80" in shown and "[mlp|cnn|wide-mlp|toy]" in shown
