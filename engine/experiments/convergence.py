@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from ..api import scaled_ntk
-from ..architectures import architecture, preset_fields
+from ..architectures import architecture, preset_fields, spec_field_names
 from ..clusters import run_seed_groups
 from ...base.errors import FileFormatError, SpecError, option
 from .stats import fit_power_law, relative_block_errors
@@ -49,6 +49,9 @@ class ConvergenceConfig:
 
     def __post_init__(self):
         cls = architecture(self.arch)
+        if "C_L" not in spec_field_names(cls):
+            raise SpecError(f"simulate studies the NTK against depth at a carrier scale C_L; {self.arch} has no C_L "
+                            f"(a width study for it is not built yet)")
         study = cls.study
         self.depths = tuple(study.depths if self.depths is None else self.depths)
         self.points = study.points if self.points is None else self.points

@@ -156,3 +156,11 @@ def test_cli_mlp_still_needs_C_L(tmp_path, capsys):
     code = main(["init", "--depth", "3", "-o", str(tmp_path / "p.npz")])
     captured = capsys.readouterr()
     assert code == 2 and "--C-L" in captured.err and not captured.out
+
+
+def test_cli_simulate_refuses_an_architecture_without_C_L(tmp_path, capsys):
+    """simulate's depth study sets C_L per depth; the wide MLP has none: one line, exit 2, not a TypeError."""
+    code = main(["simulate", "--arch", "wide-mlp", "--depths", "2", "--seeds", "1", "--points", "3", "--quiet",
+                 "-o", str(tmp_path / "s")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.strip().count("\n") == 0 and "wide-mlp has no C_L" in captured.err
