@@ -19,7 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
-from ...base.errors import SpecError
+from ...base.errors import InputError, SpecError
 
 
 def shown(value) -> str:
@@ -242,3 +242,45 @@ class Architecture:
     def filter_side(self) -> int:
         """Filter side f of the layers (1 for dense layers)."""
         return 1
+
+
+class DenseLayers:
+    """The shapes of a network of dense layers d_in → width → … → width → d_out, in PyTorch's `nn.Linear` layout:
+    what the MLP and the wide MLP share (a mixin before `Architecture`; it reads d_in, d_out, width and
+    weight_layers). `noun` names the network in errors."""
+
+    noun = "MLP"
+
+    @property
+    def outputs(self) -> int:
+        return self.d_out
+
+    @property
+    def in_features(self) -> int:
+        """Channels (here: features) of the network input."""
+        return self.d_in
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.d_in,)
+
+    def weight_shape(self, layer: int) -> tuple[int, ...]:
+        """Shape (out, in) of W^layer, 1-based; the last weight layer is the read-out."""
+        fan_in = self.d_in if layer == 1 else self.width
+        fan_out = self.d_out if layer == self.weight_layers else self.width
+        return (fan_out, fan_in)
+
+    def fan_in(self, layer: int) -> int:
+        return self.weight_shape(layer)[1]
+
+    @classmethod
+    def sizes_from_inputs(cls, shape: tuple[int, ...], name: str = "X") -> dict:
+        """The spec fields fixed by an input array's shape (N, d_in)."""
+        if len(shape) != 2:
+            raise InputError(f"{name} must have shape (N, d_in) for the {cls.noun}, got {shape}")
+        return {"d_in": shape[1]}
+
+    @staticmethod
+    def sizes_from_images(side: int, outputs: int) -> dict:
+        """Spec fields for a dataset of side×side single-channel images, flattened."""
+        return {"d_in": side * side, "d_out": outputs}

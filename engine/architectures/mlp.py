@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .common import Architecture, Study, check_int, spec_field
-from ...base.errors import InputError
+from .common import Architecture, DenseLayers, Study, check_int, spec_field
 
 # Fig. 3's network reads points (cos γ, sin γ) of the unit arc.
 FIG3_INPUT_DIMENSION = 2
@@ -38,7 +37,7 @@ class ArcStudy(Study):
 
 
 @dataclass(frozen=True)
-class MLP(Architecture):
+class MLP(DenseLayers, Architecture):
     """The deep narrow ReLU MLP of width d_in + 1 + d_out (paper §3.1).
 
     Args:
@@ -72,40 +71,6 @@ class MLP(Architecture):
     @property
     def width(self) -> int:
         return self.d_in + 1 + self.d_out
-
-    @property
-    def outputs(self) -> int:
-        return self.d_out
-
-    @property
-    def in_features(self) -> int:
-        """Channels (here: features) of the network input."""
-        return self.d_in
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.d_in,)
-
-    def weight_shape(self, layer: int) -> tuple[int, ...]:
-        """Shape (out, in) of W^layer, 1-based, in PyTorch's `nn.Linear` layout."""
-        fan_in = self.d_in if layer == 1 else self.width
-        fan_out = self.d_out if layer == self.depth else self.width
-        return (fan_out, fan_in)
-
-    def fan_in(self, layer: int) -> int:
-        return self.weight_shape(layer)[1]
-
-    @staticmethod
-    def sizes_from_inputs(shape: tuple[int, ...], name: str = "X") -> dict:
-        """The spec fields fixed by an input array's shape (N, d_in)."""
-        if len(shape) != 2:
-            raise InputError(f"{name} must have shape (N, d_in) for the MLP, got {shape}")
-        return {"d_in": shape[1]}
-
-    @staticmethod
-    def sizes_from_images(side: int, outputs: int) -> dict:
-        """Spec fields for a dataset of side×side single-channel images, flattened for the MLP."""
-        return {"d_in": side * side, "d_out": outputs}
 
     def prepare_inputs(self, X: np.ndarray) -> np.ndarray:
         """Inputs as the first layer sees them: unchanged for the MLP."""

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import Architecture, check_int, check_positive_real, shown, spec_field
-from ...base.errors import InputError, SpecError
+from .common import Architecture, DenseLayers, check_int, check_positive_real, shown, spec_field
+from ...base.errors import SpecError
 
 
 def check_nonnegative_real(name: str, value) -> float:
@@ -27,7 +27,7 @@ def check_nonnegative_real(name: str, value) -> float:
 
 
 @dataclass(frozen=True)
-class WideMLP(Architecture):
+class WideMLP(DenseLayers, Architecture):
     """The wide ReLU MLP z^1 = √(σ_w²/d_in)·W^1 x + σ_b·b^1, z^l = √(σ_w²/n)·W^l relu(z^{l-1}) + σ_b·b^l, every
     W and b entry standard normal (the NTK parameterization; docs/networks.md#the-wide-mlp).
 
@@ -48,6 +48,7 @@ class WideMLP(Architecture):
     sigma_b2: float = spec_field("Wide MLP bias variance σ_b².", 0.0)
 
     arch = "wide-mlp"
+    noun = "wide MLP"
     layer_kind = "wide-dense"
     weight_prefix = "W"
     outputs_field = "d_out"
@@ -81,38 +82,6 @@ class WideMLP(Architecture):
         """(√(σ_w²/n), σ_b): the factors of every layer's weights and bias (the first layer's √(n/d_in) is folded
         into the inputs by `prepare_inputs`)."""
         return (math.sqrt(self.sigma_w2 / self.width), math.sqrt(self.sigma_b2))
-
-    @property
-    def outputs(self) -> int:
-        return self.d_out
-
-    @property
-    def in_features(self) -> int:
-        return self.d_in
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.d_in,)
-
-    def weight_shape(self, layer: int) -> tuple[int, ...]:
-        """Shape (out, in) of W^layer, 1-based (layer L + 1 is the read-out)."""
-        fan_in = self.d_in if layer == 1 else self.width
-        fan_out = self.d_out if layer == self.weight_layers else self.width
-        return (fan_out, fan_in)
-
-    def fan_in(self, layer: int) -> int:
-        return self.weight_shape(layer)[1]
-
-    @staticmethod
-    def sizes_from_inputs(shape: tuple[int, ...], name: str = "X") -> dict:
-        """The spec fields fixed by an input array's shape (N, d_in)."""
-        if len(shape) != 2:
-            raise InputError(f"{name} must have shape (N, d_in) for the wide MLP, got {shape}")
-        return {"d_in": shape[1]}
-
-    @staticmethod
-    def sizes_from_images(side: int, outputs: int) -> dict:
-        return {"d_in": side * side, "d_out": outputs}
 
     def prepare_inputs(self, X: np.ndarray) -> np.ndarray:
         """X·√(n/d_in): the layer ops scale every layer's input by √(σ_w²/n); the first layer's fan-in is d_in."""
