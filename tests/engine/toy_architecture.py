@@ -23,8 +23,7 @@ import numpy as np
 
 from deepntk.backends.layers import LAYER_OPS, DenseOps
 from deepntk.engine.architectures import ARCHITECTURES, MLP, Architecture, Study, spec_field
-from deepntk.engine.architectures.common import check_int, check_positive_real
-from deepntk.base.errors import InputError
+from deepntk.engine.architectures.common import DenseLayers, check_int, check_positive_real
 
 GAIN = 2.0
 KIND = "scaled-dense"
@@ -50,7 +49,7 @@ class ScaledDenseOps(DenseOps):
 
 
 @dataclass(frozen=True)
-class Toy(Architecture):
+class Toy(DenseLayers, Architecture):
     """The toy deep narrow MLP of width d_in + 1 + d_out with scaled-dense layers (module docstring)."""
 
     d_in: int = spec_field("MLP input dimension.", preset=2)
@@ -62,6 +61,7 @@ class Toy(Architecture):
     input_scale: float = spec_field("Toy: fixed factor on the inputs before the first layer.", 1.0)
 
     arch = "toy"
+    noun = "toy"
     layer_kind = KIND
     weight_prefix = "W"
     outputs_field = "d_out"
@@ -82,34 +82,6 @@ class Toy(Architecture):
     @property
     def width(self) -> int:
         return self.d_in + 1 + self.d_out
-
-    @property
-    def outputs(self) -> int:
-        return self.d_out
-
-    @property
-    def in_features(self) -> int:
-        return self.d_in
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.d_in,)
-
-    def weight_shape(self, layer: int) -> tuple[int, ...]:
-        return (self.d_out if layer == self.depth else self.width, self.d_in if layer == 1 else self.width)
-
-    def fan_in(self, layer: int) -> int:
-        return self.weight_shape(layer)[1]
-
-    @staticmethod
-    def sizes_from_inputs(shape, name="X") -> dict:
-        if len(shape) != 2:
-            raise InputError(f"{name} must have shape (N, d_in) for the toy, got {shape}")
-        return {"d_in": shape[1]}
-
-    @staticmethod
-    def sizes_from_images(side: int, outputs: int) -> dict:
-        return {"d_in": side * side, "d_out": outputs}
 
     def prepare_inputs(self, X):
         return self.input_scale * np.asarray(X)
