@@ -16,7 +16,8 @@ from ..base.validate import check_inputs
 @click.option("--latex", is_flag=True, help="With --symbolic: LaTeX instead of plain text.")
 @backend_option
 def command(arch, x1_path, x2_path, output, symbolic, latex, backend):
-    """Write Θ̃^∞(X1, X2), shape (N1, N2): the factor of I_k (Theorems 1 and 4, corrected)."""
+    """Write the limit kernel, shape (N1, N2): the factor of I_k. Θ̃^∞(X1, X2) of the deep narrow networks
+    (Theorems 1 and 4, corrected), the infinite-width NTK Θ^L at --depth of the wide MLP."""
     if symbolic or latex:
         from ..analytic.symbolic import format_formula
 
@@ -36,4 +37,4 @@ def command(arch, x1_path, x2_path, output, symbolic, latex, backend):
         A2 = None if X2 is None else check_inputs(X2, spec, "--x2")
         K = spec.limit_kernel(A1, A2, backend=backend)
     save_npy(output, K)
-    click.echo(f"wrote {output}: Θ̃^∞ with shape {K.shape}")
+    click.echo(f"wrote {output}: {spec.limit_label} with shape {K.shape}")
