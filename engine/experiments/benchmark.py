@@ -67,7 +67,7 @@ def dense_ntk_flops(N1, N2, symmetric, L, n, k):
 
 def wide_ntk_flops(N, L, n, d_in, k):
     """Useful FLOPs of the wide MLP's symmetric empirical NTK Gram of N inputs at depth L (hidden layers), width n,
-    k outputs, as `Backend._gram` computes it with `WideDenseOps` (docs/performance.md#the-wide-mlp-s-ntk-gram):
+    k outputs, as `Backend._gram` computes it with `WideDenseOps` (docs/performance.md#the-wide-mlp-ntk-gram):
     the forward pass 2N·n·(d_in + (L−1)·n + k), the Jacobians' backward pass through the L − 1 hidden-to-hidden
     layers and the read-out 2N·k·n·((L−1)·n + k), and per input pair (N(N+1)/2 of them, the Gram being
     symmetric) every layer's activation product 2·fan-in and Jacobian product 2k²·fan-out, summed over the

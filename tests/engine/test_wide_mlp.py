@@ -207,9 +207,14 @@ def test_cli_ntk_and_limit_name_the_wide_mlp_s_kernels(tmp_path, capsys):
     np.save(x, np.random.default_rng(0).normal(size=(3, 2)))
     assert main(["init", "--arch", "wide-mlp", "--width", "16", "--depth", "2", "-o", p]) == 0
     assert main(["ntk", p, "--x1", x, "--backend", "numpy", "-o", str(tmp_path / "K.npy")]) == 0
-    assert main(["limit", "--arch", "wide-mlp", "--x1", x, "-o", str(tmp_path / "L.npy")]) == 0
+    assert main(["limit", "--arch", "wide-mlp", "--depth", "3", "--x1", x, "-o", str(tmp_path / "L.npy")]) == 0
     out = capsys.readouterr().out
     assert ": Θ with shape (3, 3, 1, 1)" in out and ": Θ^L with shape (3, 3)" in out and "Θ̃" not in out
+    # Before: limit had no --depth and wrote Θ² whatever the depth meant.
+    assert_close(np.load(str(tmp_path / "L.npy")), wide_ntk_kernel(np.load(x), depth=3, exact=True), TOL["identity"],
+                 "Θ³")
+    assert main(["limit", "--arch", "wide-mlp", "--x1", x, "-o", str(tmp_path / "L.npy")]) == 2
+    assert "--depth is required" in capsys.readouterr().err
     assert main(["init", "--depth", "3", "--C-L", "2", "-o", p]) == 0
     assert main(["ntk", p, "--x1", x, "--backend", "numpy", "-o", str(tmp_path / "K.npy")]) == 0
     assert ": Θ̃ with shape" in capsys.readouterr().out
