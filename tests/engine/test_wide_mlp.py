@@ -220,7 +220,7 @@ def test_cli_ntk_and_limit_name_the_wide_mlp_s_kernels(tmp_path, capsys):
     assert ": Θ̃ with shape" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra, words", [([], "--dataset needs --depth"), (["--depth", "2", "--C-L", "1"],
+@pytest.mark.parametrize("extra, words", [([], "--dataset needs --depth (weight layers"), (["--depth", "2", "--C-L", "1"],
                                           "--C-L: the wide MLP has no carrier scale"),
                                          (["--depth", "2", "--width", "1"], "width 1 is below its d_in 2")])
 def test_cli_train_on_a_dataset_says_what_the_wide_mlp_needs(tmp_path, capsys, extra, words):
