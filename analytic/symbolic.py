@@ -109,6 +109,51 @@ def cnn_limit_expr(c: int, d: int, f: int = 3, filter_variance: str = "paper"):
     return total, {"x": x, "y": y, "rho": rho, "beta": beta, "k": k}
 
 
+@functools.lru_cache(maxsize=None)
+def arccos_derivative_kernel_expr():
+    """(κ₀, (s1, s2, s12)): E[σ'(g₁)σ'(g₂)] = (π − θ)/(2π) of a centred Gaussian pair, derived as κ is (module
+    docstring): both units are active on the arc t ∈ [φ − π/2, π/2] of the angle t, which is uniform."""
+    sp = _sympy()
+    s1, s2 = sp.symbols("s1 s2", positive=True)
+    s12 = sp.Symbol("s12", real=True)
+    t = sp.Symbol("t", real=True)
+    phi = sp.Symbol("phi", positive=True)
+    kappa0_phi = sp.integrate(sp.Integer(1), (t, phi - sp.pi / 2, sp.pi / 2)) / (2 * sp.pi)
+    return sp.simplify(kappa0_phi.subs(phi, sp.acos(s12 / sp.sqrt(s1 * s2)))), (s1, s2, s12)
+
+
+def wide_kernels_expr(d_in: int, depth: int):
+    """The wide ReLU MLP's infinite-width NNGP Σ^L(x, x') and NTK Θ^L(x, x') at depth L (hidden layers) as SymPy
+    expressions, by the recursion of `deepntk.analytic.wide_ntk_kernel` (docs/limit-kernels.md#the-infinite-width-kernels)
+    written out with the derived κ and κ₀: Σ⁰ = σ_w²·x·x'/d_in + σ_b², Σ^l = σ_w²·κ(Σ^{l−1}) + σ_b²,
+    Θ^l = Θ^{l−1}·σ_w²·κ₀(Σ^{l−1}) + Σ^l. Practical for small L (each layer nests the previous one's
+    expressions inside arccos and square roots).
+
+    Returns:
+        (nngp, ntk, symbols dict with keys "x", "y", "sigma_w2", "sigma_b2").
+    """
+    sp = _sympy()
+    from .checks import check_hidden_layers
+
+    depth = check_hidden_layers(depth)
+    x = sp.symbols(f"x1:{d_in + 1}", real=True)
+    y = sp.symbols(f"y1:{d_in + 1}", real=True)
+    sigma_w2 = sp.Symbol("sigma_w2", positive=True)
+    sigma_b2 = sp.Symbol("sigma_b2", nonnegative=True)
+    kappa, (s1, s2, s12) = arccos_kernel_expr()
+    kappa0, (t1, t2, t12) = arccos_derivative_kernel_expr()
+    first = lambda u, v: sigma_w2 * sum(a * b for a, b in zip(u, v)) / d_in + sigma_b2
+    var1, var2, cov = first(x, x), first(y, y), first(x, y)
+    ntk = cov
+    for _ in range(depth):
+        derivative = kappa0.subs({t1: var1, t2: var2, t12: cov}, simultaneous=True)
+        cov = sigma_w2 * kappa.subs({s1: var1, s2: var2, s12: cov}, simultaneous=True) + sigma_b2
+        # A point's own variance: κ(s, s, s) = s/2.
+        var1, var2 = sigma_w2 * var1 / 2 + sigma_b2, sigma_w2 * var2 / 2 + sigma_b2
+        ntk = ntk * sigma_w2 * derivative + cov
+    return cov, ntk, {"x": x, "y": y, "sigma_w2": sigma_w2, "sigma_b2": sigma_b2}
+
+
 def lambdify_mlp_limit(d_in: int, modules: str = "numpy"):
     """A vectorized function f(X1 (N1, d_in), X2 (N2, d_in), d_out, rho, beta) → (N1, N2) from the SymPy form.
 
@@ -142,6 +187,13 @@ def format_formula(arch: str, latex: bool = False, d_in: int = 2) -> str:
         body = sp.latex(expr) if latex else sp.sstr(expr)
         return (f"MLP limit kernel (Theorem 1, corrected: + d_out), d_in = {d_in}, as a factor of I_d_out:\n{body}\n\n"
                 f"with the arc-cosine kernel derived from its Gaussian integral:\nκ(s1, s2, s12) = {kappa_text}")
+    if arch == "wide-mlp":
+        nngp, ntk, _ = wide_kernels_expr(d_in, 1)
+        show = sp.latex if latex else sp.sstr
+        return (f"Wide MLP infinite-width kernels at depth L = 1 (hidden layers), d_in = {d_in}, factor of I_d_out; "
+                f"deeper: Σ^l = σ_w²κ(Σ^(l−1)) + σ_b², Θ^l = Θ^(l−1)·σ_w²κ₀(Σ^(l−1)) + Σ^l "
+                f"(deepntk.analytic.symbolic.wide_kernels_expr):\nΣ¹(x, x') = {show(nngp)}\n\nΘ¹(x, x') = {show(ntk)}\n\n"
+                f"κ(s1, s2, s12) = {kappa_text}")
     text = ("CNN limit kernel (Theorem 4, corrected), factor of I_k:\n"
             "Θ∞(x, x') = Σ_{a,b} [ Σ_m T_ab(x_m)T_ab(x'_m) + k(|W_ab|/d²)² + d⁻⁴ Σ_{p,q∈W_ab} κ(φ_p(x), φ_q(x')) ]\n"
             "T_ab(y) = d⁻² Σ_{W_ab} y,  W_ab = {(i,j): 1 ≤ i−a ≤ d, 1 ≤ j−b ≤ d},  "

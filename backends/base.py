@@ -81,11 +81,12 @@ class Backend:
         ops = self._layer_ops(net)
         acts = []
         a = X
-        for layer in range(net.depth):
+        for layer in range(net.depth - 1):
             acts.append(a)
-            z = ops.apply(W[layer], b[layer], a)
-            a = self.xp.maximum(z, 0)
-        return ops.read_output(z, net.outputs), acts
+            a = self.xp.maximum(ops.apply(W[layer], b[layer], a), 0)
+        acts.append(a)
+        k = net.outputs
+        return ops.read_output(ops.apply(W[-1][:k], b[-1][:k], a), k), acts
 
     def _device_net(self, net):
         return self.to_device(net.W), self.to_device(net.b)
@@ -105,7 +106,8 @@ class Backend:
         ops = self._layer_ops(net)
         for layer in range(net.depth - 1):
             a = self.xp.maximum(ops.apply(W[layer], b[layer], a), 0)
-        z = ops.apply(W[-1], b[-1], a)
+        # The read-out's rows past the k outputs are padding (zero, never read): only its first k are multiplied.
+        z = ops.apply(W[-1][:net.outputs], b[-1][:net.outputs], a)
         return self.to_host(ops.read_output(z, net.outputs))
 
     def activations(self, net, X: np.ndarray) -> np.ndarray:
@@ -229,20 +231,24 @@ class Backend:
         xp = self.xp
         W, b = self._device_net(net)
         ops = self._layer_ops(net)
+        k = net.outputs
         _, acts1 = self._trace(net, W, b, self.to_device(X1))
-        G1 = ops.output_jacobian(len(X1), net.outputs, net.width, net.dtype, net.size)
+        # ∂f/∂z of the read-out on its k real units only: its padded rows would multiply zeros through a full
+        # n × n product in the first backprop (a 20th of the wide MLP's Gram at L = 10).
+        G1 = ops.output_jacobian(len(X1), k, net.width, net.dtype, net.size)[:, :, :k]
         symmetric = X2 is None
         if symmetric:
             acts2, G2 = acts1, G1
         else:
             _, acts2 = self._trace(net, W, b, self.to_device(X2))
-            G2 = ops.output_jacobian(len(X2), net.outputs, net.width, net.dtype, net.size)
-        theta = xp.zeros((len(X1), net.outputs, len(acts2[0]), net.outputs), dtype=net.dtype)
+            G2 = ops.output_jacobian(len(X2), k, net.width, net.dtype, net.size)[:, :, :k]
+        theta = xp.zeros((len(X1), k, len(acts2[0]), k), dtype=net.dtype)
         for layer in range(net.depth - 1, -1, -1):
             theta += ops.ntk_term(acts1[layer], G1, acts2[layer], G2)
             if layer:
-                G1 = ops.backprop(W[layer], G1) * (acts1[layer] > 0)[:, None]
-                G2 = G1 if symmetric else ops.backprop(W[layer], G2) * (acts2[layer] > 0)[:, None]
+                weights = W[layer][:k] if layer == net.depth - 1 else W[layer]
+                G1 = ops.backprop(weights, G1) * (acts1[layer] > 0)[:, None]
+                G2 = G1 if symmetric else ops.backprop(weights, G2) * (acts2[layer] > 0)[:, None]
         return self.to_host(theta.transpose(0, 2, 1, 3))
 
     # -- closed-form kernels and Gram products -------------------------------------------------------------

@@ -188,7 +188,10 @@ class WideDenseOps(DenseOps):
         return z
 
     def backprop(self, W, G):
-        return self.g * (G @ W)
+        # One (N·k, n) × (n, n) product: NumPy runs (N, k, n) @ (n, n) as N small products, 10× slower at k = 1.
+        out = G.reshape(-1, G.shape[-1]) @ W
+        out *= self.g
+        return out.reshape(G.shape[:-1] + (W.shape[1],))
 
     def summed_gradients(self, delta, a):
         dW, db = super().summed_gradients(delta, a)

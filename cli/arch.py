@@ -20,6 +20,9 @@ from ..engine.architectures import (ARCHITECTURES, architecture, architecture_fo
                                     spec_field_names, spec_for_data)
 
 ARCH_DEFAULT = "mlp"
+# What --depth counts: the deep narrow networks' L is their weight layers, the wide MLP's its hidden layers (as
+# its closed form Θ^L counts them; docs/networks.md#the-wide-mlp).
+DEPTH_HELP = "Number of weight layers L (>= 2); for wide-mlp, hidden layers L (>= 1)."
 
 
 def merged_options() -> dict:
@@ -85,6 +88,15 @@ def command_fields(cls, depth: int, C_L: float | None) -> dict:
     if C_L is None:
         raise click.UsageError(f"Missing option '--C-L' (required for --arch {cls.arch}).")
     return {"depth": depth, "C_L": C_L}
+
+
+def check_carrier_scale(cls, C_L: float | None) -> None:
+    """A usage error, before any work, where --C-L is missing for an architecture with a carrier scale or given to
+    one without (the wide MLP's NTK is not scaled: a C_L there would be silently ignored)."""
+    if "C_L" in spec_field_names(cls) and C_L is None:
+        raise click.UsageError(f"Missing option '--C-L' (required for --arch {cls.arch}).")
+    if "C_L" not in spec_field_names(cls) and C_L is not None:
+        raise click.UsageError(f"--C-L: the {getattr(cls, 'noun', cls.arch)} has no carrier scale C_L (its NTK is not scaled); leave it out")
 
 
 def build_spec(options: dict, depth: int, C_L: float | None):

@@ -2,7 +2,7 @@
 
 import click
 
-from .arch import build_spec, with_arch
+from .arch import DEPTH_HELP, build_spec, with_arch
 from .common import check_output_path, user_errors
 from ..engine.params import INITS, init_params
 
@@ -10,7 +10,7 @@ from ..engine.params import INITS, init_params
 @click.command("init")
 @with_arch
 @click.option("--depth", type=int, required=True,
-              help="Number of weight layers L (>= 2); for wide-mlp, hidden layers L (>= 1).")
+              help=DEPTH_HELP)
 @click.option("--C-L", "C_L", type=float, default=None,
               help="Carrier scale C_L > 0 (required by the architectures that have it: mlp, cnn).")
 @click.option("--init", "init", type=click.Choice(INITS), default="paper", show_default=True,

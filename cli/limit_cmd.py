@@ -14,9 +14,13 @@ from ..base.validate import check_inputs
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Where to write it (.npy).")
 @click.option("--symbolic", is_flag=True, help="Print the formula (SymPy, the symbolic extra) instead.")
 @click.option("--latex", is_flag=True, help="With --symbolic: LaTeX instead of plain text.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="wide-mlp: hidden layers L of its limit Θ^L (required there; the deep narrow networks' limit "
+                   "has no depth).")
 @backend_option
-def command(arch, x1_path, x2_path, output, symbolic, latex, backend):
-    """Write Θ̃^∞(X1, X2), shape (N1, N2): the factor of I_k (Theorems 1 and 4, corrected)."""
+def command(arch, x1_path, x2_path, output, symbolic, latex, depth, backend):
+    """Write the limit kernel, shape (N1, N2): the factor of I_k. Θ̃^∞(X1, X2) of the deep narrow networks
+    (Theorems 1 and 4, corrected), the infinite-width NTK Θ^L at --depth of the wide MLP."""
     if symbolic or latex:
         from ..analytic.symbolic import format_formula
 
@@ -31,9 +35,14 @@ def command(arch, x1_path, x2_path, output, symbolic, latex, backend):
     X1 = load_npy(x1_path, "--x1")
     X2 = None if x2_path is None else load_npy(x2_path, "--x2")
     with user_errors():
-        spec = spec_from_data(arch, X1.shape, "--x1")
+        spec = spec_from_data(arch, X1.shape, "--x1", **({} if depth is None else {"depth": depth}))
+    if spec.limit == "width" and depth is None:
+        raise CommandError(f"--depth is required for --arch {spec.arch}: its limit Θ^L depends on the depth")
+    if spec.limit == "depth" and depth is not None:
+        raise CommandError(f"--depth: the {spec.arch} limit kernel is the infinite-depth limit; it takes no depth")
+    with user_errors():
         A1 = check_inputs(X1, spec, "--x1")
         A2 = None if X2 is None else check_inputs(X2, spec, "--x2")
         K = spec.limit_kernel(A1, A2, backend=backend)
     save_npy(output, K)
-    click.echo(f"wrote {output}: Θ̃^∞ with shape {K.shape}")
+    click.echo(f"wrote {output}: {spec.limit_label} with shape {K.shape}")

@@ -8,11 +8,12 @@ import time
 import click
 
 from .arch import given_fields, spec_options, with_arch
-from .common import (CLRule, CommaList, CommandError, backend_option, cluster_options, hold_output_folder,
-                     maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
+from .common import (CLRule, CommaList, CommandError, backend_option, cluster_options, format_with_interval,
+                     hold_output_folder, maybe_cluster, overwrite_option, progress, quiet_option, user_errors)
 from .interrupts import NOTHING_KEPT, keeps
 from ..engine.architectures import ARCHITECTURES, architecture
 from ..engine.results import environment, write_json
+from ..engine.experiments.width_study import DEFAULT_DEPTH, DEFAULT_WIDTHS
 
 
 def _study_defaults(describe) -> str:
@@ -26,6 +27,11 @@ def _study_defaults(describe) -> str:
               help=f"Comma-separated depths L [{_study_defaults(lambda study: ','.join(map(str, study.depths)))}].")
 @click.option("--C-L", "C_L", type=CLRule(), default="L^2", show_default=True,
               help="C_L as a rule in L (L^2, 5L, 0.5*L^1.5), a constant (5), or one value per depth (5,5e4).")
+@click.option("--widths", type=CommaList(int, 1, "widths"), default=None,
+              help=f"wide-mlp: comma-separated widths n of its width study "
+                   f"[{','.join(map(str, DEFAULT_WIDTHS))}].")
+@click.option("--depth", "width_study_depth", type=click.IntRange(min=1), default=None,
+              help=f"wide-mlp: hidden layers L of its width study [{DEFAULT_DEPTH}].")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Networks per depth.")
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--points", type=click.IntRange(min=1), default=None,
@@ -42,19 +48,36 @@ def _study_defaults(describe) -> str:
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="GD steps with --train.")
 @cluster_options
 @quiet_option
-def command(arch, depths, C_L, seeds, first_seed, points, dtype, backend, out_dir, resume, overwrite, train_too, steps,
+def command(arch, depths, C_L, widths, width_study_depth, seeds, first_seed, points, dtype, backend, out_dir, resume, overwrite, train_too, steps,
             cluster, workers, cluster_config, quiet):
     """Scaled NTK at initialization vs its infinite-depth limit, over depths and seeds.
 
     With no options: the paper's Fig. 3 kernel Θ̃(x₀, x(γ)) on 200 arc points, at L = 100 … 10000 with
     C_L = L², 5 seeds per depth. Prints, per depth, the mean and max relative error against the limit
     Θ̃^∞ and against the finite-(L, C_L) expectation, and the fitted error-vs-depth slope (≈ −½ expected).
+
+    With --arch wide-mlp: its width study, the mirror of Fig. 3 (--widths at one --depth): per width, the mean
+    relative error of the empirical NTK Θ against its infinite-width limit Θ^L with its 95% interval over seeds,
+    and the fitted error-vs-width rate with its interval (theory: −½).
     """
     from ..backends.registry import get_backend
     from ..engine.experiments.convergence import ConvergenceConfig
 
     name = arch["arch"]
     cls = architecture(name)
+    given = click.get_current_context().get_parameter_source
+    if cls.limit == "width":
+        for flag, parameter in (("--depths", "depths"), ("--C-L", "C_L"), ("--width", "width")):
+            if given(parameter) != click.core.ParameterSource.DEFAULT:
+                raise CommandError(f"{flag} does not apply to the {name} width study: give --widths and --depth")
+        if train_too:
+            raise CommandError(f"--train runs the Fig. 3 MLP experiment; use deepntk train for the {name}")
+        return _width_study(arch, cls, widths, width_study_depth, seeds, first_seed, points, dtype, backend, out_dir,
+                            resume, overwrite, (cluster, workers, cluster_config), quiet)
+    for flag, value in (("--widths", widths), ("--depth", width_study_depth)):
+        if value is not None:
+            raise CommandError(f"{flag} is the width study of an architecture with an infinite-width limit "
+                               f"(--arch wide-mlp); the {name} is studied over --depths")
     if train_too:
         if name != "mlp":
             raise CommandError(f"--train runs the Fig. 3 MLP experiment; use deepntk train for the {name.upper()}")
@@ -108,6 +131,66 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
                 "environment": environment(), "files": ["results.json", "arrays.npz", "manifest.json"] +
                 [f"depth-{r.depth}.npz" for r in results]})
     click.echo(f"results in {out_dir}")
+
+
+def _width_study(arch, cls, widths, depth, seeds, first_seed, points, dtype, backend, out_dir, resume, overwrite,
+                 cluster, quiet):
+    from ..backends.registry import get_backend
+    from ..engine.experiments.width_study import WidthStudyConfig
+
+    given = given_fields(cls, arch)
+    with user_errors():
+        network = {field: value for field, value in spec_options(cls, arch).items() if field in given}
+        config = WidthStudyConfig(arch=cls.arch, widths=widths and tuple(widths), depth=depth or DEFAULT_DEPTH,
+                                  seeds=seeds, first_seed=first_seed, points=points, dtype=dtype, backend=backend,
+                                  network=network)
+        backend_name = get_backend(backend).name
+    out_dir = hold_output_folder(out_dir, "simulate", config.key(), resume=resume, overwrite=overwrite)
+    keeps(lambda: kept_widths(config, out_dir))
+    with user_errors(), maybe_cluster(*cluster) as client:
+        _run_width_study(config, cls, backend_name, out_dir, resume, quiet, client)
+
+
+def _run_width_study(config, cls, backend_name, out_dir, resume, quiet, client):
+    from ..engine.experiments.width_study import THEORY_RATE, describe_study, run_width_study
+
+    kernel, limit = cls.kernel_label, cls.limit_label
+    click.echo(f"deepntk simulate: {describe_study(config)}; {config.seeds} seeds; backend {backend_name}; "
+               f"{config.dtype}")
+    click.echo(f"{'n':>7} {'seeds':>5} {f'err of {kernel} vs {limit} [95% interval]':>31} {'max':>9} {'time s':>7}")
+    started = time.perf_counter()
+    with progress(len(config.widths) * config.seeds, "networks", quiet) as bar:
+        study = run_width_study(config, out_dir, resume, on_seed=bar.update, client=client)
+    # One table at the end: every width's interval comes from the errors' shape pooled over all widths
+    # (stats.error_means_and_intervals), as results.json stores it.
+    for r, mean, low, high in zip(study.results, study.means, study.lows, study.highs):
+        click.echo(f"{r.width:>7} {len(r.seeds):>5} {format_with_interval(mean, (low, high))} {r.max_error:>9.2e} "
+                   f"{r.seconds:>7.2f}")
+    if resume:
+        reused = sum(r.reused for r in study.results)
+        click.echo(f"{reused} {'width' if reused == 1 else 'widths'} reused, {len(study.results) - reused} computed")
+    if study.fit is not None:
+        inside = {True: "inside the interval", False: "OUTSIDE the interval",
+                  None: "no interval to judge it by"}[study.theory_inside]
+        click.echo(f"fitted rate of the error vs {limit} against n: {study.fit.describe()}  (theory: "
+                   f"{THEORY_RATE:+.1f}, {inside})")
+    write_json(os.path.join(out_dir, "manifest.json"),
+               {"command": "simulate", "config": config.key(), "backend": backend_name,
+                "seconds": time.perf_counter() - started,
+                "per_width_seconds": {r.width: r.seconds for r in study.results}, "environment": environment(),
+                "files": ["results.json", "arrays.npz", "manifest.json"] +
+                [f"width-{r.width}.npz" for r in study.results]})
+    click.echo(f"results in {out_dir}")
+
+
+def kept_widths(config, out_dir: str) -> str:
+    """What an interrupted width study leaves in `out_dir`: the widths stored there with this configuration."""
+    from ..engine.experiments.width_study import load_width
+
+    kept = [width for width in config.widths if load_width(out_dir, config, width) is not None]
+    if not kept:
+        return NOTHING_KEPT
+    return f"{len(kept)} of {len(config.widths)} widths kept in {out_dir}; rerun with -o {out_dir} --resume"
 
 
 def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, cluster, overwrite):

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .arch import spec_from_data, with_arch
+from .arch import DEPTH_HELP, check_carrier_scale, spec_from_data, with_arch
 from .common import (CommandError, backend_option, check_output_path, load_npy, progress, quiet_option,
                      user_errors)
 from .interrupts import NOTHING_KEPT, keeps
@@ -21,14 +21,16 @@ from ..engine.results import environment, write_json
 @click.option("--dataset", type=click.Choice(["mnist", "mnist-binary", "toy"]), default=None,
               help="A built-in dataset instead of PARAMS/--x/--y (a network is drawn from the arch options).")
 @with_arch
-@click.option("--depth", type=int, default=None, help="With --dataset: number of layers L.")
-@click.option("--C-L", "C_L", type=float, default=None, help="With --dataset: carrier scale C_L.")
+@click.option("--depth", type=int, default=None, help=f"With --dataset: {DEPTH_HELP}")
+@click.option("--C-L", "C_L", type=float, default=None,
+              help="With --dataset: carrier scale C_L (the deep narrow networks; the wide MLP has none).")
 @click.option("--init", "init", type=click.Choice(["paper", "kaiming-uniform"]), default="paper", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="SGD updates.")
 @click.option("--epochs", type=click.IntRange(min=0), default=None, help="Passes over the data (instead of --steps).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Mini-batch size [full batch].")
-@click.option("--eta", type=float, default=None, help="Scaled step η: raw lr = η/(L·C_L²).")
+@click.option("--eta", type=float, default=None,
+              help="Scaled step η: raw lr = η/(L·C_L²) (η itself for the wide MLP, whose NTK is not scaled).")
 @click.option("--lr", type=float, default=None, help="Raw learning rate (as in the paper's Table 1).")
 @click.option("--loss", type=click.Choice(LOSSES), default="paper", show_default=True,
               help="paper: (1/2N)Σ‖f−y‖²; mse: PyTorch's MSELoss.")
@@ -70,9 +72,10 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
             if len(X) != len(Y):
                 raise CommandError(f"--x has {len(X)} points but --y has {len(Y)}")
         else:
-            if depth is None or C_L is None:
-                raise CommandError("--dataset needs --depth and --C-L")
             cls = architecture(arch["arch"])
+            if depth is None:
+                raise CommandError("--dataset needs --depth (weight layers; for wide-mlp, hidden layers)")
+            check_carrier_scale(cls, C_L)
             data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir, train_size=train_size,
                                 test_size=test_size, split_seed=seed)
             if data.note:

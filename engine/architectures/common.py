@@ -173,6 +173,12 @@ class Architecture:
     # Whether commands may pick this architecture from the inputs' shape alone (false for one whose inputs
     # look like another's).
     inferred_from_inputs = True
+    # The limit its `limit_kernel` takes: "depth" (the deep narrow networks, L → ∞ at fixed width) or "width"
+    # (n → ∞ at fixed depth); `deepntk simulate` studies the kernel's convergence along it.
+    limit = "depth"
+    # What the kernel deepntk reports (`ntk_scale` × the NTK) and its limit are called in the commands' output.
+    kernel_label = "Θ̃"
+    limit_label = "Θ̃^∞"
 
     @property
     def weight_layers(self) -> int:

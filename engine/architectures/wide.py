@@ -57,12 +57,21 @@ class WideMLP(DenseLayers, Architecture):
     wants_positive_inputs = False
     # Its inputs are shaped like the deep narrow MLP's, which keeps that shape: it is chosen with --arch only.
     inferred_from_inputs = False
+    limit = "width"
+    # The plain empirical NTK (ntk_scale = 1) and its infinite-width limit at depth L.
+    kernel_label = "Θ"
+    limit_label = "Θ^L"
 
     def __post_init__(self):
         for name in ("d_in", "d_out", "width", "depth"):
             object.__setattr__(self, name, check_int(name, getattr(self, name)))
         object.__setattr__(self, "sigma_w2", check_positive_real("sigma_w2", self.sigma_w2))
         object.__setattr__(self, "sigma_b2", check_nonnegative_real("sigma_b2", self.sigma_b2))
+        # Every layer is stored at the hidden width (deepntk.engine.packed): the input and output layers must fit it.
+        for name in ("d_in", "d_out"):
+            if getattr(self, name) > self.width:
+                raise SpecError(f"the wide MLP's width {self.width} is below its {name} {getattr(self, name)}: every "
+                                f"layer is stored at the hidden width, so give a width >= {getattr(self, name)}")
 
     @property
     def weight_layers(self) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ..api import loss_and_gradients, scaled_ntk
-from ..architectures import CNN, MLP
+from ..architectures import CNN, MLP, WideMLP
 from ..params import init_params
 
 
@@ -65,6 +65,20 @@ def dense_ntk_flops(N1, N2, symmetric, L, n, k):
     return pairs * L * (2 * n + 2 * k * k * n + 2 * k * k) + trace
 
 
+def wide_ntk_flops(N, L, n, d_in, k):
+    """Useful FLOPs of the wide MLP's symmetric empirical NTK Gram of N inputs at depth L (hidden layers), width n,
+    k outputs, as `Backend._gram` computes it with `WideDenseOps` (docs/performance.md#the-wide-mlp-ntk-gram):
+    the forward pass 2N·n·(d_in + (L−1)·n + k), the Jacobians' backward pass through the L − 1 hidden-to-hidden
+    layers and the read-out 2N·k·n·((L−1)·n + k), and per input pair (N(N+1)/2 of them, the Gram being
+    symmetric) every layer's activation product 2·fan-in and Jacobian product 2k²·fan-out, summed over the
+    L + 1 layers: 2(d_in + L·n) + 2k²(L·n + k). The padding of the first and last layers to n × n (which the code
+    multiplies too) is not counted, so the rate reported is a lower bound on the rate the BLAS calls run at."""
+    forward = 2 * N * n * (d_in + (L - 1) * n + k)
+    backward = 2 * N * k * n * ((L - 1) * n + k)
+    pairs = N * (N + 1) / 2
+    return forward + backward + pairs * (2 * (d_in + L * n) + 2 * k * k * (L * n + k))
+
+
 def dense_gd_flops(N, L, n):
     return 6.0 * n * n * L * N
 
@@ -80,7 +94,8 @@ def conv_gd_flops(N, L, n, f, d):
 
 
 def standard_workloads(quick: bool = False) -> list[Workload]:
-    """(a) Fig. 3 Gram, (b) Fig. 3 GD step, (c) MLP N = 16 and 512, (d) CNN 7×7, L = 1000, N = 64."""
+    """(a) Fig. 3 Gram, (b) Fig. 3 GD step, (c) MLP N = 16 and 512, (d) CNN 7×7, L = 1000, N = 64, (e) the wide
+    MLP's NTK Gram at width 1024, L = 10, N = 512."""
     from ...analytic import fig3_inputs, fig3_target
 
     L = 1000 if quick else 10000
@@ -105,7 +120,16 @@ def standard_workloads(quick: bool = False) -> list[Workload]:
     labels = rng.uniform(-1, 1, size=(64, 1))
     out.append(Workload("cnn-gram-N64", "ntk", cnn, images, flops=conv_ntk_flops(64, 64, True, Lc, 3, 1, 3, 7)))
     out.append(Workload("cnn-gd-step-N64", "gd", cnn, images, Y=labels, flops=conv_gd_flops(64, Lc, 3, 3, 7)))
+    out.append(wide_gram_workload())
     return out
+
+
+def wide_gram_workload(N: int = 512, width: int = 1024, depth: int = 10, d_in: int = 784) -> Workload:
+    """The finite wide MLP's empirical NTK Gram (issue #33: width 1024, L = 10, N = 512 MNIST-sized inputs), whose
+    target is half the measured matmul peak: every FLOP of it is in BLAS products."""
+    wide = perturbed_paper_params(WideMLP(d_in=d_in, d_out=1, width=width, depth=depth))
+    X = np.random.default_rng(0).normal(size=(N, d_in))
+    return Workload(f"wide-gram-N{N}", "ntk", wide, X, flops=wide_ntk_flops(N, depth, width, d_in, 1))
 
 
 def run_deepntk(workload: Workload, backend: str, ensemble: bool = False):

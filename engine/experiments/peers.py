@@ -28,6 +28,8 @@ def _torch_factory(device: str):
             return None
         dev = torch.device(device)
         net, X1, X2 = _packed_inputs(workload)
+        if net.kind not in ("dense", "conv"):  # the peers' layers have no NTK-parameterization scales
+            return None
         W = torch.tensor(net.W, device=dev)
         b = torch.tensor(net.b, device=dev)
         L, k, conv = net.depth, net.outputs, net.kind == "conv"
@@ -93,6 +95,8 @@ def _jax_make(workload):
     except ImportError:
         return None
     net, X1, X2 = _packed_inputs(workload)
+    if net.kind not in ("dense", "conv"):
+        return None
     W, b = jnp.asarray(net.W), jnp.asarray(net.b)
     k, conv = net.outputs, net.kind == "conv"
     pad = net.filter_size // 2

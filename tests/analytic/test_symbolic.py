@@ -84,3 +84,32 @@ def test_formula_text():
     assert "d_out" in format_formula("mlp") and "\\\\" not in format_formula("mlp")
     assert "\\pi" in format_formula("mlp", latex=True)
     assert "W_ab" in format_formula("cnn")
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_wide_kernel_expressions_match_the_recursion(depth):
+    """Σ^L and Θ^L written out from the derived κ and κ₀ (no shared code with deepntk.analytic.wide) against
+    wide_nngp_kernel and wide_ntk_kernel's exact recursion, at σ_b² > 0 and σ_w² ≠ 2 so every constant enters.
+    The expressions are evaluated with mpmath at 100 digits: in float64 their naive arccos of a point's correlation
+    with itself (1 up to rounding) loses half the digits from L = 2 on, which the recursion's angle form avoids."""
+    from deepntk.analytic import wide_nngp_kernel, wide_ntk_kernel
+    from deepntk.analytic.symbolic import wide_kernels_expr
+
+    X = np.random.default_rng(3).normal(size=(4, 2))
+    nngp, ntk, sym = wide_kernels_expr(2, depth)
+    names = [*sym["x"], *sym["y"], sym["sigma_w2"], sym["sigma_b2"]]
+    for expr, closed in ((nngp, wide_nngp_kernel), (ntk, wide_ntk_kernel)):
+        evaluate = sympy.lambdify(names, expr, modules="mpmath")
+        with mpmath.workdps(100):
+            # A self-correlation rounded to 1 + 1e-100 makes arccos complex by i·1e-50 (each layer takes a square root
+            # of that error: L = 2 leaves i·1e-25): the real part is the value.
+            got = np.array([[float(mpmath.re(evaluate(*map(mpmath.mpf, x), *map(mpmath.mpf, y), mpmath.mpf("1.7"),
+                                                      mpmath.mpf("0.1")))) for y in X] for x in X])
+        want = closed(X, depth=depth, sigma_w2=1.7, sigma_b2=0.1, exact=True)
+        assert np.max(np.abs(got - want) / np.abs(want)) < TOL["identity"], (got, want)
+
+
+def test_wide_formula_text_is_the_wide_kernel():
+    """Before: `deepntk limit --arch wide-mlp --symbolic` printed the CNN's formula."""
+    text = format_formula("wide-mlp")
+    assert "Wide MLP" in text and "sigma_w2" in text and "W_ab" not in text

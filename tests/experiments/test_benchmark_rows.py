@@ -103,3 +103,25 @@ def test_the_machine_line_names_the_widest_vector_instructions(tmp_path, lines, 
     assert described["vector"] == vector and described["cpus"] >= 1
     if cpu is not None:
         assert described["cpu"] == cpu
+
+
+def test_the_wide_gram_row_counts_its_flops_and_is_the_api_s_kernel():
+    """The wide MLP's Gram row (issue #33): its FLOP count, recomputed layer by layer here, and its workload is the
+    empirical NTK of the spec it names (checked against a central-difference-free identity: the Gram of a
+    2-point slice equals the corresponding block of the full Gram)."""
+    from deepntk.engine.experiments.benchmark import wide_gram_workload, wide_ntk_flops, run_deepntk
+
+    N, L, n, d, k = 6, 3, 16, 5, 2
+    products = 2 * N * n * d + (L - 1) * 2 * N * n * n + 2 * N * k * n  # forward, layer by layer
+    products += (L - 1) * 2 * N * k * n * n + 2 * N * k * k * n  # the Jacobians back through W^L … W^2 and the read-out
+    layers = [(d, n)] + [(n, n)] * (L - 1) + [(n, k)]  # (fan-in, fan-out) of the L + 1 layers
+    products += N * (N + 1) / 2 * sum(2 * fan_in + 2 * k * k * fan_out for fan_in, fan_out in layers)
+    assert wide_ntk_flops(N, L, n, d, k) == products
+    workload = wide_gram_workload(N=8, width=32, depth=2, d_in=6)
+    spec = workload.params.spec
+    assert (spec.arch, spec.width, spec.depth, spec.d_in, workload.X1.shape) == ("wide-mlp", 32, 2, 6, (8, 6))
+    full = run_deepntk(workload, "numpy")
+    import deepntk
+
+    assert np.allclose(deepntk.scaled_ntk(workload.params, workload.X1[2:4], workload.X1[5:7], backend="numpy"),
+                       full[2:4, 5:7], rtol=TOL["identity"], atol=0)
