@@ -134,3 +134,15 @@ def recursion_pairs(X1, X2, norms1, norms2, out, depth, w, sigma_w2, sigma_b2, r
             out[i, j] = value
             if symmetric:
                 out[j, i] = value
+
+
+@njit(parallel=True, cache=True, fastmath=_MATH)
+def depth_map_in_cache(cosines, table, s_lo, panel_width, theta_min, out):
+    """out[r] = Σ_k f(arccos c_k) over an in-cache array of cosines, on every thread: `depth_map_pairs`'s per-pair
+    arithmetic alone (an arccos, a log, Clenshaw's recurrence), without its memory traffic, refinements or
+    norms, the ceiling of its per-pair work for the benchmark."""
+    for r in prange(out.size):
+        total = 0.0
+        for k in range(cosines.size):
+            total += _table_value(math.acos(cosines[k]), table, s_lo, panel_width, theta_min)
+        out[r] = total

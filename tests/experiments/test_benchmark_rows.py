@@ -103,3 +103,24 @@ def test_the_machine_line_names_the_widest_vector_instructions(tmp_path, lines, 
     assert described["vector"] == vector and described["cpus"] >= 1
     if cpu is not None:
         assert described["cpu"] == cpu
+
+
+@needs_mnist
+def test_wide_gram_rows_count_their_pairs_and_their_limit():
+    """`deepntk bench --workloads wide-gram`'s rows on uniform inputs and MNIST: the pairs of a size × size cross
+    Gram, the limit recomputed from the two measured rates it is built of, and both paths' rates."""
+    pytest.importorskip("numba", reason="the numba extra is not installed")
+    from deepntk.engine.experiments.benchmark import wide_gram_rates
+
+    report = wide_gram_rates(size=48, depth=20, data_dir=SHARED_MNIST, repeats=1)
+    assert [row["inputs"] for row in report["rows"]] == ["uniform", "MNIST"]
+    peak = report["matmul_peak_flops"]
+    assert peak > 1e8
+    for row in report["rows"]:
+        ceiling = row["pair_map_per_second"]
+        assert ceiling > 1e5
+        assert row["pairs"] == 48 * 48 and row["d_in"] == 784 and row["depth"] == 20
+        assert row["limit_seconds"] == pytest.approx(2 * 784 * 48 * 48 / peak + 48 * 48 / ceiling, rel=TOL["exact"])
+        assert row["fraction_of_limit"] == pytest.approx(row["limit_seconds"] / row["numba"]["seconds"])
+        for path in ("numba", "numpy"):
+            assert row[path]["pairs_per_second"] == pytest.approx(48 * 48 / row[path]["seconds"])
