@@ -268,8 +268,8 @@ def wide_nngp_kernel(X1, X2=None, *, depth: int, sigma_w2: float = 2.0, sigma_b2
         sigma_b2: bias variance σ_b² ≥ 0.
         exact: run the recursion per pair even where σ_b² = 0 allows the composed depth map (they agree to
             about 1e-14 relative; docs/limit-kernels.md#the-infinite-width-kernels).
-        pair_map: what maps each pair to its value after the X1·X2ᵀ product (docs/limit-kernels.md#which-pair-
-            map-runs): "numba" (one fused parallel pass, `numba_wide`), "numpy" (array operations), or None for
+        pair_map: what maps each pair to its value after the X1·X2ᵀ product
+            (docs/limit-kernels.md#which-pair-map-runs): "numba" (one fused parallel pass, `numba_wide`), "numpy" (array operations), or None for
             "numba" where Numba is installed. Both run the same method, the depth map's table or (σ_b² > 0 or
             `exact`) the recursion, and agree to ~1e-15 relative.
 

@@ -262,7 +262,8 @@ class GramStore:
 
 
 def tile_crc(block: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+    # The array's own buffer, not a bytes copy of it (32 MiB for a 2048² tile).
+    return zlib.crc32(np.ascontiguousarray(block, dtype=np.float64))
 
 
 def open_store(path) -> GramStore:
@@ -308,8 +309,10 @@ def create_store(path, kernel: GramKernel, X1: np.ndarray, X2: np.ndarray | None
     building = f"{path}.building-{os.getpid()}"
     group = zarr.open_group(building, mode="w")
     value_chunks = tuple(kernel.value_shape)
+    # Uncompressed: float64 kernel values are mantissa noise to a compressor. Zarr's default (Zstandard, level 0)
+    # kept 94% of the bytes of the wide NTK's 2048² MNIST tiles and took 0.07 s of each tile's 0.41 s (CPU time).
     group.create_array("gram", shape=(n1, n2) + value_chunks, chunks=(tile, tile) + value_chunks, dtype="f8",
-                       fill_value=np.nan)
+                       fill_value=np.nan, compressors=None)
     group.create_array("done", shape=(-(-n1 // tile), -(-n2 // tile)), chunks=(1, 1), dtype="i8", fill_value=-1)
     for name, X in (("x1", X1), ("x2", X2)):
         if X is not None:

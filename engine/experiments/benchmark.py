@@ -324,8 +324,8 @@ def wide_gram_rates(size: int = 2048, depth: int = 1000, data_dir=None, repeats:
     inputs (one tile of `deepntk gram`'s Zarr path, whose off-diagonal tiles are such cross Grams): uniform random
     inputs in [0, 1]^784 and, when `data_dir` (or DEEPNTK_DATA) holds MNIST, MNIST training images.
 
-    The machine's limit for this algorithm, measured in the same run on every core (docs/performance.md#wide-
-    kernel-grams): the X1·X2ᵀ product at the measured float64 matmul peak (2·d FLOPs a pair) plus the per-pair
+    The machine's limit for this algorithm, measured in the same run on every core
+    (docs/performance.md#wide-kernel-grams): the X1·X2ᵀ product at the measured float64 matmul peak (2·d FLOPs a pair) plus the per-pair
     work (an arccos, a log and the depth map's Clenshaw recurrence) at its rate on an in-cache array of 4096 of
     the set's own cosines (`numba_wide.depth_map_in_cache`). `fraction_of_limit` is the limit's time over the measured one."""
     from ...analytic import wide as wide_module
