@@ -3,7 +3,9 @@ kernels at any depth (docs/limit-kernels.md).
 
 Never imports a backend or the engine: these are independent oracles for the simulated networks. The CNN's
 pixel-pair sum runs by default on the fused CPU kernel where Numba is installed (imported only then), else on the
-NumPy reference; `pair_sum="numpy"` asks for the reference (docs/limit-kernels.md#which-pair-sum-runs).
+NumPy reference; `pair_sum="numpy"` asks for the reference (docs/limit-kernels.md#which-pair-sum-runs). The wide
+MLP's Grams likewise map their pairs in one fused Numba pass where Numba is installed; `pair_map="numpy"` asks for
+the array path (docs/limit-kernels.md#which-pair-map-runs).
 """
 
 from .arccos import arccos_kernel

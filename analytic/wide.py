@@ -4,12 +4,14 @@ Depth L counts hidden ReLU layers (L + 1 weight layers). The arc-cosine recursio
 pair, never on arccos of a correlation near 1, so it keeps its digits up to L = 10⁵ and beyond. With σ_b² = 0
 the pair's recursion depends on its input angle alone: `wide_ntk_correlation_map` composes it once per depth
 into a piecewise Chebyshev table in log θ, which the kernels apply per pair; `exact=True` runs the recursion
-per pair instead.
+per pair instead. After the X1·X2ᵀ product, the per-pair work runs in one fused pass of `numba_wide` where Numba is
+installed, else (or with `pair_map="numpy"`) as the array operations here.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 
 import numpy as np
@@ -166,11 +168,35 @@ def _input_angles(X1, X2, norms1, norms2, dot):
     return theta
 
 
-def _kernels(X1, X2, depth, sigma_w2, sigma_b2, exact):
-    """(Σ^L, Θ^L) over the pairs of X1 × X2 (docs/limit-kernels.md#the-infinite-width-kernels)."""
+# The pair maps `pair_map` names: the NumPy path above and the fused pass of `numba_wide`.
+PAIR_MAPS = ("numpy", "numba")
+
+
+def check_pair_map(pair_map=None) -> str:
+    """"numpy" or "numba": which path maps each pair to its kernel value after the X1·X2ᵀ product
+    (docs/limit-kernels.md#which-pair-map-runs). None: "numba" where Numba is installed, else "numpy".
+
+    Raises:
+        ValueError: `pair_map` is none of these.
+        ImportError: "numba" without Numba.
+    """
+    if pair_map is None:
+        return "numba" if importlib.util.find_spec("numba") is not None else "numpy"
+    if pair_map not in PAIR_MAPS:
+        raise ValueError(f"pair_map must be None or one of {', '.join(map(repr, PAIR_MAPS))}, got {pair_map!r}")
+    if pair_map == "numba" and importlib.util.find_spec("numba") is None:
+        raise ImportError("pair_map='numba' needs Numba, which is not installed (pip install 'deepntk[numba]'); "
+                          "pair_map='numpy' is the reference")
+    return pair_map
+
+
+def _kernel(X1, X2, depth, sigma_w2, sigma_b2, exact, pair_map, want_ntk):
+    """Θ^L (want_ntk) or Σ^L over the pairs of X1 × X2 (docs/limit-kernels.md#the-infinite-width-kernels)."""
     depth = check_hidden_layers(depth)
     check_scales(sigma_w2=sigma_w2)
     check_nonnegative(sigma_b2=sigma_b2)
+    pair_map = check_pair_map(pair_map)
+    symmetric = X2 is None
     X1 = check_points(X1, "X1")
     X2 = X1 if X2 is None else check_points(X2, "X2")
     if X1.shape[1] != X2.shape[1]:
@@ -184,25 +210,51 @@ def _kernels(X1, X2, depth, sigma_w2, sigma_b2, exact):
     sq1, sq2 = np.einsum("ij,ij->i", X1, X1), np.einsum("ij,ij->i", X2, X2)
     norms1, norms2 = np.sqrt(sq1), np.sqrt(sq2)
     dot = X1 @ X2.T
+    use_table = b == 0.0 and not exact
+    if pair_map == "numba":
+        return _fused_kernel(X1, X2, norms1, norms2, dot, depth, float(sigma_w2), w, b, use_table, symmetric,
+                             want_ntk)
     phi = _input_angles(X1, X2, norms1, norms2, dot)
-    if b == 0.0 and not exact:
+    if use_table:
         rho, ntk = wide_ntk_correlation_map(phi, depth)
         factor = (0.5 * sigma_w2) ** depth * w * np.outer(norms1, norms2)
-        return factor * rho, factor * ntk
-    # Σ⁰'s angle from the inputs' angle φ: 1 − ρ₀ = [w·b(|x| − |x'|)²/(√(s₁s₂) + w|x||x'| + b)
-    #   + 2w|x||x'|·sin²(φ/2)] / √(s₁s₂), a sum of nonnegative terms (no cancellation near ρ₀ = 1).
+        return factor * (ntk if want_ntk else rho)
+    # Σ⁰'s angle from the inputs' angle φ: with g = w·b(|x| − |x'|)²/(√(s₁s₂) + w|x||x'| + b) = √(s₁s₂) − w|x||x'| − b,
+    #   1 − ρ₀ = [g + 2w|x||x'|·sin²(φ/2)] / √(s₁s₂) and 1 + ρ₀ = [g + 2b + 2w|x||x'|·cos²(φ/2)] / √(s₁s₂),
+    # sums of nonnegative terms, and θ₀ = 2·atan2(√(1 − ρ₀), √(1 + ρ₀)): no cancellation near ρ₀ = 1 or −1 (an
+    # arccos, or an arcsin of √((1 − ρ₀)/2), of antipodal inputs lost half the digits: 5e-9 in Θ¹ at φ = π).
     s1, s2 = (w * sq1 + b)[:, None], (w * sq2 + b)[None, :]
     root = np.sqrt(s1 * s2)
     wnn = w * np.outer(norms1, norms2)
     gap = w * b * np.subtract.outer(norms1, norms2) ** 2 / np.where(root + wnn + b > 0, root + wnn + b, 1.0)
-    half = np.sin(0.5 * phi)
-    v0 = np.divide(gap + 2.0 * wnn * half * half, root, out=np.zeros_like(root), where=root > 0)
+    half_sin, half_cos = np.sin(0.5 * phi), np.cos(0.5 * phi)
+    theta0 = 2.0 * np.arctan2(np.sqrt(gap + 2.0 * wnn * half_sin * half_sin),
+                              np.sqrt(gap + 2.0 * b + 2.0 * wnn * half_cos * half_cos))
     sigma0 = w * dot + b
-    return _recursion(_angle_from_one_minus_correlation(v0), s1, s2, sigma0, depth, float(sigma_w2), b)
+    sigma, ntk = _recursion(theta0, s1, s2, sigma0, depth, float(sigma_w2), b)
+    return ntk if want_ntk else sigma
+
+
+def _fused_kernel(X1, X2, norms1, norms2, dot, depth, sigma_w2, w, b, use_table, symmetric, want_ntk):
+    """The kernel by `numba_wide`'s fused pass over the pairs, in place of `dot` (X1·X2ᵀ)."""
+    from . import numba_wide
+
+    out = np.ascontiguousarray(dot)
+    X1, X2 = np.ascontiguousarray(X1), np.ascontiguousarray(X2)
+    if use_table:
+        rho_coefficients, ntk_coefficients = _depth_map_table(depth)
+        table = ntk_coefficients if want_ntk else rho_coefficients
+        scale = (0.5 * sigma_w2) ** depth * w * ((depth + 1) if want_ntk else 1)
+        numba_wide.depth_map_pairs(X1, X2, norms1, norms2, out, table, scale, _S_LO, _PANEL_WIDTH, _THETA_MIN,
+                                   _REFINE_COSINE, symmetric)
+    else:
+        numba_wide.recursion_pairs(X1, X2, norms1, norms2, out, depth, w, sigma_w2, b, _REFINE_COSINE, symmetric,
+                                   want_ntk)
+    return out
 
 
 def wide_nngp_kernel(X1, X2=None, *, depth: int, sigma_w2: float = 2.0, sigma_b2: float = 0.0,
-                     exact: bool = False) -> np.ndarray:
+                     exact: bool = False, pair_map: str | None = None) -> np.ndarray:
     """Σ^L(x, x'): the output covariance of the infinite-width ReLU MLP with L hidden layers (NTK parameterization).
 
     Σ⁰ = σ_w²·x·x'/d_in + σ_b², Σ^l = σ_w²·E[σ(u)σ(v)] + σ_b² over (u, v) ~ N(0, Σ^{l−1}) (the order-1 arc-cosine
@@ -214,16 +266,25 @@ def wide_nngp_kernel(X1, X2=None, *, depth: int, sigma_w2: float = 2.0, sigma_b2
         depth: hidden layers L ≥ 1 (L + 1 weight layers).
         sigma_w2: weight variance σ_w² > 0 (2 keeps the variances constant with depth).
         sigma_b2: bias variance σ_b² ≥ 0.
-        exact: run the recursion per pair even where σ_b² = 0 allows the composed depth map.
+        exact: run the recursion per pair even where σ_b² = 0 allows the composed depth map (they agree to
+            about 1e-14 relative; docs/limit-kernels.md#the-infinite-width-kernels).
+        pair_map: what maps each pair to its value after the X1·X2ᵀ product
+            (docs/limit-kernels.md#which-pair-map-runs): "numba" (one fused parallel pass, `numba_wide`), "numpy" (array operations), or None for
+            "numba" where Numba is installed. Both run the same method, the depth map's table or (σ_b² > 0 or
+            `exact`) the recursion, and agree to ~1e-15 relative.
 
     Returns:
         (N1, N2) array.
+
+    Raises:
+        ValueError: bad inputs or scales, or an unknown `pair_map`.
+        ImportError: pair_map="numba" without Numba.
     """
-    return _kernels(X1, X2, depth, sigma_w2, sigma_b2, exact)[0]
+    return _kernel(X1, X2, depth, sigma_w2, sigma_b2, exact, pair_map, want_ntk=False)
 
 
 def wide_ntk_kernel(X1, X2=None, *, depth: int, sigma_w2: float = 2.0, sigma_b2: float = 0.0,
-                    exact: bool = False) -> np.ndarray:
+                    exact: bool = False, pair_map: str | None = None) -> np.ndarray:
     """Θ^L(x, x'): the infinite-width NTK of the ReLU MLP with L hidden layers (Jacot et al.'s parameterization).
 
     Θ⁰ = Σ⁰, Θ^l = Θ^{l−1}·Σ̇^l + Σ^l with Σ̇^l = σ_w²·E[σ'(u)σ'(v)] = σ_w²(π − θ_{l−1})/(2π) (the order-0
@@ -233,4 +294,4 @@ def wide_ntk_kernel(X1, X2=None, *, depth: int, sigma_w2: float = 2.0, sigma_b2:
     Returns:
         (N1, N2) array, the scalar factor of I_k.
     """
-    return _kernels(X1, X2, depth, sigma_w2, sigma_b2, exact)[1]
+    return _kernel(X1, X2, depth, sigma_w2, sigma_b2, exact, pair_map, want_ntk=True)

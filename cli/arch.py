@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import click
 
-from .common import user_errors
+from .common import CommandError, user_errors
 from ..engine.architectures import (ARCHITECTURES, architecture, architecture_for_inputs, option_fields,
                                     spec_field_names, spec_for_data)
 
@@ -79,6 +79,29 @@ def spec_from_data(options: dict, input_shape: tuple, name: str, outputs: int | 
     cls = architecture(options["arch"]) if options["arch"] else architecture_for_inputs(input_shape, name)
     return spec_for_data(cls, spec_options(cls, options), input_shape, outputs=outputs,
                          given=given_fields(cls, options), name=name, **command_fields(cls, depth, C_L))
+
+
+# The closed-form kernels that are the wide MLP's alone (`deepntk.engine.gram.WIDE_KERNELS`; not imported from
+# there, which would load the engine's Gram module with every command).
+WIDE_KERNELS = ("wide-ntk", "wide-nngp")
+
+
+def closed_form_options(kind: str, options: dict, depth: int | None) -> dict:
+    """The architecture options of closed-form kernel `kind` (gram's and predict's --kernel): the wide kernels set
+    --arch wide-mlp, and the wide MLP's kernels (its limit is Θ^L too) need --depth, its hidden layers L, which
+    they depend on at every depth (one-line usage errors otherwise).
+
+    Raises:
+        CommandError: a wide kernel with another --arch, or the wide MLP's kernel without --depth.
+    """
+    if kind in WIDE_KERNELS:
+        if options["arch"] not in (None, "wide-mlp"):
+            raise CommandError(f"--kernel {kind} is the wide MLP's kernel; drop --arch {options['arch']}")
+        options = {**options, "arch": "wide-mlp"}
+    if options["arch"] == "wide-mlp" and depth is None:
+        which = f"--kernel {kind}" if kind in WIDE_KERNELS else f"--kernel {kind} of --arch wide-mlp"
+        raise CommandError(f"{which} needs --depth (the wide MLP's hidden layers L)")
+    return options
 
 
 def command_fields(cls, depth: int, C_L: float | None) -> dict:

@@ -14,12 +14,14 @@ from .common import CommandError, check_output_path, comma_list, progress, quiet
 @click.option("--workloads", default=None, help="Only workloads whose name contains one of these (comma-separated); "
               "'scale' runs the Dask scale-out benchmark instead (the distributed extra), 'cnn-limit' the CNN limit "
               "kernel's rates (NumPy reference vs the fused Numba kernel), 'solvers' the iterative solvers on "
-              "8,333 MNIST images (needs --data-dir), 'ensembles' E = 10 networks in one call against 10 single "
+              "8,333 MNIST images (needs --data-dir), 'wide-limit' the wide MLP's infinite-width NTK Gram (fused Numba pass vs NumPy path, "
+              "fraction of the machine's limit), 'ensembles' E = 10 networks in one call against 10 single "
               "calls, 'cold-start' each first call in a fresh process with an empty Numba cache.")
 @click.option("--mnist-gram", type=click.IntRange(min=1), default=None,
               help="With --workloads scale: also the MLP limit Gram of this many MNIST training images into Zarr.")
 @click.option("--data-dir", default=None,
-              help="With --mnist-gram or --workloads cnn-limit|solvers: the MNIST IDX folder [$DEEPNTK_DATA].")
+              help="With --mnist-gram or --workloads cnn-limit|solvers|wide-limit: the MNIST IDX folder "
+              "[$DEEPNTK_DATA].")
 @click.option("--reference", default="numpy", show_default=True,
               help="Implementation every result is checked against (always run, shown only if also selected).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed calls after the first.")
@@ -51,6 +53,8 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
         return _cnn_limit(data_dir, output)
     if workloads is not None and workloads.strip() == "solvers":
         return _solvers(data_dir, output)
+    if workloads is not None and workloads.strip() == "wide-limit":
+        return _wide_limit(data_dir, output)
     if workloads is not None and workloads.strip() in ("ensembles", "cold-start"):
         with user_errors():
             backend = get_backend(comma_list(backends, "--backends", str.strip)[0] if backends else None).name
@@ -141,6 +145,28 @@ def _scale(mnist_gram, data_dir, output):
                    f"{m['bytes_written'] / 2**30:.2f} GiB written, {m['bytes_on_disk'] / 2**30:.2f} GiB on disk, "
                    f"peak {m['peak_worker_bytes'] / 2**30:.2f} GiB resident per worker")
     _write_report(output, report)
+
+
+def _wide_limit(data_dir, output):
+    """Gram entries per second of the wide MLP's NTK, fused vs NumPy, and the fraction of the machine's limit."""
+    from ..engine.experiments.benchmark import describe_machine, wide_limit_rates
+
+    with user_errors():
+        report = wide_limit_rates(data_dir=data_dir)
+    click.echo(f"wide MLP's NTK Θ^L Gram (σ_b² = 0, the depth map's table) on {describe_machine()}")
+    click.echo(f"{'inputs':<8} {'L':>6} {'pairs':>9} {'numba pairs/s':>14} {'numpy pairs/s':>14} {'speed-up':>9} "
+               f"{'limit s':>8} {'of limit':>9}")
+    for row in report["rows"]:
+        click.echo(f"{row['inputs']:<8} {row['depth']:>6} {row['pairs']:>9} {row['numba']['pairs_per_second']:>14.4g} "
+                   f"{row['numpy']['pairs_per_second']:>14.4g} {row['speedup']:>8.1f}× {row['limit_seconds']:>8.3f} "
+                   f"{row['fraction_of_limit']:>8.1%}")
+    click.echo(f"limit: X1·X2ᵀ at the measured matmul peak ({report['matmul_peak_flops'] / 1e9:.1f} GFLOP/s) plus "
+               f"each pair's arccos, log and depth-map recurrence at their rate on in-cache cosines of the set ("
+               + ", ".join(f"{row['inputs']} {row['pair_map_per_second']:.3g}/s" for row in report["rows"])
+               + "), every core")
+    if not any(row["inputs"] == "MNIST" for row in report["rows"]):
+        click.echo("no MNIST row: give --data-dir (or set DEEPNTK_DATA)")
+    _write_report(output, {"wide_limit": report})
 
 
 def _cnn_limit(data_dir, output):

@@ -6,17 +6,19 @@ import os
 
 import click
 
-from .arch import spec_from_data, with_arch
+from .arch import WIDE_KERNELS, closed_form_options, spec_from_data, with_arch
 from .common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
                      user_errors)
 from .interrupts import NOTHING_KEPT, keeps
 
 
 @click.command("gram")
-@click.option("--kernel", "kind", type=click.Choice(["limit", "expected", "ntk"]), default="limit", show_default=True,
-              help="Θ̃^∞ (limit), E Θ̃ at --depth and --C-L (expected), or the scaled NTK of --params (ntk).")
+@click.option("--kernel", "kind", type=click.Choice(["limit", "expected", "ntk", *WIDE_KERNELS]), default="limit",
+              show_default=True, help="Θ̃^∞ (limit), E Θ̃ at --depth and --C-L (expected), the scaled NTK of --params "
+              "(ntk), or the wide MLP's infinite-width NTK Θ^L / NNGP Σ^L at --depth (wide-ntk, wide-nngp).")
 @with_arch(arch_default=None)
-@click.option("--depth", type=int, default=None, help="With --kernel expected: the depth L.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="With --kernel expected: the depth L; with the wide MLP's kernels: its hidden layers L.")
 @click.option("--C-L", "C_L", type=float, default=None, help="With --kernel expected: the carrier scale C_L.")
 @click.option("--x1", "x1_path", default=None, help="Inputs X1 (.npy).")
 @click.option("--x2", "x2_path", default=None, help="Inputs X2 (.npy); default: the Gram of X1 with itself.")
@@ -66,6 +68,8 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
         raise CommandError("--kernel ntk needs --params, and only it takes one")
     if kind == "expected" and (depth is None or C_L is None):
         raise CommandError("--kernel expected needs --depth and --C-L")
+    if kind != "ntk":
+        arch = closed_form_options(kind, arch, depth)
     if os.path.exists(store) and not resume:  # before any cluster starts
         raise CommandError(f"Gram store {store!r} already exists; pass --resume to complete it, or choose another path")
     with user_errors():
@@ -85,7 +89,7 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
         if kind == "ntk":
             gram_kernel = GramKernel.for_spec("ntk", None, params_path=params_path, backend=backend)
         else:
-            sizes = {"depth": depth, "C_L": C_L} if kind == "expected" else {}
+            sizes = {"depth": depth, "C_L": C_L} if kind == "expected" else {} if depth is None else {"depth": depth}
             spec = spec_from_data(arch, X1.shape, "--x1", **sizes)
             gram_kernel = GramKernel.for_spec(kind, spec, backend=backend)
         keeps(lambda: kept_tiles(store))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from .arch import spec_from_data, with_arch
+from .arch import WIDE_KERNELS, closed_form_options, spec_from_data, with_arch
 from .common import (CommaList, CommandError, backend_option, check_output_path, load_npy, quiet_option,
                      save_npy, solver_options, user_errors)
 from .progress import Stages
@@ -16,8 +16,12 @@ from .progress import Stages
 @click.option("--y-train", required=True, help="Training targets (.npy), (N, k) or (N,).")
 @click.option("--x-test", default=None, help="Test inputs (.npy).")
 @click.option("--y-test", default=None, help="Test targets (.npy), to report the error.")
-@click.option("--kernel", "kernel_kind", type=click.Choice(["limit", "empirical"]), default="limit", show_default=True,
-              help="The infinite-depth limit kernel, or the empirical Θ̃₀ of --params.")
+@click.option("--kernel", "kernel_kind", type=click.Choice(["limit", "empirical", *WIDE_KERNELS]), default="limit",
+              show_default=True, help="The architecture's limit kernel (the wide MLP's: Θ^L), the empirical Θ̃₀ of "
+              "--params, or the wide MLP's infinite-width NTK Θ^L / NNGP Σ^L at --depth (wide-ntk, wide-nngp).")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="With the wide MLP's kernels (--kernel wide-ntk, wide-nngp, or --arch wide-mlp): its hidden "
+              "layers L.")
 @click.option("--params", "params_path", default=None, help="Params (.npz) for --kernel empirical.")
 @click.option("--times", type=CommaList(float, 0, "flow times"), default="1,10,100,inf", show_default=True,
               help="Flow times t (inf: kernel regression).")
@@ -31,7 +35,7 @@ from .progress import Stages
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")
 @quiet_option
-def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, gram_path, gram_test_path, tol,
+def command(x_train, y_train, x_test, y_test, kernel_kind, depth, params_path, times, gram_path, gram_test_path, tol,
             max_iterations, nystrom_rank, arch, backend, output, quiet):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
     from ..engine.predict import predict
@@ -45,6 +49,8 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, g
         raise CommandError("give --x-train and --x-test, or --gram and --gram-test")
     if kernel_kind == "empirical" and params_path is None:
         raise CommandError("--kernel empirical needs --params")
+    if kernel_kind != "empirical":
+        arch = closed_form_options(kernel_kind, arch, depth)
     X, Xt = load_npy(x_train, "--x-train"), load_npy(x_test, "--x-test")
     Y = load_npy(y_train, "--y-train")
     Yt = None if y_test is None else load_npy(y_test, "--y-test")
@@ -56,8 +62,8 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, params_path, times, g
             params = load_params(params_path)
             result = predict(X, Y, Xt, times, Y_test=Yt, params=params, backend=backend)
         else:
-            spec = spec_from_data(arch, X.shape, "--x-train", outputs=k)
-            result = predict(X, Y, Xt, times, Y_test=Yt, spec=spec, backend=backend)
+            spec = spec_from_data(arch, X.shape, "--x-train", outputs=k, **({} if depth is None else {"depth": depth}))
+            result = predict(X, Y, Xt, times, Y_test=Yt, spec=spec, backend=backend, kernel=kernel_kind)
     _report(result, output)
 
 

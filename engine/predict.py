@@ -12,14 +12,18 @@ from ..base.errors import InputError
 from ..base.validate import check_inputs, check_targets
 
 
-def limit_kernel_factors(spec, X_train, X_test, backend=None):
+def limit_kernel_factors(spec, X_train, X_test, backend=None, kernel="limit"):
     """The limit kernel's scalar factors (Θ̃^∞ = K·I_k; docs/training.md#kernel-flow): K (N, N) on the training
     inputs and K_test_train (M, N), for inputs as the user gives them (the spec prepares them). `kernel_flow`
     takes them with (N, k) targets as it would K ⊗ I_k, at an eigendecomposition of size N instead of N·k.
-    `backend` computes their costly pieces (the CNN's pixel-pair sums)."""
+    `backend` computes their costly pieces (the CNN's pixel-pair sums); `kernel` names the closed form as
+    `deepntk.engine.gram.CLOSED_FORMS` does ("wide-nngp": the wide MLP's NNGP Σ^L)."""
+    from .gram import closed_form
+
+    compute = closed_form(kernel, spec)
     A = spec.prepare_inputs(np.asarray(X_train, dtype=np.float64))
     B = spec.prepare_inputs(np.asarray(X_test, dtype=np.float64))
-    return spec.limit_kernel(A, backend=backend), spec.limit_kernel(B, A, backend=backend)
+    return compute(A, backend=backend), compute(B, A, backend=backend)
 
 
 def check_times(times) -> list[float]:
@@ -50,7 +54,8 @@ class Prediction:
     test_mse: list | None
 
 
-def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=None, backend=None) -> Prediction:
+def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=None, backend=None,
+            kernel: str = "limit") -> Prediction:
     """Kernel gradient flow from f₀ = 0 to each time t (t = inf: kernel regression), with the limit kernel of
     `spec` or, given `params`, the network's empirical scaled NTK Θ̃₀.
 
@@ -62,11 +67,15 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
         params: a network whose empirical kernel is used instead.
         backend: computes either kernel (the NTK, or the limit kernel's costly pieces): a backend name,
             instance, or None for the best installed one.
+        kernel: with `spec`, which closed form: "limit" (the spec's limit kernel: Θ̃^∞, or the wide MLP's
+            Θ^L), "wide-ntk" (Θ^L) or "wide-nngp" (Σ^L, NNGP regression), the last two for the wide MLP only.
     """
     from ..analytic import kernel_flow
 
     if (spec is None) == (params is None):
         raise InputError("give exactly one of spec (the limit kernel) or params (the empirical kernel)")
+    if params is not None and kernel != "limit":
+        raise InputError(f"kernel {kernel!r} is a closed form: give spec, not params")
     times = check_times(times)
     arch = spec if spec is not None else params.spec
     X = check_inputs(X_train, arch, "X_train", pool=False)
@@ -78,7 +87,7 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
 
         K, Kx = scaled_ntk(params, X, backend=backend), scaled_ntk(params, Xt, X, backend=backend)
     else:
-        K, Kx = limit_kernel_factors(spec, X, Xt, backend)
+        K, Kx = limit_kernel_factors(spec, X, Xt, backend, kernel)
     train, test = [], []
     for t in times:
         train.append(kernel_flow(K, Y, t))

@@ -103,14 +103,24 @@ class WideMLP(DenseLayers, Architecture):
         return weights, [rng.standard_normal(self.bias_shape(layer)) for layer in layers]
 
     def limit_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
-        """Θ^L, the infinite-width NTK, on prepared inputs: (N1, N2), the factor of I_k. The closed form reads raw
-        inputs, so the √(n/d_in) of `prepare_inputs` is undone first."""
+        """Θ^L, the infinite-width NTK, on prepared inputs: (N1, N2), the factor of I_k."""
         from ...analytic import wide_ntk_kernel
 
+        return self._closed_form(wide_ntk_kernel, X1, X2)
+
+    def nngp_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
+        """Σ^L, the infinite-width NNGP (the outputs' covariance at initialization), on prepared inputs: (N1, N2),
+        the factor of I_k."""
+        from ...analytic import wide_nngp_kernel
+
+        return self._closed_form(wide_nngp_kernel, X1, X2)
+
+    def _closed_form(self, kernel, X1, X2):
+        """`kernel` (wide_ntk_kernel or wide_nngp_kernel) at this spec's depth and scales. The closed forms read
+        raw inputs, so the √(n/d_in) of `prepare_inputs` is undone first."""
         unfold = math.sqrt(self.d_in / self.width)
         X2 = None if X2 is None else unfold * np.asarray(X2)
-        return wide_ntk_kernel(unfold * np.asarray(X1), X2, depth=self.depth, sigma_w2=self.sigma_w2,
-                               sigma_b2=self.sigma_b2)
+        return kernel(unfold * np.asarray(X1), X2, depth=self.depth, sigma_w2=self.sigma_w2, sigma_b2=self.sigma_b2)
 
     def expected_kernel(self, X1, X2=None, *, backend=None) -> np.ndarray:
         """E of the empirical NTK at finite width: Θ^L too, which the closed forms give (the finite-width

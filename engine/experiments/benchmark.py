@@ -342,6 +342,54 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     return {"rows": rows, "root_bound_per_second": bound, "kappa_loop_per_second": ceiling}
 
 
+def wide_limit_rates(size: int = 2048, depth: int = 1000, data_dir=None, repeats: int = 3) -> dict:
+    """Gram entries (input pairs) per second of the wide MLP's NTK Θ^L at σ_b² = 0: the fused Numba pass and the
+    NumPy array path of `deepntk.analytic.wide_ntk_kernel`, timed in one run, on a cross Gram of `size` × `size`
+    inputs (one tile of `deepntk gram`'s Zarr path, whose off-diagonal tiles are such cross Grams): uniform random
+    inputs in [0, 1]^784 and, when `data_dir` (or DEEPNTK_DATA) holds MNIST, MNIST training images.
+
+    The machine's limit for this algorithm, measured in the same run on every core
+    (docs/performance.md#wide-kernel-grams): the X1·X2ᵀ product at the measured float64 matmul peak (2·d FLOPs a pair) plus the per-pair
+    work (an arccos, a log and the depth map's Clenshaw recurrence) at its rate on an in-cache array of 4096 of
+    the set's own cosines (`numba_wide.depth_map_in_cache`). `fraction_of_limit` is the limit's time over the measured one."""
+    from ...analytic import wide as wide_module
+    from ...analytic import wide_ntk_kernel
+    from ...analytic.numba_wide import depth_map_in_cache
+
+    rng = np.random.default_rng(0)
+    sets = [("uniform", rng.uniform(0.0, 1.0, size=(2 * size, 784)))]
+    mnist = _mnist_images(data_dir, 2 * size)
+    if mnist is not None:
+        sets.append(("MNIST", mnist.reshape(len(mnist), -1)))
+    peak = matmul_peak()
+    table = wide_module._depth_map_table(depth)[1]
+    arguments = (table, wide_module._S_LO, wide_module._PANEL_WIDTH, wide_module._THETA_MIN)
+    out = np.empty(20_000)
+    rows = []
+    for name, X in sets:
+        A, B = X[:size], X[size:2 * size]
+        pairs, d = len(A) * len(B), X.shape[1]
+        row = {"inputs": name, "pairs": pairs, "depth": depth, "d_in": d}
+        # The ceiling on this set's own cosines (libm's arccos takes longer on some ranges than on others).
+        sample = A[:64] @ B[:64].T / np.outer(np.linalg.norm(A[:64], axis=1), np.linalg.norm(B[:64], axis=1))
+        cosines = np.clip(sample.ravel(), -1.0, 1.0)
+        depth_map_in_cache(cosines, *arguments, out[:2])
+        # Best times, as the matmul peak's: on a shared machine a median mixes in other processes' load.
+        best = min(_timed(lambda: depth_map_in_cache(cosines, *arguments, out)) for _ in range(repeats))
+        row["pair_map_per_second"] = cosines.size * out.size / best
+        for pair_map, count in (("numba", repeats), ("numpy", 1)):
+            wide_ntk_kernel(A[:4], B[:4], depth=depth, pair_map=pair_map)  # compile, build the table
+            seconds = min(_timed(lambda: wide_ntk_kernel(A, B, depth=depth, pair_map=pair_map))
+                          for _ in range(count))
+            row[pair_map] = {"seconds": seconds, "pairs_per_second": pairs / seconds}
+        limit = 2.0 * d * pairs / peak + pairs / row["pair_map_per_second"]
+        row["limit_seconds"] = limit
+        row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
+        row["fraction_of_limit"] = limit / row["numba"]["seconds"]
+        rows.append(row)
+    return {"rows": rows, "matmul_peak_flops": peak}
+
+
 def kappa_scales(spec) -> dict:
     """The options of a CNN spec that its limit kernel's κ depends on."""
     return {"rho": spec.rho, "beta": spec.beta, "filter_size": spec.filter_size,

@@ -125,3 +125,24 @@ def test_the_wide_gram_row_counts_its_flops_and_is_the_api_s_kernel():
 
     assert np.allclose(deepntk.scaled_ntk(workload.params, workload.X1[2:4], workload.X1[5:7], backend="numpy"),
                        full[2:4, 5:7], rtol=TOL["identity"], atol=0)
+
+
+@needs_mnist
+def test_wide_limit_rows_count_their_pairs_and_their_limit():
+    """`deepntk bench --workloads wide-limit`'s rows on uniform inputs and MNIST: the pairs of a size × size cross
+    Gram, the limit recomputed from the two measured rates it is built of, and both paths' rates."""
+    pytest.importorskip("numba", reason="the numba extra is not installed")
+    from deepntk.engine.experiments.benchmark import wide_limit_rates
+
+    report = wide_limit_rates(size=48, depth=20, data_dir=SHARED_MNIST, repeats=1)
+    assert [row["inputs"] for row in report["rows"]] == ["uniform", "MNIST"]
+    peak = report["matmul_peak_flops"]
+    assert peak > 1e8
+    for row in report["rows"]:
+        ceiling = row["pair_map_per_second"]
+        assert ceiling > 1e5
+        assert row["pairs"] == 48 * 48 and row["d_in"] == 784 and row["depth"] == 20
+        assert row["limit_seconds"] == pytest.approx(2 * 784 * 48 * 48 / peak + 48 * 48 / ceiling, rel=TOL["exact"])
+        assert row["fraction_of_limit"] == pytest.approx(row["limit_seconds"] / row["numba"]["seconds"])
+        for path in ("numba", "numpy"):
+            assert row[path]["pairs_per_second"] == pytest.approx(48 * 48 / row[path]["seconds"])
