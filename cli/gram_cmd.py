@@ -7,8 +7,8 @@ import os
 import click
 
 from .arch import WIDE_KERNELS, closed_form_options, spec_from_data, with_arch
-from .common import (ClusterType, CommandError, backend_option, load_npy, progress, quiet_option,
-                     user_errors)
+from .common import (ClusterType, CommandError, backend_option, check_output_path, load_npy, progress,
+                     quiet_option, user_errors)
 from .interrupts import NOTHING_KEPT, keeps
 
 
@@ -43,9 +43,11 @@ from .interrupts import NOTHING_KEPT, keeps
 @click.option("--resume", is_flag=True, help="Complete an existing store made with the same configuration.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="On --resume, re-read every recorded tile and recompute those that do not match their CRC.")
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write what the run did (tiles, seconds, pairs/s, bytes, machine, versions) as JSON.")
 @quiet_option
 def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, data_dir, params_path, backend, store, tile,
-            cluster, workers, cluster_config, dry_run, connect_timeout, resume, verify, quiet):
+            cluster, workers, cluster_config, dry_run, connect_timeout, resume, verify, report_path, quiet):
     """Compute a Gram larger than memory into a Zarr store, one Dask task per tile.
 
     Only the upper tiles of a symmetric Gram are computed; a killed run continues with --resume and recomputes only
@@ -70,6 +72,7 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
         raise CommandError("--kernel expected needs --depth and --C-L")
     if kind != "ntk":
         arch = closed_form_options(kind, arch, depth)
+    check_output_path(report_path, "--report")
     if os.path.exists(store) and not resume:  # before any cluster starts
         raise CommandError(f"Gram store {store!r} already exists; pass --resume to complete it, or choose another path")
     with user_errors():
@@ -97,10 +100,22 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
                 progress(None, "tiles", quiet) as bar:
             report = gram(gram_kernel, X1, X2, store=store, tile=tile, client=client, resume=resume, verify=verify,
                           on_tile=bar.set)
+    if report_path is not None:
+        write_report(report_path, report, cluster, workers)
     shape = "×".join(map(str, report.store.shape))
     click.echo(f"{kind} Gram {shape} in {store}: {report.tiles} tiles of {report.store.tile} "
                f"({report.computed} computed, {report.reused} already complete), {report.seconds:.1f} s, "
                f"{report.gflops:.2f} GFLOP/s, {report.bytes_written / 2**20:.1f} MiB written")
+
+
+def write_report(path: str, report, cluster: str, workers: int | None) -> None:
+    """The run's `GramReport.summary()` with the cluster, the machine and the library versions, written atomically
+    (docs/files.md#gram-stores-deepntk-gram)."""
+    from ..engine.experiments.benchmark import machine
+    from ..engine.results import environment, write_json
+
+    write_json(path, {"command": "gram", **report.summary(), "cluster": cluster, "workers": workers,
+                      "machine": machine(), "environment": environment()})
 
 
 def kept_tiles(store: str) -> str:

@@ -361,6 +361,7 @@ class GramReport:
     flops: float
     task_seconds: float = 0.0
     task_spans: list = field(default_factory=list)
+    pairs: int = 0
 
     def scheduling_overhead(self) -> float:
         """The share of each worker's span (its first task's start to its last task's end) spent between its
@@ -375,6 +376,19 @@ class GramReport:
     @property
     def gflops(self) -> float:
         return self.flops / max(self.seconds, 1e-12) / 1e9
+
+    def summary(self) -> dict:
+        """What the run did, as `deepntk gram --report` writes it (docs/files.md#gram-stores-deepntk-gram): the
+        store's path, shape and tile side, the tiles computed and already complete, the wall seconds of the tiles'
+        computation, the bytes written, the FLOPs (`GramKernel.flops_per_pair`'s estimate) and GFLOP/s, the input
+        pairs computed (the upper tiles' only, for a symmetric Gram) and per second, and the kernel's
+        configuration."""
+        return {"store": os.path.abspath(self.store.path), "shape": list(self.store.shape[:2]),
+                "tile": self.store.tile, "tiles": self.tiles, "computed": self.computed, "reused": self.reused,
+                "seconds": self.seconds, "bytes_written": self.bytes_written, "flops": self.flops,
+                "gflops": self.gflops, "pairs": self.pairs,
+                "pairs_per_second": self.pairs / max(self.seconds, 1e-12),
+                "kernel": self.store.config["kernel"]}
 
 
 def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, client=None, cluster="local",
@@ -430,5 +444,5 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
     seconds = time.perf_counter() - started
     pairs = sum(gram_store.entries(i, j) for i, j in todo)
     return GramReport(gram_store, total, len(todo), reused, seconds, written, pairs * kernel.flops_per_pair(), busy,
-                      spans)
+                      spans, pairs)
 

@@ -93,3 +93,30 @@ def test_wide_kernel_usage_errors_exit_2_in_one_line(argv, message, tmp_path, mo
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert captured.out == "" and len(err) == 1 and message in err[0], captured
+
+
+def test_gram_report_records_what_the_run_did(tmp_path, monkeypatch, scheduler):
+    """`gram --report`: the pairs of the upper tiles of a 40 × 40 Gram in tiles of 16 (sides 16, 16, 8:
+    ((16 + 16 + 8)² + 16² + 16² + 8²)/2 = 1088 pairs, written out here), 8 bytes each written uncompressed,
+    rates consistent with the seconds, and the kernel's configuration; a resumed run computes and reports none.
+    A --report in a missing folder is a one-line usage error before any work."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", np.random.default_rng(2).normal(size=(40, 3)))
+    common = ["gram", "--kernel", "wide-ntk", "--depth", "7", "--x1", "x.npy", "--store", "K.zarr", "--tile", "16",
+              "--cluster", scheduler, "--quiet"]
+    assert main([*common, "--report", "run.json"]) == 0
+    report = json.loads(open("run.json").read())
+    assert (report["shape"], report["tile"], report["tiles"], report["computed"], report["reused"]) == \
+        ([40, 40], 16, 6, 6, 0)
+    assert report["pairs"] == 1088 and report["bytes_written"] == 1088 * 8
+    assert report["seconds"] > 0 and report["pairs_per_second"] == pytest.approx(1088 / report["seconds"])
+    assert report["kernel"]["kind"] == "wide-ntk" and report["kernel"]["spec"]["depth"] == 7
+    assert report["machine"]["cpus"] >= 1 and "numpy" in report["environment"]["libraries"]
+    assert main([*common, "--resume", "--report", "again.json"]) == 0
+    again = json.loads(open("again.json").read())
+    assert (again["computed"], again["reused"], again["pairs"]) == (0, 6, 0)
+    elsewhere = [arg if arg != "K.zarr" else "M.zarr" for arg in common]
+    assert main([*elsewhere, "--report", "missing/run.json"]) == 2
+    assert not (tmp_path / "M.zarr").exists()
