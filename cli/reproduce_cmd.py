@@ -44,17 +44,19 @@ class ExperimentName(click.Choice):
 
 @click.command("reproduce")
 @click.argument("experiment", type=ExperimentName())
-@click.option("--scale", default="small", show_default=True,
-              help="small: minutes on 2 CPU cores (what it reduces is printed); paper: the authors' settings. "
-                   "depth: quick, <N>k (N thousand training images) or full [quick].")
-@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist] (fig4, table1).")
+@click.option("--scale", default="small",
+              help="The paper's experiments: small (minutes on 2 CPU cores, what it reduces is printed) or paper "
+                   "(the authors' settings) [small]; depth: quick, <N>k (N thousand training images) or full "
+                   "[quick].")
+@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist] (fig4, table1, depth).")
 @backend_option
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Results folder [deepntk-results/reproduce-<experiment>-<hash of the settings>].")
 @overwrite_option
 @click.option("--resume", is_flag=True, help="Reuse the results of the same settings in --out (printed and drawn "
                                              "again) instead of computing them; with --predict: continue an "
-                                             "interrupted run (its Gram stores are completed, not recomputed).")
+                                             "interrupted run (its Gram stores are completed, not recomputed); "
+                                             "depth: continue an interrupted run from the rows it saved.")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="PNG figure when matplotlib is installed.")
 @click.option("--predict", "predict_size", default=None, metavar="N|full",
               help="table1 only: instead of training, the limit kernel's flow and regression on N (or every) "
