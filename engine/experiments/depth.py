@@ -107,11 +107,36 @@ def kernel_matrix(kernel: str, depth: int | None, X1, X2=None, backend=None) -> 
     return closed_form(X1, X2, backend=backend)
 
 
-def normalised_offdiagonal(K: np.ndarray) -> np.ndarray:
-    """K(x, x')/√(K(x, x)K(x', x')) for every pair x ≠ x' of a square Gram (the upper triangle, flat)."""
-    diagonal = np.sqrt(np.diag(K))
-    rows, cols = np.triu_indices(len(K), 1)
-    return K[rows, cols] / (diagonal[rows] * diagonal[cols])
+def normalised_moments(blocks, diagonal: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the normalised off-diagonal entries K(x, x')/√(K(x, x)K(x', x')) of a
+    symmetric Gram, from its blocks: `blocks()` yields (rows, cols, block, weight), slices and the entries there,
+    each entry counted `weight` times (1 for row blocks of the whole Gram; 2 for a store's upper tiles off the
+    diagonal). Two passes (the deviations from the mean in the second), so a spread of 1e-11 around a mean
+    near 1 keeps its digits, where E[x²] − E[x]² would cancel to nothing."""
+    root = np.sqrt(diagonal)
+
+    def normalised():
+        for rows, cols, block, weight in blocks():
+            entries = block / np.outer(root[rows], root[cols])
+            off = np.arange(rows.start, rows.stop)[:, None] != np.arange(cols.start, cols.stop)[None, :]
+            yield entries, off, weight
+
+    total = count = 0.0
+    for entries, off, weight in normalised():
+        total += weight * float(np.sum(entries, where=off))
+        count += weight * float(np.count_nonzero(off))
+    mean = total / count
+    square = 0.0
+    for entries, off, weight in normalised():
+        square += weight * float(np.sum((entries - mean) ** 2, where=off))
+    return mean, math.sqrt(square / count)
+
+
+def _row_blocks(K: np.ndarray, rows: int = 1024):
+    """`normalised_moments`'s blocks of an in-memory Gram: `rows` rows at a time (one N × N copy is not made)."""
+    whole = slice(0, K.shape[1])
+    return lambda: ((slice(start, min(start + rows, len(K))), whole, K[start:start + rows], 1)
+                    for start in range(0, len(K), rows))
 
 
 def collapse_measures(K: np.ndarray, eigenvalues: np.ndarray) -> dict:
@@ -128,11 +153,11 @@ def collapse_measures(K: np.ndarray, eigenvalues: np.ndarray) -> dict:
     """
     from ..spectrum import resolve_spectrum
 
-    entries = normalised_offdiagonal(K)
+    mean, spread = normalised_moments(_row_blocks(K), np.diag(K))
     spectrum = resolve_spectrum(eigenvalues)
     kept = spectrum.eigenvalues[:spectrum.resolved]
     p = kept / kept.sum()
-    return {"spread": float(np.std(entries)), "one_minus_mean": float(1.0 - np.mean(entries)),
+    return {"spread": spread, "one_minus_mean": 1.0 - mean,
             "effective_rank": float(np.trace(K) ** 2 / np.sum(K * K)),
             "entropy_rank": float(np.exp(-np.sum(p * np.log(p)))), "resolved": spectrum.resolved,
             "condition": spectrum.condition, "condition_is_lower_bound": spectrum.condition_is_lower_bound}
@@ -196,23 +221,15 @@ def store_collapse_measures(store) -> dict:
     """The measures of `collapse_measures` that one pass over a symmetric Gram store's upper tiles gives (the
     eigenvalues are out of reach at N = 60,000: their entries are None)."""
     diagonal = np.concatenate([np.diag(store.read(*store.slices(i, i))) for i in range(-(-store.shape[0] // store.tile))])
-    root = np.sqrt(diagonal)
-    total = count = square = frobenius = 0.0
-    for i, j in store.tiles():
-        rows, cols = store.slices(i, j)
-        block = store.read(rows, cols)
-        normalised = block / np.outer(root[rows], root[cols])
-        if i == j:
-            upper = normalised[np.triu_indices(len(normalised), 1)]
-            frobenius += float(np.sum(block * block))
-        else:
-            upper = normalised.ravel()
-            frobenius += 2.0 * float(np.sum(block * block))
-        total += float(np.sum(upper))
-        square += float(np.sum(upper * upper))
-        count += upper.size
-    mean = total / count
-    return {"spread": math.sqrt(max(square / count - mean * mean, 0.0)), "one_minus_mean": 1.0 - mean,
+
+    def tiles():
+        for i, j in store.tiles():
+            rows, cols = store.slices(i, j)
+            yield rows, cols, store.read(rows, cols), 1 if i == j else 2
+
+    mean, spread = normalised_moments(tiles, diagonal)
+    frobenius = sum(weight * float(np.sum(block * block)) for _, _, block, weight in tiles())
+    return {"spread": spread, "one_minus_mean": 1.0 - mean,
             "effective_rank": float(np.sum(diagonal) ** 2 / frobenius), "entropy_rank": None, "resolved": None,
             "condition": None, "condition_is_lower_bound": None, "mean_diagonal": float(np.mean(diagonal))}
 

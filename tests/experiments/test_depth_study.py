@@ -154,6 +154,26 @@ def test_collapse_measures_by_hand():
     assert collapsed["spread"] < TOL["exact"] and abs(collapsed["one_minus_mean"]) < TOL["roundoff"]
 
 
+def test_a_tiny_spread_around_one_keeps_its_digits():
+    """Normalised entries 1 − 10⁻³ ± 10⁻⁶ (a deep NNGP's kind): the spread against NumPy's std of the entries
+    themselves. E[x²] − E[x]² would lose it (about 1e-4 relative here, an error of ε·1 on a variance of 1e-12);
+    row blocks of 7 rows make the sums cross blocks."""
+    from deepntk.engine.experiments.depth import normalised_moments
+
+    rng = np.random.default_rng(6)
+    n = 40
+    noise = rng.standard_normal((n, n)) * 1e-6
+    C = 1 - 1e-3 + np.triu(noise, 1) + np.triu(noise, 1).T
+    np.fill_diagonal(C, 1.0)
+    norms = rng.uniform(0.5, 2.0, n)
+    K = C * np.outer(norms, norms)
+    off = C[~np.eye(n, dtype=bool)]
+    blocks = lambda: ((slice(s, min(s + 7, n)), slice(0, n), K[s:s + 7], 1) for s in range(0, n, 7))  # noqa: E731
+    mean, spread = normalised_moments(blocks, np.diag(K))
+    assert mean == pytest.approx(np.mean(off), rel=TOL["roundoff"])
+    assert spread == pytest.approx(np.std(off), rel=TOL["oracle"])
+
+
 def test_predictions_against_solve_and_expm():
     """Regression against numpy.linalg.solve, and flow K(x, X)·K⁻¹(I − e^{−tK/N})Y against scipy's expm, on a
     conditioned wide NTK (L = 3, 30 points)."""
