@@ -44,16 +44,19 @@ class ExperimentName(click.Choice):
 
 @click.command("reproduce")
 @click.argument("experiment", type=ExperimentName())
-@click.option("--scale", type=click.Choice(["small", "paper"]), default="small", show_default=True,
-              help="small: minutes on 2 CPU cores (what it reduces is printed); paper: the authors' settings.")
-@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist] (fig4, table1).")
+@click.option("--scale", default="small",
+              help="The paper's experiments: small (minutes on 2 CPU cores, what it reduces is printed) or paper "
+                   "(the authors' settings) [small]; depth: quick, <N>k (N thousand training images) or full "
+                   "[quick].")
+@click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist] (fig4, table1, depth).")
 @backend_option
 @click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Results folder [deepntk-results/reproduce-<experiment>-<hash of the settings>].")
 @overwrite_option
 @click.option("--resume", is_flag=True, help="Reuse the results of the same settings in --out (printed and drawn "
                                              "again) instead of computing them; with --predict: continue an "
-                                             "interrupted run (its Gram stores are completed, not recomputed).")
+                                             "interrupted run (its Gram stores are completed, not recomputed); "
+                                             "depth: continue an interrupted run from the rows it saved.")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="PNG figure when matplotlib is installed.")
 @click.option("--predict", "predict_size", default=None, metavar="N|full",
               help="table1 only: instead of training, the limit kernel's flow and regression on N (or every) "
@@ -115,12 +118,17 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
     out_dir = hold_output_folder(out_dir, f"reproduce {experiment}", key, resume=resume, overwrite=overwrite)
     with user_errors():
         result = spec.result.load(out_dir) if resume else None
-    if result is not None:
+    if result is not None and result.complete:
         click.echo(f"reusing the results in {out_dir} (--resume)")
     else:
+        if result is not None:
+            click.echo(f"resuming: the {len(result.data.get('rows', []))} finished parts in {out_dir} are kept")
+        checkpoint = {"folder": out_dir} if spec.checkpoints else {}
+        if spec.checkpoints:
+            keeps(lambda: _kept_parts(spec, out_dir))
         start = time.perf_counter()
         with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client, Stages(quiet) as stages:
-            result = spec.run(config, backend=backend, client=client, progress=stages)
+            result = spec.run(config, backend=backend, client=client, progress=stages, **checkpoint)
     for line in result.summary():
         click.echo(line)
     if not result.loaded:
@@ -131,6 +139,15 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
     click.echo(f"results in {out_dir}")
     if plot:
         _draw(result, os.path.join(out_dir, f"{experiment}.png"))
+
+
+def _kept_parts(spec, out_dir: str) -> str:
+    """What an interrupted run of a checkpointing experiment keeps: the parts it saved in its results folder."""
+    saved = spec.result.load(out_dir) if os.path.isdir(out_dir) else None
+    if saved is None or not saved.data.get("rows"):
+        return NOTHING_KEPT
+    return (f"the {len(saved.data['rows'])} finished parts are kept in {out_dir}; rerun the same command with "
+            f"--resume to continue")
 
 
 def _experiments_taking(option: str | None) -> str:

@@ -1,5 +1,6 @@
-"""Numbers that cannot rot: every number README.md and docs/performance.md quote about a run is followed by a marker
-naming the results file it was read from, and equals that file's value as rounded in the text.
+"""Numbers that cannot rot: every number README.md, docs/performance.md and docs/depth-study.md quote about a run
+is followed by a marker naming the results file it was read from, and equals that file's value as rounded in the
+text.
 
 The convention (also stated in docs/performance.md#how-the-numbers-are-kept):
 
@@ -27,7 +28,7 @@ import statistics
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUOTING_DOCUMENTS = ("README.md", "docs/performance.md")
+QUOTING_DOCUMENTS = ("README.md", "docs/performance.md", "docs/depth-study.md")
 
 SUPERSCRIPTS = str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")
 NUMBER = r"[−-]?\d[\d,]*(?:\.\d+)?(?:·10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+|e[−+-]?\d+)?"

@@ -240,3 +240,50 @@ def table1_predict_figure(result):
                     f"reduced: {train_size} MNIST training images per network"), fontsize=9)
     ax.legend(handles=handles, fontsize=7)
     return fig
+
+
+DEPTH_STUDY_STYLE = {"wide-ntk": ("tab:red", "o", r"wide NTK $\Theta^L$"),
+                     "wide-nngp": ("tab:orange", "s", r"wide NNGP $\Sigma^L$"),
+                     "narrow-expected": ("tab:blue", "^", rf"deep narrow $\mathbb{{E}}\,{THETA}$ at $(L, C_L)$"),
+                     "narrow-limit": ("tab:blue", None, rf"deep narrow ${THETA}^\infty$")}
+
+
+def depth_study_figure(result):
+    """MNIST test accuracy against depth (log axis) per kernel: regression (t = ∞) solid, flow dashed; the deep
+    narrow limit Θ̃^∞ (depth-independent) as horizontal lines, and the majority vote dotted."""
+    from matplotlib.lines import Line2D
+
+    fig, (ax,) = new_figure(width=7.0, height=4.8)
+    depths = result["depths"]
+    for kernel in result["kernels"]:
+        color, marker, label = DEPTH_STUDY_STYLE[kernel]
+        rows = sorted((row for row in result["rows"] if row["kernel"] == kernel),
+                      key=lambda row: -1 if row["depth"] is None else row["depth"])
+        if not rows:
+            continue
+        if kernel == "narrow-limit":
+            ax.axhline(rows[0]["regression_accuracy"], color=color, lw=1.2, alpha=0.6, label=label + ", regression")
+            ax.axhline(rows[0]["flow_accuracy"], color=color, lw=1.2, ls="--", alpha=0.6, label=label + ", flow")
+            continue
+        x = [row["depth"] for row in rows]
+        ax.semilogx(x, [row["regression_accuracy"] for row in rows], color=color, marker=marker, ms=5,
+                    label=label + ", regression")
+        ax.semilogx(x, [row["flow_accuracy"] for row in rows], color=color, marker=marker, ms=5, mfc="none",
+                    ls="--", label=label + ", flow")
+    ax.axhline(result["majority_accuracy"], color="k", ls=":", lw=1.2,
+               label=f"majority vote (class {result['majority_class']})")
+    if "inverse_norm_vote_accuracy" in result:
+        ax.axhline(result["inverse_norm_vote_accuracy"], color="0.5", ls="-.", lw=1,
+                   label=f"vote weighted by $1/|x|$ (class {result['inverse_norm_vote_class']})")
+    ax.set_xscale("log")
+    ax.set_xlim(min(depths) / 1.5, max(depths) * 1.5)
+    ax.set_ylim(0, 1)
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.4", label=r"regression ($t = \infty$)"),
+                Line2D([], [], color="0.4", ls="--", label=f"flow ($t = {result['flow_time']:g}$, kernel / mean diagonal)")]
+    label_axes(ax, "depth $L$ (wide: hidden layers; narrow: weight layers)", "MNIST test accuracy",
+               f"Depth study: {result['train_images']} training, {result['test_images']} test images "
+               f"(scale {result['scale']}); narrow $C_L = {result['C_L']:g}$"
+               + ("" if result.get("complete", True) else " — unfinished run"),
+               legend_size=7, handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig

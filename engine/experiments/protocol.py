@@ -60,6 +60,12 @@ class Result:
         self.arrays = list_arrays(data) if arrays is None else dict(arrays)
         self.loaded = False  # read back by `load`, not computed by this process
 
+    @property
+    def complete(self) -> bool:
+        """False for the results an interrupted run of a checkpointing experiment saved (its "complete" entry):
+        `reproduce --resume` continues that run instead of reusing them."""
+        return bool(self.data.get("complete", True))
+
     def summary(self) -> list[str]:
         """The lines the command prints after the run (its summary table)."""
         return []
@@ -138,6 +144,9 @@ class Experiment:
         result: its Result class (`result.load(folder)` reads a saved run back).
         uses_client: whether `run` spreads its work over a Dask `client` (`--cluster`).
         description: one line for `deepntk reproduce --help`.
+        checkpoints: `run` also takes `folder`, the run folder: it saves its results there as its parts finish
+            (with "complete": False until the end) and continues an unfinished run it finds there
+            (`reproduce --resume`).
     """
 
     name: str
@@ -146,6 +155,7 @@ class Experiment:
     result: type = Result
     uses_client: bool = False
     description: str = ""
+    checkpoints: bool = False
 
 
 def config_key(config) -> dict:

@@ -22,6 +22,7 @@ BUILTIN_EXPERIMENTS = {
     "fig4": "deepntk.engine.experiments.fig4",
     "fig5": "deepntk.engine.experiments.fig5",
     "table1": "deepntk.engine.experiments.table1",
+    "depth": "deepntk.engine.experiments.depth",
 }
 
 _registered: dict = {}
