@@ -29,8 +29,9 @@ FULL_DEPTHS = (10, 1000)
 # The kernels, in the order of the table: name → what the table calls it.
 KERNELS = {"wide-ntk": "wide NTK Θ^L", "wide-nngp": "wide NNGP Σ^L", "narrow-expected": "narrow E Θ̃ (L, C_L)",
            "narrow-limit": "narrow Θ̃^∞"}
-# The kernels `--scale full` computes: those with a Gram kernel (deepntk.engine.gram.GramKernel) today.
-FULL_KERNELS = ("wide-ntk", "narrow-expected", "narrow-limit")
+# Each kernel's Gram kind (deepntk.engine.gram.GramKernel), for `--scale full`'s Zarr stores.
+GRAM_KINDS = {"wide-ntk": "wide-ntk", "wide-nngp": "wide-nngp", "narrow-expected": "expected",
+              "narrow-limit": "limit"}
 # The deep narrow MLP of Table 1 (docs/experiments.md#table-1): C_L = 4, ρ = β = 1, on the 784 raw pixels.
 C_L = 4.0
 # Kernel-flow time for the kernel divided by its mean diagonal entry (docs/depth-study.md#what-is-computed):
@@ -54,7 +55,7 @@ def depth_scale(scale: str) -> dict:
         return {"train_size": QUICK_IMAGES, "test_size": QUICK_IMAGES, "depths": DEPTHS, "kernels": tuple(KERNELS),
                 "out_of_core": False}
     if scale == "full":
-        return {"train_size": None, "test_size": None, "depths": FULL_DEPTHS, "kernels": FULL_KERNELS,
+        return {"train_size": None, "test_size": None, "depths": FULL_DEPTHS, "kernels": tuple(KERNELS),
                 "out_of_core": True}
     match = re.fullmatch(r"([1-9][0-9]*)k", str(scale))
     if match and int(match[1]) * 1000 <= MAX_IN_MEMORY:
@@ -89,7 +90,7 @@ def kernel_spec(kernel: str, depth: int | None, d_in: int, d_out: int):
     d_in, so its inputs pass unscaled) or Table 1's deep narrow MLP."""
     from ..architectures import MLP, WideMLP
 
-    if kernel == "wide-ntk":
+    if kernel in ("wide-ntk", "wide-nngp"):
         return WideMLP(d_in=d_in, d_out=d_out, width=d_in, depth=depth)
     return MLP(d_in, d_out, 2 if depth is None else depth, C_L)
 
@@ -241,8 +242,7 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
     from ..solvers import predict_from_stores
 
     spec = kernel_spec(kernel, depth, data.X_train.shape[1], 10)
-    gram_kernel = GramKernel.for_spec("limit" if kernel in ("wide-ntk", "narrow-limit") else "expected", spec,
-                                      backend=backend)
+    gram_kernel = GramKernel.for_spec(GRAM_KINDS[kernel], spec, backend=backend)
     stem = os.path.join(store_dir, kernel if depth is None else f"{kernel}-L{depth}")
     label = f"{KERNELS[kernel]}" + ("" if depth is None else f" at L = {depth}")
 
