@@ -199,9 +199,12 @@ def stack_params(networks) -> Ensemble:
 
 
 def check_spec(spec) -> None:
+    """A spec whose parameters deepntk can hold: an architecture (TypeError otherwise) that fits the packed layout
+    (its `check_storable`)."""
     if not isinstance(spec, Architecture):
         raise TypeError(f"the spec must be an architecture spec such as deepntk.MLP or deepntk.CNN, got "
                         f"{type(spec).__name__}")
+    spec.check_storable()
 
 
 def check_packed(spec, W, b, lead: tuple) -> None:

@@ -216,6 +216,11 @@ class Architecture:
         for name in ("C_L", "rho", "beta"):
             object.__setattr__(self, name, check_positive_real(name, getattr(self, name)))
 
+    def check_storable(self) -> None:
+        """Raise SpecError where deepntk cannot hold this network's parameters in its packed layout
+        (deepntk.engine.packed); checked wherever parameters are made or read, not for a spec that only names a
+        closed-form kernel. Every layer fits by default."""
+
     def bias_shape(self, layer: int) -> tuple[int, ...]:
         return (self.weight_shape(layer)[0],)
 

@@ -67,7 +67,10 @@ class WideMLP(DenseLayers, Architecture):
             object.__setattr__(self, name, check_int(name, getattr(self, name)))
         object.__setattr__(self, "sigma_w2", check_positive_real("sigma_w2", self.sigma_w2))
         object.__setattr__(self, "sigma_b2", check_nonnegative_real("sigma_b2", self.sigma_b2))
-        # Every layer is stored at the hidden width (deepntk.engine.packed): the input and output layers must fit it.
+
+    def check_storable(self) -> None:
+        """Every layer is stored at the hidden width (deepntk.engine.packed): the input and output layers must fit
+        it. The infinite-width kernels do not depend on the width, so a spec that only names them is not checked."""
         for name in ("d_in", "d_out"):
             if getattr(self, name) > self.width:
                 raise SpecError(f"the wide MLP's width {self.width} is below its {name} {getattr(self, name)}: every "

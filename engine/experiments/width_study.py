@@ -79,6 +79,8 @@ class WidthStudyConfig:
         if self.points < 1:
             raise SpecError(f"points must be >= 1, got {self.points}")
         specs = [self.spec(n) for n in self.widths]  # every width checked now, before any work
+        for spec in specs:
+            spec.check_storable()
         widest = max(specs, key=lambda spec: spec.width)
         k = widest.outputs
         # One network at a time (its packed weights), every kernel of every width, and one trace of the widest.

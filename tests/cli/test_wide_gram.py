@@ -103,7 +103,9 @@ def test_gram_report_records_what_the_run_did(tmp_path, monkeypatch, scheduler):
     import json
 
     monkeypatch.chdir(tmp_path)
-    np.save("x.npy", np.random.default_rng(2).normal(size=(40, 3)))
+    # 80 input dimensions, above the wide MLP's preset width 64: its infinite-width kernels have no width to fit
+    # (before: "the wide MLP's width 64 is below its d_in 80").
+    np.save("x.npy", np.random.default_rng(2).normal(size=(40, 80)))
     common = ["gram", "--kernel", "wide-ntk", "--depth", "7", "--x1", "x.npy", "--store", "K.zarr", "--tile", "16",
               "--cluster", scheduler, "--quiet"]
     assert main([*common, "--report", "run.json"]) == 0
