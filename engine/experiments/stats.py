@@ -42,8 +42,9 @@ class SlopeFit:
             the seeds' geometric-mean error.
         stderr: its standard error over seeds (nan with one seed).
         half_width: the `level` interval's half-width, t_{seeds−1} × stderr (nan with one seed).
-        seeds, depths: how many networks per depth, and how many depths the fit spans.
+        seeds, depths: how many networks per point, and how many points (depths, or widths) the fit spans.
         level: the interval's confidence level.
+        variable: what the error is fitted against: "L" (depth) or "n" (width).
     """
 
     slope: float
@@ -52,6 +53,7 @@ class SlopeFit:
     seeds: int
     depths: int
     level: float = CONFIDENCE
+    variable: str = "L"
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -60,7 +62,8 @@ class SlopeFit:
     def describe(self) -> str:
         """"−0.556, 95% interval [−0.97, −0.14] (5 seeds)" or, with one seed, why there is no interval."""
         if not math.isfinite(self.half_width):
-            return f"{self.slope:+.3f} (no interval: one seed per depth; use --seeds ≥ 2)"
+            per = "depth" if self.variable == "L" else "width"
+            return f"{self.slope:+.3f} (no interval: one seed per {per}; use --seeds ≥ 2)"
         low, high = self.interval
         return (f"{self.slope:+.3f}, {self.level:.0%} interval [{low:+.2f}, {high:+.2f}] "
                 f"({self.seeds} seeds)")
@@ -68,14 +71,20 @@ class SlopeFit:
     def to_dict(self) -> dict:
         low, high = self.interval
         return {"slope": self.slope, "stderr": self.stderr, "interval": [low, high], "level": self.level,
-                "seeds": self.seeds, "depths": self.depths, "method": SLOPE_METHOD}
+                "seeds": self.seeds, "depths" if self.variable == "L" else "widths": self.depths,
+                "method": slope_method(self.variable)}
 
 
-SLOPE_METHOD = ("mean of the seeds' least-squares slopes of log(error) against log(L), with a Student t "
-                "interval over seeds")
+def slope_method(variable: str = "L") -> str:
+    """How the rate and its interval are computed, as results files record it."""
+    return (f"mean of the seeds' least-squares slopes of log(error) against log({variable}), with a Student t "
+            "interval over seeds")
 
 
-def fit_power_law(depths, seed_errors, level: float = CONFIDENCE) -> SlopeFit:
+SLOPE_METHOD = slope_method()
+
+
+def fit_power_law(depths, seed_errors, level: float = CONFIDENCE, variable: str = "L") -> SlopeFit:
     """Fit error ∝ L^b per seed and average: the rate and its t interval over seeds.
 
     Each seed's networks give one slope; seeds are independent, so the slopes are independent draws whatever the
@@ -86,6 +95,7 @@ def fit_power_law(depths, seed_errors, level: float = CONFIDENCE) -> SlopeFit:
         depths: the D depths L (at least two distinct).
         seed_errors: (S, D) positive errors, seed s at depth d.
         level: confidence level of the interval.
+        variable: the name of what `depths` holds, "L" or, for widths, "n" (recorded in the SlopeFit).
 
     Returns:
         A SlopeFit; its half-width is nan when S = 1.
@@ -105,9 +115,10 @@ def fit_power_law(depths, seed_errors, level: float = CONFIDENCE) -> SlopeFit:
     slopes = np.log(errors) @ centred / (centred @ centred)
     seeds = len(slopes)
     if seeds < 2:
-        return SlopeFit(float(slopes[0]), float("nan"), float("nan"), 1, len(x), level)
+        return SlopeFit(float(slopes[0]), float("nan"), float("nan"), 1, len(x), level, variable)
     stderr = float(slopes.std(ddof=1) / math.sqrt(seeds))
-    return SlopeFit(float(slopes.mean()), stderr, t_quantile(seeds - 1, level) * stderr, seeds, len(x), level)
+    return SlopeFit(float(slopes.mean()), stderr, t_quantile(seeds - 1, level) * stderr, seeds, len(x), level,
+                    variable)
 
 
 # Resamples of the t statistic per interval, and their fixed seed (the same study always prints the same interval).

@@ -245,7 +245,7 @@ def _run_width_study(config, folder, resume, on_seed, on_width, client):
             on_width(result)
     seed_errors = np.array([r.seed_errors for r in results]).T  # (seeds, widths)
     means, lows, highs = error_means_and_intervals(seed_errors)
-    fit = fit_power_law(config.widths, seed_errors) if len(config.widths) > 1 else None
+    fit = fit_power_law(config.widths, seed_errors, variable="n") if len(config.widths) > 1 else None
     study = WidthStudy(results, means, lows, highs, fit)
     if folder:
         write_json(os.path.join(folder, "results.json"),

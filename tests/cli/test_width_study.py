@@ -57,6 +57,8 @@ def test_width_study_prints_each_width_and_the_seeds_interval_of_the_rate(tmp_pa
     assert abs(float(printed[2]) - low) < 5e-3 and abs(float(printed[3]) - high) < 5e-3
     assert printed[4] == ("inside" if low <= -0.5 <= high else "OUTSIDE")
     assert stored["theory_inside_interval"] == (low <= -0.5 <= high)
+    # The stored fit names what it was fitted against (before: "against log(L)" and "depths": 3).
+    assert stored["fit"]["widths"] == 3 and "depths" not in stored["fit"] and "log(n)" in stored["fit"]["method"]
 
 
 @pytest.mark.parametrize("argv, words", [
