@@ -61,7 +61,7 @@ def command(arch, depths, C_L, widths, width_study_depth, seeds, first_seed, poi
     and the fitted error-vs-width rate with its interval (theory: −½).
     """
     from ..backends.registry import get_backend
-    from ..engine.experiments.convergence import ConvergenceConfig
+    from ..engine.experiments.convergence import ConvergenceConfig, load_depth
 
     name = arch["arch"]
     cls = architecture(name)
@@ -93,7 +93,7 @@ def command(arch, depths, C_L, widths, width_study_depth, seeds, first_seed, poi
                                    first_seed=first_seed, points=points, dtype=dtype, backend=backend, network=network)
         backend_name = get_backend(backend).name
     out_dir = hold_output_folder(out_dir, "simulate", config.key(), resume=resume, overwrite=overwrite)
-    keeps(lambda: kept_depths(config, out_dir))
+    keeps(lambda: kept_points(out_dir, config, config.depths, load_depth, "depths"))
     with user_errors(), maybe_cluster(cluster, workers, cluster_config) as client:
         _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, quiet, client)
 
@@ -136,7 +136,7 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
 def _width_study(arch, cls, widths, depth, seeds, first_seed, points, dtype, backend, out_dir, resume, overwrite,
                  cluster, quiet):
     from ..backends.registry import get_backend
-    from ..engine.experiments.width_study import WidthStudyConfig
+    from ..engine.experiments.width_study import WidthStudyConfig, load_width
 
     given = given_fields(cls, arch)
     with user_errors():
@@ -146,7 +146,7 @@ def _width_study(arch, cls, widths, depth, seeds, first_seed, points, dtype, bac
                                   network=network)
         backend_name = get_backend(backend).name
     out_dir = hold_output_folder(out_dir, "simulate", config.key(), resume=resume, overwrite=overwrite)
-    keeps(lambda: kept_widths(config, out_dir))
+    keeps(lambda: kept_points(out_dir, config, config.widths, load_width, "widths"))
     with user_errors(), maybe_cluster(*cluster) as client:
         _run_width_study(config, cls, backend_name, out_dir, resume, quiet, client)
 
@@ -183,16 +183,6 @@ def _run_width_study(config, cls, backend_name, out_dir, resume, quiet, client):
     click.echo(f"results in {out_dir}")
 
 
-def kept_widths(config, out_dir: str) -> str:
-    """What an interrupted width study leaves in `out_dir`: the widths stored there with this configuration."""
-    from ..engine.experiments.width_study import load_width
-
-    kept = [width for width in config.widths if load_width(out_dir, config, width) is not None]
-    if not kept:
-        return NOTHING_KEPT
-    return f"{len(kept)} of {len(config.widths)} widths kept in {out_dir}; rerun with -o {out_dir} --resume"
-
-
 def _simulate_training(depths, C_L, seeds, steps, backend, out_dir, quiet, cluster, overwrite):
     """Fig. 3 complete: kernel at init and after training, kernel drift and fit, per depth over seeds."""
     from ..engine.rules import C_L_values
@@ -225,11 +215,10 @@ def _simulate_training_in(out_dir, pairs, C_L, seeds, steps, backend, quiet, cli
     click.echo(f"results in {out_dir}")
 
 
-def kept_depths(config, out_dir: str) -> str:
-    """What an interrupted run leaves in `out_dir`: the depths stored there with this configuration."""
-    from ..engine.experiments.convergence import load_depth
-
-    kept = [depth for depth in config.depths if load_depth(out_dir, config, depth) is not None]
+def kept_points(out_dir: str, config, values, load, noun: str) -> str:
+    """What an interrupted study leaves in `out_dir`: its depths or widths (`noun`) that `load(out_dir, config,
+    value)` finds stored there with this configuration."""
+    kept = [value for value in values if load(out_dir, config, value) is not None]
     if not kept:
         return NOTHING_KEPT
-    return f"{len(kept)} of {len(config.depths)} depths kept in {out_dir}; rerun with -o {out_dir} --resume"
+    return f"{len(kept)} of {len(values)} {noun} kept in {out_dir}; rerun with -o {out_dir} --resume"
