@@ -66,6 +66,28 @@ def json_entry(arrays: dict, key: str, path, what: str, error=FileFormatError) -
     return value
 
 
+def read_stored_result(path, key: dict, what: str, arrays: tuple, build):
+    """One unit of a resumable study as `results.write_stored_result` wrote it: `build(summary, arrays)` from its
+    JSON summary and its named arrays; None where no file is there or it holds another configuration than `key`.
+
+    Raises:
+        FileFormatError: the file exists but is damaged (named, with what is wrong).
+    """
+    if not os.path.exists(path):
+        return None
+    data = read_npz(path, what)
+    if json_entry(data, "key", path, what) != key:
+        return None
+    summary = json_entry(data, "summary", path, what)
+    missing = [name for name in arrays if name not in data]
+    if missing:
+        raise FileFormatError(f"{what} {os.fspath(path)!r} is missing {', '.join(missing)}")
+    try:
+        return build(summary, {name: data[name] for name in arrays})
+    except TypeError as exc:
+        raise FileFormatError(f"{what} {os.fspath(path)!r} has a damaged summary ({exc})") from None
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

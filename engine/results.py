@@ -68,6 +68,12 @@ def write_npz(path: str, **arrays) -> None:
     atomic_write(path, lambda handle: np.savez(handle, **arrays), suffix=".npz")
 
 
+def write_stored_result(path: str, key: dict, summary: dict, **arrays) -> None:
+    """One unit of a resumable study (a depth, a width), atomically: the configuration `key` it belongs to, its
+    JSON summary and its arrays, as `files.read_stored_result` reads them back."""
+    write_npz(path, key=np.array(json.dumps(key)), summary=np.array(json.dumps(summary)), **arrays)
+
+
 def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()

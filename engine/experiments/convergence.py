@@ -8,7 +8,6 @@ L^{-1/2} while C_L is large enough that the 1/C_L² bias is negligible.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,12 +16,12 @@ import numpy as np
 from ..api import scaled_ntk
 from ..architectures import architecture, preset_fields, spec_field_names
 from ..clusters import run_seed_groups
-from ...base.errors import FileFormatError, SpecError, option
+from ...base.errors import SpecError, option
 from .stats import fit_power_law, relative_block_errors
-from ..files import json_entry, read_npz
+from ..files import read_stored_result
 from ...base.memory import require_memory
 from ..params import init_params
-from ..results import run_folder, write_json, write_npz
+from ..results import run_folder, write_json, write_npz, write_stored_result
 from ..rules import C_L_values
 
 
@@ -178,26 +177,13 @@ def load_depth(folder: str, config: ConvergenceConfig, depth: int):
     Raises:
         FileFormatError: the file exists but is damaged (named, with what is wrong).
     """
-    path = depth_file(folder, depth)
-    if not os.path.exists(path):
-        return None
-    data = read_npz(path, "stored depth result")
-    if json_entry(data, "key", path, "stored depth result") != config.key():
-        return None
-    summary = json_entry(data, "summary", path, "stored depth result")
-    missing = [name for name in ("kernels", "limit", "expected") if name not in data]
-    if missing:
-        raise FileFormatError(f"stored depth result {path!r} is missing {', '.join(missing)}")
-    try:
-        return DepthResult(**summary, kernels=data["kernels"], limit=data["limit"], expected=data["expected"])
-    except TypeError as exc:
-        raise FileFormatError(f"stored depth result {path!r} has a damaged summary ({exc})") from None
+    return read_stored_result(depth_file(folder, depth), config.key(), "stored depth result",
+                              ("kernels", "limit", "expected"), lambda summary, arrays: DepthResult(**summary, **arrays))
 
 
 def save_depth(folder: str, config: ConvergenceConfig, result: DepthResult) -> None:
-    write_npz(depth_file(folder, result.depth), key=np.array(json.dumps(config.key())),
-              summary=np.array(json.dumps(result.summary())), kernels=result.kernels, limit=result.limit,
-              expected=result.expected)
+    write_stored_result(depth_file(folder, result.depth), config.key(), result.summary(), kernels=result.kernels,
+                        limit=result.limit, expected=result.expected)
 
 
 def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume: bool = False, on_seed=None,

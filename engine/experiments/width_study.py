@@ -10,7 +10,6 @@ Nica 2020), so the relative error should fall like n^{−1/2}. Intervals and the
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..architectures import architecture, preset_fields
-from ...base.errors import FileFormatError, SpecError, option
+from ...base.errors import SpecError, option
 from ...base.memory import require_memory
-from ..files import json_entry, read_npz
-from ..results import run_folder, write_json, write_npz
+from ..files import read_stored_result
+from ..results import run_folder, write_json, write_npz, write_stored_result
 from .convergence import ensemble_kernels, limit_and_expected, seed_kernels
 from .stats import error_means_and_intervals, fit_power_law, relative_block_errors
 
@@ -189,25 +188,13 @@ def load_width(folder: str, config: WidthStudyConfig, width: int):
     Raises:
         FileFormatError: the file exists but is damaged (named, with what is wrong).
     """
-    path = width_file(folder, width)
-    if not os.path.exists(path):
-        return None
-    data = read_npz(path, "stored width result")
-    if json_entry(data, "key", path, "stored width result") != config.key():
-        return None
-    summary = json_entry(data, "summary", path, "stored width result")
-    missing = [name for name in ("kernels", "limit") if name not in data]
-    if missing:
-        raise FileFormatError(f"stored width result {path!r} is missing {', '.join(missing)}")
-    try:
-        return WidthResult(**summary, kernels=data["kernels"], limit=data["limit"])
-    except TypeError as exc:
-        raise FileFormatError(f"stored width result {path!r} has a damaged summary ({exc})") from None
+    return read_stored_result(width_file(folder, width), config.key(), "stored width result", ("kernels", "limit"),
+                              lambda summary, arrays: WidthResult(**summary, **arrays))
 
 
 def save_width(folder: str, config: WidthStudyConfig, result: WidthResult) -> None:
-    write_npz(width_file(folder, result.width), key=np.array(json.dumps(config.key())),
-              summary=np.array(json.dumps(result.summary())), kernels=result.kernels, limit=result.limit)
+    write_stored_result(width_file(folder, result.width), config.key(), result.summary(), kernels=result.kernels,
+                        limit=result.limit)
 
 
 def run_width_study(config: WidthStudyConfig, folder: str | None = None, resume: bool = False, on_seed=None,
