@@ -174,14 +174,15 @@ def load_mnist(data_dir: str | None = None, *, task: str = "digits", layout: str
                         f"{MNIST_FILES['test-labels'][0]}[.gz]) in {folder!r}; put them there, or name the folder that "
                         f"holds them with {option('data_dir', None)} or DEEPNTK_DATA")
     train = read_mnist_pair(folder, "train", download=False)
-    note = f"MNIST's training and test files in {folder}"
+    # Which data a run read, without the folder: results files travel (docs/results/ is published), paths do not.
+    note = "MNIST's training and test files"
     if train is None:
         images, labels = test
         order = rng.permutation(len(labels))
         n_test = int(round(len(labels) * test_fraction))
         train = images[order[n_test:]], labels[order[n_test:]]
         test = images[order[:n_test]], labels[order[:n_test]]
-        note = (f"only the test files are in {folder}: split them {len(order) - n_test}/{n_test} with seed "
+        note = (f"only MNIST's test files were found: split them {len(order) - n_test}/{n_test} with seed "
                 f"{split_seed}")
 
     def prepare(images, labels, size):
