@@ -83,7 +83,7 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
             subset_size = {"train_size" if split == "train" else "test_size": subset}
             data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir, **subset_size)
             if data.note:
-                click.echo(data.note, err=True)
+                click.echo(f"data: {data.note}", err=True)
             X1 = data.X_train if split == "train" else data.X_test
             X2 = None
         else:

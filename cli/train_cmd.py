@@ -79,7 +79,7 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
             data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir, train_size=train_size,
                                 test_size=test_size, split_seed=seed)
             if data.note:
-                click.echo(data.note, err=True)
+                click.echo(f"data: {data.note}", err=True)
             X, Y, X_test, Y_test = data.X_train, data.Y_train, data.X_test, data.Y_test
             spec = spec_from_data(arch, X.shape, "the dataset", outputs=Y.shape[1], depth=depth, C_L=C_L)
             params = init_params(spec, init, seed, dtype)
