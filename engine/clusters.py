@@ -300,6 +300,19 @@ def _start(kind: str, workers, config_path, distributed):
 GUARD = 'if __name__ == "__main__":'
 
 
+def _say_whole_line(line: str) -> None:
+    """`line` on standard error in one write: every worker of a cluster says the same sentence at once, and
+    SystemExit's own printing writes the text and its newline separately, so two workers' lines ran together."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        os.write(sys.stderr.fileno(), line.encode())
+    except (AttributeError, OSError, ValueError):  # no file descriptor behind stderr (an embedding host)
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+
 def check_main_guard() -> None:
     """Refuse to start local worker processes from the unguarded top level of a script, before any starts.
 
@@ -319,8 +332,9 @@ def check_main_guard() -> None:
     # a cluster the parent started. It exits with the sentence alone (a traceback from each worker is what the
     # sentence replaces), and the parent reports that its workers failed to start.
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise SystemExit(f"deepntk: a worker process re-running the main script was asked to start a local "
-                         f"cluster: put the script's work under `{GUARD}`")
+        _say_whole_line(f"deepntk: a worker process re-running the main script was asked to start a local "
+                        f"cluster: put the script's work under `{GUARD}`\n")
+        raise SystemExit(1)
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if path is None or _start_method() == "fork":
