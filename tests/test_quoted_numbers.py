@@ -153,12 +153,18 @@ def test_every_quoted_folder_is_made_by_a_command_printed_beside_it(document):
     for folder in sorted({os.path.dirname(q["file"]) for q in quotes(document)}):
         printed = [c for c in commands if re.search(rf"{re.escape(folder)}(/|\s|$)", c)]
         assert printed, f"{document} quotes {folder} but prints no `deepntk … {folder}` command that makes it"
-        for record in ("run.json", "manifest.json"):
-            path = os.path.join(ROOT, folder, record)
-            if os.path.exists(path):
-                recorded = load(os.path.join(folder, record))["command"].split()
-                assert any(all(word in c.split() for word in recorded) for c in printed), \
-                    f"{folder}/{record} was made by `deepntk {' '.join(recorded)}`, not by {printed}"
+        quoted = sorted({q["file"] for q in quotes(document) if os.path.dirname(q["file"]) == folder})
+        records = [os.path.join(folder, name) for name in ("run.json", "manifest.json")
+                   if os.path.exists(os.path.join(ROOT, folder, name))]
+        records += [path for path in quoted if "command" in load(path)]  # e.g. `gram --report`'s file
+        for record in records:
+            recorded = load(record)["command"].split()
+            assert any(all(word in c.split() for word in recorded) for c in printed), \
+                f"{record} was made by `deepntk {' '.join(recorded)}`, not by {printed}"
+        if not records:  # a file that records no command (`deepntk bench -o FILE`): a printed command writes it
+            for path in quoted:
+                assert any(re.search(rf"(-o|--output|--report) {re.escape(path)}(\s|$)", c) for c in printed), \
+                    f"{document} quotes {path}, which records no command, and prints none that writes it"
 
 
 @pytest.mark.parametrize("document", QUOTING_DOCUMENTS)
