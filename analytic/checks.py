@@ -43,8 +43,24 @@ def check_points(X, name: str) -> np.ndarray:
         X = X[None]
     if X.ndim != 2:
         raise ValueError(f"{name} must have shape (N, d_in), got {X.shape}")
+    return check_filled(X, name, "points")
+
+
+def check_images(X, name: str) -> np.ndarray:
+    """Images as a float64 (N, c, d, d) array (one image of shape (c, d, d) is N = 1); ValueError naming `name`
+    for another shape, non-square images, no images, or values that are not finite."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 3:
+        X = X[None]
+    if X.ndim != 4 or X.shape[2] != X.shape[3]:
+        raise ValueError(f"{name} must have shape (N, c, d, d) with square images, got {X.shape}")
+    return check_filled(X, name, "images")
+
+
+def check_filled(X: np.ndarray, name: str, items: str) -> np.ndarray:
+    """`X` unless it holds no `items` or values that are not finite (ValueError naming `name`)."""
     if X.size == 0:
-        raise ValueError(f"{name} holds no points (shape {X.shape})")
+        raise ValueError(f"{name} holds no {items} (shape {X.shape})")
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return X

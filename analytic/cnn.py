@@ -27,7 +27,7 @@ import importlib.util
 import numpy as np
 
 from .arccos import arccos_kernel
-from .checks import check_depth, check_scales
+from .checks import check_depth, check_images, check_scales
 
 # Bound on pixel-pair κ evaluations held in memory at once (each takes ~6 float64 temporaries).
 BLOCK_ELEMENTS = 1 << 21
@@ -57,19 +57,6 @@ def input_patches(X: np.ndarray, filter_size: int) -> np.ndarray:
     return cols.reshape(N, c * filter_size**2, d * d).transpose(0, 2, 1)
 
 
-def _as_images(X, name):
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim == 3:
-        X = X[None]
-    if X.ndim != 4 or X.shape[2] != X.shape[3]:
-        raise ValueError(f"{name} must have shape (N, c, d, d) with square images, got {X.shape}")
-    if X.size == 0:
-        raise ValueError(f"{name} holds no images (shape {X.shape})")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return X
-
-
 class CNNTerms:
     """The input-dependent pieces of docs/finite-depth.md#cnn for one pair of image sets: TX and T1, and what the
     pixel-pair sum K(β²) reads (the patches P1, P2 (N, d², c·f²), their squared norms, the window weights M
@@ -80,8 +67,8 @@ class CNNTerms:
             raise ValueError(f"filter_size must be odd and >= 1, got {filter_size}")
         if filter_variance not in ("paper", "code"):
             raise ValueError(f"filter_variance must be 'paper' or 'code', got {filter_variance!r}")
-        self.X1 = _as_images(X1, "X1")
-        self.X2 = self.X1 if X2 is None else _as_images(X2, "X2")
+        self.X1 = check_images(X1, "X1")
+        self.X2 = self.X1 if X2 is None else check_images(X2, "X2")
         if self.X1.shape[1:] != self.X2.shape[1:]:
             raise ValueError(f"X1 and X2 hold images of different shapes ({self.X1.shape[1:]}, {self.X2.shape[1:]})")
         _, c, d, _ = self.X1.shape
