@@ -76,6 +76,10 @@ class MemoryBudgetError(DeepNTKError, MemoryError):
     """A size derived from the input that cannot fit in memory, refused before allocating (with the numbers)."""
 
 
+class DiskSpaceError(DeepNTKError, OSError):
+    """A store that cannot fit on the disk it is written to, refused before writing (with the numbers)."""
+
+
 class TrainingDiverged(DeepNTKError, FloatingPointError):
     """The loss stopped being finite. `step` is the step whose loss `value` was not finite; `W`, `b` hold the
     packed parameters before that step (the last good state) and `losses` the finite batch losses before it."""

@@ -1,12 +1,14 @@
-"""Memory planning: refuse sizes that cannot fit before allocating, and split work so that what a backend
-holds at once stays under a byte budget (DEEPNTK_MEMORY_BUDGET)."""
+"""Memory planning: refuse sizes that cannot fit (in memory, or on the disk a store is written to) before
+allocating, and split work so that what a backend holds at once stays under a byte budget
+(DEEPNTK_MEMORY_BUDGET)."""
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 
-from .errors import InputError, MemoryBudgetError
+from .errors import DiskSpaceError, InputError, MemoryBudgetError
 
 # Default working-set budget per call; DEEPNTK_MEMORY_BUDGET (bytes) overrides it.
 DEFAULT_BUDGET = 2 << 30
@@ -54,6 +56,18 @@ def require_memory(nbytes: float, what: str) -> None:
     if nbytes > available:
         raise MemoryBudgetError(f"{what} needs about {format_bytes(nbytes)} of memory, but only "
                                 f"{format_bytes(available)} is available")
+
+
+def require_disk(path: str, nbytes: float, what: str) -> None:
+    """Raise DiskSpaceError, with the numbers, when `what` needs more than the free space of the file system that
+    holds `path` (its nearest existing folder), so a long run is refused up front, not when the disk fills."""
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise DiskSpaceError(f"{what} needs about {format_bytes(nbytes)} of disk, but {folder!r} has only "
+                             f"{format_bytes(free)} free")
 
 
 def input_blocks(count: int, bytes_per_input: int, budget: int | None = None) -> list[slice]:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..base.errors import FileFormatError, InputError, option
+from ..base.memory import require_disk
 
 # The closed forms' kinds, each a method of the spec: the wide MLP's NTK Θ^L (its limit kernel) and NNGP Σ^L.
 CLOSED_FORMS = {"limit": "limit_kernel", "expected": "expected_kernel", "wide-ntk": "limit_kernel",
@@ -183,6 +184,7 @@ class GramStore:
     path: str
     config: dict
     group: object = field(repr=False)
+    _seen_complete: bool = field(default=False, repr=False, compare=False)
 
     @functools.cached_property
     def shape(self) -> tuple:
@@ -226,6 +228,18 @@ class GramStore:
         except Exception:  # a chunk that no longer decodes is simply not complete
             return -2
 
+    def _in_upper_tiles(self, rows, cols) -> bool:
+        """Whether plain slices `rows`, `cols` lie in stored (upper or diagonal) tiles only: read as they are, not
+        entry by entry through the mirror."""
+        if not (isinstance(rows, slice) and isinstance(cols, slice) and rows.step in (None, 1)
+                and cols.step in (None, 1)):
+            return False
+        first_row, last_row, _ = rows.indices(self.shape[0])
+        first_col, last_col, _ = cols.indices(self.shape[1])
+        if last_row <= first_row or last_col <= first_col:
+            return False
+        return (last_row - 1) // self.tile <= first_col // self.tile
+
     def slices(self, i: int, j: int) -> tuple[slice, slice]:
         """The rows and columns of tile (i, j)."""
         return tile_slice(i, self.tile, self.shape[0]), tile_slice(j, self.tile, self.shape[1])
@@ -237,8 +251,12 @@ class GramStore:
 
     @property
     def complete(self) -> bool:
-        record = self.recorded()
-        return all(record[i, j] >= 0 for i, j in self.tiles())
+        # A written tile's record is only ever overwritten with another CRC, so a store once seen complete stays
+        # complete: readers that ask before every tile read the record (one Zarr chunk per tile) once, not per tile.
+        if not self._seen_complete:
+            record = self.recorded()
+            self._seen_complete = all(record[i, j] >= 0 for i, j in self.tiles())
+        return self._seen_complete
 
     def read(self, rows=slice(None), cols=slice(None)) -> np.ndarray:
         """Gram entries as a NumPy array; for a symmetric Gram the lower tiles are read from their mirror."""
@@ -246,7 +264,7 @@ class GramStore:
             missing = sum(1 for i, j in self.tiles() if self.recorded()[i, j] < 0)
             raise GramStoreError(f"Gram store {self.path!r} is incomplete ({missing} tiles missing); complete it with {option('resume')}")
         gram = self.group["gram"]
-        if not self.symmetric:
+        if not self.symmetric or self._in_upper_tiles(rows, cols):
             return gram[rows, cols]
         rows = np.arange(self.shape[0])[rows]
         cols = np.arange(self.shape[1])[cols]
@@ -282,6 +300,12 @@ def open_store(path) -> GramStore:
     if config.get("format") != STORE_FORMAT:
         raise GramStoreError(f"Gram store {path!r} has format {config.get('format')!r}, expected {STORE_FORMAT}")
     return GramStore(path, config, group)
+
+
+def chunk_bytes(kernel: GramKernel, tile: int) -> int:
+    """Bytes one stored tile occupies on disk: a full tile×tile chunk of float64 values, uncompressed (Zarr stores
+    the edge tiles' chunks at full size too)."""
+    return tile * tile * int(np.prod(kernel.value_shape, dtype=np.int64)) * 8
 
 
 def create_store(path, kernel: GramKernel, X1: np.ndarray, X2: np.ndarray | None, tile: int,
@@ -417,9 +441,14 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
     A = check_inputs(X1, spec, "X1", pool=False)
     B = None if X2 is None else check_inputs(X2, spec, "X2", pool=False)
     tile = choose_tile(len(A), len(A) if B is None else len(B), tile)
+    if not os.path.exists(store):  # refused before the store exists, so a retry on a larger disk starts afresh
+        rows, cols = -(-len(A) // tile), -(-(len(A) if B is None else len(B)) // tile)
+        require_disk(store, chunk_bytes(kernel, tile) * (rows * (rows + 1) // 2 if B is None else rows * cols),
+                     f"the Gram store {os.fspath(store)!r}")
     gram_store = create_store(store, kernel, A, B, tile, resume)
     complete = gram_store.complete_tiles(verify)
     todo = [t for t in gram_store.tiles() if t not in complete]
+    require_disk(store, chunk_bytes(kernel, tile) * len(todo), f"the {len(todo)} tiles left of {os.fspath(store)!r}")
     total = len(gram_store.tiles())
     reused = total - len(todo)
     started = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ pytest.importorskip("zarr", reason="the distributed extra (Zarr) is not installe
 
 import deepntk  # noqa: E402
 from deepntk.engine.clusters import SINGLE_THREADED, dask_client, job_script  # noqa: E402
-from deepntk.base.errors import ClusterError  # noqa: E402
+from deepntk.base.errors import ClusterError, DiskSpaceError  # noqa: E402
 from deepntk.engine.gram import GramKernel, GramStoreError, gram, open_store, tile_slices  # noqa: E402
 from conftest import wait_for  # noqa: E402
 
@@ -77,6 +78,13 @@ def test_tiles_equal_the_one_process_result_bitwise(client, tmp_path):
             count = -(-len(X1) // tile)
             assert report.tiles == count * (count + 1) // 2
         assert np.array_equal(report.store.read(slice(3, 17), slice(0, 9)), expected[3:17, 0:9])
+        # Tile by tile, as the solvers and the depth study read (stored tiles directly, lower ones by mirror), and
+        # a block spanning two stored tiles of a row.
+        rows, cols = tile_slices(len(X1), tile), tile_slices(expected.shape[1], tile)
+        for i, j in [(i, j) for i in range(len(rows)) for j in range(len(cols))]:
+            assert np.array_equal(report.store.read(rows[i], cols[j]), expected[rows[i], cols[j]]), (i, j)
+        assert np.array_equal(report.store.read(slice(1, tile), slice(tile, 3 * tile)),
+                              expected[1:tile, tile:3 * tile])
 
 
 def test_a_damaged_chunk_is_found_and_recomputed(client, tmp_path):
@@ -90,6 +98,16 @@ def test_a_damaged_chunk_is_found_and_recomputed(client, tmp_path):
     again = gram(kernel, X1, store=store, tile=tile, client=client, resume=True)
     assert (again.computed, again.reused) == (1, first.tiles - 1)
     assert np.array_equal(again.store.read(), one_process(kernel, X1, None, tile))
+
+
+def test_a_store_larger_than_the_free_disk_is_refused_before_it_exists(client, tmp_path):
+    kernel = GramKernel.for_spec("limit", deepntk.MLP(2, 1, 50, 7.0))
+    free = shutil.disk_usage(tmp_path).free
+    # N² / 2 float64 entries, even without the padding of the edge tiles, are 4× the free space.
+    N = int(np.sqrt(free)) + 1
+    with pytest.raises(DiskSpaceError, match=r"needs about [0-9.]+ [GT]iB of disk, but .* has only [0-9.]+ \w+ free"):
+        gram(kernel, points(N, 9), store=tmp_path / "K.zarr", client=client)
+    assert not os.listdir(tmp_path)
 
 
 def test_a_store_of_another_configuration_is_refused(client, tmp_path):
