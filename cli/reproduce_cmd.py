@@ -19,7 +19,7 @@ from ..engine.experiments.table1 import TABLE1_NETWORKS, check_networks
 from ..engine.results import environment, record_file, write_json
 
 # The options an experiment takes as the config field of the same name (docs/experiments.md#adding-an-experiment).
-CONFIG_OPTIONS = ("scale", "data_dir", "networks", "max_steps")
+CONFIG_OPTIONS = ("scale", "data_dir", "networks", "max_steps", "kernels", "depths")
 # The experiment whose limit-kernel variant `--predict` runs (outside the protocol: it streams its rows).
 PREDICT_VARIANT = "table1"
 
@@ -67,6 +67,10 @@ class ExperimentName(click.Choice):
 @click.option("--networks", type=CommaList(str, what="networks"), default=None,
               help=f"table1 only: the rows to train (or, with --predict, to compute), of {','.join(TABLE1_NETWORKS)} "
                    "[all].")
+@click.option("--kernels", type=CommaList(str, what="kernels"), default=None,
+              help="depth only: the kernels, of wide-ntk,wide-nngp,narrow-expected,narrow-limit [all].")
+@click.option("--depths", type=CommaList(int, minimum=1, what="depths"), default=None,
+              help="depth only: the depths L [the scale's: 1,3,10,…,10000; full: 10,1000].")
 @click.option("--max-steps", type=click.IntRange(min=2), default=None,
               help="table1 only: stop each network after this many SGD steps, and report its rate and what the "
                    "whole schedule would take at that rate (a bounded run of --scale paper).")
@@ -74,7 +78,7 @@ class ExperimentName(click.Choice):
 @cluster_options
 @quiet_option
 def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, plot, predict_size, test_size, store_dir,
-            networks, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config, quiet):
+            networks, kernels, depths, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config, quiet):
     """Run one of the paper's experiments (or a registered one) and write its results.
 
     The results folder holds the results (JSON + .npz), a manifest and a figure."""
@@ -104,7 +108,7 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
         spec = get_experiment(experiment)
     if click.get_current_context().get_parameter_source("scale") is ParameterSource.DEFAULT:
         scale = None  # the config's own default, and no refusal where it has no scale
-    given = {name: value for name, value in zip(CONFIG_OPTIONS, (scale, data_dir, networks, max_steps))
+    given = {name: value for name, value in zip(CONFIG_OPTIONS, (scale, data_dir, networks, max_steps, kernels, depths))
              if value is not None}
     taken = {field.name for field in dataclasses.fields(spec.config)}
     for name in given:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,13 +45,28 @@ MAX_IN_MEMORY = 20000
 SCALE_FORMS = "quick, <N>k (N thousand training images, 1 ≤ N ≤ 20) or full"
 
 
-def depth_scale(scale: str) -> dict:
+def depth_scale(scale: str, kernels=None, depths=None) -> dict:
     """What `scale` runs: training and test images (None: all), depths, kernels, and whether the Grams go out of
-    core (Zarr stores and iterative solvers, as `reproduce table1 --predict`).
+    core (Zarr stores and iterative solvers, as `reproduce table1 --predict`). `kernels` (names of KERNELS) and
+    `depths` (integers ≥ 1), where given, replace the scale's own.
 
     Raises:
-        InputError: `scale` is none of SCALE_FORMS.
+        InputError: `scale` is none of SCALE_FORMS, or a kernel or depth is not one the study takes.
     """
+    plan = _scale_plan(scale)
+    if kernels is not None:
+        unknown = [kernel for kernel in kernels if kernel not in KERNELS]
+        if unknown or not kernels:
+            raise InputError(f"the depth study's kernels are {', '.join(KERNELS)}, got {', '.join(map(str, kernels))!r}")
+        plan["kernels"] = tuple(kernel for kernel in KERNELS if kernel in kernels)  # the table's order
+    if depths is not None:
+        if not depths or any(isinstance(depth, bool) or not isinstance(depth, int) or depth < 1 for depth in depths):
+            raise InputError(f"the depth study's depths are integers L >= 1, got {', '.join(map(str, depths))!r}")
+        plan["depths"] = tuple(sorted(set(depths)))
+    return plan
+
+
+def _scale_plan(scale: str) -> dict:
     if scale == "quick":
         return {"train_size": QUICK_IMAGES, "test_size": QUICK_IMAGES, "depths": DEPTHS, "kernels": tuple(KERNELS),
                 "out_of_core": False}
@@ -66,13 +82,16 @@ def depth_scale(scale: str) -> dict:
 
 @dataclass(frozen=True)
 class DepthConfig:
-    """`deepntk reproduce depth --scale quick|<N>k|full`; `data_dir`: the MNIST IDX folder (not in the key)."""
+    """`deepntk reproduce depth --scale quick|<N>k|full [--kernels …] [--depths …]`; `data_dir`: the MNIST IDX folder
+    (not in the key); `kernels`, `depths`: those of the scale where None (`depth_scale`)."""
 
     scale: str = "quick"
     data_dir: str | None = field(default=None, metadata={"key": False})
+    kernels: list | None = field(default=None, metadata={"key": "if given"})
+    depths: list | None = field(default=None, metadata={"key": "if given"})
 
     def __post_init__(self):
-        depth_scale(self.scale)
+        depth_scale(self.scale, self.kernels, self.depths)
 
 
 def units(kernels, depths) -> list[tuple[str, int | None]]:
@@ -235,6 +254,11 @@ def store_collapse_measures(store) -> dict:
             "condition": None, "condition_is_lower_bound": None, "mean_diagonal": float(np.mean(diagonal))}
 
 
+def unit_stem(store_dir: str, kernel: str, depth: int | None) -> str:
+    """The path, less its "-train.zarr" / "-test.zarr", of one (kernel, depth) row's Gram stores."""
+    return os.path.join(store_dir, kernel if depth is None else f"{kernel}-L{depth}")
+
+
 def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=None, progress=SILENT) -> dict:
     """One (kernel, depth) row through Zarr Gram stores (`deepntk gram`) and the iterative solvers
     (`deepntk.engine.solvers.predict_from_stores`), as `reproduce table1 --predict` runs them."""
@@ -243,7 +267,7 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
 
     spec = kernel_spec(kernel, depth, data.X_train.shape[1], 10)
     gram_kernel = GramKernel.for_spec(GRAM_KINDS[kernel], spec, backend=backend)
-    stem = os.path.join(store_dir, kernel if depth is None else f"{kernel}-L{depth}")
+    stem = unit_stem(store_dir, kernel, depth)
     label = f"{KERNELS[kernel]}" + ("" if depth is None else f" at L = {depth}")
 
     def tiles(stage):
@@ -260,11 +284,12 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
             "converged": [s.converged for s in solves], **measures}
 
 
-def depth_study(scale: str = "quick", data_dir=None, backend=None, client=None, progress=SILENT, folder=None) -> dict:
-    """The depth study at `scale` (`depth_scale`). With `folder` (a results folder this run holds), the results
+def depth_study(scale: str = "quick", data_dir=None, backend=None, client=None, progress=SILENT, folder=None,
+                kernels=None, depths=None) -> dict:
+    """The depth study at `scale` (`depth_scale`, with its `kernels` and `depths` where given). With `folder` (a results folder this run holds), the results
     are saved there after every (kernel, depth), and the rows an earlier, unfinished run saved there are kept
     and not computed again."""
-    plan = depth_scale(scale)
+    plan = depth_scale(scale, kernels, depths)
     data = load_mnist(data_dir, train_size=plan["train_size"], test_size=plan["test_size"])
     majority, majority_acc = majority_accuracy(data.labels_train, data.labels_test)
     vote, vote_acc = inverse_norm_vote(data.X_train, data.labels_train, data.labels_test)
@@ -296,7 +321,12 @@ def depth_study(scale: str = "quick", data_dir=None, backend=None, client=None, 
         out["rows"].append({"kernel": kernel, "depth": depth, **row, "seconds": time.perf_counter() - started})
         if folder is not None:
             DepthResult(out, {}).save(folder)
+        if plan["out_of_core"]:  # the row is saved: its stores (≈ 19 GB each at N = 60,000) make room for the next
+            for part in ("train", "test"):
+                shutil.rmtree(f"{unit_stem(store_dir, kernel, depth)}-{part}.zarr", ignore_errors=True)
     progress.show("depth study", len(todo), len(todo))
+    if plan["out_of_core"] and folder is None:
+        shutil.rmtree(store_dir, ignore_errors=True)
     out["complete"] = True
     return out
 
@@ -359,7 +389,8 @@ class DepthResult(PlotResult):
 
 def run(config: DepthConfig, backend=None, client=None, progress=SILENT, folder=None) -> DepthResult:
     """The depth study at `config.scale`, its units through `progress.show`, saved into `folder` as they end."""
-    return DepthResult(depth_study(config.scale, config.data_dir, backend, client, progress, folder), {})
+    return DepthResult(depth_study(config.scale, config.data_dir, backend, client, progress, folder,
+                                   config.kernels, config.depths), {})
 
 
 EXPERIMENT = Experiment("depth", DepthConfig, run, DepthResult, uses_client=True, checkpoints=True,

@@ -161,4 +161,7 @@ class Experiment:
 def config_key(config) -> dict:
     """The fields of `config` that decide its results: the run folder's configuration (a rerun with the same key
     finds the same folder)."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get("key", True)}
+    # A field marked {"key": "if given"} is left out while None (its default), so adding such an option keeps the
+    # folders of earlier runs, which did not have it, theirs.
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if f.metadata.get("key", True) and not (f.metadata.get("key") == "if given" and getattr(config, f.name) is None)}
