@@ -9,6 +9,7 @@ t ∈ [φ − π/2, π/2] where both units are active; SymPy evaluates both inte
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 
 def _sympy():
@@ -177,25 +178,85 @@ def evaluate_high_precision(expr, values: dict, digits: int = 50):
     return sp.N(expr.subs({s: sp.nsimplify(v) if isinstance(v, float) else v for s, v in values.items()}), digits)
 
 
+@dataclass(frozen=True)
+class Written:
+    """Mathematics that SymPy does not compose (a left-hand side, a sum over windows), in both forms: `plain`
+    (Unicode allowed) and `latex` (ASCII LaTeX)."""
+
+    plain: str
+    latex: str
+
+
+# LaTeX names of the symbols whose SymPy names stand for a square or a word (sympy.latex alone writes \sigma_{w2}).
+LATEX_NAMES = {"sigma_w2": r"\sigma_w^2", "sigma_b2": r"\sigma_b^2", "d_out": r"d_{\mathrm{out}}"}
+KAPPA = Written("κ(s1, s2, s12)", r"\kappa(s_{1}, s_{2}, s_{12})")
+KAPPA_0 = Written("κ₀(s1, s2, s12)", r"\kappa_{0}(s_{1}, s_{2}, s_{12})")
+
+
 def format_formula(arch: str, latex: bool = False, d_in: int = 2) -> str:
-    """Plain-text or LaTeX statement of the limit kernel, for `deepntk limit --symbolic`."""
-    sp = _sympy()
-    kappa, (s1, s2, s12) = arccos_kernel_expr()
-    kappa_text = sp.latex(kappa) if latex else sp.sstr(kappa)
+    """Plain-text or LaTeX statement of the limit kernel, for `deepntk limit --symbolic [--latex]`.
+
+    The statement is prose (ASCII; LaTeX comments, `% …`, with `latex`) and equations, one a line. An equation's
+    right-hand side is the SymPy expression itself, written by sympy.sstr or sympy.latex (with `LATEX_NAMES`);
+    what SymPy does not compose is `Written` in both forms. So the LaTeX is ASCII, and every line that is not a
+    comment is one math-mode equation (tests/analytic/test_symbolic.py renders each with matplotlib's mathtext).
+    """
+    kappa, _ = arccos_kernel_expr()
     if arch == "mlp":
         expr, _ = mlp_limit_expr(d_in)
-        body = sp.latex(expr) if latex else sp.sstr(expr)
-        return (f"MLP limit kernel (Theorem 1, corrected: + d_out), d_in = {d_in}, as a factor of I_d_out:\n{body}\n\n"
-                f"with the arc-cosine kernel derived from its Gaussian integral:\nκ(s1, s2, s12) = {kappa_text}")
-    if arch == "wide-mlp":
+        statement = [f"MLP limit kernel (Theorem 1, corrected: + d_out), d_in = {d_in}, as a factor of I_d_out; "
+                     f"x' is written y:",
+                     (Written("Θ̃∞(x, x')", r"\tilde{\Theta}^{\infty}(x, x')"), expr),
+                     "with the arc-cosine kernel derived from its Gaussian integral:",
+                     (KAPPA, kappa)]
+    elif arch == "wide-mlp":
         nngp, ntk, _ = wide_kernels_expr(d_in, 1)
-        show = sp.latex if latex else sp.sstr
-        return (f"Wide MLP infinite-width kernels at depth L = 1 (hidden layers), d_in = {d_in}, factor of I_d_out; "
-                f"deeper: Σ^l = σ_w²κ(Σ^(l−1)) + σ_b², Θ^l = Θ^(l−1)·σ_w²κ₀(Σ^(l−1)) + Σ^l "
-                f"(deepntk.analytic.symbolic.wide_kernels_expr):\nΣ¹(x, x') = {show(nngp)}\n\nΘ¹(x, x') = {show(ntk)}\n\n"
-                f"κ(s1, s2, s12) = {kappa_text}")
-    text = ("CNN limit kernel (Theorem 4, corrected), factor of I_k:\n"
-            "Θ∞(x, x') = Σ_{a,b} [ Σ_m T_ab(x_m)T_ab(x'_m) + k(|W_ab|/d²)² + d⁻⁴ Σ_{p,q∈W_ab} κ(φ_p(x), φ_q(x')) ]\n"
-            "T_ab(y) = d⁻² Σ_{W_ab} y,  W_ab = {(i,j): 1 ≤ i−a ≤ d, 1 ≤ j−b ≤ d},  "
-            "κ with s = (ρ²/c)|φ|² + β²\n")
-    return text + f"κ(s1, s2, s12) = {kappa_text}"
+        kappa0, _ = arccos_derivative_kernel_expr()
+        statement = [f"Wide MLP infinite-width kernels at depth L = 1 (hidden layers), d_in = {d_in}, factors of "
+                     f"I_d_out; x' is written y:",
+                     (Written("Σ¹(x, x')", r"\Sigma^{1}(x, x')"), nngp),
+                     (Written("Θ¹(x, x')", r"\Theta^{1}(x, x')"), ntk),
+                     "deeper, layer by layer (deepntk.analytic.symbolic.wide_kernels_expr):",
+                     (Written("Σ^l", r"\Sigma^{l}"),
+                      Written("σ_w²κ(Σ^(l−1)) + σ_b²", r"\sigma_w^2 \kappa(\Sigma^{l-1}) + \sigma_b^2")),
+                     (Written("Θ^l", r"\Theta^{l}"),
+                      Written("Θ^(l−1)·σ_w²κ₀(Σ^(l−1)) + Σ^l",
+                              r"\Theta^{l-1} \sigma_w^2 \kappa_{0}(\Sigma^{l-1}) + \Sigma^{l}")),
+                     "with the arc-cosine kernels derived from their Gaussian integrals:",
+                     (KAPPA, kappa), (KAPPA_0, kappa0)]
+    else:
+        statement = [
+            "CNN limit kernel (Theorem 4, corrected), factor of I_k:",
+            (Written("Θ̃∞(x, x')", r"\tilde{\Theta}^{\infty}(x, x')"),
+             Written("Σ_{a,b} [ Σ_m T_ab(x_m)T_ab(x'_m) + k(|W_ab|/d²)² + d⁻⁴ Σ_{p,q∈W_ab} κ(φ_p(x), φ_q(x')) ]",
+                     r"\sum_{a,b} \left[ \sum_{m} T_{ab}(x_m) T_{ab}(x'_m) + k \left(\frac{|W_{ab}|}{d^2}\right)^2"
+                     r" + d^{-4} \sum_{p,q \in W_{ab}} \kappa(\phi_p(x), \phi_q(x')) \right]")),
+            (Written("T_ab(y)", r"T_{ab}(y)"), Written("d⁻² Σ_{W_ab} y", r"d^{-2} \sum_{(i,j) \in W_{ab}} y_{ij}")),
+            (Written("W_ab", r"W_{ab}"), Written("{(i,j): 1 ≤ i−a ≤ d, 1 ≤ j−b ≤ d}",
+                                                 r"\{(i,j) : 1 \leq i-a \leq d,\ 1 \leq j-b \leq d\}")),
+            "where kappa takes the patches' variances and covariance:",
+            (Written("s", "s"), Written("(ρ²/c)|φ|² + β²", r"\frac{\rho^2}{c} |\phi|^2 + \beta^2")),
+            (KAPPA, kappa)]
+    return _write(statement, latex)
+
+
+def _write(statement, latex: bool) -> str:
+    """Prose lines (a blank line before each but the first) and `lhs = rhs` equations, plain or LaTeX."""
+    sp = _sympy()
+
+    def side(value) -> str:
+        if isinstance(value, Written):
+            return value.latex if latex else value.plain
+        if not latex:
+            return sp.sstr(value)
+        return sp.latex(value, symbol_names={symbol: LATEX_NAMES[symbol.name] for symbol in value.free_symbols
+                                             if symbol.name in LATEX_NAMES})
+
+    lines = []
+    for part in statement:
+        if isinstance(part, str):
+            lines += ([""] if lines else []) + [f"% {part}" if latex else part]
+        else:
+            lhs, rhs = part
+            lines.append(f"{side(lhs)} = {side(rhs)}")
+    return "\n".join(lines)

@@ -48,17 +48,18 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
 
     check_output_path(output)
     if workloads is not None and workloads.strip() == "scale":
-        return _scale(mnist_gram, data_dir, output)
+        return _scale(mnist_gram, data_dir, output, quiet)
     if workloads is not None and workloads.strip() == "cnn-limit":
-        return _cnn_limit(data_dir, output)
+        return _cnn_limit(data_dir, output, quiet)
     if workloads is not None and workloads.strip() == "solvers":
-        return _solvers(data_dir, output)
+        return _solvers(data_dir, output, quiet)
     if workloads is not None and workloads.strip() == "wide-limit":
-        return _wide_limit(data_dir, output)
+        return _wide_limit(data_dir, output, quiet)
     if workloads is not None and workloads.strip() in ("ensembles", "cold-start"):
         with user_errors():
             backend = get_backend(comma_list(backends, "--backends", str.strip)[0] if backends else None).name
-        return (_ensembles if workloads.strip() == "ensembles" else _cold_start)(backend, quick, repeats, output)
+        return (_ensembles if workloads.strip() == "ensembles" else _cold_start)(backend, quick, repeats, output,
+                                                                                 quiet)
     if backends is None:
         chosen = [n for n in backend_names() if availability(n)[0]]
     else:
@@ -92,15 +93,17 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
             base = medians.get((t.workload, other))
             return f"{base / t.median:>8.2f}x" if base and t.median == t.median else f"{'-':>9}"
 
+        bar.clear()
         rate = t.flops / t.median if t.median == t.median else float("nan")
         line = (f"{t.workload:<20} {t.implementation:<11} {t.first_call:>8.3f} {t.median:>9.4f} {ratio('numpy')} "
                 f"{ratio('numba')} {rate / 1e9:>8.2f} {100 * rate / peak:>5.1f}% {t.median / t.depth * 1e6:>9.3f} "
                 f"{t.rel_error:>8.1e}")
         click.echo(line + (f"  {t.note}" if t.note else ""))
 
-    with user_errors():
+    with user_errors(), progress(None, "timed calls", quiet) as bar:
         get_backend(reference)
-        timings = run_benchmark(selected, implementations, repeats, on_result=on_result, reference=reference)
+        timings = run_benchmark(selected, implementations, repeats, on_result=on_result, reference=reference,
+                                on_step=bar.set)
     report = {"matmul_peak_flops": peak, "timings": [t.__dict__ for t in timings]}
     if fig3_full:
         gd_times = {t.implementation: t.median for t in timings
@@ -118,7 +121,7 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     _write_report(output, report)
 
 
-def _scale(mnist_gram, data_dir, output):
+def _scale(mnist_gram, data_dir, output, quiet):
     """Dask workers on this machine: 1 vs 2 workers, per-task overhead, and optionally a full-MNIST Gram."""
     from ..engine.experiments.scale import scale_benchmark
 
@@ -132,7 +135,8 @@ def _scale(mnist_gram, data_dir, output):
             if len(data.X_train) < mnist_gram:
                 raise CommandError(f"--mnist-gram {mnist_gram}: only {len(data.X_train)} training images are there")
             mnist = data.X_train[:mnist_gram]
-        report = scale_benchmark(mnist)
+        with progress(None, "scale-out measurements", quiet) as bar:
+            report = scale_benchmark(mnist, on_step=bar.set)
     speedup, overhead = report["speedup"], report["overhead"]
     click.echo(f"{speedup['workload']}: 1 worker {speedup['seconds_1_worker']:.2f} s, 2 workers "
                f"{speedup['seconds_2_workers']:.2f} s, speed-up {speedup['speedup']:.2f}× ({report['cpus']} CPUs)")
@@ -147,12 +151,12 @@ def _scale(mnist_gram, data_dir, output):
     _write_report(output, report)
 
 
-def _wide_limit(data_dir, output):
+def _wide_limit(data_dir, output, quiet):
     """Gram entries per second of the wide MLP's NTK, fused vs NumPy, and the fraction of the machine's limit."""
     from ..engine.experiments.benchmark import describe_machine, wide_limit_rates
 
-    with user_errors():
-        report = wide_limit_rates(data_dir=data_dir)
+    with user_errors(), progress(None, "timed Grams", quiet) as bar:
+        report = wide_limit_rates(data_dir=data_dir, on_step=bar.set)
     click.echo(f"wide MLP's NTK Θ^L Gram (σ_b² = 0, the depth map's table) on {describe_machine()}")
     click.echo(f"{'inputs':<8} {'L':>6} {'pairs':>9} {'numba pairs/s':>14} {'numpy pairs/s':>14} {'speed-up':>9} "
                f"{'limit s':>8} {'of limit':>9}")
@@ -169,12 +173,12 @@ def _wide_limit(data_dir, output):
     _write_report(output, {"wide_limit": report})
 
 
-def _cnn_limit(data_dir, output):
+def _cnn_limit(data_dir, output, quiet):
     """Pairs and arc-cosine evaluations per second of the CNN limit kernel, reference vs fused."""
     from ..engine.experiments.benchmark import cnn_limit_rates, describe_machine
 
-    with user_errors():
-        report = cnn_limit_rates(data_dir=data_dir)
+    with user_errors(), progress(None, "timed Grams", quiet) as bar:
+        report = cnn_limit_rates(data_dir=data_dir, on_step=bar.set)
     bound = report["root_bound_per_second"]
     click.echo(f"CNN limit kernel's pixel-pair sum on {describe_machine()}")
     click.echo(f"{'images':<15} {'Gram':<9} {'κ form':<8} {'pairs':>8} {'numpy pairs/s':>14} {'numba pairs/s':>14} "
@@ -201,39 +205,39 @@ def _cnn_limit(data_dir, output):
     _write_report(output, {"cnn_limit": report})
 
 
-def _ensembles(backend, quick, repeats, output):
+def _ensembles(backend, quick, repeats, output, quiet):
     """E = 10 networks as one ensemble call against 10 single calls, per standard workload."""
     from ..engine.experiments.benchmark import ensemble_rates
 
     click.echo(f"{'workload':<20} {'10 single calls s':>18} {'ensemble of 10 s':>17} {'speed-up':>9} {'rel err':>8}"
                f"   (backend {backend})")
-    with user_errors():
-        rows = ensemble_rates(backend, quick=quick, repeats=repeats)
+    with user_errors(), progress(None, "workloads", quiet) as bar:
+        rows = ensemble_rates(backend, quick=quick, repeats=repeats, on_step=bar.set)
     for row in rows:
         click.echo(f"{row['workload']:<20} {row['single_calls_s']:>18.4f} {row['ensemble_s']:>17.4f} "
                    f"{row['speedup']:>8.2f}x {row['rel_error']:>8.1e}")
     _write_report(output, {"backend": backend, "ensembles": rows})
 
 
-def _cold_start(backend, quick, repeats, output):
+def _cold_start(backend, quick, repeats, output, quiet):
     """Each first call in a fresh process with an empty Numba cache (what a newcomer's first command pays)."""
     from ..engine.experiments.benchmark import cold_start
 
-    with user_errors():
-        report = cold_start(backend)
+    with user_errors(), progress(None, "fresh processes", quiet) as bar:
+        report = cold_start(backend, on_step=bar.set)
     for name, row in report.items():
         click.echo(f"first {name:<10} {row['first_call_s']:>6.2f} s   (import deepntk {row['import_s']:.2f} s; "
                    f"backend {backend}, empty Numba cache)")
     _write_report(output, {"backend": backend, "cold_start": report})
 
 
-def _solvers(data_dir, output):
+def _solvers(data_dir, output, quiet):
     """The iterative solvers at N = 8,333 MNIST images: time, iterations, residual, memory, against dense."""
     from ..engine.experiments.benchmark import solver_rates
     from ..base.memory import format_bytes
 
-    with user_errors():
-        report = solver_rates(data_dir)
+    with user_errors(), progress(None, "stages", quiet) as bar:
+        report = solver_rates(data_dir, on_step=bar.set)
     click.echo(f"MLP limit Gram of {report['train_images']} MNIST images ({format_bytes(report['gram_bytes'])}) "
                f"and {report['test_images']} test images: {report['gram_seconds']:.1f} s")
     click.echo(f"{'solver':<26} {'t':>9} {'iterations':>10} {'residual':>9} {'seconds':>8} {'memory':>10} "

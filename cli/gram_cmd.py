@@ -24,9 +24,12 @@ from .interrupts import NOTHING_KEPT, keeps
 @click.option("--x2", "x2_path", default=None, help="Inputs X2 (.npy); default: the Gram of X1 with itself.")
 @click.option("--dataset", type=click.Choice(["mnist", "mnist-binary"]), default=None,
               help="The inputs of a built-in dataset instead of --x1.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--split", type=click.Choice(["train", "test", "test-train"]), default="train", show_default=True,
+              help="With --dataset: the Gram of the training or the test images with themselves, or of the test "
+              "images against the training images (test-train: the --gram-test store of deepntk predict).")
 @click.option("--subset", type=click.IntRange(min=1), default=None,
-              help="With --dataset: the first N images of the split, after a seeded shuffle [all].")
+              help="With --dataset: the first N images of the split (of each, with test-train), after a seeded "
+              "shuffle [all].")
 @click.option("--data-dir", default=None, help="MNIST IDX folder [$DEEPNTK_DATA, else ~/.cache/deepntk/mnist].")
 @click.option("--params", "params_path", default=None, help="With --kernel ntk: the network (.npz).")
 @backend_option
@@ -80,12 +83,12 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
             from ..engine.experiments.datasets import load_dataset
 
             cls = architecture(arch["arch"] or "mlp")
-            subset_size = {"train_size" if split == "train" else "test_size": subset}
-            data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir, **subset_size)
+            sizes = {f"{part}_size": subset for part in split.split("-")}
+            data = load_dataset(dataset, cls, pool=arch["pool"], data_dir=data_dir, **sizes)
             if data.note:
                 click.echo(f"data: {data.note}", err=True)
             X1 = data.X_train if split == "train" else data.X_test
-            X2 = None
+            X2 = data.X_train if split == "test-train" else None
         else:
             X1 = load_npy(x1_path, "--x1")
             X2 = None if x2_path is None else load_npy(x2_path, "--x2")

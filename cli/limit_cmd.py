@@ -13,7 +13,8 @@ from ..base.validate import check_inputs
 @click.option("--x2", "x2_path", default=None, help="Inputs X2 (.npy); default: X1.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Where to write it (.npy).")
 @click.option("--symbolic", is_flag=True, help="Print the formula (SymPy, the symbolic extra) instead.")
-@click.option("--latex", is_flag=True, help="With --symbolic: LaTeX instead of plain text.")
+@click.option("--latex", is_flag=True,
+              help="With --symbolic: ASCII LaTeX instead of plain text, one equation a line, the prose as % comments.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="wide-mlp: hidden layers L of its limit Θ^L (required there; the deep narrow networks' limit "
                    "has no depth).")

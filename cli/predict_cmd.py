@@ -13,7 +13,7 @@ from .progress import Stages
 
 @click.command("predict")
 @click.option("--x-train", default=None, help="Training inputs (.npy), (N, d_in) or (N, c, d, d).")
-@click.option("--y-train", required=True, help="Training targets (.npy), (N, k) or (N,).")
+@click.option("--y-train", default=None, help="Training targets (.npy), (N, k) or (N,).")
 @click.option("--x-test", default=None, help="Test inputs (.npy).")
 @click.option("--y-test", default=None, help="Test targets (.npy), to report the error.")
 @click.option("--kernel", "kernel_kind", type=click.Choice(["limit", "empirical", *WIDE_KERNELS]), default="limit",
@@ -28,6 +28,11 @@ from .progress import Stages
 @click.option("--gram", "gram_path", default=None,
               help="A Gram store of the training set (deepntk gram) instead of --x-train: solved iteratively.")
 @click.option("--gram-test", "gram_test_path", default=None, help="With --gram: the test × training Gram store.")
+@click.option("--dataset", type=click.Choice(["mnist", "mnist-binary"]), default=None,
+              help="With --gram: the targets of the built-in dataset's images the stores hold (deepntk gram "
+              "--dataset), instead of --y-train and --y-test.")
+@click.option("--data-dir", default=None, help="With --dataset: the MNIST IDX folder [$DEEPNTK_DATA, else "
+              "~/.cache/deepntk/mnist].")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
               help="With --gram: relative residual (CG) or change (Lanczos) at which the solvers stop.")
 @solver_options("--gram")
@@ -35,14 +40,22 @@ from .progress import Stages
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")
 @quiet_option
-def command(x_train, y_train, x_test, y_test, kernel_kind, depth, params_path, times, gram_path, gram_test_path, tol,
-            max_iterations, nystrom_rank, arch, backend, output, quiet):
+def command(x_train, y_train, x_test, y_test, kernel_kind, depth, params_path, times, gram_path, gram_test_path,
+            dataset, data_dir, tol, max_iterations, nystrom_rank, arch, backend, output, quiet):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
     from ..engine.predict import predict
 
     check_output_path(output)
+    if dataset is not None and gram_path is None:
+        raise CommandError("--dataset gives the targets of the images in --gram stores; with --x-train, give "
+                           "--y-train")
+    if dataset is not None and (y_train is not None or y_test is not None):
+        raise CommandError(f"--dataset {dataset} gives the targets; drop --y-train and --y-test")
+    if y_train is None and dataset is None:
+        raise CommandError("give --y-train" + (" (or --dataset, for stores of deepntk gram --dataset)"
+                                               if gram_path is not None else ""))
     if gram_path is not None:
-        return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output,
+        return _predict_from_stores(gram_path, gram_test_path, y_train, y_test, dataset, data_dir, times, output,
                                     dict(tol=tol, max_iterations=max_iterations, rank=nystrom_rank, backend=backend),
                                     quiet)
     if x_train is None or x_test is None:
@@ -82,17 +95,30 @@ def _report(result, output, solves=None):
         click.echo(f"wrote {output}")
 
 
-def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, times, output, options, quiet):
-    """Kernel flow and regression with Gram stores too large for memory (conjugate gradients, Lanczos)."""
+def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, dataset, data_dir, times, output, options,
+                         quiet):
+    """Kernel flow and regression with Gram stores too large for memory (conjugate gradients, Lanczos); the targets
+    from .npy files or, with `dataset`, those of the images the stores hold (checked by their digests)."""
     from ..engine.gram import open_store
-    from ..engine.solvers import predict_from_stores
+    from ..engine.solvers import check_cross_store, predict_from_stores
 
     if gram_test_path is None:
         raise CommandError("--gram needs --gram-test, the test × training Gram store")
-    Y = load_npy(y_train, "--y-train")
-    Yt = None if y_test is None else load_npy(y_test, "--y-test")
+    with user_errors():
+        train_store, test_store = open_store(gram_path), open_store(gram_test_path)
+        check_cross_store(test_store, train_store)
+        if dataset is not None:
+            from ..engine.experiments.datasets import store_targets
+
+            Y, note = store_targets(train_store, dataset, "train", data_dir)
+            Yt, _ = store_targets(test_store, dataset, "test", data_dir)
+            if note:
+                click.echo(f"data: {note}", err=True)
+    if dataset is None:
+        Y = load_npy(y_train, "--y-train")
+        Yt = None if y_test is None else load_npy(y_test, "--y-test")
     with user_errors(), Stages(quiet) as stages:
-        result, solves = predict_from_stores(open_store(gram_path), open_store(gram_test_path), Y, times, Y_test=Yt,
+        result, solves = predict_from_stores(train_store, test_store, Y, times, Y_test=Yt,
                                              on_iteration=lambda solver, j: stages.show(
                                                  f"{solver}: iterations", j, options["max_iterations"]),
                                              **options)

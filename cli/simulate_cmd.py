@@ -54,11 +54,12 @@ def command(arch, depths, C_L, widths, width_study_depth, seeds, first_seed, poi
 
     With no options: the paper's Fig. 3 kernel Θ̃(x₀, x(γ)) on 200 arc points, at L = 100 … 10000 with
     C_L = L², 5 seeds per depth. Prints, per depth, the mean and max relative error against the limit
-    Θ̃^∞ and against the finite-(L, C_L) expectation, and the fitted error-vs-depth slope (≈ −½ expected).
+    Θ̃^∞ and against the finite-(L, C_L) expectation, then the error-vs-depth rate: the mean of the seeds' fitted
+    slopes with its 95% interval (≈ −½ expected), and the slope through the table's mean errors.
 
     With --arch wide-mlp: its width study, the mirror of Fig. 3 (--widths at one --depth): per width, the mean
     relative error of the empirical NTK Θ against its infinite-width limit Θ^L with its 95% interval over seeds,
-    and the fitted error-vs-width rate with its interval (theory: −½).
+    and the error-vs-width rate likewise (theory: −½).
     """
     from ..backends.registry import get_backend
     from ..engine.experiments.convergence import ConvergenceConfig, load_depth
@@ -123,7 +124,7 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
         click.echo(f"{sum(reused)} {'depth' if sum(reused) == 1 else 'depths'} reused, {len(reused) - sum(reused)} "
                    f"computed")
     if fit is not None:
-        click.echo(f"fitted slope of the error vs limit against L: {fit.describe()}  (theory: −0.5 while the "
+        click.echo(f"rate of the error vs limit against L: {fit.describe()}  (theory: −0.5 while the "
                    f"1/C_L² bias is negligible)")
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "simulate", "config": config.key(), "backend": backend_name,
@@ -172,7 +173,7 @@ def _run_width_study(config, cls, backend_name, out_dir, resume, quiet, client):
     if study.fit is not None:
         inside = {True: "inside the interval", False: "OUTSIDE the interval",
                   None: "no interval to judge it by"}[study.theory_inside]
-        click.echo(f"fitted rate of the error vs {limit} against n: {study.fit.describe()}  (theory: "
+        click.echo(f"rate of the error vs {limit} against n: {study.fit.describe()}  (theory: "
                    f"{THEORY_RATE:+.1f}, {inside})")
     write_json(os.path.join(out_dir, "manifest.json"),
                {"command": "simulate", "config": config.key(), "backend": backend_name,

@@ -327,6 +327,18 @@ def apply_cross(store, coefficients) -> np.ndarray:
     return out.reshape(M, -1) if k > 1 else out
 
 
+def check_cross_store(test_store, train_store) -> None:
+    """Refuse, before any solve, a test store that is not a test × training Gram of `train_store`'s inputs: a
+    symmetric Gram, or one whose columns are other inputs (by the digests the stores record), which would give
+    predictions silently wrong whenever the sizes agree."""
+    if test_store.symmetric:
+        raise InputError(f"Gram store {test_store.path!r} is a symmetric Gram; predictions need the test × training "
+                         f"Gram")
+    if test_store.config.get("x2") != train_store.config.get("x1"):
+        raise InputError(f"Gram store {test_store.path!r}: its columns are not the inputs of the training Gram "
+                         f"{train_store.path!r}; predictions need the test × training Gram of those inputs")
+
+
 def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None, tol: float = 1e-6,
                         rank: int = NYSTROM_RANK, max_iterations: int = MAX_ITERATIONS, memory: int | None = None,
                         on_iteration=None, backend=None):
@@ -340,6 +352,7 @@ def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None,
     from ..base.validate import check_targets
 
     times = check_times(times)
+    check_cross_store(test_store, train_store)
     K = KernelOperator.from_store(train_store, memory, backend)
     k = train_store.shape[2] if len(train_store.shape) == 4 else None
     Y = check_targets(Y_train, K.samples, k or np.asarray(Y_train).reshape(K.samples, -1).shape[1], "Y_train")

@@ -211,17 +211,23 @@ def relative_error(actual, expected) -> float:
     return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-300))
 
 
-def run_benchmark(workloads, implementations, repeats: int = 3, on_result=None, reference: str = "numpy"):
-    """Time each workload with each implementation; returns a list of Timing."""
+def run_benchmark(workloads, implementations, repeats: int = 3, on_result=None, reference: str = "numpy",
+                  on_step=None):
+    """Time each workload with each implementation; returns a list of Timing. `on_result(timing)` reports each
+    shown timing, `on_step(done, total)` each (workload, implementation) finished, the reference's and the
+    skipped peers' included."""
     from . import peers
 
     timings = []
+    names = [reference] + [i for i in implementations if i != reference]
+    step = _stepper(on_step, len(workloads) * len(names))
     for workload in workloads:
         expected = None
-        for name in [reference] + [i for i in implementations if i != reference]:
+        for name in names:
             if name in peers.PEERS:
                 fn = peers.PEERS[name](workload)
                 if fn is None:
+                    step()
                     continue
             else:
                 fn = lambda name=name: run_deepntk(workload, name)
@@ -239,12 +245,26 @@ def run_benchmark(workloads, implementations, repeats: int = 3, on_result=None, 
                     import jax
 
                     timing.note = f"on {jax.default_backend()}; first call includes compilation"
+            step()
             if name == reference and name not in implementations:
                 continue
             timings.append(timing)
             if on_result:
                 on_result(timing)
     return timings
+
+
+def _stepper(on_step, total: int):
+    """A function that counts one more finished step of `total` and tells `on_step(done, total)` (if given)."""
+    done = 0
+
+    def step():
+        nonlocal done
+        done += 1
+        if on_step:
+            on_step(done, total)
+
+    return step
 
 
 def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100, 5.0), (10000, 5e4)),
@@ -263,7 +283,7 @@ def fig3_full_settings(backend, seeds: int = 10, steps: int = 2000, depths=((100
     return report
 
 
-def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
+def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None, on_step=None) -> dict:
     """Image pairs and arc-cosine evaluations per second of the CNN limit kernel: the NumPy reference of
     `deepntk.analytic` and the fused Numba kernel, timed in one run, for a symmetric Gram (the fused kernel
     computes the upper pairs only; the reference's blocks span the diagonal, so at 7×7 it computes all N²) and
@@ -284,7 +304,8 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     threads) small beside the pair sum, as in Table 1's Grams of thousands of images: at 160 7×7 images they
     were a third of the fused kernel's time. The reference is timed once (it compiles nothing and takes ~20 s
     a set), the fused kernel as the median of `time_call`'s calls (at least three). Where CuPy reaches a CUDA
-    device, the device's kernel (kernels.cu) is timed too, in the same way, and compared with the fused one."""
+    device, the device's kernel (kernels.cu) is timed too, in the same way, and compared with the fused one.
+    `on_step(done, total)` reports each implementation timed on each Gram."""
     from ...analytic import cnn_limit_kernel
     from ...analytic.cnn import CNNTerms
     from ...analytic.cnn_pair_sum import correlations_near_one
@@ -305,6 +326,7 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     compiled = [(name, get_backend(name).cnn_pair_sum) for name in ("numba", "cupy")
                 if name == "numba" or availability(name)[0]]
     rows = []
+    step = _stepper(on_step, len(sets) * 2 * (len(compiled) + 2))  # 2 Grams a set; numpy, compiled, analytic
     for name, X, scales in sets:
         n, d = len(X), X.shape[-1]
         for _, pair_sum in compiled:
@@ -331,6 +353,7 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
                 row[label] = {"seconds": median, "pairs_per_second": pairs / median,
                               "pixel_pairs_per_second": pairs * d**4 / median,
                               "arccos_per_second": evaluated[label] / median}
+                step()
             row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
             row["analytic_over_numba"] = row["analytic"]["seconds"] / row["numba"]["seconds"]
             row["evaluated_fraction"] = evaluated["numba"] / evaluated["numpy"]
@@ -342,7 +365,7 @@ def cnn_limit_rates(sizes=((7, 400), (28, 24)), data_dir=None) -> dict:
     return {"rows": rows, "root_bound_per_second": bound, "kappa_loop_per_second": ceiling}
 
 
-def wide_limit_rates(size: int = 2048, depth: int = 1000, data_dir=None, repeats: int = 3) -> dict:
+def wide_limit_rates(size: int = 2048, depth: int = 1000, data_dir=None, repeats: int = 3, on_step=None) -> dict:
     """Gram entries (input pairs) per second of the wide MLP's NTK Θ^L at σ_b² = 0: the fused Numba pass and the
     NumPy array path of `deepntk.analytic.wide_ntk_kernel`, timed in one run, on a cross Gram of `size` × `size`
     inputs (one tile of `deepntk gram`'s Zarr path, whose off-diagonal tiles are such cross Grams): uniform random
@@ -351,7 +374,8 @@ def wide_limit_rates(size: int = 2048, depth: int = 1000, data_dir=None, repeats
     The machine's limit for this algorithm, measured in the same run on every core
     (docs/performance.md#wide-kernel-grams): the X1·X2ᵀ product at the measured float64 matmul peak (2·d FLOPs a pair) plus the per-pair
     work (an arccos, a log and the depth map's Clenshaw recurrence) at its rate on an in-cache array of 4096 of
-    the set's own cosines (`numba_wide.depth_map_in_cache`). `fraction_of_limit` is the limit's time over the measured one."""
+    the set's own cosines (`numba_wide.depth_map_in_cache`). `fraction_of_limit` is the limit's time over the measured one.
+    `on_step(done, total)` reports each path timed on each set."""
     from ...analytic import wide as wide_module
     from ...analytic import wide_ntk_kernel
     from ...analytic.numba_wide import depth_map_in_cache
@@ -366,6 +390,7 @@ def wide_limit_rates(size: int = 2048, depth: int = 1000, data_dir=None, repeats
     arguments = (table, wide_module._S_LO, wide_module._PANEL_WIDTH, wide_module._THETA_MIN)
     out = np.empty(20_000)
     rows = []
+    step = _stepper(on_step, 2 * len(sets))
     for name, X in sets:
         A, B = X[:size], X[size:2 * size]
         pairs, d = len(A) * len(B), X.shape[1]
@@ -382,6 +407,7 @@ def wide_limit_rates(size: int = 2048, depth: int = 1000, data_dir=None, repeats
             seconds = min(_timed(lambda: wide_ntk_kernel(A, B, depth=depth, pair_map=pair_map))
                           for _ in range(count))
             row[pair_map] = {"seconds": seconds, "pairs_per_second": pairs / seconds}
+            step()
         limit = 2.0 * d * pairs / peak + pairs / row["pair_map_per_second"]
         row["limit_seconds"] = limit
         row["speedup"] = row["numpy"]["seconds"] / row["numba"]["seconds"]
@@ -404,12 +430,13 @@ def table1_cnn_scales() -> dict:
 
 
 def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_iterations: int = 1000,
-                 tol: float = 1e-6) -> dict:
+                 tol: float = 1e-6, on_step=None) -> dict:
     """The iterative solvers on the limit Gram of Table 1's MLP (784 inputs) for `size` MNIST training images
     (8,333: the training part of the split made when only the test files exist): kernel flow to the paper's
     flow time and a decade below and above it (one Lanczos run), and kernel regression (conjugate gradients),
     with their iterations, residuals, seconds, test accuracy, and working memory beyond the Gram (numpy's
-    allocations, traced), beside the dense eigendecomposition's seconds and memory on the same Gram."""
+    allocations, traced), beside the dense eigendecomposition's seconds and memory on the same Gram.
+    `on_step(done, total)` reports each of the four stages (Grams, flow, regression, dense)."""
     import tracemalloc
 
     from .datasets import load_mnist
@@ -419,10 +446,12 @@ def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_ite
 
     _, _, spec, lr, epochs, _, _ = table1_rows("paper")[0][0]
     data = load_mnist(data_dir, task="digits", pool=1, train_size=size, test_size=test_size, download=False)
+    step = _stepper(on_step, 4)
     started = time.perf_counter()
     K = spec.limit_kernel(data.X_train)
     K_test = spec.limit_kernel(data.X_test, data.X_train)
     gram_seconds = time.perf_counter() - started
+    step()
     kind = classification_kind(data.Y_train)
     t_paper = paper_flow_time(spec, lr, epochs, 60000)
     times = [t_paper / 10, t_paper, t_paper * 10]
@@ -438,6 +467,7 @@ def solver_rates(data_dir=None, size: int = 8333, test_size: int = 1000, max_ite
             return result, time.perf_counter() - began, tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
+            step()
 
     solved, seconds, peak = traced(lambda: flows(operator, data.Y_train, times, tol=tol,
                                                  max_iterations=max_iterations))
@@ -500,13 +530,17 @@ def kappa_loop_ceiling(size: int = 2048, rows: int = 40000, repeats: int = 3) ->
     return size * rows / median
 
 
-def ensemble_rates(backend: str, networks: int = 10, quick: bool = False, repeats: int = 3) -> list[dict]:
+def ensemble_rates(backend: str, networks: int = 10, quick: bool = False, repeats: int = 3,
+                   on_step=None) -> list[dict]:
     """Each standard workload for E networks (distinct seeds) as one ensemble call against E single-network
-    calls, timed in one run on `backend`; the ensemble's results are checked against the single calls'."""
+    calls, timed in one run on `backend`; the ensemble's results are checked against the single calls'.
+    `on_step(done, total)` reports each workload."""
     from ..params import stack_params
 
     rows = []
-    for workload in standard_workloads(quick):
+    workloads = standard_workloads(quick)
+    step = _stepper(on_step, len(workloads))
+    for workload in workloads:
         members = [perturbed_paper_params(workload.params.spec, seed) for seed in range(networks)]
         ensemble = stack_params(members)
         singles = lambda w=workload, ms=members: [run_deepntk(_with_params(w, p), backend) for p in ms]
@@ -518,6 +552,7 @@ def ensemble_rates(backend: str, networks: int = 10, quick: bool = False, repeat
                      "flops": networks * workload.flops,
                      "rel_error": relative_error(np.concatenate([np.ravel(g) for g in got]),
                                                  np.concatenate([np.ravel(e) for e in expected]))})
+        step()
     return rows
 
 
@@ -532,9 +567,10 @@ COLD_START_CALLS = {
 }
 
 
-def cold_start(backend: str = "numba") -> dict:
+def cold_start(backend: str = "numba", on_step=None) -> dict:
     """Seconds of each first call (forward, NTK, gradients) on a fresh install: each in a new process with an
-    empty Numba cache, so it includes the compilation a newcomer's first command pays; also `import deepntk`."""
+    empty Numba cache, so it includes the compilation a newcomer's first command pays; also `import deepntk`.
+    `on_step(done, total)` reports each call."""
     import os
     import subprocess
     import sys
@@ -545,6 +581,7 @@ def cold_start(backend: str = "numba") -> dict:
               "X = np.random.default_rng(0).uniform(0.1, 1, (8, 2)); t2 = time.perf_counter(); {call}; "
               "print(t1 - t0, time.perf_counter() - t2)")
     report = {}
+    step = _stepper(on_step, len(COLD_START_CALLS))
     for name, call in COLD_START_CALLS.items():
         with tempfile.TemporaryDirectory() as cache:
             # Generated kernel sources (backends/numba_width_kernels.py) start from nothing too.
@@ -553,4 +590,5 @@ def cold_start(backend: str = "numba") -> dict:
                                   capture_output=True, text=True, check=True)
         import_s, call_s = (float(v) for v in done.stdout.split()[-2:])
         report[name] = {"first_call_s": call_s, "import_s": import_s}
+        step()
     return report

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
 import urllib.request
@@ -225,3 +226,34 @@ def load_dataset(name: str, arch_class, *, pool: int = 1, data_dir=None, train_s
     return load_mnist(data_dir, task="binary" if name == "mnist-binary" else "digits", layout=layout,
                       pool=pool if layout == "flat" else 1, train_size=train_size, test_size=test_size,
                       split_seed=split_seed)
+
+
+def store_targets(store, name: str, split: str, data_dir=None) -> tuple[np.ndarray, str]:
+    """The targets of the images a Gram store's rows hold, with the dataset's note: the first N images of `split`
+    ("train" or "test") of the built-in dataset `name` after its seeded shuffle, as `deepntk gram --dataset NAME
+    --subset N` writes them (docs/scaling.md#solving-with-grams-that-do-not-fit-in-memory).
+
+    The images are laid out for the store's architecture (flat inputs pooled to the store's size) and compared
+    with the store's inputs by their digest, so targets are never paired with other images.
+
+    Raises:
+        DataError: the store's rows are not those images.
+    """
+    from ..architectures import architecture
+    from ..gram import digest
+
+    rows, inputs = store.shape[0], store.group["x1"].shape
+    cls = architecture(store.config["kernel"]["spec"]["arch"])
+    pool = 1
+    if cls.dataset_layout == "flat":  # MNIST's 28×28 pixels average-pooled to the store's d_in = side²
+        side = math.isqrt(inputs[1])
+        if side and side * side == inputs[1] and 28 % side == 0:
+            pool = 28 // side
+    data = load_dataset(name, cls, pool=pool, data_dir=data_dir, **{f"{split}_size": rows})
+    X, Y = (data.X_train, data.Y_train) if split == "train" else (data.X_test, data.Y_test)
+    if len(X) != rows or digest(np.ascontiguousarray(X, dtype=np.float64)) != store.config["x1"]:
+        words = "training" if split == "train" else "test"
+        raise DataError(f"Gram store {store.path!r}: its {rows} rows are not the first {rows} {words} images of "
+                        f"{name} (what deepntk gram --dataset {name} writes); pass their targets with "
+                        f"{option('y_train' if split == 'train' else 'y_test', None)}")
+    return Y, data.note

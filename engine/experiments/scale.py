@@ -84,13 +84,21 @@ def mnist_limit_gram(folder: str, X: np.ndarray, tile: int = 2048, workers: int 
             "peak_worker_bytes": peak}
 
 
-def scale_benchmark(mnist: np.ndarray | None = None, folder: str | None = None, keep: bool = False) -> dict:
-    """Every measurement above in one run, in a temporary folder (removed unless `keep`)."""
+def scale_benchmark(mnist: np.ndarray | None = None, folder: str | None = None, keep: bool = False,
+                    on_step=None) -> dict:
+    """Every measurement above in one run, in a temporary folder (removed unless `keep`); `on_step(done, total)`
+    reports each measurement."""
     folder = folder or tempfile.mkdtemp(prefix="deepntk-scale-")
+    total = 2 if mnist is None else 3
+    report = on_step or (lambda done, total: None)
     try:
-        out = {"cpus": os.cpu_count(), "speedup": worker_speedup(folder), "overhead": task_overhead(folder)}
+        out = {"cpus": os.cpu_count(), "speedup": worker_speedup(folder)}
+        report(1, total)
+        out["overhead"] = task_overhead(folder)
+        report(2, total)
         if mnist is not None:
             out["mnist"] = mnist_limit_gram(folder, mnist)
+            report(3, total)
         return out
     finally:
         if not keep:

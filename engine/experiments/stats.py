@@ -45,6 +45,9 @@ class SlopeFit:
         seeds, depths: how many networks per point, and how many points (depths, or widths) the fit spans.
         level: the interval's confidence level.
         variable: what the error is fitted against: "L" (depth) or "n" (width).
+        slope_of_means: the least-squares slope of log(mean error over seeds) against log(L), the slope of the
+            mean errors a study's table prints; no interval. It differs from `slope` when one seed's large errors
+            dominate a mean (docs/experiments.md#intervals).
     """
 
     slope: float
@@ -54,25 +57,27 @@ class SlopeFit:
     depths: int
     level: float = CONFIDENCE
     variable: str = "L"
+    slope_of_means: float = float("nan")
 
     @property
     def interval(self) -> tuple[float, float]:
         return self.slope - self.half_width, self.slope + self.half_width
 
     def describe(self) -> str:
-        """"−0.556, 95% interval [−0.97, −0.14] (5 seeds)" or, with one seed, why there is no interval."""
+        """"mean of the 5 seeds' fitted slopes −0.556, 95% interval [−0.97, −0.14]; slope of the mean errors
+        −0.612", or, with one seed (whose slope is that of the mean errors), why there is no interval."""
         if not math.isfinite(self.half_width):
             per = "depth" if self.variable == "L" else "width"
             return f"{self.slope:+.3f} (no interval: one seed per {per}; use --seeds ≥ 2)"
         low, high = self.interval
-        return (f"{self.slope:+.3f}, {self.level:.0%} interval [{low:+.2f}, {high:+.2f}] "
-                f"({self.seeds} seeds)")
+        return (f"mean of the {self.seeds} seeds' fitted slopes {self.slope:+.3f}, {self.level:.0%} interval "
+                f"[{low:+.2f}, {high:+.2f}]; slope of the mean errors {self.slope_of_means:+.3f}")
 
     def to_dict(self) -> dict:
         low, high = self.interval
         return {"slope": self.slope, "stderr": self.stderr, "interval": [low, high], "level": self.level,
                 "seeds": self.seeds, "depths" if self.variable == "L" else "widths": self.depths,
-                "method": slope_method(self.variable)}
+                "method": slope_method(self.variable), "slope_of_mean_errors": self.slope_of_means}
 
 
 def slope_method(variable: str = "L") -> str:
@@ -98,7 +103,7 @@ def fit_power_law(depths, seed_errors, level: float = CONFIDENCE, variable: str 
         variable: the name of what `depths` holds, "L" or, for widths, "n" (recorded in the SlopeFit).
 
     Returns:
-        A SlopeFit; its half-width is nan when S = 1.
+        A SlopeFit, with the slope of the mean errors beside; its half-width is nan when S = 1.
 
     Raises:
         ValueError: fewer than two distinct depths, a shape mismatch, or an error that is not positive and finite.
@@ -113,12 +118,13 @@ def fit_power_law(depths, seed_errors, level: float = CONFIDENCE, variable: str 
         raise ValueError("a power-law fit needs positive, finite errors")
     centred = x - x.mean()
     slopes = np.log(errors) @ centred / (centred @ centred)
+    of_means = float(np.log(errors.mean(axis=0)) @ centred / (centred @ centred))
     seeds = len(slopes)
     if seeds < 2:
-        return SlopeFit(float(slopes[0]), float("nan"), float("nan"), 1, len(x), level, variable)
+        return SlopeFit(float(slopes[0]), float("nan"), float("nan"), 1, len(x), level, variable, of_means)
     stderr = float(slopes.std(ddof=1) / math.sqrt(seeds))
     return SlopeFit(float(slopes.mean()), stderr, t_quantile(seeds - 1, level) * stderr, seeds, len(x), level,
-                    variable)
+                    variable, of_means)
 
 
 # Resamples of the t statistic per interval, and their fixed seed (the same study always prints the same interval).

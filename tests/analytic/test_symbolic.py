@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,41 @@ def test_wide_formula_text_is_the_wide_kernel():
     """Before: `deepntk limit --arch wide-mlp --symbolic` printed the CNN's formula."""
     text = format_formula("wide-mlp")
     assert "Wide MLP" in text and "sigma_w2" in text and "W_ab" not in text
+
+
+def balanced(line: str) -> bool:
+    """Every group brace and every \\left closes, in order (escaped braces \\{ \\} are characters, not groups)."""
+    depth, sizes = 0, 0
+    for token in re.findall(r"\\[{}]|\\left|\\right|[{}]", line):
+        if token in ("{", "}"):
+            depth += 1 if token == "{" else -1
+        elif token in ("\\left", "\\right"):
+            sizes += 1 if token == "\\left" else -1
+        if depth < 0 or sizes < 0:
+            return False
+    return depth == 0 and sizes == 0
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "wide-mlp"])
+def test_latex_output_is_ascii_and_every_equation_is_latex_math(arch, capsys):
+    """Before: --latex mixed Unicode into its LaTeX ("κ(s1, s2, s12) = \\frac{…}", "Θ∞(x, x') = Σ_{a,b} …"), which
+    LaTeX rejects. Now the output is ASCII, prose lines are % comments, and every other line is one equation that
+    matplotlib's mathtext (an independent TeX math parser) typesets."""
+    from deepntk.cli.main import main
+
+    assert main(["limit", "--symbolic", "--latex", "--arch", arch]) == 0
+    text = capsys.readouterr().out
+    assert text.isascii(), sorted({c for c in text if not c.isascii()})
+    equations = [line for line in text.splitlines() if line.strip() and not line.startswith("%")]
+    assert len(equations) >= 2 and all(" = " in line for line in equations), text
+    for line in equations:
+        assert balanced(line), line
+    mathtext = pytest.importorskip("matplotlib.mathtext", reason="rendering the LaTeX needs matplotlib (the plot extra)")
+    parser = mathtext.MathTextParser("path")
+    for line in equations:
+        parser.parse(f"${line}$")  # raises ValueError on LaTeX it cannot parse
+
+
+def test_the_brace_check_can_fail():
+    assert not balanced(r"\frac{a}{b") and not balanced(r"\left(a") and not balanced("}{")
+    assert balanced(r"\{(i,j) : \left( x_{1} \right)\}")

@@ -89,7 +89,7 @@ def test_simulate_end_to_end_and_resume(tmp_path, capsys):
             "--quiet"]
     code, stdout, _ = run(argv, capsys)
     assert code == 0
-    assert "fitted slope" in stdout and "err vs limit" in stdout
+    assert "seeds' fitted slopes" in stdout and "err vs limit" in stdout
     results = json.load(open(os.path.join(out, "results.json")))
     assert [d["depth"] for d in results["depths"]] == [20, 40, 80]
     assert results["depths"][0]["C_L"] == 400.0

@@ -176,3 +176,47 @@ def test_an_interrupted_gram_on_a_local_cluster_keeps_its_tiles_and_resumes(tmp_
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({55 - kept} computed, {kept} already complete)" in resumed.stdout
+
+
+BENCH_ONE_CALL = ["bench", "--quick", "--backends", "numpy", "--peers", "none", "--workloads", "mlp-gram-N16",
+                  "--repeats", "1"]
+
+
+def test_bench_reports_its_timed_calls_as_the_other_commands_do(capsys, monkeypatch):
+    """Before: `deepntk bench` printed nothing on stderr until its rows, and a sub-benchmark (cnn-limit, solvers,
+    …) nothing at all until its end. Now each (workload, implementation) timed is a step of the same progress: off
+    a terminal (stderr here is not one) a plain line per interval and a final line."""
+    from deepntk.cli.main import main
+
+    monkeypatch.setenv("DEEPNTK_PROGRESS_INTERVAL", "0.1")
+    assert main(BENCH_ONE_CALL) == 0
+    stdout, stderr = capsys.readouterr()
+    assert "mlp-gram-N16" in stdout, stdout
+    lines = [line for line in stderr.splitlines() if line.startswith("timed calls: ")]
+    assert lines and re.fullmatch(r"timed calls: 1/1 \(100%\), .*in all", lines[-1]), stderr
+    for line in lines[:-1]:  # the heartbeat's while the call runs, or the step's own
+        assert re.fullmatch(r"timed calls: (0, .*so far|1/1 \(100%\), .*ETA.*)", line), line
+    assert "\r" not in stderr
+
+
+@pytest.mark.slow  # a second benchmark run: its float64 matmul peak alone takes 2–3 s on two busy cores
+def test_bench_quiet_shows_no_progress(capsys, monkeypatch):
+    from deepntk.cli.main import main
+
+    monkeypatch.setenv("DEEPNTK_PROGRESS_INTERVAL", "0.1")
+    assert main(BENCH_ONE_CALL + ["--quiet"]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert "mlp-gram-N16" in stdout and "timed calls" not in stderr, stderr
+
+
+def test_the_benchmark_counts_every_timed_call_to_the_end():
+    """run_benchmark's steps: one per (workload, implementation), the hidden reference and a peer that cannot run
+    (torch, when not installed) included, so the bar of `deepntk bench` ends at total / total."""
+    from deepntk.engine.experiments.benchmark import run_benchmark, standard_workloads
+
+    steps = []
+    workloads = [w for w in standard_workloads(quick=True) if w.name == "mlp-gram-N16"]
+    timings = run_benchmark(workloads, ["torch"], repeats=1, reference="numpy",
+                            on_step=lambda done, total: steps.append((done, total)))
+    assert steps == [(1, 2), (2, 2)], steps
+    assert all(t.implementation == "torch" for t in timings)  # the reference is timed, not shown

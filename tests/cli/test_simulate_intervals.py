@@ -1,5 +1,6 @@
 """What `simulate` and `compare depth` print about the rate is the seeds' interval: `simulate`'s is recomputed
-here from the per-seed errors it stores, by another algorithm (numpy.polyfit per seed) and a printed t table."""
+here from the per-seed errors it stores, by another algorithm (numpy.polyfit per seed) and a printed t table, and
+the slope of the mean errors it prints beside from the table's printed rows."""
 
 from __future__ import annotations
 
@@ -33,12 +34,16 @@ def test_simulate_prints_the_seeds_interval_of_the_rate(tmp_path, capsys):
     depths = [d["depth"] for d in stored["depths"]]
     seed_errors = np.array([d["seed_errors_limit"] for d in stored["depths"]]).T
     slope, half_width = per_seed_interval(depths, seed_errors)
-    printed = re.search(r"fitted slope of the error vs limit against L: ([-+]\d\.\d+), 95% interval "
-                        r"\[([-+]\d\.\d+), ([-+]\d\.\d+)\] \(5 seeds\)", stdout)
+    printed = re.search(r"rate of the error vs limit against L: mean of the 5 seeds' fitted slopes ([-+]\d\.\d+), "
+                        r"95% interval \[([-+]\d\.\d+), ([-+]\d\.\d+)\]; slope of the mean errors ([-+]\d\.\d+)",
+                        stdout)
     assert printed, stdout
     assert abs(float(printed[1]) - slope) < 5e-4
     assert abs(float(printed[2]) - (slope - half_width)) < 5e-3 and abs(float(printed[3]) - (slope + half_width)) < 5e-3
     assert half_width > 0.05  # five networks per depth cannot pin a rate to ± 0.00
+    # The second number is the slope through the table's own mean errors, read back from the printed rows.
+    table = [float(re.search(rf"^\s+{depth}\s+\S+\s+5\s+(\S+)", stdout, re.M)[1]) for depth in depths]
+    assert abs(float(printed[4]) - np.polyfit(np.log(depths), np.log(table), 1)[0]) < 2e-3  # printed digits
 
 
 def test_compare_depth_prints_intervals_over_its_seeds(tmp_path, capsys):

@@ -48,14 +48,17 @@ def test_width_study_prints_each_width_and_the_seeds_interval_of_the_rate(tmp_pa
         assert abs(float(row[1]) - mean) < 1e-3 * mean and float(row[2]) <= mean <= float(row[3])
     slopes = [np.polyfit(np.log(widths), np.log(errors), 1)[0] for errors in seed_errors]
     half_width = T_TABLE_95[2] * np.std(slopes, ddof=1) / math.sqrt(3)
-    printed = re.search(r"fitted rate of the error vs Θ\^L against n: ([-+]\d\.\d+), 95% interval "
-                        r"\[([-+]\d\.\d+), ([-+]\d\.\d+)\] \(3 seeds\)  \(theory: -0\.5, (inside|OUTSIDE) the interval\)",
-                        stdout)
+    printed = re.search(r"rate of the error vs Θ\^L against n: mean of the 3 seeds' fitted slopes ([-+]\d\.\d+), "
+                        r"95% interval \[([-+]\d\.\d+), ([-+]\d\.\d+)\]; slope of the mean errors ([-+]\d\.\d+)  "
+                        r"\(theory: -0\.5, (inside|OUTSIDE) the interval\)", stdout)
     assert printed, stdout
     low, high = np.mean(slopes) - half_width, np.mean(slopes) + half_width
     assert abs(float(printed[1]) - np.mean(slopes)) < 5e-4
     assert abs(float(printed[2]) - low) < 5e-3 and abs(float(printed[3]) - high) < 5e-3
-    assert printed[4] == ("inside" if low <= -0.5 <= high else "OUTSIDE")
+    assert printed[5] == ("inside" if low <= -0.5 <= high else "OUTSIDE")
+    # Beside it, the slope through the mean errors the table printed (not the mean of the seeds' slopes).
+    table = [float(re.search(rf"^\s+{width}\s+3\s+(\S+) \[", stdout, re.M)[1]) for width in widths]
+    assert abs(float(printed[4]) - np.polyfit(np.log(widths), np.log(table), 1)[0]) < 2e-3  # printed digits
     assert stored["theory_inside_interval"] == (low <= -0.5 <= high)
     # The stored fit names what it was fitted against (before: "against log(L)" and "depths": 3).
     assert stored["fit"]["widths"] == 3 and "depths" not in stored["fit"] and "log(n)" in stored["fit"]["method"]

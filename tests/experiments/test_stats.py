@@ -152,6 +152,18 @@ def test_a_noise_free_power_law_is_recovered_exactly():
     assert fit.half_width < TOL["roundoff"]
 
 
+def test_the_slope_of_the_mean_errors_is_reported_beside_the_mean_of_the_seeds_slopes():
+    """Two depths, three seeds, one seed far above the others at the first depth: the seeds' slopes are
+    log(0.03/0.9)/log(10) = −1.477, 0 and 0, mean −0.492; the mean errors 0.3133 and 0.02333 give
+    log(0.02333/0.3133)/log(10) = −1.128. Both are printed, each named, since they differ this much."""
+    fit = fit_power_law([100, 1000], [[0.9, 0.03], [0.02, 0.02], [0.02, 0.02]])
+    assert abs(fit.slope - math.log10(0.03 / 0.9) / 3) < TOL["roundoff"]
+    assert abs(fit.slope_of_means - math.log10((0.07 / 3) / (0.94 / 3))) < TOL["roundoff"]
+    assert "mean of the 3 seeds' fitted slopes -0.492" in fit.describe(), fit.describe()
+    assert "slope of the mean errors -1.128" in fit.describe(), fit.describe()
+    assert fit.to_dict()["slope_of_mean_errors"] == fit.slope_of_means
+
+
 def test_one_seed_gives_a_rate_without_an_interval():
     fit = fit_power_law([100, 1000], [[0.1, 0.03]])
     assert math.isnan(fit.half_width) and "no interval" in fit.describe()
