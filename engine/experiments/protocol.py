@@ -118,8 +118,9 @@ class PlotResult(Result):
 
 class Progress:
     """What an experiment tells about its long loops. `show(label, done, total, remark)`: `done` of `total` in the
-    loop `label`; `on_step(step, total, loss)`: the trainer's callback, step 1 starting a new training. This one
-    shows nothing; the command line passes `deepntk.cli.progress.Stages`."""
+    loop `label`, whose first show states where this run starts (the units an earlier run kept, 0 in a fresh run:
+    the rate and ETA count only what later shows add); `on_step(step, total, loss)`: the trainer's callback, step 1
+    starting a new training. This one shows nothing; the command line passes `deepntk.cli.progress.Stages`."""
 
     def show(self, label: str, done: int, total: int | None, remark: str = "") -> None:
         pass
