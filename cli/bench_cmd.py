@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import CommandError, check_output_path, comma_list, progress, quiet_option, user_errors
+from .common import (CommandError, check_output_path, comma_list, overwrite_file_option, progress, quiet_option,
+                     user_errors)
 
 
 @click.command("bench")
@@ -31,9 +32,10 @@ from .common import CommandError, check_output_path, comma_list, progress, quiet
 @click.option("--fig3-backend", default=None,
               help="Backend for --fig3-full [the deepntk backend with the fastest Fig. 3 GD step in this run].")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Also write results as JSON.")
+@overwrite_file_option
 @quiet_option
 def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats, quick, fig3_full, fig3_backend, output,
-            quiet):
+            overwrite, quiet):
     """Time the backends (and peers, when installed) on the paper's workloads, in one run.
 
     Workloads: (a) Fig. 3 NTK Gram (MLP d_in=2, L=10000, 200 arc points, against themselves and against x₀),
@@ -46,7 +48,7 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
                                                 standard_workloads)
     from ..engine.experiments.peers import PEERS
 
-    check_output_path(output)
+    check_output_path(output, overwrite=overwrite)
     if workloads is not None and workloads.strip() == "scale":
         return _scale(mnist_gram, data_dir, output, quiet)
     if workloads is not None and workloads.strip() == "cnn-limit":

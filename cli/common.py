@@ -131,8 +131,11 @@ def save_npy(path: str, array: np.ndarray) -> None:
         atomic_write_bytes(path, buffer.getvalue())
 
 
-def check_output_path(path: str | None, name: str = "-o") -> str | None:
-    """Refuse, before any work, an output file whose folder is missing, is not a folder, or is not writable."""
+def check_output_path(path: str | None, name: str = "-o", *, overwrite: bool, beside=()) -> str | None:
+    """Refuse, before any work, an output file whose folder is missing, is not a folder, or is not writable, and
+    one that exists already unless `overwrite` (--overwrite, `overwrite_file_option`): a rerun never silently
+    replaces a file. `beside`: the files the command writes next to it (train's .metrics.json), held to the same
+    rule."""
     if path is None:
         return None
     folder = os.path.dirname(os.path.abspath(path))
@@ -143,6 +146,10 @@ def check_output_path(path: str | None, name: str = "-o") -> str | None:
         raise CommandError(f"{name}: cannot write {path!r}: its folder {folder!r} {what}")
     if not os.access(folder, os.W_OK):
         raise CommandError(f"{name}: cannot write {path!r}: its folder {folder!r} is not writable")
+    existing = [file for file in (path, *beside) if os.path.lexists(file)]
+    if existing and not overwrite:
+        raise CommandError(f"{name}: {existing[0]!r} already exists; pass --overwrite to replace it, or choose "
+                           f"another file")
     return path
 
 
@@ -171,6 +178,8 @@ def hold_output_folder(path: str | None, command: str, config: dict, *, resume: 
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Replace the results an earlier run left in the results folder (only the files "
                                      "it recorded), whatever its configuration.")
+# The same rule for a command that writes one file (-o): an existing one is refused unless --overwrite.
+overwrite_file_option = click.option("--overwrite", is_flag=True, help="Replace the -o file if it exists.")
 
 
 def progress(total: int | None, description: str, quiet: bool) -> Progress:

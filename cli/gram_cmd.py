@@ -75,7 +75,7 @@ def command(kind, arch, depth, C_L, x1_path, x2_path, dataset, split, subset, da
         raise CommandError("--kernel expected needs --depth and --C-L")
     if kind != "ntk":
         arch = closed_form_options(kind, arch, depth)
-    check_output_path(report_path, "--report")
+    check_output_path(report_path, "--report", overwrite=True)  # the record of the store's latest run, rewritten
     if os.path.exists(store) and not resume:  # before any cluster starts
         raise CommandError(f"Gram store {store!r} already exists; pass --resume to complete it, or choose another path")
     with user_errors():

@@ -3,7 +3,7 @@
 import click
 
 from .arch import DEPTH_HELP, build_spec, with_arch
-from .common import check_output_path, user_errors
+from .common import check_output_path, overwrite_file_option, user_errors
 from ..engine.params import INITS, init_params
 
 
@@ -18,10 +18,11 @@ from ..engine.params import INITS, init_params
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Integer seed of the draw.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write params (.npz).")
-def command(arch, depth, C_L, init, seed, dtype, output):
+@overwrite_file_option
+def command(arch, depth, C_L, init, seed, dtype, output, overwrite):
     """Draw parameters (paper init or Kaiming-uniform) and save them in the .npz format."""
     spec = build_spec(arch, depth, C_L)
-    check_output_path(output)
+    check_output_path(output, overwrite=overwrite)
     with user_errors():
         params = init_params(spec, init=init, seed=seed, dtype=dtype)
         params.save(output)

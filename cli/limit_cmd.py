@@ -3,7 +3,8 @@
 import click
 
 from .arch import spec_from_data, with_arch
-from .common import CommandError, backend_option, check_output_path, load_npy, save_npy, user_errors
+from .common import (CommandError, backend_option, check_output_path, load_npy, overwrite_file_option, save_npy,
+                     user_errors)
 from ..base.validate import check_inputs
 
 
@@ -12,6 +13,7 @@ from ..base.validate import check_inputs
 @click.option("--x1", "x1_path", default=None, help="Inputs X1 (.npy): (N1, d_in) or (N1, c, d, d).")
 @click.option("--x2", "x2_path", default=None, help="Inputs X2 (.npy); default: X1.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Where to write it (.npy).")
+@overwrite_file_option
 @click.option("--symbolic", is_flag=True, help="Print the formula (SymPy, the symbolic extra) instead.")
 @click.option("--latex", is_flag=True,
               help="With --symbolic: ASCII LaTeX instead of plain text, one equation a line, the prose as % comments.")
@@ -19,7 +21,7 @@ from ..base.validate import check_inputs
               help="wide-mlp: hidden layers L of its limit Θ^L (required there; the deep narrow networks' limit "
                    "has no depth).")
 @backend_option
-def command(arch, x1_path, x2_path, output, symbolic, latex, depth, backend):
+def command(arch, x1_path, x2_path, output, overwrite, symbolic, latex, depth, backend):
     """Write the limit kernel, shape (N1, N2): the factor of I_k. Θ̃^∞(X1, X2) of the deep narrow networks
     (Theorems 1 and 4, corrected), the infinite-width NTK Θ^L at --depth of the wide MLP."""
     if symbolic or latex:
@@ -32,7 +34,7 @@ def command(arch, x1_path, x2_path, output, symbolic, latex, depth, backend):
         return
     if x1_path is None or output is None:
         raise CommandError("give --x1 and -o (or --symbolic to print the formula)")
-    check_output_path(output)
+    check_output_path(output, overwrite=overwrite)
     X1 = load_npy(x1_path, "--x1")
     X2 = None if x2_path is None else load_npy(x2_path, "--x2")
     with user_errors():

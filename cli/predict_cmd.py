@@ -6,8 +6,8 @@ import click
 import numpy as np
 
 from .arch import WIDE_KERNELS, closed_form_options, spec_from_data, with_arch
-from .common import (CommaList, CommandError, backend_option, check_output_path, load_npy, quiet_option,
-                     save_npy, solver_options, user_errors)
+from .common import (CommaList, CommandError, backend_option, check_output_path, load_npy, overwrite_file_option,
+                     quiet_option, save_npy, solver_options, user_errors)
 from .progress import Stages
 
 
@@ -39,13 +39,14 @@ from .progress import Stages
 @with_arch(arch_default=None)
 @backend_option
 @click.option("-o", "--output", default=None, help="Write predictions (.npy, shape (times, M, k)).")
+@overwrite_file_option
 @quiet_option
 def command(x_train, y_train, x_test, y_test, kernel_kind, depth, params_path, times, gram_path, gram_test_path,
-            dataset, data_dir, tol, max_iterations, nystrom_rank, arch, backend, output, quiet):
+            dataset, data_dir, tol, max_iterations, nystrom_rank, arch, backend, output, overwrite, quiet):
     """Fit with kernel gradient flow from f₀ = 0 and report test predictions (and error) at each time t."""
     from ..engine.predict import predict
 
-    check_output_path(output)
+    check_output_path(output, overwrite=overwrite)
     if dataset is not None and gram_path is None:
         raise CommandError("--dataset gives the targets of the images in --gram stores; with --x-train, give "
                            "--y-train")

@@ -41,19 +41,27 @@ def progress_interval() -> float:
 class Progress:
     """How far one loop of `total` items (tiles, networks, steps, …) has come, named `what`.
 
-    `update(n)` adds n done items, `set(done, total)` states them; `note(text)` adds a remark (the loss);
-    `clear()` before printing a table row on stdout; `close()` at the end (a `with` block closes it, and an
-    exception, an interrupt above all, closes it without a final line). `quiet` shows nothing.
+    `update(n)` adds n items done by this run, `set(done, total)` states them; `reuse(n)` adds n items an earlier
+    run did (`--resume`); `note(text)` adds a remark (the loss); `clear()` before printing a table row on stdout;
+    `close()` at the end (a `with` block closes it, and an exception, an interrupt above all, closes it without a
+    final line). `quiet` shows nothing.
+
+    The count shown includes reused items from the start, while the rate and the ETA count only this run's work
+    (docs/files.md#progress-and-interrupts): a loop that states its count (`set`) starts from its first statement
+    (the items an earlier run finished: a resumed Gram store's tiles, the finished rows of a study; 0 in a fresh
+    run), and a loop that counts (`update`) is told of reused items by `reuse`.
     """
 
     def __init__(self, what: str, total: int | None, quiet: bool = False):
         self.what = what
         self.total = total
         self.done = 0
+        self.reused = 0  # items shown as done that this run did not do: left out of the rate and the ETA
         self.remark = ""
         self._bar = self._thread = self._first = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._started = time.monotonic()
         if quiet:
             return
         if sys.stderr.isatty():
@@ -62,26 +70,57 @@ class Progress:
             self._bar = tqdm(total=total, desc=what, file=sys.stderr, leave=False, dynamic_ncols=True)
             return
         self.interval = progress_interval()
-        self._started = self._last_line = time.monotonic()
-        # self._first: (done, time) at the first update, from which the rate leaves out start-up and reused work
+        self._last_line = self._started
         self._thread = threading.Thread(target=self._heartbeat, name="deepntk-progress", daemon=True)
         self._thread.start()
 
+    @property
+    def computed(self) -> int:
+        """Items this run did."""
+        return self.done - self.reused
+
     def update(self, n: int = 1) -> None:
-        self.set(self.done + n)
+        self._report(self.done + n, None, 0)
 
     def set(self, done: int, total: int | None = None) -> None:
+        # The first statement of a count is where this run starts (what an earlier run did, or 0).
+        self._report(done, total, done if self._first is None else 0)
+
+    def reuse(self, n: int) -> None:
+        """`n` more items are done, by an earlier run (their stored results are reused)."""
+        self._report(self.done + n, None, n)
+
+    def _report(self, done: int, total: int | None, reused: int) -> None:
         if total is not None:
             self.total = total
         self.done = done
-        if self._first is None and self._thread is not None:
-            self._first = (done, time.monotonic())
+        self.reused += reused
+        first = self._first is None
+        if first:
+            # (items computed, time) at the first report, from which the rate leaves out start-up and reused work
+            self._first = (self.computed, time.monotonic())
         if self._bar is not None:
-            if total is not None:
-                self._bar.total = total
-            self._bar.update(done - self._bar.n)
+            self._show_on_bar(reused, first)
         elif self._thread is not None and time.monotonic() - self._last_line >= self.interval:
             self._line(due=True)
+
+    def _show_on_bar(self, reused: int, first: bool) -> None:
+        """Move the tqdm bar to `done`. What the first report gives, and reused items, go into the bar's `initial`
+        count (tqdm's own notion of a restarted bar): shown, never part of its rate or ETA."""
+        bar = self._bar
+        if first:  # the bar's clock starts here too, as the plain line's rate does
+            bar.reset(self.total)
+            bar.initial = bar.n = bar.last_print_n = self.done
+            bar.refresh()
+            return
+        if self.total is not None:
+            bar.total = self.total
+        if reused:
+            bar.initial += reused
+            bar.n += reused
+            bar.last_print_n += reused  # tqdm's rate counts from the last printed count
+            bar.refresh()
+        bar.update(self.done - bar.n)
 
     def note(self, text: str) -> None:
         self.remark = text
@@ -111,13 +150,14 @@ class Progress:
         self.close(final=exc_type is None)
 
     def rate(self) -> float | None:
-        """Items per second since the first update (or since the start, before a second one)."""
+        """Items this run computed per second since the first report (or since the start, before a second
+        one); reused items count for nothing."""
         now = time.monotonic()
-        first_done, first_time = self._first if self._first is not None else (0, self._started)
-        if self.done > first_done and now > first_time:
-            return (self.done - first_done) / (now - first_time)
+        first_computed, first_time = self._first if self._first is not None else (0, self._started)
+        if self.computed > first_computed and now > first_time:
+            return (self.computed - first_computed) / (now - first_time)
         elapsed = now - self._started
-        return self.done / elapsed if self.done and elapsed > 0 else None
+        return self.computed / elapsed if self.computed > 0 and elapsed > 0 else None
 
     def status(self, final: bool = False) -> str:
         """The plain line: "tiles: 12/55 (22%), 3.1/s, ETA 14 s, loss 1.2e-3"."""

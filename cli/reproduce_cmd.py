@@ -126,7 +126,7 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
         click.echo(f"reusing the results in {out_dir} (--resume)")
     else:
         if result is not None:
-            click.echo(f"resuming: the {len(result.data.get('rows', []))} finished parts in {out_dir} are kept")
+            click.echo(f"resuming: the {len(result.parts)} finished parts in {out_dir} are kept")
         checkpoint = {"folder": out_dir} if spec.checkpoints else {}
         if spec.checkpoints:
             keeps(lambda: _kept_parts(spec, out_dir))
@@ -148,9 +148,9 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
 def _kept_parts(spec, out_dir: str) -> str:
     """What an interrupted run of a checkpointing experiment keeps: the parts it saved in its results folder."""
     saved = spec.result.load(out_dir) if os.path.isdir(out_dir) else None
-    if saved is None or not saved.data.get("rows"):
+    if saved is None or not saved.parts:
         return NOTHING_KEPT
-    return (f"the {len(saved.data['rows'])} finished parts are kept in {out_dir}; rerun the same command with "
+    return (f"the {len(saved.parts)} finished parts are kept in {out_dir}; rerun the same command with "
             f"--resume to continue")
 
 

@@ -111,6 +111,8 @@ def _simulate(config, name, C_L, seeds, dtype, backend_name, out_dir, resume, qu
 
     def on_depth(r):
         reused.append(r.reused)
+        if r.reused:
+            bar.reuse(len(r.seeds))
         bar.clear()
         click.echo(f"{r.depth:>7} {r.C_L:>10.4g} {len(r.seeds):>5} {r.mean_error_limit:>13.3e} "
                    f"{r.max_error_limit:>9.2e} {r.mean_error_expected:>13.3e} {r.max_error_expected:>9.2e} "
@@ -160,8 +162,12 @@ def _run_width_study(config, cls, backend_name, out_dir, resume, quiet, client):
                f"{config.dtype}")
     click.echo(f"{'n':>7} {'seeds':>5} {f'err of {kernel} vs {limit} [95% interval]':>31} {'max':>9} {'time s':>7}")
     started = time.perf_counter()
+    def on_width(r):
+        if r.reused:
+            bar.reuse(len(r.seeds))
+
     with progress(len(config.widths) * config.seeds, "networks", quiet) as bar:
-        study = run_width_study(config, out_dir, resume, on_seed=bar.update, client=client)
+        study = run_width_study(config, out_dir, resume, on_seed=bar.update, on_width=on_width, client=client)
     # One table at the end: every width's interval comes from the errors' shape pooled over all widths
     # (stats.error_means_and_intervals), as results.json stores it.
     for r, mean, low, high in zip(study.results, study.means, study.lows, study.highs):

@@ -44,7 +44,9 @@ from ..engine.results import environment, write_json
 @click.option("--checkpoint-dir", default=None, help="Folder for atomic checkpoints.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
-@click.option("--overwrite", is_flag=True, help="Replace the checkpoint an earlier run left in --checkpoint-dir.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the -o file and its .metrics.json if they exist, and the checkpoint an earlier run left "
+                   "in --checkpoint-dir.")
 @backend_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Trained params (.npz).")
 @quiet_option
@@ -61,7 +63,7 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
         raise CommandError("give exactly one of --eta (scaled step) or --lr (raw learning rate)")
     if (steps is None) == (epochs is None):
         raise CommandError("give exactly one of --steps or --epochs")
-    check_output_path(output)
+    check_output_path(output, overwrite=overwrite, beside=[metrics_path(output)])
     X_test = Y_test = None
     with user_errors():
         if dataset is None:
@@ -111,10 +113,15 @@ def command(params_path, x_path, y_path, dataset, arch, depth, C_L, init, dtype,
     if h["kernel_change"]:
         line += f", kernel change {h['kernel_change'][-1]:.3e}"
     click.echo(line)
-    metrics = os.path.splitext(output)[0] + ".metrics.json"
+    metrics = metrics_path(output)
     write_json(metrics, {"history": h, "steps": result.steps, "seconds": result.seconds,
                          "resumed_from": result.resumed_from, "environment": environment()})
     click.echo(f"wrote {output} and {metrics}")
+
+
+def metrics_path(output: str) -> str:
+    """The metrics JSON written beside the trained params `output`."""
+    return os.path.splitext(output)[0] + ".metrics.json"
 
 
 def kept_checkpoint(checkpoint_dir: str | None) -> str:

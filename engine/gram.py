@@ -429,7 +429,9 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
             "slurm", "pbs", "local-cuda"; see `deepntk.engine.clusters`).
         resume: complete an existing store made with the same configuration.
         verify: on resume, re-read every recorded tile and recompute those whose CRC does not match.
-        on_tile: called with (done, total) as tiles complete.
+        on_tile: called with (done, total): first, before any tile is computed, with the tiles an earlier run
+            completed (0 in a new store), then as tiles complete (a progress display starts from the first call,
+            so its rate counts this run's tiles only).
     """
     from ..base.validate import check_inputs
 
@@ -453,6 +455,8 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
     reused = total - len(todo)
     started = time.perf_counter()
     written, busy, spans = 0, 0.0, []
+    if on_tile:
+        on_tile(reused, total)
     if todo:
         from .clusters import dask_client
 

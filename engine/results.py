@@ -20,7 +20,7 @@ import numpy as np
 from .files import read_json
 from ..base.errors import FileFormatError, FolderConfigError, FolderInUseError, option
 
-# Held by the run writing a folder (see exclusive_folder).
+# Held by the run writing a folder where the folder itself cannot be locked (see _lock_folder).
 LOCK_FILE = ".deepntk.lock"
 # A run folder's record: the command and configuration that own it and the files deepntk wrote there (RunFolder).
 RUN_RECORD = "run.json"
@@ -95,23 +95,77 @@ def environment() -> dict:
             "cpus": os.cpu_count(), "libraries": libs, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-@contextlib.contextmanager
-def exclusive_folder(path: str, what: str = "results folder"):
-    """Hold `path` for this run: a second deepntk run into the same folder is refused at once instead of mixing
-    its files with this one's. The lock is the operating system's (filelock), so a killed run leaves none."""
+# The folders this process holds (exclusive_folder), by absolute path: [lock, re-entries]. A second flock of the
+# same folder from this process would be refused like another process's, so re-entries are counted here.
+_LOCKS: dict = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_folder(path: str):
+    """An exclusive, non-blocking lock on folder `path`, or None where another process holds it.
+
+    The lock is flock(2) on a descriptor of the folder itself: it leaves no file in the folder, the operating
+    system drops it when the process dies (a killed run leaves none), and there is no lock file whose removal
+    could let two runs lock two different files. Where a folder cannot be flocked (no fcntl, or a file system
+    without flock on folders, such as NFS), a lock file (LOCK_FILE, through filelock) stands in; it stays, as
+    removing a lock file is what would open that race."""
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        return _lock_file(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        return _lock_file(path)
+    return lambda: os.close(fd)  # closing the only descriptor releases the lock
+
+
+def _lock_file(path: str):
+    """The fallback of `_lock_folder`: filelock on LOCK_FILE in `path`; None where another process holds it."""
     from filelock import FileLock, Timeout
 
-    # One lock object per folder in this process, counting re-entries (the CLI and the engine may both hold it).
-    lock = FileLock(os.path.join(path, LOCK_FILE), is_singleton=True, thread_local=False)
+    lock = FileLock(os.path.join(path, LOCK_FILE), thread_local=False)
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise FolderInUseError(f"{what} {path!r} is in use by another deepntk run; wait for it to finish or "
-                               f"choose another folder") from None
+        return None
+    return lock.release
+
+
+@contextlib.contextmanager
+def exclusive_folder(path: str, what: str = "results folder"):
+    """Hold folder `path` for this run: a second deepntk run into the same folder is refused at once instead of
+    mixing its files with this one's (docs/files.md#results-folders). The lock is the operating system's
+    (`_lock_folder`), so a killed run leaves none; re-entries from this process (the CLI and the engine may both
+    hold it) are counted.
+
+    Raises:
+        FolderInUseError: another process holds the folder.
+    """
+    key = os.path.abspath(path)
+    with _LOCKS_GUARD:
+        held = _LOCKS.get(key)
+        if held is None:
+            release = _lock_folder(path)
+            if release is None:
+                raise FolderInUseError(f"{what} {path!r} is in use by another deepntk run; wait for it to finish or "
+                                       f"choose another folder")
+            held = _LOCKS[key] = [release, 0]
+        held[1] += 1
     try:
         yield path
     finally:
-        lock.release()
+        with _LOCKS_GUARD:
+            held[1] -= 1
+            if held[1] == 0:
+                del _LOCKS[key]
+                held[0]()
 
 
 def canonical(config) -> dict:
@@ -280,9 +334,6 @@ def run_folder(path, command: str, config: dict, *, resume: bool | None = False,
                 yield folder
             finally:
                 del _HELD[absolute]
-                if not folder.files:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(path, LOCK_FILE))
     finally:
         if created is not None:  # remove what makedirs made, from the inside out, while it is empty
             current = absolute

@@ -192,7 +192,8 @@ def run_convergence(config: ConvergenceConfig, folder: str | None = None, resume
     (results, fit): the per-depth results and the fitted rate of the error against the limit
     (`stats.fit_power_law`; None for one depth). With `resume`, the depths an earlier run of this configuration
     stored in `folder` are reused (their results say `reused`); with `overwrite`, an earlier run's files there
-    are replaced.
+    are replaced. `on_seed()` is called once per network this run computes, `on_depth(result)` once per depth,
+    computed or reused (a progress display counts a reused depth's networks as done, not in its rate).
 
     Raises:
         FolderConfigError: `folder` holds another configuration, or this one's results without `resume` or
@@ -213,9 +214,6 @@ def _run_convergence(config, folder, resume, on_seed, on_depth, client):
         if stored is not None:
             result = stored
             result.reused = True
-            if on_seed:
-                for _ in range(config.seeds):
-                    on_seed()
         else:
             result = run_depth(config, depth, C_L, X1, X2, on_seed, client)
             if folder:

@@ -53,7 +53,9 @@ def list_arrays(data: dict) -> dict:
 class Result:
     """One run's outcome: `data` (JSON-friendly, written as RESULTS_FILE) and `arrays` (name → ndarray, written
     as ARRAYS_FILE when there are any; default: `list_arrays(data)`). An experiment subclasses it for its
-    `summary` and `figure`."""
+    `summary` and `figure`; a checkpointing one names the list of its finished parts in `parts_key`."""
+
+    parts_key = "rows"
 
     def __init__(self, data: dict, arrays: dict | None = None):
         self.data = data
@@ -65,6 +67,12 @@ class Result:
         """False for the results an interrupted run of a checkpointing experiment saved (its "complete" entry):
         `reproduce --resume` continues that run instead of reusing them."""
         return bool(self.data.get("complete", True))
+
+    @property
+    def parts(self) -> list:
+        """The finished parts (rows, training runs, …) that a checkpointing experiment saved: what an interrupted
+        run keeps and `reproduce --resume` continues from (the list under `parts_key` in `data`)."""
+        return list(self.data.get(self.parts_key, []))
 
     def summary(self) -> list[str]:
         """The lines the command prints after the run (its summary table)."""
@@ -118,8 +126,9 @@ class PlotResult(Result):
 
 class Progress:
     """What an experiment tells about its long loops. `show(label, done, total, remark)`: `done` of `total` in the
-    loop `label`; `on_step(step, total, loss)`: the trainer's callback, step 1 starting a new training. This one
-    shows nothing; the command line passes `deepntk.cli.progress.Stages`."""
+    loop `label`, whose first show states where this run starts (the units an earlier run kept, 0 in a fresh run:
+    the rate and ETA count only what later shows add); `on_step(step, total, loss)`: the trainer's callback, step 1
+    starting a new training. This one shows nothing; the command line passes `deepntk.cli.progress.Stages`."""
 
     def show(self, label: str, done: int, total: int | None, remark: str = "") -> None:
         pass

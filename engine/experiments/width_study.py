@@ -201,6 +201,8 @@ def run_width_study(config: WidthStudyConfig, folder: str | None = None, resume:
                     on_width=None, client=None, overwrite: bool = False) -> WidthStudy:
     """Run every width, write results into `folder` (a run folder, docs/files.md#results-folders) and return the
     WidthStudy. With `resume`, the widths an earlier run of this configuration stored there are reused.
+    `on_seed()` is called once per network this run computes, `on_width(result)` once per width, computed or
+    reused (a progress display counts a reused width's networks as done, not in its rate).
 
     Raises:
         FolderConfigError: `folder` holds another configuration, or this one's results without `resume` or
@@ -221,8 +223,6 @@ def _run_width_study(config, folder, resume, on_seed, on_width, client):
         if stored is not None:
             result = stored
             result.reused = True
-            for _ in range(config.seeds if on_seed else 0):
-                on_seed()
         else:
             result = run_width(config, width, X, on_seed, client)
             if folder:

@@ -248,7 +248,7 @@ def test_train_toy_dataset_and_divergence(tmp_path, capsys):
                            "--probe-every", "20", "-o", str(tmp_path / "t.npz"), "--quiet"], capsys)
     assert code == 0 and "train loss" in stdout and "kernel change" in stdout
     code, _, err = run(["train", "--dataset", "toy", "--depth", "30", "--C-L", "900", "--steps", "400", "--lr", "1e3",
-                        "-o", str(tmp_path / "t.npz"), "--quiet"], capsys)
+                        "-o", str(tmp_path / "diverged.npz"), "--quiet"], capsys)
     assert code == 2 and "try a smaller learning rate" in err
 
 

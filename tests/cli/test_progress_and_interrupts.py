@@ -5,6 +5,7 @@ a Dask LocalCluster shut down without a word, and a --resume rerun that complete
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -220,3 +221,76 @@ def test_the_benchmark_counts_every_timed_call_to_the_end():
                             on_step=lambda done, total: steps.append((done, total)))
     assert steps == [(1, 2), (2, 2)], steps
     assert all(t.implementation == "torch" for t in timings)  # the reference is timed, not shown
+
+
+def test_a_counting_loop_shows_reused_items_from_the_start_and_rates_only_new_work(monkeypatch):
+    """A resumed counting loop (simulate's networks): the first count shown is the reused items, and the rate and
+    the ETA come from the items this run computes, over the time since."""
+    from deepntk.cli.progress import Progress
+
+    monkeypatch.setenv("DEEPNTK_PROGRESS_INTERVAL", "1000")  # no line of its own while the test reads it
+    with Progress("networks", 12) as bar:
+        before = time.monotonic()
+        bar.reuse(6)
+        assert bar.status().startswith("networks: 6/12 (50%), ")
+        for _ in range(2):
+            time.sleep(0.2)
+            bar.update()
+        rate = bar.rate()
+        after = time.monotonic()
+        eta = float(re.search(r", ETA ([0-9.]+) s", bar.status()).group(1))
+    # 2 networks in [0.4 s, after - before]; counting the 6 reused ones would give at least 8 / (after - before).
+    assert 2 / (after - before) <= rate <= 2 / 0.4
+    assert eta >= 4 / (2 / 0.4) * (1 - 1e-3)  # 4 networks to go at this run's rate (3 significant digits)
+
+
+class Terminal(io.StringIO):
+    """stderr as a terminal: Progress draws its tqdm bar into it."""
+
+    def isatty(self):
+        return True
+
+
+def test_a_resumed_bar_starts_at_the_reused_count_and_rates_only_new_work(monkeypatch):
+    """In a terminal (the tqdm bar): a loop that states its count (a Gram store's tiles) starts from its first
+    statement, the tiles an earlier run completed; the bar's rate and ETA count only the tiles this run adds."""
+    from tqdm import tqdm
+
+    from deepntk.cli.progress import Progress
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with Progress("tiles", 100) as bar:
+        bar.set(40, 100)  # 40 tiles reused
+        started = time.monotonic()
+        assert " 40/100 " in tqdm.format_meter(**bar._bar.format_dict)
+        time.sleep(0.3)
+        bar.set(42)
+        meter = tqdm.format_meter(**bar._bar.format_dict)
+        elapsed = time.monotonic() - started
+    shown = re.search(r" 42/100 \[[0-9:]+<([0-9:]+), +([0-9.]+)it/s\]", meter)
+    assert shown, meter
+    # 2 tiles in [0.3 s, elapsed]: counting the 40 reused would show 42 / elapsed, far above.
+    rate = float(shown.group(2))
+    assert 2 / elapsed * 0.9 <= rate <= 2 / 0.3 * 1.1, meter
+    minutes, seconds = map(int, shown.group(1).split(":"))
+    assert 58 / (2 / 0.3 * 1.1) - 1 <= 60 * minutes + seconds  # 58 tiles to go at this run's rate
+
+
+def test_a_resumed_simulate_rates_only_the_networks_it_computes(tmp_path, capsys, monkeypatch):
+    from deepntk.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["simulate", "--depths", "3000,3001,3002", "--seeds", "2", "--points", "30", "--backend", "numpy",
+            "-o", "out"]
+    assert main(argv + ["--quiet"]) == 0
+    os.remove(os.path.join("out", "depth-3002.npz"))
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 0
+    stderr = capsys.readouterr().err
+    final = re.search(r"^networks: 6/6 \(100%\), (?:([0-9.]+)/s|([0-9.]+) s each), ([0-9.]+) s in all$", stderr,
+                      re.M)
+    assert final, stderr
+    rate = float(final.group(1)) if final.group(1) else 1 / float(final.group(2))
+    # Rate × the loop's whole time is the networks the rate counts (a little more: the start-up before the first
+    # report, when the reused depths came in): the 2 computed ones, where counting the 4 reused gives about 5.
+    assert 2 * (1 - 1e-2) <= rate * float(final.group(3)) <= 3, stderr

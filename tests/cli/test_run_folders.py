@@ -116,16 +116,21 @@ def test_train_resume_says_where_it_resumed_and_checkpoint_folders_keep_their_co
     np.save(tmp_path / "y.npy", X[:, :1] * X[:, 1:])
     ck = str(tmp_path / "ck")
     base = ["train", p, "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"), "--batch-size", "4",
-            "--checkpoint-every", "3", "--quiet", "-o", str(tmp_path / "t.npz")]
+            "--checkpoint-every", "3", "--quiet"]
     code, _, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", str(tmp_path / "none"),
-                               "--resume"], capsys)
+                               "--resume", "-o", str(tmp_path / "none.npz")], capsys)
     assert code == 2 and "--resume: no checkpoint" in err and "resume=True" not in err, err
     assert not os.path.exists(tmp_path / "none")  # refused: no folder left behind
-    assert run(base + ["--eta", "0.5", "--steps", "6", "--checkpoint-dir", ck], capsys)[0] == 0
-    code, _, err = run(base + ["--eta", "0.25", "--steps", "9", "--checkpoint-dir", ck], capsys)
+    # Each run writes its own -o file (an existing one is refused unless --overwrite).
+    assert run(base + ["--eta", "0.5", "--steps", "6", "--checkpoint-dir", ck, "-o", str(tmp_path / "t6.npz")],
+               capsys)[0] == 0
+    code, _, err = run(base + ["--eta", "0.25", "--steps", "9", "--checkpoint-dir", ck, "-o", str(tmp_path / "a.npz")],
+                       capsys)
     assert code == 2 and "different configuration" in err and "settings.eta" in err, err
-    code, _, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", ck], capsys)
+    code, _, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", ck, "-o", str(tmp_path / "b.npz")],
+                       capsys)
     assert code == 2 and "already holds" in err and "--resume" in err, err
-    code, stdout, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", ck, "--resume"], capsys)
+    code, stdout, err = run(base + ["--eta", "0.5", "--steps", "9", "--checkpoint-dir", ck, "--resume", "-o",
+                                    str(tmp_path / "t9.npz")], capsys)
     assert code == 0, err
     assert "resumed from step 6 of 9" in stdout.splitlines()

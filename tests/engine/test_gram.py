@@ -95,8 +95,12 @@ def test_a_damaged_chunk_is_found_and_recomputed(client, tmp_path):
     with open(chunk, "r+b") as handle:
         handle.seek(0)
         handle.write(b"\xff" * 16)
-    again = gram(kernel, X1, store=store, tile=tile, client=client, resume=True)
+    reports = []
+    again = gram(kernel, X1, store=store, tile=tile, client=client, resume=True,
+                 on_tile=lambda done, total: reports.append((done, total)))
     assert (again.computed, again.reused) == (1, first.tiles - 1)
+    # The first report states where the run starts (the reused tiles), before any tile is computed.
+    assert reports == [(first.tiles - 1, first.tiles), (first.tiles, first.tiles)]
     assert np.array_equal(again.store.read(), one_process(kernel, X1, None, tile))
 
 
@@ -134,7 +138,7 @@ def test_a_killed_worker_costs_only_its_tiles(client, tmp_path):
     runner = threading.Thread(target=lambda: result.update(report=gram(
         kernel, X, store=tmp_path / "K.zarr", tile=12, client=client, on_tile=lambda done, total: progress.append(done))))
     runner.start()
-    assert wait_for(lambda: len(progress) >= 3)
+    assert wait_for(lambda: len(progress) >= 4)  # the start (0 tiles) and 3 tiles done
     victim = list(client.run(os.getpid).values())[0]
     os.kill(victim, signal.SIGKILL)
     runner.join(timeout=300)

@@ -213,10 +213,12 @@ def test_cli_ntk_and_limit_name_the_wide_mlp_s_kernels(tmp_path, capsys):
     # Before: limit had no --depth and wrote Θ² whatever the depth meant.
     assert_close(np.load(str(tmp_path / "L.npy")), wide_ntk_kernel(np.load(x), depth=3, exact=True), TOL["identity"],
                  "Θ³")
-    assert main(["limit", "--arch", "wide-mlp", "--x1", x, "-o", str(tmp_path / "L.npy")]) == 2
+    # New -o files: an existing one would be refused first (unless --overwrite).
+    assert main(["limit", "--arch", "wide-mlp", "--x1", x, "-o", str(tmp_path / "L2.npy")]) == 2
     assert "--depth is required" in capsys.readouterr().err
+    p = str(tmp_path / "narrow.npz")
     assert main(["init", "--depth", "3", "--C-L", "2", "-o", p]) == 0
-    assert main(["ntk", p, "--x1", x, "--backend", "numpy", "-o", str(tmp_path / "K.npy")]) == 0
+    assert main(["ntk", p, "--x1", x, "--backend", "numpy", "-o", str(tmp_path / "K2.npy")]) == 0
     assert ": Θ̃ with shape" in capsys.readouterr().out
 
 
