@@ -196,7 +196,7 @@ def test_bench_reports_its_timed_calls_as_the_other_commands_do(capsys, monkeypa
     lines = [line for line in stderr.splitlines() if line.startswith("timed calls: ")]
     assert lines and re.fullmatch(r"timed calls: 1/1 \(100%\), .*in all", lines[-1]), stderr
     for line in lines[:-1]:  # the heartbeat's while the call runs, or the step's own
-        assert re.fullmatch(r"timed calls: (0, .*so far|1/1 \(100%\), .*ETA.*)", line), line
+        assert re.fullmatch(r"timed calls: (0, .*so far|1/1 \(100%\), .*(ETA|so far).*)", line), line
     assert "\r" not in stderr
 
 
