@@ -309,10 +309,10 @@ def depth_study(scale: str = "quick", data_dir=None, backend=None, client=None, 
         record_file(store_dir)
         os.makedirs(store_dir, exist_ok=True)
     for index, (kernel, depth) in enumerate(todo):
+        if (kernel, depth) in done:  # not shown: the first count shown is the reused rows, not rated as work
+            continue
         progress.show("depth study", index, len(todo), f"{KERNELS[kernel]}" + ("" if depth is None else
                                                                               f", L = {depth}"))
-        if (kernel, depth) in done:
-            continue
         started = time.perf_counter()
         if plan["out_of_core"]:
             row = depth_unit_out_of_core(kernel, depth, data, store_dir, client, backend, progress)
