@@ -108,6 +108,29 @@ def test_resume_computes_only_the_missing_rows(mnist, capsys):
     assert "reusing the results" in capsys.readouterr().out
 
 
+def test_a_resumed_run_shows_its_reused_rows_first_and_never_again(mnist):
+    """The progress a resumed run reports: its first count is the rows it keeps (so they are not rated as this
+    run's work), and no unit it keeps is shown as being computed."""
+    from deepntk.engine.experiments.depth import depth_study
+
+    class Recorder:
+        def __init__(self):
+            self.shown = []
+
+        def show(self, label, done, total, remark=""):
+            if label == "depth study":
+                self.shown.append((done, total, remark))
+
+    picked = dict(kernels=["wide-ntk"], depths=[1, 3, 10])
+    os.makedirs("out")
+    depth_study("quick", mnist, folder="out", **picked)
+    finished = DepthResult.load("out").data
+    DepthResult({**finished, "rows": finished["rows"][:2], "complete": False}, {}).save("out")
+    recorder = Recorder()
+    depth_study("quick", mnist, folder="out", progress=recorder, **picked)
+    assert recorder.shown == [(2, 3, "wide NTK Θ^L, L = 10"), (3, 3, "")]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--scale", "7"], "the depth study's scale is quick, <N>k"),
     (["--scale", "60k"], "the depth study's scale is quick, <N>k"),
