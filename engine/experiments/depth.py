@@ -237,15 +237,20 @@ def depth_unit_in_memory(kernel, depth, data, backend=None) -> dict:
     return {**_predictions(flow, regression, data.labels_test), **collapse_measures(K_train, eigenvalues)}
 
 
-def store_collapse_measures(store) -> dict:
-    """The measures of `collapse_measures` that one pass over a symmetric Gram store's upper tiles gives (the
-    eigenvalues are out of reach at N = 60,000: their entries are None)."""
+def store_collapse_measures(store, on_tile=None) -> dict:
+    """The measures of `collapse_measures` that passes over a symmetric Gram store's upper tiles give (the
+    eigenvalues are out of reach at N = 60,000: their entries are None); `on_tile(done, total)` as tiles are read
+    (three passes)."""
     diagonal = np.concatenate([np.diag(store.read(*store.slices(i, i))) for i in range(-(-store.shape[0] // store.tile))])
+    total, done = 3 * len(store.tiles()), [0]
 
     def tiles():
         for i, j in store.tiles():
             rows, cols = store.slices(i, j)
             yield rows, cols, store.read(rows, cols), 1 if i == j else 2
+            done[0] += 1
+            if on_tile:
+                on_tile(done[0], total)
 
     mean, spread = normalised_moments(tiles, diagonal)
     frobenius = sum(weight * float(np.sum(block * block)) for _, _, block, weight in tiles())
@@ -263,7 +268,7 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
     """One (kernel, depth) row through Zarr Gram stores (`deepntk gram`) and the iterative solvers
     (`deepntk.engine.solvers.predict_from_stores`), as `reproduce table1 --predict` runs them."""
     from ..gram import GramKernel, gram
-    from ..solvers import predict_from_stores
+    from ..solvers import MAX_ITERATIONS, predict_from_stores
 
     spec = kernel_spec(kernel, depth, data.X_train.shape[1], 10)
     gram_kernel = GramKernel.for_spec(GRAM_KINDS[kernel], spec, backend=backend)
@@ -277,9 +282,13 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
                  on_tile=tiles("train Gram")).store
     test = gram(gram_kernel, data.X_test, data.X_train, store=f"{stem}-test.zarr", client=client, resume=True,
                 on_tile=tiles("test Gram")).store
-    measures = store_collapse_measures(train)
+    measures = store_collapse_measures(train, on_tile=tiles("collapse measures, tiles read"))
     times = [FLOW_TIME * measures.pop("mean_diagonal"), np.inf]
-    prediction, solves = predict_from_stores(train, test, data.Y_train, times, Y_test=data.Y_test, backend=backend)
+    # A batch log hears from the solves too (minutes each at N = 60,000); they stop when they converge.
+    prediction, solves = predict_from_stores(
+        train, test, data.Y_train, times, Y_test=data.Y_test, backend=backend,
+        on_iteration=lambda solver, j: progress.show(f"{label}: {solver} iterations (stops when it converges)", j,
+                                                     MAX_ITERATIONS))
     return {**_predictions(prediction.test[0], prediction.test[1], data.labels_test), "iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
             "converged": [s.converged for s in solves], **measures}
 

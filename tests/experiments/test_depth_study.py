@@ -252,7 +252,7 @@ def test_inverse_norm_vote_is_regression_with_the_limit_ntk():
     assert accuracy == np.mean(labels_test == vote)
 
 
-def test_full_scale_out_of_core_matches_in_memory(tmp_path, monkeypatch):
+def test_full_scale_out_of_core_matches_in_memory(tmp_path, monkeypatch, capsys):
     """`--scale full` on a tiny MNIST stand-in (every one of its 50 training images, through Zarr Gram stores, a
     local Dask cluster and the iterative solvers) gives the in-memory path's accuracies and collapse measures."""
     pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
@@ -265,6 +265,9 @@ def test_full_scale_out_of_core_matches_in_memory(tmp_path, monkeypatch):
                  "--cluster", "local", "--workers", "1"]) == 0
     result = json.load(open("out/results.json"))
     assert result["train_images"] == 50 and result["out_of_core"] and result["complete"]
+    log = capsys.readouterr().err  # a batch log hears from every stage of a row, the solves included
+    for stage in ("train Gram", "test Gram", "collapse measures", "flow iterations", "regression iterations"):
+        assert f"wide NTK Θ^L at L = 1000: {stage}" in log, (stage, log)
     # Each row's stores are removed once the row is saved (at N = 60,000 they take ≈ 19 GB a row).
     assert os.listdir("out/grams") == [] and "grams" in json.load(open("out/run.json"))["files"]
     data = load_mnist("mnist")
