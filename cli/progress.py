@@ -61,7 +61,7 @@ class Progress:
         self._bar = self._thread = self._first = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._started = time.monotonic()
+        self._started = self._last_report = time.monotonic()
         if quiet:
             return
         if sys.stderr.isatty():
@@ -90,10 +90,16 @@ class Progress:
         """`n` more items are done, by an earlier run (their stored results are reused)."""
         self._report(self.done + n, None, n)
 
+    @property
+    def finished(self) -> bool:
+        """Every item of a known total is done (what follows, until the next stage, is not this loop's work)."""
+        return bool(self.total) and self.done >= self.total
+
     def _report(self, done: int, total: int | None, reused: int) -> None:
         if total is not None:
             self.total = total
         self.done = done
+        self._last_report = time.monotonic()
         self.reused += reused
         first = self._first is None
         if first:
@@ -152,7 +158,8 @@ class Progress:
     def rate(self) -> float | None:
         """Items this run computed per second since the first report (or since the start, before a second
         one); reused items count for nothing."""
-        now = time.monotonic()
+        # A finished loop's rate is the one it finished at, however long the stage stays open after it.
+        now = self._last_report if self.finished else time.monotonic()
         first_computed, first_time = self._first if self._first is not None else (0, self._started)
         if self.computed > first_computed and now > first_time:
             return (self.computed - first_computed) / (now - first_time)
@@ -189,6 +196,10 @@ class Progress:
     def _heartbeat(self) -> None:
         """A line every `interval` even while no item completes (one depth can take minutes)."""
         while not self._closed.wait(max(0.0, self._last_line + self.interval - time.monotonic())):
+            if self.finished:  # "150/150 (100%), ETA 0 s" again and again would be news of nothing
+                with self._lock:
+                    self._last_line = time.monotonic()
+                continue
             self._line(due=True)
 
 

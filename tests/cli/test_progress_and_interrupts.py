@@ -109,6 +109,28 @@ def test_quiet_silences_progress_and_a_silent_loop_still_reports(tmp_path, capsy
     assert lines[-1].endswith("in all"), lines
 
 
+def test_a_finished_loop_left_open_prints_no_more_lines_and_keeps_its_rate(capsys, monkeypatch):
+    """A stage stays open after its last item while the next, unreported work runs (a Gram's collapse pass):
+    before, its heartbeat printed "150/150 (100%), ETA 0 s" every interval with a rate falling towards zero."""
+    from deepntk.cli.progress import Progress
+
+    monkeypatch.setenv("DEEPNTK_PROGRESS_INTERVAL", "0.05")
+    with Progress("tiles", 3) as bar:
+        bar.set(0)
+        started = time.monotonic()
+        for _ in range(3):
+            time.sleep(0.05)
+            bar.update()
+        finished = time.monotonic()
+        capsys.readouterr()
+        time.sleep(0.5)  # ten intervals with nothing to report
+        assert capsys.readouterr().err == ""
+        # Kept: 3 items over the 0.15+ s they took (a rate still falling over the 0.5 s since would be < 3 / 0.65).
+        assert 3 / (finished - started + 0.05) <= bar.rate() <= 3 / 0.15
+    final = capsys.readouterr().err.splitlines()
+    assert len(final) == 1 and final[0].startswith("tiles: 3/3 (100%), ") and final[0].endswith("in all"), final
+
+
 def test_ctrl_c_in_simulate_keeps_the_finished_depths_and_resume_reuses_them(tmp_path):
     depths = "20,1000,1001,1002"
     argv = ["simulate", "--depths", depths, "--seeds", "8", "--points", "40", "--backend", "numpy", "-o", "out"]
