@@ -42,8 +42,19 @@ class ExperimentName(click.Choice):
         pass  # the registry decides
 
 
-@click.command("reproduce")
-@click.argument("experiment", type=ExperimentName())
+class ReproduceCommand(click.Command):
+    """`reproduce`, whose help lists the experiments of the registry (read when the help is shown)."""
+
+    def format_help_text(self, ctx, formatter):
+        from ..engine.experiments.registry import experiment_names
+
+        super().format_help_text(ctx, formatter)
+        with formatter.section("Experiments"):
+            formatter.write_text(", ".join(experiment_names()))
+
+
+@click.command("reproduce", cls=ReproduceCommand)
+@click.argument("experiment", type=ExperimentName(), metavar="EXPERIMENT")
 @click.option("--scale", default="small",
               help="The paper's experiments: small (minutes on 2 CPU cores, what it reduces is printed) or paper "
                    "(the authors' settings) [small]; depth: quick, <N>k (N thousand training images) or full "
@@ -79,7 +90,7 @@ class ExperimentName(click.Choice):
 @quiet_option
 def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, plot, predict_size, test_size, store_dir,
             networks, kernels, depths, max_steps, max_iterations, nystrom_rank, cluster, workers, cluster_config, quiet):
-    """Run one of the paper's experiments (or a registered one) and write its results.
+    """Run EXPERIMENT, one of the paper's or a registered one (listed below), and write its results.
 
     The results folder holds the results (JSON + .npz), a manifest and a figure."""
     if predict_size is not None:

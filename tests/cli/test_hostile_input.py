@@ -102,7 +102,7 @@ CASES = [
     (["simulate", "--d-in", "3"], "Fig. 3 network"),
     (["simulate", "--depths", "10,20", "-o", "a_file"], "is a file"),
     (["bench", "--quick", "-o", "a_file/x.json"], "is a file"),
-    (["reproduce", "fig9"], "is not one of"),
+    (["reproduce", "fig9"], "Invalid value for 'EXPERIMENT': 'fig9' is not one of 'fig3', 'fig4', 'fig5', 'table1'"),
     (["reproduce", "table1", "--predict", "100", "--networks", "mlp,resnet"], "unknown resnet"),
     (["reproduce", "table1", "--predict", "100", "--max-iterations", "0"], "--max-iterations"),
     (["reproduce", "table1", "--predict", "100", "--nystrom-rank", "-3"], "--nystrom-rank"),
