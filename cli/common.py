@@ -157,16 +157,13 @@ def hold_output_folder(path: str | None, command: str, config: dict, *, resume: 
                        overwrite: bool = False, name: str = "-o") -> str:
     """Hold the results folder of this run until the command ends (deepntk.engine.results.run_folder), before any
     work: a folder another run holds, or one that holds another configuration's results (or this one's, without
-    --resume or --overwrite), is refused with one line. `path` None: the configuration's default folder, or, for a
-    rerun without --resume or --overwrite, the first free one of `<default>-2`, `-3`, … beside it."""
+    --resume or --overwrite), is refused with one line. `path` None: the configuration's default folder
+    (`default_folder`), held to the same rules."""
     from ..engine.results import default_folder, run_folder
 
-    if path is None:
-        path = default_folder(command, config)
-        if not (resume or overwrite):  # a plain rerun of these settings goes beside the earlier run, not over it
-            path = next(candidate for candidate in (path, *(f"{path}-{n}" for n in range(2, 10**6)))
-                        if not os.path.exists(candidate) or not os.listdir(candidate))
     with user_errors():
+        if path is None:
+            path = default_folder(command, config)
         try:
             click.get_current_context().with_resource(
                 run_folder(path, command, config, resume=resume, overwrite=overwrite))

@@ -188,10 +188,22 @@ def differing_keys(old, new, prefix: str = "") -> list[str]:
 
 def default_folder(command: str, config) -> str:
     """deepntk-results/<command>-<first 8 hex digits of the configuration's SHA-1>: runs of different
-    configurations never share a default folder, and a rerun of the same configuration finds its results."""
+    configurations never share a default folder, and a rerun of the same configuration finds its results there
+    (held to the rules of `run_folder`, as in a folder given by name). Only where that folder's record names
+    another configuration (a hash collision) is it the first of `<folder>-2`, `-3`, … that does not.
+
+    Raises:
+        FileFormatError: a candidate folder's run record is damaged.
+    """
     text = json.dumps({"command": command, "config": canonical(config)}, sort_keys=True)
     stem = "-".join("".join(c if c.isalnum() else " " for c in command).split())
-    return os.path.join("deepntk-results", f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}")
+    path = os.path.join("deepntk-results", f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}")
+    wanted = {"command": command, "config": canonical(config)}
+    for candidate in (path, *(f"{path}-{n}" for n in range(2, 10**6))):
+        record = read_record(candidate) if os.path.isdir(candidate) else None
+        if record is None or not differing_keys({"command": record["command"], "config": record["config"]}, wanted):
+            return candidate
+    raise FolderConfigError(f"every default folder {path}-N holds another configuration; choose a folder with -o")
 
 
 # The run folders this process holds, by absolute path (record_file finds them there).

@@ -90,10 +90,43 @@ def test_default_folders_differ_between_settings_and_subcommands(tmp_path, capsy
     assert sum(os.path.exists(os.path.join("deepntk-results", f, "compare-trained.json")) for f in folders) == 1
     first = next(f for f in folders if f.startswith("simulate") and
                  json.load(open(os.path.join("deepntk-results", f, "results.json")))["config"]["seeds"] == 2)
-    code, out, _ = simulate(None, "20", 2, capsys)  # a plain rerun goes beside the earlier run, never over it
-    assert code == 0 and f"results in {os.path.join('deepntk-results', first)}-2" in out, out
     code, out, _ = simulate(None, "20", 2, capsys, "--resume")  # --resume finds the settings' own folder
     assert code == 0 and "1 depth reused, 0 computed" in out and f"{first}\n" in out, out
+
+
+def test_a_plain_rerun_into_the_default_folder_is_refused_as_into_a_named_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = simulate(None, "20", 1, capsys)
+    assert code == 0
+    folder = out.strip().splitlines()[-1].removeprefix("results in ")
+    stamp = os.path.getmtime(os.path.join(folder, "depth-20.npz"))
+    code, out, err = simulate(None, "20", 1, capsys)  # the same settings: the same folder, the rule of -o
+    assert (code, out) == (2, ""), (code, out, err)
+    assert err.strip().splitlines() == [
+        f"Error: results folder {folder!r} already holds the results of this configuration; pass --resume to reuse "
+        f"them, --overwrite to compute them again, or choose another folder"]
+    named = simulate(folder, "20", 1, capsys)
+    assert named[0] == 2 and named[2] == err  # an explicit -o of that folder: the same line
+    assert os.listdir("deepntk-results") == [os.path.basename(folder)]  # no "-2" beside it
+    code, out, err = simulate(None, "20", 1, capsys, "--overwrite")
+    assert code == 0 and f"results in {folder}\n" in out, err
+    assert os.path.getmtime(os.path.join(folder, "depth-20.npz")) > stamp
+
+
+def test_a_default_folder_whose_record_names_another_configuration_is_passed_by(tmp_path, capsys, monkeypatch):
+    """As where two configurations' hashes collide: the rerun neither refuses nor touches the other's folder."""
+    monkeypatch.chdir(tmp_path)
+    assert simulate(None, "20", 1, capsys)[0] == 0
+    (folder,) = os.listdir("deepntk-results")
+    folder = os.path.join("deepntk-results", folder)
+    record = json.load(open(os.path.join(folder, "run.json")))
+    record["config"]["seeds"] = 7  # the record of another configuration under this configuration's hash
+    json.dump(record, open(os.path.join(folder, "run.json"), "w"))
+    code, out, err = simulate(None, "20", 1, capsys)
+    assert code == 0 and f"results in {folder}-2\n" in out, (out, err)
+    code, out, err = simulate(None, "20", 1, capsys)  # and the rerun finds that one
+    assert code == 2 and f"{folder}-2" in err and "already holds the results of this configuration" in err, err
+    assert json.load(open(os.path.join(folder, "run.json")))["config"]["seeds"] == 7
 
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
