@@ -158,17 +158,19 @@ def hold_output_folder(path: str | None, command: str, config: dict, *, resume: 
     """Hold the results folder of this run until the command ends (deepntk.engine.results.run_folder), before any
     work: a folder another run holds, or one that holds another configuration's results (or this one's, without
     --resume or --overwrite), is refused with one line. `path` None: the configuration's default folder
-    (`default_folder`), held to the same rules."""
+    (`default_folder`), held to the same rules. With --resume and no earlier results there, one line says so."""
     from ..engine.results import default_folder, run_folder
 
     with user_errors():
         if path is None:
             path = default_folder(command, config)
         try:
-            click.get_current_context().with_resource(
+            folder = click.get_current_context().with_resource(
                 run_folder(path, command, config, resume=resume, overwrite=overwrite))
         except OSError as exc:
             raise CommandError(f"{name}: cannot use {path!r} as a results folder ({exc.strerror or exc})") from None
+    if resume and not folder.resumed:
+        click.echo(f"nothing to resume in {path}: starting afresh")
     return path
 
 

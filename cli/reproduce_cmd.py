@@ -108,7 +108,7 @@ def command(experiment, scale, data_dir, backend, out_dir, overwrite, resume, pl
         if store_dir is None:  # inside the results folder, so the folder's record lists it (--overwrite removes it)
             store_dir = os.path.join(out_dir, "grams")
             record_file(store_dir)
-        if resume:
+        if resume and _kept_grams(store_dir) != NOTHING_KEPT:
             click.echo(f"resuming: the Gram stores in {store_dir} are completed, not recomputed")
         return _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot,
                                (cluster or "local", workers, cluster_config), options, quiet, backend)

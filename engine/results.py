@@ -220,7 +220,7 @@ class RunFolder:
         self.command = command
         self.config = config
         self.files = list(files)
-        self.resumed = resumed  # the record of an earlier run of this configuration is continued
+        self.resumed = resumed  # the files an earlier run of this configuration recorded are continued from
         self._lock = threading.Lock()
 
     def record(self, name: str) -> None:
@@ -300,7 +300,7 @@ def _claim(path: str, command: str, config: dict, resume, overwrite: bool, what:
     if overwrite:
         _remove_recorded(path, old["files"])
         return RunFolder(path, command, config)
-    return RunFolder(path, command, config, old["files"], resumed=True)
+    return RunFolder(path, command, config, old["files"], resumed=bool(old["files"]))
 
 
 @contextlib.contextmanager

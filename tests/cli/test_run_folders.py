@@ -167,3 +167,18 @@ def test_train_resume_says_where_it_resumed_and_checkpoint_folders_keep_their_co
                                     str(tmp_path / "t9.npz")], capsys)
     assert code == 0, err
     assert "resumed from step 6 of 9" in stdout.splitlines()
+
+
+def test_resume_where_nothing_was_kept_says_it_starts_afresh(tmp_path, capsys, monkeypatch):
+    """One line for every command with --resume (through `hold_output_folder`; reproduce's:
+    tests/experiments/test_experiment_registry.py): a named folder and a default one."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = simulate("fresh", "20", 1, capsys, "--resume")
+    assert code == 0, err
+    assert out.splitlines()[0] == "nothing to resume in fresh: starting afresh", out
+    code, out, err = simulate(None, "20", 1, capsys, "--resume")
+    (folder,) = os.listdir("deepntk-results")
+    assert code == 0 and out.splitlines()[0] == (f"nothing to resume in {os.path.join('deepntk-results', folder)}: "
+                                                  f"starting afresh"), out
+    code, out, err = simulate("fresh", "20", 1, capsys, "--resume")  # now there is something: no such line
+    assert code == 0 and "nothing to resume" not in out and "1 depth reused, 0 computed" in out, out

@@ -114,6 +114,14 @@ def test_the_run_folder_refuses_a_rerun_and_resumes_or_overwrites(squares, tmp_p
     assert json.load(open(os.path.join(out, "results.json")))["scale"] == "paper" and len(CALLS) == 2
 
 
+def test_resume_where_nothing_was_kept_says_it_starts_afresh_and_computes(squares, tmp_path, capsys):
+    code, stdout, err = reproduce(["squares", "-o", str(tmp_path / "fresh"), "--quiet", "--no-plot", "--resume"],
+                                  capsys)
+    assert code == 0, err
+    assert stdout.splitlines()[0] == f"nothing to resume in {tmp_path / 'fresh'}: starting afresh", stdout
+    assert "squares: mean 6.000000 over 5 points" in stdout.splitlines() and len(CALLS) == 1
+
+
 def test_options_an_experiment_does_not_take_are_refused_naming_those_that_do(squares, tmp_path, capsys):
     code, stdout, err = reproduce(["squares", "--networks", "mlp", "-o", str(tmp_path / "r")], capsys)
     assert code == 2 and stdout == "" and "--networks goes with table1" in err, err
