@@ -5,7 +5,7 @@ import click
 from .arch import spec_from_data, with_arch
 from .common import (CommandError, backend_option, check_output_path, load_npy, overwrite_file_option, save_npy,
                      user_errors)
-from ..base.validate import check_inputs
+from ..base.validate import check_input_sets
 
 
 @click.command("limit")
@@ -44,8 +44,7 @@ def command(arch, x1_path, x2_path, output, overwrite, symbolic, latex, depth, b
     if spec.limit == "depth" and depth is not None:
         raise CommandError(f"--depth: the {spec.arch} limit kernel is the infinite-depth limit; it takes no depth")
     with user_errors():
-        A1 = check_inputs(X1, spec, "--x1")
-        A2 = None if X2 is None else check_inputs(X2, spec, "--x2")
+        A1, A2 = check_input_sets({"--x1": X1, "--x2": X2}, spec)
         K = spec.limit_kernel(A1, A2, backend=backend)
     save_npy(output, K)
     click.echo(f"wrote {output}: {spec.limit_label} with shape {K.shape}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..base.errors import FileFormatError, InputError, option
 from ..base.memory import require_disk
+from ..base.validate import warns_once_per_cause
 
 # The closed forms' kinds, each a method of the spec: the wide MLP's NTK Θ^L (its limit kernel) and NNGP Σ^L.
 CLOSED_FORMS = {"limit": "limit_kernel", "expected": "expected_kernel", "wide-ntk": "limit_kernel",
@@ -415,6 +416,7 @@ class GramReport:
                 "kernel": self.store.config["kernel"]}
 
 
+@warns_once_per_cause
 def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, client=None, cluster="local",
          workers: int | None = None, resume: bool = False, verify: bool = True, on_tile=None) -> GramReport:
     """Compute the Gram of `kernel` between X1 and X2 (X2 None: X1 with itself, upper tiles only) into the Zarr
@@ -433,15 +435,14 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
             completed (0 in a new store), then as tiles complete (a progress display starts from the first call,
             so its rate counts this run's tiles only).
     """
-    from ..base.validate import check_inputs
+    from ..base.validate import check_input_sets
 
     if client is None and cluster in ("local", "local-cuda"):
         from .clusters import check_main_guard
 
         check_main_guard()  # before the store exists, so the corrected script starts afresh
     spec = kernel.architecture()
-    A = check_inputs(X1, spec, "X1", pool=False)
-    B = None if X2 is None else check_inputs(X2, spec, "X2", pool=False)
+    A, B = check_input_sets({"X1": X1, "X2": X2}, spec, pool=False)
     tile = choose_tile(len(A), len(A) if B is None else len(B), tile)
     if not os.path.exists(store):  # refused before the store exists, so a retry on a larger disk starts afresh
         rows, cols = -(-len(A) // tile), -(-(len(A) if B is None else len(B)) // tile)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..base.errors import InputError
-from ..base.validate import check_inputs, check_targets
+from ..base.validate import check_input_sets, check_targets, warns_once_per_cause
 
 
 def limit_kernel_factors(spec, X_train, X_test, backend=None, kernel="limit"):
@@ -54,6 +54,7 @@ class Prediction:
     test_mse: list | None
 
 
+@warns_once_per_cause
 def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=None, backend=None,
             kernel: str = "limit") -> Prediction:
     """Kernel gradient flow from f₀ = 0 to each time t (t = inf: kernel regression), with the limit kernel of
@@ -78,8 +79,7 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
         raise InputError(f"kernel {kernel!r} is a closed form: give spec, not params")
     times = check_times(times)
     arch = spec if spec is not None else params.spec
-    X = check_inputs(X_train, arch, "X_train", pool=False)
-    Xt = check_inputs(X_test, arch, "X_test", pool=False)
+    X, Xt = check_input_sets({"X_train": X_train, "X_test": X_test}, arch, pool=False)
     Y = check_targets(Y_train, len(X), arch.outputs, "Y_train")
     Yt = None if Y_test is None else check_targets(Y_test, len(Xt), arch.outputs, "Y_test")
     if params is not None:

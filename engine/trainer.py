@@ -25,10 +25,10 @@ from ..backends.registry import get_backend
 from ..base.errors import FileFormatError, InputError, TrainingDiverged, option
 from .files import json_entry, read_npz
 from ..base.losses import check_loss, loss_value
-from .packed import network_inputs, pack
+from .packed import pack, pad_inputs
 from .results import run_folder, write_npz
 from .training import raw_learning_rate, warn_if_loss_grew
-from ..base.validate import check_targets, warn_if_unresolved
+from ..base.validate import check_input_sets, check_targets, warn_if_unresolved, warns_once_per_cause
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -203,6 +203,7 @@ def _load(folder, key: dict) -> _State:
     return _State(W.copy(), b.copy(), step, order.copy(), meta["rng_state"], meta["history"])
 
 
+@warns_once_per_cause
 def train(params, X, Y, settings: TrainSettings, *, backend=None, X_test=None, Y_test=None, probe=None,
           checkpoint_dir: str | None = None, resume: bool = False, overwrite: bool = False,
           on_step=None) -> TrainResult:
@@ -265,11 +266,11 @@ class _TrainingRun:
         engine = get_backend(backend)
         warn_if_unresolved(spec.carrier_scale, params.dtype)
         net = pack(params)
-        Xp = network_inputs(net, spec, X)
+        Xp, Xt = (None if array is None else pad_inputs(net, array)
+                  for array in check_input_sets({"X": X, "X_test": X_test}, spec))
         targets = check_targets(Y, len(Xp), spec.outputs)
         test = None
         if X_test is not None:
-            Xt = network_inputs(net, spec, X_test, "X_test")
             test = (Xt, check_targets(Y_test, len(Xt), spec.outputs, "Y_test"))
         N = len(Xp)
         batch = min(settings.batch_size or N, N)

@@ -11,7 +11,6 @@ the paper's Table 1 lists). `raw_learning_rate` converts.
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,7 +18,7 @@ from ..backends.registry import get_backend
 from ..base.errors import InputError, TrainingDiverged
 from ..base.losses import check_loss, loss_value
 from .packed import network_inputs, pack
-from ..base.validate import DeepNTKWarning, check_targets, warn_if_unresolved
+from ..base.validate import DeepNTKWarning, check_targets, warn, warn_if_unresolved, warns_once_per_cause
 
 # A loss above this many times its first value means the steps diverge, though it is still finite
 # (docs/training.md#divergence).
@@ -59,9 +58,8 @@ def warn_if_loss_grew(losses, start=None, first_step: int = 0) -> bool:
     if growth is None:
         return False
     network = "" if growth["network"] is None else f" of network {growth['network']}"
-    warnings.warn(f"the loss{network} grew to {growth['loss']:.3g} at step {growth['step']}, {growth['factor']:.3g} × "
-                  f"its start ({growth['start']:.3g}): the steps diverge; try a smaller learning rate",
-                  LossGrowthWarning, stacklevel=3)
+    warn(f"the loss{network} grew to {growth['loss']:.3g} at step {growth['step']}, {growth['factor']:.3g} × its "
+         f"start ({growth['start']:.3g}): the steps diverge; try a smaller learning rate", LossGrowthWarning)
     return True
 
 
@@ -93,6 +91,7 @@ class DescentResult:
     losses: np.ndarray
 
 
+@warns_once_per_cause
 def gradient_descent(params, X, Y, steps: int, *, eta: float | None = None, lr: float | None = None,
                      loss: str = "paper", backend=None, on_step=None) -> DescentResult:
     """`steps` full-batch GD steps θ ← θ − lr·∇ℒ(θ) on all N points, for one network or every network of an

@@ -13,7 +13,7 @@ from ...base.errors import InputError
 from .convergence import limit_and_expected
 from .stats import error_means_and_intervals, mean_and_ci, relative_block_errors
 from ..params import Ensemble
-from ...base.validate import check_inputs
+from ...base.validate import check_input_sets, warns_once_per_cause
 
 
 @dataclass
@@ -48,6 +48,7 @@ class TheoryComparison:
         return asdict(self)
 
 
+@warns_once_per_cause
 def compare_with_theory(params, X1, X2=None, *, backend=None) -> TheoryComparison:
     """Compare a network's scaled NTK with the infinite-depth theory at its own depth and C_L.
 
@@ -65,8 +66,7 @@ def compare_with_theory(params, X1, X2=None, *, backend=None) -> TheoryCompariso
     except TypeError as exc:
         raise InputError(str(exc)) from None
     spec = params.spec
-    A = check_inputs(X1, spec, "X1", pool=False)
-    B = None if X2 is None else check_inputs(X2, spec, "X2", pool=False)
+    A, B = check_input_sets({"X1": X1, "X2": X2}, spec, pool=False)
     theta = np.asarray(scaled_ntk(params, A, B, backend=backend), dtype=np.float64)
     ensemble = isinstance(params, Ensemble)
     if not ensemble:
