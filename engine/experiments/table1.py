@@ -44,20 +44,28 @@ def table1_rows(scale: str):
 
 
 def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_steps: int | None = None,
-           networks=None) -> dict:
+           networks=None, folder=None) -> dict:
     """Table 1: test accuracy of the deep narrow MLP and CNN on MNIST (10 classes) and the CNN on 0 vs 1.
 
     `networks`: the rows to train, by slug (`TABLE1_NETWORKS`; None: all). `max_steps`: stop each network after
     that many SGD steps, as a bounded run of the schedule; each row then reports its steady rate (steps per second
     between the first and the last step, after compilation, before the final evaluation) and what its whole
     schedule would take at that rate, and its accuracies are those on the first BOUNDED_EVAL_IMAGES training and
-    test images. The limit kernel's flow is compared at the flow time actually trained."""
+    test images. The limit kernel's flow is compared at the flow time actually trained.
+
+    With `folder` (a results folder this run holds), the results are saved there after every network, and the
+    rows an earlier, unfinished run saved there are kept and not trained again: each row depends on its own
+    network only, so the table is the one an uninterrupted run makes (its timings aside)."""
     rows, sizes, reduced = table1_rows(scale)
     wanted = check_networks(networks)
     check_max_steps(max_steps)
-    out = {"experiment": "table1", "scale": scale, "reduced": reduced, "rows": []}
+    out = {"experiment": "table1", "scale": scale, "reduced": reduced, "rows": [], "complete": False}
+    earlier = Table1Result.load(folder) if folder is not None else None
+    if earlier is not None and not earlier.complete:
+        out["rows"] = earlier.parts
+    kept = {row["run"] for row in out["rows"]}
     for name, layout, spec, lr, epochs, dtype, task in rows:
-        if network_slug(name) not in wanted:
+        if network_slug(name) not in wanted or name in kept:
             continue
         data = load_mnist(data_dir, task=task, **layout, **sizes)
         if lr is None:
@@ -76,6 +84,11 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_
         if max_steps is not None and rate:
             run.update({"steps_per_second": rate, "schedule_seconds_estimate": schedule / rate})
         out["rows"].append(run)
+        if folder is not None:
+            Table1Result(out).save(folder)
+    order = [name for name, *_ in rows]
+    out["rows"].sort(key=lambda row: order.index(row["run"]))
+    out["complete"] = True
     return out
 
 
@@ -103,19 +116,21 @@ class Table1Config:
 
 
 class Table1Result(Result):
-    """`table1`'s result (no figure); its summary is one line per network."""
+    """`table1`'s result (no figure); its summary is one line per network, its parts (what an unfinished run
+    keeps) the network rows. `complete` is False in the file an unfinished run left."""
 
     def summary(self) -> list[str]:
         return reduction_lines(self.data) + run_lines(self.data["rows"])
 
 
-def run(config: Table1Config, backend=None, client=None, progress=SILENT) -> Table1Result:
-    """Table 1 at `config.scale`; each training's SGD steps through `progress.on_step`."""
+def run(config: Table1Config, backend=None, client=None, progress=SILENT, folder=None) -> Table1Result:
+    """Table 1 at `config.scale`; each training's SGD steps through `progress.on_step`, each finished network's
+    row saved into `folder`."""
     return Table1Result(table1(config.scale, config.data_dir, backend, progress.on_step, config.max_steps,
-                               config.networks))
+                               config.networks, folder))
 
 
-EXPERIMENT = Experiment("table1", Table1Config, run, Table1Result,
+EXPERIMENT = Experiment("table1", Table1Config, run, Table1Result, checkpoints=True,
                         description="MNIST accuracies beside the limit kernel's prediction (paper Table 1)")
 
 
