@@ -123,8 +123,7 @@ def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, dataset, da
                                              on_iteration=lambda solver, j: stages.show(
                                                  f"{solver}: iterations", j, options["max_iterations"]),
                                              **options)
-    unconverged = [t for t, s in zip(result.times, solves) if not s.converged]
     _report(result, output, solves)
-    if unconverged:
-        click.echo(f"Warning: the solver stopped above --tol {options['tol']:g} at t = "
-                   f"{', '.join(map(str, unconverged))}", err=True)
+    for t, solve in zip(result.times, solves):
+        if not solve.converged:
+            click.echo(f"Warning: t = {t:g}: {solve.describe()}", err=True)

@@ -229,8 +229,9 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     for row in result["rows"]:
         if row["note"]:
             click.echo(f"{row['run']}: {row['note']}", err=True)
-        if not all(row["converged"]):
-            click.echo(f"Warning: {row['run']}: a solver stopped above its tolerance", err=True)
+        for t, converged, report in zip(row["flow_times"], row["converged"], row["solver_reports"]):
+            if not converged:
+                click.echo(f"Warning: {row['run']}, t = {t:.3g}: {report}", err=True)
     arrays = result.pop("arrays")
     final = Table1PredictResult({**result, "complete": True}, arrays)
     final.save(out_dir)

@@ -243,7 +243,8 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
                "flow_accuracy": accuracies[-2], "regression_accuracy": accuracies[-1],
                "paper_flow_time": t_paper, "paper_accuracy": PAPER_ACCURACY[name],
                "iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
-               "converged": [s.converged for s in solves], "gram_seconds": gram_seconds,
+               "converged": [s.converged for s in solves], "stops": [s.stop for s in solves],
+               "solver_reports": [s.describe() for s in solves], "gram_seconds": gram_seconds,
                "solve_seconds": solve_seconds, "seconds": time.perf_counter() - started}
         out["rows"].append(row)
         out["arrays"][f"{network_slug(name)}_test_outputs"] = np.asarray(prediction.test)
