@@ -397,7 +397,7 @@ def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None,
     training Gram's upper tiles may occupy to be read once and kept (default DEEPNTK_MEMORY_BUDGET); `backend`
     computes the products with its tiles (`KernelOperator.from_store`).
     `on_iteration(solver, iteration)` reports progress, solver "flow" or "regression"."""
-    from .predict import Prediction, check_times
+    from .predict import Prediction, check_times, classification_accuracies
     from ..base.validate import check_targets
 
     times = check_times(times)
@@ -423,4 +423,5 @@ def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None,
         reports.append(solve)
     train_mse = [float(np.mean((f - Y) ** 2)) for f in train]
     test_mse = None if Yt is None else [float(np.mean((f - Yt) ** 2)) for f in test]
-    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse), reports
+    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse,
+                      classification_accuracies(Y, Yt, test)), reports
