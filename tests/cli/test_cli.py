@@ -297,3 +297,18 @@ def test_reproduce_fig5_small(tmp_path, capsys):
     x = np.array([result["x"]])
     predicted = kernel_flow(mlp_limit_kernel(X), fig3_target(X), 1000.0, K_test_train=mlp_limit_kernel(x, X))[0, 0]
     assert abs(result["output"] - predicted) < TOL["trained_vs_limit_flow"] * abs(predicted)
+
+
+def test_bench_names_the_requested_peers_it_did_not_run(tmp_path, monkeypatch, capsys):
+    """Before: `bench --peers torch` without torch printed no torch row and not a word why. Now one line below the
+    table names it with the pip package, and the JSON records it. The peer is made missing for this process as an
+    uninstalled package is (None in sys.modules: its import fails and importlib finds no spec)."""
+    blocked = "torch"
+    monkeypatch.setitem(sys.modules, blocked, None)
+    out = str(tmp_path / "bench.json")
+    code, stdout, _ = run(["bench", "--peers", blocked, "--quick", "--backends", "numpy", "--workloads",
+                           "mlp-gram-N16", "--repeats", "1", "--quiet", "-o", out], capsys)
+    assert code == 0 and f"peers not run: {blocked} (not installed: pip install {blocked})" in stdout, stdout
+    report = json.load(open(out))
+    assert report["peers_not_run"] == {blocked: f"not installed: pip install {blocked}"}, report["peers_not_run"]
+    assert [t["implementation"] for t in report["timings"]] == ["numpy"]
