@@ -191,6 +191,22 @@ class SolveReport:
                 f"iterations will not help)")
 
 
+def solve_fields(solves) -> dict:
+    """The fields a results row keeps of its solves (one per flow time): iterations, residuals, whether each
+    converged, why each stopped (`SolveReport.stop`) and its one-sentence account (`SolveReport.describe`), which
+    the commands print for each unconverged solve."""
+    return {"iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
+            "converged": [s.converged for s in solves], "stops": [s.stop for s in solves],
+            "solver_reports": [s.describe() for s in solves]}
+
+
+def unconverged_solves(row: dict, times, label: str) -> list[str]:
+    """One line per solve of `row` (fields of `solve_fields`, one per flow time of `times`) that did not converge:
+    "<label>, t = <t>: <its account>", for a warning."""
+    return [f"{label}, t = {t:.3g}: {report}"
+            for t, converged, report in zip(times, row["converged"], row["solver_reports"]) if not converged]
+
+
 def _rhs(K: KernelOperator, Y) -> tuple:
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim == 1:
