@@ -46,7 +46,7 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     from ..backends.registry import availability, backend_names, get_backend
     from ..engine.experiments.benchmark import (describe_machine, fig3_full_settings, matmul_peak, run_benchmark,
                                                 standard_workloads)
-    from ..engine.experiments.peers import PEERS
+    from ..engine.experiments.peers import PEERS, why_not_run
 
     check_output_path(output, overwrite=overwrite)
     if workloads is not None and workloads.strip() == "scale":
@@ -73,6 +73,8 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
     for name in peer_names:
         if name not in PEERS:
             raise CommandError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
+    not_run = {name: reason for name in peer_names if (reason := why_not_run(name)) is not None}
+    peer_names = [name for name in peer_names if name not in not_run]
     selected = standard_workloads(quick)
     if workloads:
         wanted = comma_list(workloads, "--workloads", str.strip)
@@ -106,7 +108,9 @@ def command(backends, peers, workloads, mnist_gram, data_dir, reference, repeats
         get_backend(reference)
         timings = run_benchmark(selected, implementations, repeats, on_result=on_result, reference=reference,
                                 on_step=bar.set)
-    report = {"matmul_peak_flops": peak, "timings": [t.__dict__ for t in timings]}
+    if not_run:
+        click.echo("peers not run: " + "; ".join(f"{name} ({reason})" for name, reason in not_run.items()))
+    report = {"matmul_peak_flops": peak, "timings": [t.__dict__ for t in timings], "peers_not_run": not_run}
     if fig3_full:
         gd_times = {t.implementation: t.median for t in timings
                     if t.workload == "fig3-gd-step-200" and t.implementation in chosen and t.median == t.median}

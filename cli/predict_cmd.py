@@ -83,11 +83,14 @@ def command(x_train, y_train, x_test, y_test, kernel_kind, depth, params_path, t
 
 def _report(result, output, solves=None):
     columns = f"{'t':>10} {'train MSE':>12}" + (f" {'test MSE':>12}" if result.test_mse is not None else "")
+    columns += f" {'test acc':>9}" if result.test_accuracy is not None else ""
     click.echo(columns + (f" {'iterations':>10} {'residual':>9}" if solves else ""))
     for i, t in enumerate(result.times):
         line = f"{t:>10g} {result.train_mse[i]:>12.4e}"
         if result.test_mse is not None:
             line += f" {result.test_mse[i]:>12.4e}"
+        if result.test_accuracy is not None:
+            line += f" {result.test_accuracy[i]:>9.4f}"
         if solves:
             line += f" {solves[i].iterations:>10} {solves[i].residual:>9.1e}"
         click.echo(line)
@@ -123,8 +126,7 @@ def _predict_from_stores(gram_path, gram_test_path, y_train, y_test, dataset, da
                                              on_iteration=lambda solver, j: stages.show(
                                                  f"{solver}: iterations", j, options["max_iterations"]),
                                              **options)
-    unconverged = [t for t, s in zip(result.times, solves) if not s.converged]
     _report(result, output, solves)
-    if unconverged:
-        click.echo(f"Warning: the solver stopped above --tol {options['tol']:g} at t = "
-                   f"{', '.join(map(str, unconverged))}", err=True)
+    for t, solve in zip(result.times, solves):
+        if not solve.converged:
+            click.echo(f"Warning: t = {t:g}: {solve.describe()}", err=True)

@@ -211,6 +211,7 @@ def _predict_size(text: str) -> int | None:
 def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, cluster, options, quiet, backend):
     """Table 1 from the limit kernels: flow to the paper's flow time and regression, beside the paper."""
     from ..engine.experiments.table1 import Table1PredictResult, table1_predict
+    from ..engine.solvers import unconverged_solves
 
     os.makedirs(store_dir, exist_ok=True)
     start = time.perf_counter()
@@ -240,8 +241,8 @@ def _table1_predict(train_size, test_size, data_dir, store_dir, out_dir, plot, c
     for row in result["rows"]:
         if row["note"]:
             click.echo(f"{row['run']}: {row['note']}", err=True)
-        if not all(row["converged"]):
-            click.echo(f"Warning: {row['run']}: a solver stopped above its tolerance", err=True)
+        for line in unconverged_solves(row, row["flow_times"], row["run"]):
+            click.echo(f"Warning: {line}", err=True)
     arrays = result.pop("arrays")
     final = Table1PredictResult({**result, "complete": True}, arrays)
     final.save(out_dir)

@@ -16,15 +16,18 @@ from ..engine.results import environment, write_json
 from ..engine.experiments.width_study import DEFAULT_DEPTH, DEFAULT_WIDTHS
 
 
-def _study_defaults(describe) -> str:
-    """Each registered architecture's study default, as `describe(study)` gives it: "mlp: …; cnn: …"."""
-    return "; ".join(f"{name}: {describe(cls.study)}" for name, cls in ARCHITECTURES.items())
+def _study_defaults(describe, limit: str | None = None) -> str:
+    """Each registered architecture's study default (those whose limit is `limit`, "depth" or "width", where
+    given), as `describe(study)` gives it: "mlp: …; cnn: …"."""
+    return "; ".join(f"{name}: {describe(cls.study)}" for name, cls in ARCHITECTURES.items()
+                     if limit is None or cls.limit == limit)
 
 
 @click.command("simulate")
 @with_arch
 @click.option("--depths", type=CommaList(int, 2, "depths"), default=None,
-              help=f"Comma-separated depths L [{_study_defaults(lambda study: ','.join(map(str, study.depths)))}].")
+              help=f"Comma-separated depths L "
+                   f"[{_study_defaults(lambda study: ','.join(map(str, study.depths)), limit='depth')}].")
 @click.option("--C-L", "C_L", type=CLRule(), default="L^2", show_default=True,
               help="C_L as a rule in L (L^2, 5L, 0.5*L^1.5), a constant (5), or one value per depth (5,5e4).")
 @click.option("--widths", type=CommaList(int, 1, "widths"), default=None,

@@ -326,9 +326,10 @@ def create_store(path, kernel: GramKernel, X1: np.ndarray, X2: np.ndarray | None
         # JSON round trip: the stored configuration is JSON, so compare like with like.
         wanted = json.loads(json.dumps(config))
         if store.config != wanted:
-            differing = sorted(k for k in set(wanted) | set(store.config) if store.config.get(k) != wanted.get(k))
+            from .results import describe_differences
+
             raise GramStoreError(f"Gram store {path!r} was made for another configuration (differs in: "
-                                 f"{', '.join(differing)}); choose another path")
+                                 f"{describe_differences(store.config, wanted)}); choose another path")
         return store
     # Built beside its final name and renamed into place, so a store that exists is always whole.
     building = f"{path}.building-{os.getpid()}"

@@ -45,13 +45,29 @@ def check_times(times) -> list[float]:
 @dataclass
 class Prediction:
     """Predictions at each flow time: `train` (T, N, k) and `test` (T, M, k), with their mean squared errors
-    (`test_mse` None without test targets)."""
+    (`test_mse` None without test targets) and, where the targets are classes, the test accuracy
+    (`test_accuracy`, from `classification_accuracies`)."""
 
     times: list
     train: np.ndarray
     test: np.ndarray
     train_mse: list
     test_mse: list | None
+    test_accuracy: list | None = None
+
+
+def classification_accuracies(Y_train, Y_test, test) -> list | None:
+    """The test accuracy of each time's predictions `test` (T, M, k) where the targets are classes as
+    `trainer.classification_kind` tells them (one-hot rows: argmax; one 0/1 column: the output rounded), as the
+    experiments score MNIST (docs/experiments.md#mnist); None for other targets or without `Y_test`."""
+    from .trainer import accuracy, classification_kind
+
+    if Y_test is None:
+        return None
+    kind = classification_kind(Y_train)
+    if kind is None or classification_kind(Y_test) != kind:
+        return None
+    return [accuracy(f, Y_test, kind) for f in test]
 
 
 @warns_once_per_cause
@@ -94,4 +110,5 @@ def predict(X_train, Y_train, X_test, times, *, Y_test=None, spec=None, params=N
         test.append(kernel_flow(K, Y, t, K_test_train=Kx))
     train_mse = [float(np.mean((f - Y) ** 2)) for f in train]
     test_mse = None if Yt is None else [float(np.mean((f - Yt) ** 2)) for f in test]
-    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse)
+    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse,
+                      classification_accuracies(Y, Yt, test))

@@ -175,15 +175,42 @@ def canonical(config) -> dict:
 
 def differing_keys(old, new, prefix: str = "") -> list[str]:
     """The keys whose values differ between two configurations, nested keys dotted ("settings.eta")."""
+    return [key for key, _, _ in differences(old, new, prefix)]
+
+
+def differences(old, new, prefix: str = "") -> list[tuple]:
+    """(dotted key, old value, new value) for each key whose value differs between two configurations; a key
+    one side lacks has the value ABSENT there."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
-        return [] if old == new else [prefix.rstrip(".") or "configuration"]
-    keys = []
+        return [] if old == new else [(prefix.rstrip(".") or "configuration", old, new)]
+    found = []
     for key in sorted(set(old) | set(new)):
         if key not in old or key not in new:
-            keys += [] if old.get(key) == new.get(key) else [prefix + key]
+            if old.get(key) != new.get(key):
+                found.append((prefix + key, old.get(key, ABSENT), new.get(key, ABSENT)))
         else:
-            keys += differing_keys(old[key], new[key], f"{prefix}{key}.")
-    return keys
+            found += differences(old[key], new[key], f"{prefix}{key}.")
+    return found
+
+
+# What `differences` reports for a key one configuration lacks.
+ABSENT = object()
+# Values longer than this (as JSON) are left out of `describe_differences`: digests, arrays of inputs.
+SHORT_VALUE = 30
+
+
+def describe_differences(old, new, labels=("stored", "requested")) -> str:
+    """The differing keys of two configurations for an error message, each with its two values (named by
+    `labels`) where both are short: "kernel.spec.depth (stored 3, requested 5), x1"."""
+    def shown(label, value):
+        return f"not {label}" if value is ABSENT else f"{label} {json.dumps(value)}"
+
+    parts = []
+    for key, before, after in differences(old, new):
+        values = shown(labels[0], before), shown(labels[1], after)
+        long = any(value is not ABSENT and len(json.dumps(value)) > SHORT_VALUE for value in (before, after))
+        parts.append(key if long else f"{key} ({values[0]}, {values[1]})")
+    return ", ".join(parts)
 
 
 def default_folder(command: str, config) -> str:

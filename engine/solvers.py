@@ -146,14 +146,65 @@ class NystromPreconditioner:
         return self.U @ ((self.eigenvalues[-1] / self.eigenvalues)[:, None] * projected) + R - self.U @ projected
 
 
+# Why a solve stopped (`SolveReport.stop`).
+CONVERGED = "converged"
+ITERATION_LIMIT = "iteration limit"
+# Restarts of conjugate gradients from the true residual no longer reduce it: the float64 round-off in products
+# with an ill-conditioned K bounds it above the tolerance.
+ATTAINABLE = "attainable residual"
+STOPS = (CONVERGED, ITERATION_LIMIT, ATTAINABLE)
+
+
 @dataclass
 class SolveReport:
-    """Coefficients α (K α = Y, or α = φ_t(K) Y) and how the iteration ended."""
+    """Coefficients α (K α = Y, or α = φ_t(K) Y) and how the iteration ended: after `iterations` products with K
+    (of at most `max_iterations`), at `residual`, the relative residual (conjugate gradients) or change (Lanczos)
+    to compare with `tolerance`, for the reason `stop` (one of STOPS). `condition` is, for conjugate gradients,
+    an estimate of K's condition number from the Nyström preconditioner's eigenvalues (a lower bound where its
+    rank is below K's)."""
 
     coefficients: np.ndarray
     iterations: int
     residual: float
     converged: bool
+    solver: str
+    tolerance: float
+    max_iterations: int
+    stop: str
+    condition: float | None = None
+
+    def describe(self) -> str:
+        """One sentence: the solver, its iterations, the residual it reached against its tolerance, why it
+        stopped and, where it did not converge, what that means and the way out (docs/training.md#kernel-flow)."""
+        measure = "relative change" if self.solver == "Lanczos" else "relative residual"
+        reached = f"{measure} {self.residual:.1e}"
+        if self.stop == CONVERGED:
+            return (f"{self.solver} converged in {self.iterations} iterations: {reached} below the tolerance "
+                    f"{self.tolerance:g}")
+        head = (f"{self.solver} stopped after {self.iterations} of {self.max_iterations} iterations at {reached}, "
+                f"above the tolerance {self.tolerance:g}")
+        if self.stop == ITERATION_LIMIT:
+            return f"{head}: it reached its iteration limit; raise --max-iterations"
+        condition = "" if self.condition is None else f" (condition ≳ {self.condition:.1e})"
+        return (f"{head}: restarts from the true residual no longer reduce it, so float64 cannot reach the "
+                f"tolerance on this Gram{condition}; the predictions are as accurate as float64 allows (more "
+                f"iterations will not help)")
+
+
+def solve_fields(solves) -> dict:
+    """The fields a results row keeps of its solves (one per flow time): iterations, residuals, whether each
+    converged, why each stopped (`SolveReport.stop`) and its one-sentence account (`SolveReport.describe`), which
+    the commands print for each unconverged solve."""
+    return {"iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
+            "converged": [s.converged for s in solves], "stops": [s.stop for s in solves],
+            "solver_reports": [s.describe() for s in solves]}
+
+
+def unconverged_solves(row: dict, times, label: str) -> list[str]:
+    """One line per solve of `row` (fields of `solve_fields`, one per flow time of `times`) that did not converge:
+    "<label>, t = <t>: <its account>", for a warning."""
+    return [f"{label}, t = {t:.3g}: {report}"
+            for t, converged, report in zip(times, row["converged"], row["solver_reports"]) if not converged]
 
 
 def _rhs(K: KernelOperator, Y) -> tuple:
@@ -189,13 +240,23 @@ def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int =
     norms[norms == 0] = 1.0
     X = np.zeros_like(B)
     iteration = 0
+    stop = ATTAINABLE
+    previous = np.inf
     # The recursively updated residual drifts from the true one on ill-conditioned K: when it reports
-    # convergence, the true residual decides, and CG restarts from it if it has not converged.
+    # convergence, the true residual decides, and CG restarts from it if it has not converged. A restart that
+    # does not halve the true residual has met the float64 round-off floor: more restarts only spend iterations.
     for _ in range(MAX_RESTARTS):
         R = B - K @ X if iteration else B.copy()
         true_residual = float(np.max(np.linalg.norm(R, axis=0) / norms))
-        if true_residual < tol or iteration >= max_iterations:
+        if true_residual < tol:
+            stop = CONVERGED
             break
+        if iteration >= max_iterations:
+            stop = ITERATION_LIMIT
+            break
+        if true_residual > previous / 2:
+            break
+        previous = true_residual
         Z = P(R)
         D = Z.copy()
         rz = np.sum(R * Z, axis=0)
@@ -216,7 +277,10 @@ def regression(K: KernelOperator, Y, *, tol: float = 1e-6, max_iterations: int =
             rz = rz_next
     else:
         true_residual = float(np.max(np.linalg.norm(B - K @ X, axis=0) / norms))
-    return SolveReport(X.reshape(shape), iteration, true_residual, true_residual < tol)
+        stop = (CONVERGED if true_residual < tol else ITERATION_LIMIT if iteration >= max_iterations else
+                ATTAINABLE)
+    return SolveReport(X.reshape(shape), iteration, true_residual, stop == CONVERGED, "conjugate gradients", tol,
+                       max_iterations, stop, float(P.eigenvalues[0] / P.eigenvalues[-1]))
 
 
 def flow(K: KernelOperator, Y, t: float, *, tol: float = 1e-6, max_iterations: int = 400) -> SolveReport:
@@ -292,8 +356,9 @@ def flows(K: KernelOperator, Y, times, *, tol: float = 1e-6, max_iterations: int
             V[c, j + 1] = w / beta[c, j]
         running = [c for c in running if c not in finished]
     iterations = int(used.max()) if r else 0
-    return [SolveReport(estimates[m].reshape(shape), iterations, float(changes[m].max()),
-                        bool(changes[m].max() < tol)) for m in range(len(times))]
+    return [SolveReport(estimates[m].reshape(shape), iterations, float(changes[m].max()), bool(changes[m].max() < tol),
+                        "Lanczos", tol, max_iterations, CONVERGED if changes[m].max() < tol else ITERATION_LIMIT)
+            for m in range(len(times))]
 
 
 # Lanczos compares its approximations at least this many iterations apart (an eigendecomposition of the
@@ -348,7 +413,7 @@ def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None,
     training Gram's upper tiles may occupy to be read once and kept (default DEEPNTK_MEMORY_BUDGET); `backend`
     computes the products with its tiles (`KernelOperator.from_store`).
     `on_iteration(solver, iteration)` reports progress, solver "flow" or "regression"."""
-    from .predict import Prediction, check_times
+    from .predict import Prediction, check_times, classification_accuracies
     from ..base.validate import check_targets
 
     times = check_times(times)
@@ -374,4 +439,5 @@ def predict_from_stores(train_store, test_store, Y_train, times, *, Y_test=None,
         reports.append(solve)
     train_mse = [float(np.mean((f - Y) ** 2)) for f in train]
     test_mse = None if Yt is None else [float(np.mean((f - Yt) ** 2)) for f in test]
-    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse), reports
+    return Prediction(times, np.array(train), np.array(test), train_mse, test_mse,
+                      classification_accuracies(Y, Yt, test)), reports

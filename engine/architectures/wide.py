@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import Architecture, DenseLayers, check_int, check_positive_real, shown, spec_field
+from .common import Architecture, DenseLayers, Study, check_int, check_positive_real, shown, spec_field
 from ...base.errors import SpecError
 
 
@@ -58,6 +58,10 @@ class WideMLP(DenseLayers, Architecture):
     # Its inputs are shaped like the deep narrow MLP's, which keeps that shape: it is chosen with --arch only.
     inferred_from_inputs = False
     limit = "width"
+    # What `deepntk simulate` measures on it: the width study (engine/experiments/width_study), over widths at one
+    # depth, on these random inputs; no depths, its limit being in width. The five default widths on 8 inputs take
+    # about 1.5 s on two cores.
+    study = Study(depths=(), points=8)
     # The plain empirical NTK (ntk_scale = 1) and its infinite-width limit at depth L.
     kernel_label = "Θ"
     limit_label = "Θ^L"

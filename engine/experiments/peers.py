@@ -150,3 +150,22 @@ PEERS = {
     "torch-cuda": _torch_factory("cuda"),
     "jax": _jax_make,
 }
+# Each peer's importable module and the pip package that installs it.
+PEER_PACKAGES = {"torch": ("torch", "torch"), "torch-cuda": ("torch", "torch"), "jax": ("jax", "jax")}
+
+
+def why_not_run(name: str) -> str | None:
+    """Why the peer `name` cannot run on this machine ("not installed: pip install torch", "no CUDA device"), or
+    None where it can. Only what is known without timing it: a peer that cannot run one workload says so in its
+    row."""
+    import importlib.util
+
+    module, package = PEER_PACKAGES[name]
+    if importlib.util.find_spec(module) is None:
+        return f"not installed: pip install {package}"
+    if name == "torch-cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA device that torch can use"
+    return None

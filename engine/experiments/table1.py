@@ -216,7 +216,7 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
     import numpy as np
 
     from ..gram import GramKernel, gram
-    from ..solvers import predict_from_stores
+    from ..solvers import predict_from_stores, solve_fields
     from ..trainer import accuracy, classification_kind
 
     store_dir = store_dir or tempfile.mkdtemp(prefix="deepntk-table1-")
@@ -257,8 +257,7 @@ def table1_predict(train_size: int | None = None, test_size: int | None = None, 
                "note": data.note, "flow_times": times, "test_accuracy": accuracies,
                "flow_accuracy": accuracies[-2], "regression_accuracy": accuracies[-1],
                "paper_flow_time": t_paper, "paper_accuracy": PAPER_ACCURACY[name],
-               "iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
-               "converged": [s.converged for s in solves], "gram_seconds": gram_seconds,
+               **solve_fields(solves), "gram_seconds": gram_seconds,
                "solve_seconds": solve_seconds, "seconds": time.perf_counter() - started}
         out["rows"].append(row)
         out["arrays"][f"{network_slug(name)}_test_outputs"] = np.asarray(prediction.test)

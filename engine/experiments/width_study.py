@@ -24,11 +24,10 @@ from ..results import run_folder, write_json, write_npz, write_stored_result
 from .convergence import ensemble_kernels, limit_and_expected, seed_kernels
 from .stats import error_means_and_intervals, fit_power_law, relative_block_errors
 
-# Widths, depth and inputs when none are given: the five widths take about 1.5 s on two cores (the documented
-# 64,256,1024,4096 about 7 s, most of it drawing the 4096² weights).
+# Widths and depth when none are given (the inputs: the architecture's `study`): the five widths take about 1.5 s
+# on two cores (the documented 64,256,1024,4096 about 7 s, most of it drawing the 4096² weights).
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024)
 DEFAULT_DEPTH = 3
-DEFAULT_POINTS = 8
 # The rate the theory predicts for the fluctuation of the empirical NTK about Θ^L.
 THEORY_RATE = -0.5
 
@@ -58,7 +57,7 @@ class WidthStudyConfig:
             raise SpecError(f"the width study needs an architecture with an infinite-width limit (wide-mlp); "
                             f"{self.arch}'s limit is in depth: study it over {option('depths', None)}")
         self.widths = tuple(DEFAULT_WIDTHS if self.widths is None else self.widths)
-        self.points = DEFAULT_POINTS if self.points is None else self.points
+        self.points = cls.study.points if self.points is None else self.points
         presets = preset_fields(cls)
         presets.pop("width", None)
         if "width" in self.network:

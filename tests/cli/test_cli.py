@@ -222,6 +222,35 @@ def test_predict_and_symbolic_limit(tmp_path, capsys):
     assert code == 2 and "--symbolic" in err
 
 
+
+def test_predict_reports_test_accuracy_where_the_targets_are_classes(tmp_path, capsys):
+    """Before: train and test MSE only, though every MNIST number is an accuracy. Now a "test acc" column for
+    one-hot targets (argmax) and one 0/1 column (rounded), against kernel regression solved here with
+    np.linalg.solve on the limit kernel (its scale, which d_out sets, cancels in K_x K⁻¹ Y); none for regression
+    targets."""
+    rng = np.random.default_rng(3)
+    X, Xt = rng.uniform(0.1, 1, size=(40, 2)), rng.uniform(0.1, 1, size=(30, 2))
+    labels, labels_test = [(x[:, 0] > 0.55) + 2 * (x[:, 1] > 0.55) for x in (X, Xt)]
+    regression = mlp_limit_kernel(Xt, X) @ np.linalg.solve(mlp_limit_kernel(X), np.eye(4)[labels])
+    binary = mlp_limit_kernel(Xt, X) @ np.linalg.solve(mlp_limit_kernel(X), (labels % 2).astype(float))
+    cases = {"onehot": (np.eye(4)[labels], np.eye(4)[labels_test], np.mean(regression.argmax(1) == labels_test)),
+             "binary": (labels % 2.0, labels_test % 2.0, np.mean((binary > 0.5) == (labels_test % 2))),
+             "values": (X[:, 0] * X[:, 1], Xt[:, 0] * Xt[:, 1], None)}
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "xt.npy", Xt)
+    for name, (Y, Yt, expected) in cases.items():
+        np.save(tmp_path / "y.npy", Y)
+        np.save(tmp_path / "yt.npy", Yt)
+        code, stdout, _ = run(["predict", "--x-train", str(tmp_path / "x.npy"), "--y-train", str(tmp_path / "y.npy"),
+                               "--x-test", str(tmp_path / "xt.npy"), "--y-test", str(tmp_path / "yt.npy"),
+                               "--times", "10,inf"], capsys)
+        header, *rows = stdout.strip().splitlines()
+        assert code == 0 and ("test acc" in header) == (expected is not None), (name, stdout)
+        if expected is not None:
+            assert 0.25 < expected < 1 and rows[-1].split()[0] == "inf", (name, expected)  # neither trivial
+            assert float(rows[-1].split()[3]) == pytest.approx(expected, abs=5e-5), (name, stdout)  # 4 digits
+
+
 def test_train_on_files_and_resume(tmp_path, capsys):
     p = str(tmp_path / "p.npz")
     main(["init", "--depth", "20", "--C-L", "400", "-o", p])
@@ -268,3 +297,18 @@ def test_reproduce_fig5_small(tmp_path, capsys):
     x = np.array([result["x"]])
     predicted = kernel_flow(mlp_limit_kernel(X), fig3_target(X), 1000.0, K_test_train=mlp_limit_kernel(x, X))[0, 0]
     assert abs(result["output"] - predicted) < TOL["trained_vs_limit_flow"] * abs(predicted)
+
+
+def test_bench_names_the_requested_peers_it_did_not_run(tmp_path, monkeypatch, capsys):
+    """Before: `bench --peers torch` without torch printed no torch row and not a word why. Now one line below the
+    table names it with the pip package, and the JSON records it. The peer is made missing for this process as an
+    uninstalled package is (None in sys.modules: its import fails and importlib finds no spec)."""
+    blocked = "torch"
+    monkeypatch.setitem(sys.modules, blocked, None)
+    out = str(tmp_path / "bench.json")
+    code, stdout, _ = run(["bench", "--peers", blocked, "--quick", "--backends", "numpy", "--workloads",
+                           "mlp-gram-N16", "--repeats", "1", "--quiet", "-o", out], capsys)
+    assert code == 0 and f"peers not run: {blocked} (not installed: pip install {blocked})" in stdout, stdout
+    report = json.load(open(out))
+    assert report["peers_not_run"] == {blocked: f"not installed: pip install {blocked}"}, report["peers_not_run"]
+    assert [t["implementation"] for t in report["timings"]] == ["numpy"]

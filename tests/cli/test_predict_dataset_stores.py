@@ -51,6 +51,10 @@ def test_predict_takes_the_targets_of_the_stored_mnist_images(tmp_path, monkeypa
     test_mse = float(np.mean((dense - Yt) ** 2))
     printed = re.search(r"^\s+inf\s+\S+\s+(\S+)", out, re.M)  # the row t = inf: t, train MSE, test MSE
     assert printed and abs(float(printed[1]) - test_mse) <= 1e-4 * test_mse, out  # 5 digits printed
+    # The test accuracy of the digits (before: not printed), against the dense predictions' argmax.
+    accuracy = re.search(r"^\s+inf\s+\S+\s+\S+\s+(\S+)", out, re.M)
+    assert "test acc" in out and float(accuracy[1]) == pytest.approx(np.mean(dense.argmax(1) == Yt.argmax(1)),
+                                                                     abs=5e-5), out
 
     # The same files' counts with other images: the stores' rows are not those images.
     write_mnist_like(tmp_path / "other", seed=3)

@@ -117,3 +117,21 @@ def test_ctrl_c_in_the_width_study_keeps_the_finished_widths_and_resume_reuses_t
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{kept} width{'s' if kept > 1 else ''} reused, {3 - kept} computed" in resumed.stdout, resumed.stdout
+
+
+def test_the_help_names_the_inputs_and_depths_each_architecture_runs_with(tmp_path, capsys):
+    """Before: `simulate --help` said "wide-mlp: 6 random inputs" (its unused depth study's default) and listed
+    wide-mlp depths that --depths refuses, while the width study ran on 8. Now the help's count is the one each
+    run prints ("Gram of N …"), and --depths lists only the architectures studied over depth."""
+    from click.testing import CliRunner
+
+    from deepntk.cli.main import cli
+
+    text = " ".join(CliRunner().invoke(cli, ["simulate", "--help"], terminal_width=1000).output.split())
+    points = dict(re.findall(r"([\w-]+): (\d+) random (?:inputs|images)", text))
+    assert set(points) == {"cnn", "wide-mlp"}, text
+    assert "wide-mlp" not in re.search(r"--depths LIST (.*?)\]", text)[1], text
+    for arch, extra in (("wide-mlp", ["--widths", "8"]), ("cnn", ["--depths", "2", "--C-L", "1"])):
+        assert main(["simulate", "--arch", arch, *extra, "--seeds", "2", "--backend", "numpy", "--quiet",
+                     "-o", str(tmp_path / arch)]) == 0
+        assert f"Gram of {points[arch]} random" in capsys.readouterr().out, (arch, points)

@@ -91,3 +91,16 @@ def test_a_folder_of_unrecorded_files_is_refused_unless_overwrite(tmp_path):
     with run_folder(tmp_path, "test", {"n": 1}, overwrite=True):
         write_json(os.path.join(tmp_path, "out.json"), {})
     assert (tmp_path / "thesis.tex").read_text() == "mine"
+
+
+def test_differences_are_named_by_dotted_keys_with_their_short_values():
+    """A key one side lacks says so; a value longer than SHORT_VALUE as JSON (a digest) is named without values."""
+    from deepntk.engine.results import SHORT_VALUE, describe_differences
+
+    digest = "f" * (SHORT_VALUE + 1)
+    stored = {"kernel": {"kind": "wide-ntk", "spec": {"depth": 3, "sigma_w2": 2.0}}, "tile": 64, "x1": "a" + digest}
+    wanted = {"kernel": {"kind": "wide-ntk", "spec": {"depth": 5, "rho": 1.0}}, "tile": 64, "x1": "b" + digest}
+    assert describe_differences(stored, wanted) == (
+        'kernel.spec.depth (stored 3, requested 5), kernel.spec.rho (not stored, requested 1.0), '
+        'kernel.spec.sigma_w2 (stored 2.0, not requested), x1')
+    assert describe_differences(stored, stored) == ""

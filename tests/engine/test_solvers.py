@@ -151,3 +151,50 @@ def test_duplicate_inputs_make_a_singular_gram_that_still_solves():
     report = regression(KernelOperator.from_array(K), Y, tol=SOLVER_TOL)
     assert report.converged
     assert_close(K @ report.coefficients, dense(K, Y, np.inf), TOL["iterative"], "fit with duplicates")
+
+
+@pytest.fixture(scope="module")
+def ill_conditioned():
+    """An MLP limit Gram of 300 points, condition ≈ 2·10⁹ (eigvalsh), and smooth targets."""
+    X = np.random.default_rng(0).uniform(0.05, 1, size=(300, 3))
+    return mlp_limit_kernel(X), np.sin(3 * X[:, :1]) * X[:, 1:3]
+
+
+def test_an_unattainable_tolerance_stops_when_restarts_stop_helping(ill_conditioned):
+    """Tolerance 10⁻¹³ below float64's floor on this Gram (the dense solve's residual is ≈ 10⁻¹¹): before, CG
+    spent all 8 restarts and its report said only "not converged"; now it stops when a restart leaves the true
+    residual above half the previous one, says so, and estimates K's condition from the preconditioner (exact at
+    rank ≥ N) within a factor 2 of eigvalsh's."""
+    from deepntk.engine.solvers import ATTAINABLE
+
+    K, Y = ill_conditioned
+    dense_residual = np.linalg.norm(Y - K @ np.linalg.solve(K, Y), axis=0) / np.linalg.norm(Y, axis=0)
+    assert dense_residual.max() > 1e-13  # the tolerance below is out of float64's reach
+    report = regression(KernelOperator.from_array(K), Y, tol=1e-13, rank=400, max_iterations=1000)
+    assert report.stop == ATTAINABLE and not report.converged and report.iterations < 20, report
+    assert 1e-13 < report.residual < 1e3 * dense_residual.max(), report
+    eigenvalues = np.linalg.eigvalsh(K)
+    assert 0.5 <= report.condition / (eigenvalues[-1] / eigenvalues[0]) <= 2, report.condition
+    text = report.describe()
+    assert text.startswith(f"conjugate gradients stopped after {report.iterations} of 1000 iterations at relative "
+                           f"residual {report.residual:.1e}, above the tolerance 1e-13"), text
+    assert "float64 cannot reach" in text and f"condition ≳ {report.condition:.1e}" in text, text
+    assert "--max-iterations" not in text, text
+
+
+def test_an_iteration_limit_is_named_with_its_way_out(ill_conditioned):
+    """CG and Lanczos stopped by their iteration limit say so and point to --max-iterations."""
+    from deepntk.engine.solvers import CONVERGED, ITERATION_LIMIT
+
+    K, Y = ill_conditioned
+    operator = KernelOperator.from_array(K)
+    cg = regression(operator, Y, tol=1e-10, rank=20, max_iterations=3)
+    lanczos = flow(operator, Y, 10.0, tol=1e-12, max_iterations=6)
+    for report, solver, measure in ((cg, "conjugate gradients", "residual"), (lanczos, "Lanczos", "change")):
+        assert report.stop == ITERATION_LIMIT and not report.converged, report
+        assert report.describe() == (
+            f"{solver} stopped after {report.max_iterations} of {report.max_iterations} iterations at relative "
+            f"{measure} {report.residual:.1e}, above the tolerance {report.tolerance:g}: it reached its iteration "
+            f"limit; raise --max-iterations")
+    converged = regression(operator, Y, tol=1e-6, rank=400)
+    assert converged.stop == CONVERGED and converged.describe().startswith("conjugate gradients converged in")

@@ -70,3 +70,23 @@ def test_predict_computes_only_the_networks_asked_for(tmp_path, monkeypatch):
     assert arrays["cnn-binary_test_outputs"].shape == (4, images, 1)
     assert set(arrays["cnn-binary_test_labels"]) <= {0, 1} and len(arrays["cnn-binary_test_labels"]) == images
     assert sorted(os.listdir("out/grams")) == ["cnn-binary-test.zarr", "cnn-binary-train.zarr"]
+
+
+def test_an_unconverged_row_says_why_and_what_to_do(tmp_path, monkeypatch, capsys):
+    """Before: "Warning: MLP: a solver stopped above its tolerance". Now one line per unconverged time with the
+    solver's own account (SolveReport.describe), also kept in results.json with each solve's reason."""
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("mnist")
+    learnable_mnist("mnist", n=60)
+    argv = ["reproduce", "table1", "--predict", "40", "--test-size", "10", "--data-dir", "mnist", "-o", "out",
+            "--cluster", "local", "--workers", "1", "--no-plot", "--networks", "mlp", "--max-iterations", "1",
+            "--nystrom-rank", "2", "--quiet"]
+    assert main(argv) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Warning")]
+    row = json.load(open("out/results.json"))["rows"][0]
+    unconverged = [i for i, converged in enumerate(row["converged"]) if not converged]
+    assert unconverged and len(warnings) == len(unconverged), (warnings, row["converged"])
+    for line, i in zip(warnings, unconverged):
+        assert row["stops"][i] == "iteration limit", row["stops"]
+        assert line == f"Warning: MLP, t = {row['flow_times'][i]:.3g}: {row['solver_reports'][i]}", line
+        assert "stopped after 1 of 1 iterations" in line and line.endswith("raise --max-iterations"), line
