@@ -173,9 +173,10 @@ class SolveReport:
     stop: str
     condition: float | None = None
 
-    def describe(self) -> str:
+    def describe(self, more_iterations: str = "raise --max-iterations") -> str:
         """One sentence: the solver, its iterations, the residual it reached against its tolerance, why it
-        stopped and, where it did not converge, what that means and the way out (docs/training.md#kernel-flow)."""
+        stopped and, where it did not converge, what that means and the way out (docs/training.md#kernel-flow);
+        `more_iterations`: how the caller's user allows more iterations."""
         measure = "relative change" if self.solver == "Lanczos" else "relative residual"
         reached = f"{measure} {self.residual:.1e}"
         if self.stop == CONVERGED:
@@ -184,20 +185,20 @@ class SolveReport:
         head = (f"{self.solver} stopped after {self.iterations} of {self.max_iterations} iterations at {reached}, "
                 f"above the tolerance {self.tolerance:g}")
         if self.stop == ITERATION_LIMIT:
-            return f"{head}: it reached its iteration limit; raise --max-iterations"
+            return f"{head}: it reached its iteration limit; {more_iterations}"
         condition = "" if self.condition is None else f" (condition ≳ {self.condition:.1e})"
         return (f"{head}: restarts from the true residual no longer reduce it, so float64 cannot reach the "
                 f"tolerance on this Gram{condition}; the predictions are as accurate as float64 allows (more "
                 f"iterations will not help)")
 
 
-def solve_fields(solves) -> dict:
+def solve_fields(solves, more_iterations: str = "raise --max-iterations") -> dict:
     """The fields a results row keeps of its solves (one per flow time): iterations, residuals, whether each
     converged, why each stopped (`SolveReport.stop`) and its one-sentence account (`SolveReport.describe`), which
     the commands print for each unconverged solve."""
     return {"iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
             "converged": [s.converged for s in solves], "stops": [s.stop for s in solves],
-            "solver_reports": [s.describe() for s in solves]}
+            "solver_reports": [s.describe(more_iterations) for s in solves]}
 
 
 def unconverged_solves(row: dict, times, label: str) -> list[str]:

@@ -268,7 +268,7 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
     """One (kernel, depth) row through Zarr Gram stores (`deepntk gram`) and the iterative solvers
     (`deepntk.engine.solvers.predict_from_stores`), as `reproduce table1 --predict` runs them."""
     from ..gram import GramKernel, gram
-    from ..solvers import MAX_ITERATIONS, predict_from_stores
+    from ..solvers import MAX_ITERATIONS, predict_from_stores, solve_fields
 
     spec = kernel_spec(kernel, depth, data.X_train.shape[1], 10)
     gram_kernel = GramKernel.for_spec(GRAM_KINDS[kernel], spec, backend=backend)
@@ -289,8 +289,9 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
         train, test, data.Y_train, times, Y_test=data.Y_test, backend=backend,
         on_iteration=lambda solver, j: progress.show(f"{label}: {solver} iterations (stops when it converges)", j,
                                                      MAX_ITERATIONS))
-    return {**_predictions(prediction.test[0], prediction.test[1], data.labels_test), "iterations": [s.iterations for s in solves], "residuals": [s.residual for s in solves],
-            "converged": [s.converged for s in solves], **measures}
+    more = f"the study bounds each solve at {MAX_ITERATIONS} iterations (deepntk.engine.solvers.MAX_ITERATIONS)"
+    return {**_predictions(prediction.test[0], prediction.test[1], data.labels_test), "flow_times": times,
+            **solve_fields(solves, more), **measures}
 
 
 def depth_study(scale: str = "quick", data_dir=None, backend=None, client=None, progress=SILENT, folder=None,
@@ -391,6 +392,12 @@ class DepthResult(PlotResult):
         for row in data["rows"]:
             lines.append(" ".join(f"{c.form(row):>{c.width}}" if i else f"{c.form(row):<{c.width}}"
                                   for i, c in enumerate(COLUMNS)))
+        from ..solvers import unconverged_solves
+
+        for row in data["rows"]:  # out of core: the iterative solves that stopped above their tolerance, and why
+            if "solver_reports" in row:
+                label = KERNELS[row["kernel"]] + ("" if row["depth"] is None else f" at L = {row['depth']}")
+                lines += [f"warning: {line}" for line in unconverged_solves(row, row["flow_times"], label)]
         if not self.complete:
             lines.append(f"unfinished: {len(data['rows'])} rows; rerun with --resume to complete it")
         return lines

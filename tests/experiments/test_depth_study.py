@@ -279,6 +279,31 @@ def test_full_scale_out_of_core_matches_in_memory(tmp_path, monkeypatch, capsys)
             assert row[key] == pytest.approx(reference[key], rel=TOL["identity"]), (row["kernel"], key)
 
 
+def test_an_out_of_core_solve_that_stopped_early_is_a_warning_of_the_summary():
+    """A row of `--scale full` keeps its solves' accounts; the printed summary warns of each one that stopped above
+    its tolerance, with the way out this study has (it has no --max-iterations)."""
+    from deepntk.engine.solvers import KernelOperator, regression, solve_fields
+
+    K = np.random.default_rng(3).standard_normal((40, 40))
+    K = K @ K.T + 1e-3 * np.eye(40)
+    Y = np.eye(40)[:, :3]
+    converged = regression(KernelOperator.from_array(K), Y, rank=40)
+    stopped = regression(KernelOperator.from_array(K), Y, max_iterations=2, rank=3)
+    assert converged.converged and not stopped.converged
+    measures = {"spread": 0.1, "one_minus_mean": 0.5, "effective_rank": 3.0, "entropy_rank": None, "resolved": None,
+                "condition": None, "condition_is_lower_bound": None}
+    row = {"kernel": "wide-ntk", "depth": 10, "regression_accuracy": 0.9, "flow_accuracy": 0.8, "top_class": 1,
+           "top_class_share": 0.2, "seconds": 1.0, "flow_times": [5.0, float("inf")], **measures,
+           **solve_fields([converged, stopped], "the study's bound")}
+    data = {"scale": "full", "train_images": 40, "test_images": 40, "targets": "one-hot", "flow_time": 1000.0,
+            "C_L": 4.0, "majority_class": 1, "majority_accuracy": 0.1, "inverse_norm_vote_class": 1,
+            "inverse_norm_vote_accuracy": 0.1, "rows": [row], "complete": True}
+    warnings = [line for line in DepthResult(data, {}).summary() if line.startswith("warning: ")]
+    account = stopped.describe("the study's bound")
+    assert warnings == [f"warning: wide NTK Θ^L at L = 10, t = inf: {account}"]
+    assert "after 2 of 2 iterations" in warnings[0] and warnings[0].endswith("the study's bound")
+
+
 @pytest.mark.slow  # two processes through every quick row: about 10 s
 def test_ctrl_c_keeps_the_finished_rows_and_resume_completes_them(mnist):
     """A real SIGINT to a real `deepntk reproduce depth` once its first row is saved: exit 130, one line naming
