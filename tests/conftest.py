@@ -53,6 +53,49 @@ def wait_for(condition, seconds: float = 120.0) -> bool:
     return False
 
 
+def interrupt_once_saved(argv, parts_key: str, seconds: float = 300.0) -> tuple[dict, int]:
+    """Run `argv` (a command writing its results folder out/) in its own process group, send it one SIGINT once
+    it has saved out/results.json, and check that it stopped as the interrupt contract says: exit 130, no
+    traceback, its last line naming the parts it kept. Returns (the saved results, the number of parts kept)."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert wait_for(lambda: os.path.exists("out/results.json") or process.poll() is not None, seconds)
+        assert process.poll() is None, "the run saved nothing before it ended"
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    saved = json.load(open("out/results.json"))
+    kept = len(saved[parts_key])
+    assert saved["complete"] is False and kept >= 1, saved
+    assert stderr.strip().splitlines()[-1] == (f"interrupted: the {kept} finished parts are kept in out; rerun the "
+                                               f"same command with --resume to continue")
+    return saved, kept
+
+
+def resume_keeping(argv, kept: int, seconds: float = 600.0) -> dict:
+    """Rerun `argv` with --resume; check that it finished and said it kept the `kept` parts. Returns the results."""
+    import json
+    import subprocess
+
+    resumed = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=seconds)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: the {kept} finished parts in out are kept" in resumed.stdout, resumed.stdout
+    final = json.load(open("out/results.json"))
+    assert final["complete"] is True, final
+    return final
+
+
 def _backend_param(name):
     marks = [pytest.mark.gpu] if name == "cupy" else []
     return pytest.param(name, marks=marks, id=name)

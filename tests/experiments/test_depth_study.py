@@ -308,34 +308,14 @@ def test_an_out_of_core_solve_that_stopped_early_is_a_warning_of_the_summary():
 def test_ctrl_c_keeps_the_finished_rows_and_resume_completes_them(mnist):
     """A real SIGINT to a real `deepntk reproduce depth` once its first row is saved: exit 130, one line naming
     the rows kept, and a --resume rerun that keeps them and computes the others."""
-    import signal
-    import subprocess
     import sys
 
-    from tests.conftest import wait_for
+    from tests.conftest import interrupt_once_saved, resume_keeping
 
     argv = [sys.executable, "-m", "deepntk.cli.main", "reproduce", "depth", "--scale", "quick", "--data-dir", mnist,
             "-o", "out", "--no-plot", "--quiet"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        assert wait_for(lambda: os.path.exists("out/results.json") or process.poll() is not None, 120)
-        os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr, stderr
-    saved = json.load(open("out/results.json"))
-    kept = len(saved["rows"])
-    assert saved["complete"] is False and 1 <= kept < QUICK_ROWS
-    assert stderr.strip().splitlines()[-1] == (f"interrupted: the {kept} finished parts are kept in out; rerun the "
-                                               f"same command with --resume to continue")
-    resumed = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming: the {kept} finished parts" in resumed.stdout
-    final = json.load(open("out/results.json"))
-    assert final["complete"] is True and len(final["rows"]) == QUICK_ROWS
+    saved, kept = interrupt_once_saved(argv, "rows", seconds=120)
+    assert kept < QUICK_ROWS
+    final = resume_keeping(argv, kept, seconds=300)
+    assert len(final["rows"]) == QUICK_ROWS
     assert final["rows"][:kept] == saved["rows"]

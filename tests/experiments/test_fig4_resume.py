@@ -4,17 +4,14 @@ keeps the saved runs as they are and trains only the others."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
 
 from deepntk.engine.experiments.datasets import write_idx
 from deepntk.engine.experiments.fig4 import KAIMING_LEARNING_RATES
-from tests.conftest import wait_for
+from tests.conftest import interrupt_once_saved, resume_keeping
 
 RUNS = 1 + len(KAIMING_LEARNING_RATES)
 
@@ -36,29 +33,9 @@ def test_ctrl_c_keeps_the_finished_trainings_and_resume_reuses_them(tmp_path, mo
     tiny_mnist("mnist")
     argv = [sys.executable, "-m", "deepntk.cli.main", "reproduce", "fig4", "--data-dir", "mnist", "-o", "out",
             "--backend", "numpy", "--no-plot", "--quiet"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        assert wait_for(lambda: os.path.exists("out/results.json") or process.poll() is not None, 300)
-        assert process.poll() is None, "the run saved nothing before it ended"
-        os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr, stderr
-    saved = json.load(open("out/results.json"))
-    kept = len(saved["runs"])
-    assert saved["complete"] is False and 1 <= kept < RUNS
-    assert stderr.strip().splitlines()[-1] == (f"interrupted: the {kept} finished parts are kept in out; rerun the "
-                                               f"same command with --resume to continue")
-    resumed = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming: the {kept} finished parts in out are kept" in resumed.stdout
-    final = json.load(open("out/results.json"))
-    assert final["complete"] is True
+    saved, kept = interrupt_once_saved(argv, "runs")
+    assert kept < RUNS
+    final = resume_keeping(argv, kept)
     assert [run["run"] for run in final["runs"]] == ["paper init"] + [f"kaiming-uniform lr={lr:g}"
                                                                      for lr in KAIMING_LEARNING_RATES]
     # Kept as saved, their training time included: read back, not trained again.

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import interrupt_once_saved, resume_keeping
 from test_table1_predict import learnable_mnist
 
 # The MLP (≈ 2 s) is saved first; the CNN after it (≈ 5 s on 2 cores) is the window for the SIGINT.
@@ -30,29 +29,10 @@ def test_ctrl_c_keeps_the_finished_networks_and_resume_trains_only_the_others(tm
     os.makedirs("mnist")
     learnable_mnist("mnist")
     argv = ARGV + ["-o", "out"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        assert wait_for(lambda: os.path.exists("out/results.json") or process.poll() is not None, 300)
-        assert process.poll() is None, "the run saved nothing before it ended"
-        os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr, stderr
-    saved = json.load(open("out/results.json"))
-    assert saved["complete"] is False and [row["run"] for row in saved["rows"]] == ["MLP"]
-    assert stderr.strip().splitlines()[-1] == ("interrupted: the 1 finished parts are kept in out; rerun the same "
-                                               "command with --resume to continue")
-
-    resumed = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming: the 1 finished parts in out are kept" in resumed.stdout
-    final = json.load(open("out/results.json"))
-    assert final["complete"] is True and [row["run"] for row in final["rows"]] == ["MLP", "CNN"]
+    saved, kept = interrupt_once_saved(argv, "rows")
+    assert [row["run"] for row in saved["rows"]] == ["MLP"]
+    final = resume_keeping(argv, kept)
+    assert [row["run"] for row in final["rows"]] == ["MLP", "CNN"]
     assert final["rows"][0] == saved["rows"][0]  # read back as saved, its training time included: not trained again
 
     whole = subprocess.run(ARGV + ["-o", "whole"], capture_output=True, text=True, timeout=600)
