@@ -65,9 +65,10 @@ def test_predict_with_the_wide_kernels_is_kernel_regression_with_them(tmp_path, 
     common = ["--x-train", "x.npy", "--x-test", "xt.npy", "--y-train", "y.npy", "--times", "inf", "--depth", "7",
               "--sigma-b2", "0.3"]
     for options, kernel in ((["--kernel", "wide-nngp"], wide_nngp_kernel), (["--arch", "wide-mlp"], wide_ntk_kernel)):
-        assert main(["predict", *options, *common, "-o", "f.npy"]) == 0
+        output = f"f-{options[-1]}.npy"
+        assert main(["predict", *options, *common, "-o", output]) == 0
         K, Kx = kernel(X, depth=7, sigma_b2=0.3), kernel(Xt, X, depth=7, sigma_b2=0.3)
-        assert_close(np.load("f.npy")[0], Kx @ np.linalg.solve(K, Y), TOL["solve"], options[-1])
+        assert_close(np.load(output)[0], Kx @ np.linalg.solve(K, Y), TOL["solve"], options[-1])
 
 
 @pytest.mark.parametrize("argv,message", [
