@@ -198,3 +198,17 @@ def test_an_iteration_limit_is_named_with_its_way_out(ill_conditioned):
             f"limit; raise --max-iterations")
     converged = regression(operator, Y, tol=1e-6, rank=400)
     assert converged.stop == CONVERGED and converged.describe().startswith("conjugate gradients converged in")
+
+
+def test_regression_reports_its_start_before_building_the_preconditioner():
+    """on_iteration(0) comes before the preconditioner's products with K (minutes at N = 60,000), so a progress
+    display opens the regression's stage then, instead of leaving the flow's running; then 1, 2, … per product."""
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((30, 30))
+    K = A @ A.T + np.eye(30)
+    events = []
+    operator = KernelOperator(lambda Y: (events.append("product"), K @ Y)[1], 30, 30)
+    report = regression(operator, rng.standard_normal((30, 2)), rank=5,
+                        on_iteration=lambda j: events.append(j))
+    assert events[0] == 0 and events[1] == "product", events[:3]
+    assert [e for e in events if e != "product"] == list(range(report.iterations + 1))
