@@ -445,14 +445,17 @@ def gram(kernel: GramKernel, X1, X2=None, *, store, tile: int | None = None, cli
     spec = kernel.architecture()
     A, B = check_input_sets({"X1": X1, "X2": X2}, spec, pool=False)
     tile = choose_tile(len(A), len(A) if B is None else len(B), tile)
-    if not os.path.exists(store):  # refused before the store exists, so a retry on a larger disk starts afresh
+    resuming = os.path.exists(store)
+    if not resuming:  # refused before the store exists, so a retry on a larger disk starts afresh
         rows, cols = -(-len(A) // tile), -(-(len(A) if B is None else len(B)) // tile)
         require_disk(store, chunk_bytes(kernel, tile) * (rows * (rows + 1) // 2 if B is None else rows * cols),
                      f"the Gram store {os.fspath(store)!r}")
     gram_store = create_store(store, kernel, A, B, tile, resume)
     complete = gram_store.complete_tiles(verify)
     todo = [t for t in gram_store.tiles() if t not in complete]
-    require_disk(store, chunk_bytes(kernel, tile) * len(todo), f"the {len(todo)} tiles left of {os.fspath(store)!r}")
+    if resuming:  # only the tiles not yet written need room
+        require_disk(store, chunk_bytes(kernel, tile) * len(todo),
+                     f"the {len(todo)} tiles left of {os.fspath(store)!r}")
     total = len(gram_store.tiles())
     reused = total - len(todo)
     started = time.perf_counter()
