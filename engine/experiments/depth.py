@@ -259,6 +259,11 @@ def store_collapse_measures(store, on_tile=None) -> dict:
             "condition": None, "condition_is_lower_bound": None, "mean_diagonal": float(np.mean(diagonal))}
 
 
+def unit_label(kernel: str, depth: int | None) -> str:
+    """One (kernel, depth) row as its progress lines and warnings name it: "wide NTK Θ^L at L = 1000"."""
+    return KERNELS[kernel] + ("" if depth is None else f" at L = {depth}")
+
+
 def unit_stem(store_dir: str, kernel: str, depth: int | None) -> str:
     """The path, less its "-train.zarr" / "-test.zarr", of one (kernel, depth) row's Gram stores."""
     return os.path.join(store_dir, kernel if depth is None else f"{kernel}-L{depth}")
@@ -273,7 +278,7 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
     spec = kernel_spec(kernel, depth, data.X_train.shape[1], 10)
     gram_kernel = GramKernel.for_spec(GRAM_KINDS[kernel], spec, backend=backend)
     stem = unit_stem(store_dir, kernel, depth)
-    label = f"{KERNELS[kernel]}" + ("" if depth is None else f" at L = {depth}")
+    label = unit_label(kernel, depth)
 
     def tiles(stage):
         return lambda done, total: progress.show(f"{label}: {stage}", done, total)
@@ -296,9 +301,9 @@ def depth_unit_out_of_core(kernel, depth, data, store_dir, client=None, backend=
 
 def depth_study(scale: str = "quick", data_dir=None, backend=None, client=None, progress=SILENT, folder=None,
                 kernels=None, depths=None) -> dict:
-    """The depth study at `scale` (`depth_scale`, with its `kernels` and `depths` where given). With `folder` (a results folder this run holds), the results
-    are saved there after every (kernel, depth), and the rows an earlier, unfinished run saved there are kept
-    and not computed again."""
+    """The depth study at `scale` (`depth_scale`, with its `kernels` and `depths` where given). With `folder` (a
+    results folder this run holds), the results are saved there after every (kernel, depth), and the rows an
+    earlier, unfinished run saved there are kept and not computed again."""
     plan = depth_scale(scale, kernels, depths)
     data = load_mnist(data_dir, train_size=plan["train_size"], test_size=plan["test_size"])
     majority, majority_acc = majority_accuracy(data.labels_train, data.labels_test)
@@ -396,8 +401,8 @@ class DepthResult(PlotResult):
 
         for row in data["rows"]:  # out of core: the iterative solves that stopped above their tolerance, and why
             if "solver_reports" in row:
-                label = KERNELS[row["kernel"]] + ("" if row["depth"] is None else f" at L = {row['depth']}")
-                lines += [f"warning: {line}" for line in unconverged_solves(row, row["flow_times"], label)]
+                lines += [f"warning: {line}" for line in
+                          unconverged_solves(row, row["flow_times"], unit_label(row["kernel"], row["depth"]))]
         if not self.complete:
             lines.append(f"unfinished: {len(data['rows'])} rows; rerun with --resume to complete it")
         return lines
