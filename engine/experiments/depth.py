@@ -240,22 +240,25 @@ def depth_unit_in_memory(kernel, depth, data, backend=None) -> dict:
 def store_collapse_measures(store, on_tile=None) -> dict:
     """The measures of `collapse_measures` that passes over a symmetric Gram store's upper tiles give (the
     eigenvalues are out of reach at N = 60,000: their entries are None); `on_tile(done, total)` as tiles are read
-    (three passes)."""
+    (the two passes of `normalised_moments`)."""
     diagonal = np.concatenate([np.diag(store.read(*store.slices(i, i))) for i in range(-(-store.shape[0] // store.tile))])
-    total, done = 3 * len(store.tiles()), [0]
+    tiles_per_pass = len(store.tiles())
+    done, frobenius = [0], [0.0]
 
     def tiles():
         for i, j in store.tiles():
             rows, cols = store.slices(i, j)
-            yield rows, cols, store.read(rows, cols), 1 if i == j else 2
+            block, weight = store.read(rows, cols), 1 if i == j else 2
+            if done[0] < tiles_per_pass:  # tr(K²) on the first pass, which reads every tile anyway
+                frobenius[0] += weight * float(np.sum(block * block))
+            yield rows, cols, block, weight
             done[0] += 1
             if on_tile:
-                on_tile(done[0], total)
+                on_tile(done[0], 2 * tiles_per_pass)
 
     mean, spread = normalised_moments(tiles, diagonal)
-    frobenius = sum(weight * float(np.sum(block * block)) for _, _, block, weight in tiles())
     return {"spread": spread, "one_minus_mean": 1.0 - mean,
-            "effective_rank": float(np.sum(diagonal) ** 2 / frobenius), "entropy_rank": None, "resolved": None,
+            "effective_rank": float(np.sum(diagonal) ** 2 / frobenius[0]), "entropy_rank": None, "resolved": None,
             "condition": None, "condition_is_lower_bound": None, "mean_diagonal": float(np.mean(diagonal))}
 
 
