@@ -316,10 +316,8 @@ def depth_study(scale: str = "quick", data_dir=None, backend=None, client=None, 
            "kernels": list(plan["kernels"]), "C_L": C_L, "flow_time": FLOW_TIME, "majority_class": majority,
            "majority_accuracy": majority_acc, "inverse_norm_vote_class": vote, "inverse_norm_vote_accuracy": vote_acc,
            "targets": "one-hot, class = argmax of the 10 outputs",
-           "out_of_core": plan["out_of_core"], "rows": [], "complete": False}
-    earlier = DepthResult.load(folder) if folder is not None else None
-    if earlier is not None and not earlier.data.get("complete", True):
-        out["rows"] = list(earlier.data["rows"])
+           "out_of_core": plan["out_of_core"], "rows": DepthResult.unfinished_parts(folder),
+           "complete": False}
     done = {(row["kernel"], row["depth"]) for row in out["rows"]}
     todo = units(plan["kernels"], plan["depths"])
     if plan["out_of_core"]:  # inside the results folder, so its record lists the stores (--overwrite removes them)

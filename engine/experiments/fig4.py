@@ -31,10 +31,7 @@ def fig4(scale: str = "small", data_dir=None, backend=None, on_step=None, folder
     spec = MLP(d_in, 10, depth, C_L)
     every = 2 * -(-len(data.X_train) // BATCH_SIZE)  # evaluate every two epochs, for the accuracy curves
     out = {"experiment": "fig4", "scale": scale, "reduced": reduced, "note": data.note, "depth": depth,
-           "runs": [], "complete": False}
-    earlier = Fig4Result.load(folder) if folder is not None else None
-    if earlier is not None and not earlier.complete:
-        out["runs"] = earlier.parts
+           "runs": Fig4Result.unfinished_parts(folder), "complete": False}
     kept = {run["run"] for run in out["runs"]}
     plan = [("paper init", "paper", None)] + [(f"kaiming-uniform lr={lr:g}", "kaiming-uniform", lr)
                                               for lr in KAIMING_LEARNING_RATES]

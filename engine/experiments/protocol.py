@@ -111,6 +111,17 @@ class Result:
         result.loaded = True
         return result
 
+    @classmethod
+    def unfinished_parts(cls, folder: str | None) -> list:
+        """The parts that an interrupted run of a checkpointing experiment saved in `folder`, for this run to keep
+        and not compute again: none where there is no folder, no saved result, or a complete one.
+
+        Raises:
+            FileFormatError: the results file is damaged.
+        """
+        earlier = cls.load(folder) if folder is not None else None
+        return earlier.parts if earlier is not None and not earlier.complete else []
+
 
 class PlotResult(Result):
     """A Result drawn by a builder of `deepntk.engine.experiments.figures` that takes the result's data: `figure_builder` names it

@@ -59,10 +59,8 @@ def table1(scale: str = "small", data_dir=None, backend=None, on_step=None, max_
     rows, sizes, reduced = table1_rows(scale)
     wanted = check_networks(networks)
     check_max_steps(max_steps)
-    out = {"experiment": "table1", "scale": scale, "reduced": reduced, "rows": [], "complete": False}
-    earlier = Table1Result.load(folder) if folder is not None else None
-    if earlier is not None and not earlier.complete:
-        out["rows"] = earlier.parts
+    out = {"experiment": "table1", "scale": scale, "reduced": reduced, "rows": Table1Result.unfinished_parts(folder),
+           "complete": False}
     kept = {row["run"] for row in out["rows"]}
     for name, layout, spec, lr, epochs, dtype, task in rows:
         if network_slug(name) not in wanted or name in kept:
